@@ -1,0 +1,1 @@
+"""The query API (FastAPI): readings, sensors and platform health over HTTP."""

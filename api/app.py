@@ -1,0 +1,143 @@
+"""FastAPI application. Resources live in the lifespan and reach handlers via
+``request.app.state``; nothing is global."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel
+
+from sensornet.catalogue import Catalogue, load_catalogue
+from sensornet.influx import InfluxClient, check_identifier, rows
+from sensornet.registry.store import DeviceInfo, get_device, open_registry
+from sensornet.settings import Settings
+
+from api import problems
+from api.problems import Problem
+
+MAX_RANGE_ROWS = 10_000
+
+
+class QuantityValue(BaseModel):
+    value: float | int | bool | str | None
+    unit: str
+
+
+class Reading(BaseModel):
+    time: datetime
+    values: dict[str, QuantityValue]
+
+
+class SensorReadings(BaseModel):
+    sensor_id: str
+    type: str
+    subdistrict: str
+    readings: list[Reading]
+
+
+class Health(BaseModel):
+    status: str
+    broker: bool
+    influxdb: bool
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        password = settings.influx_password.get_secret_value() if settings.influx_password else None
+        async with (
+            InfluxClient(settings.influx_url, settings.influx_db, username=settings.influx_user,
+                         password=password, timeout_s=settings.influx_timeout_s) as influx,
+            open_registry(settings.registry_database_url) as registry,
+        ):
+            app.state.influx = influx
+            app.state.registry = registry
+            app.state.catalogue = load_catalogue()
+            yield
+
+    app = FastAPI(
+        title="Sensornet city sensor API",
+        version="0.1.0",
+        description="Readings, sensors and platform health of the city perception network.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+
+    @app.get("/health", response_model=Health)
+    async def health(request: Request) -> Health:
+        influx: InfluxClient = request.app.state.influx
+        broker = await _tcp_reachable(settings.mqtt_host, settings.mqtt_port)
+        influx_ok = await influx.ping()
+        return Health(status="ok" if broker and influx_ok else "degraded", broker=broker,
+                      influxdb=influx_ok)
+
+    @app.get("/sensors/{sensor_id}/latest", response_model=SensorReadings)
+    async def latest(request: Request, sensor_id: str) -> SensorReadings:
+        device = await _device(request, sensor_id)
+        q = (f'SELECT * FROM "{check_identifier(device.type)}" WHERE "sensor_id" = $sensor_id '
+             "ORDER BY time DESC LIMIT 1")
+        series = await request.app.state.influx.query(q, {"sensor_id": sensor_id})
+        return _readings(request.app.state.catalogue, device, rows(series))
+
+    @app.get("/sensors/{sensor_id}/readings", response_model=SensorReadings)
+    async def readings(
+        request: Request,
+        sensor_id: str,
+        start: Annotated[datetime, Query(description="RFC 3339, inclusive")],
+        end: Annotated[datetime | None, Query(description="RFC 3339, inclusive; default now")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_RANGE_ROWS)] = 1000,
+    ) -> SensorReadings:
+        device = await _device(request, sensor_id)
+        end = end or datetime.now(UTC)
+        if start.tzinfo is None or end.tzinfo is None:
+            raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
+        if end < start:
+            raise Problem(422, "Empty range", "end is before start")
+        q = (f'SELECT * FROM "{check_identifier(device.type)}" WHERE "sensor_id" = $sensor_id '
+             "AND time >= $start AND time <= $end ORDER BY time ASC LIMIT $limit")
+        params = {"sensor_id": sensor_id, "start": start.isoformat(), "end": end.isoformat(),
+                  "limit": limit}
+        series = await request.app.state.influx.query(q, params)
+        return _readings(request.app.state.catalogue, device, rows(series))
+
+    return app
+
+
+async def _tcp_reachable(host: str, port: int) -> bool:
+    try:
+        async with asyncio.timeout(1.0):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _device(request: Request, sensor_id: str) -> DeviceInfo:
+    device = await get_device(request.app.state.registry, sensor_id)
+    if device is None:
+        raise Problem(404, "Unknown sensor", f"no sensor {sensor_id!r} in the registry")
+    return device
+
+
+def _readings(catalogue: Catalogue, device: DeviceInfo, found: list[dict[str, Any]]) -> SensorReadings:
+    quantities = catalogue.get(device.type).quantities
+    out = []
+    for row in found:
+        values = {k: QuantityValue(value=v, unit=quantities[k].unit)
+                  for k, v in row.items() if k in quantities and v is not None}
+        ns = int(row["time"])
+        at = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
+        out.append(Reading(time=at, values=values))
+    return SensorReadings(sensor_id=device.id, type=device.type, subdistrict=device.subdistrict,
+                          readings=out)

@@ -1,0 +1,1 @@
+"""The ingester: MQTT -> decode -> validate/enrich -> InfluxDB, acknowledging after write."""

@@ -1,0 +1,42 @@
+"""Dead letters: every refused reading is written to InfluxDB (measurement
+``dead_letter``) in the same batch as the good ones, so it is acknowledged only once
+it is durable, and queryable by device, reason and time."""
+
+from __future__ import annotations
+
+import base64
+
+from sensornet.lineprotocol import encode_point
+from sensornet.registry.store import SENSOR_ID
+
+from ingest.pipeline import Reject
+
+DEAD_LETTER_MEASUREMENT = "dead_letter"
+MAX_KEPT_PAYLOAD = 64 * 1024
+
+
+def safe_device_tag(device_id: str | None) -> str:
+    """A hostile id must not become a tag: only registry-shaped ids are used as tags."""
+    if device_id and SENSOR_ID.match(device_id):
+        return device_id
+    return "_invalid"
+
+
+def printable(text: str, limit: int = 500) -> str:
+    cleaned = "".join(c if c.isprintable() and c != "\\" else "?" for c in text[:limit])
+    return cleaned or "?"
+
+
+def dead_letter_line(reject: Reject, ts_ns: int) -> str:
+    fields: dict[str, str | int] = {
+        "detail": printable(reject.detail),
+        "topic": printable(reject.topic),
+        "payload_b64": base64.b64encode(reject.payload[:MAX_KEPT_PAYLOAD]).decode(),
+        "payload_bytes": len(reject.payload),
+    }
+    if reject.device_id is not None:
+        fields["device_raw"] = printable(reject.device_id, 200)
+    if reject.seq is not None:
+        fields["seq"] = reject.seq
+    tags = {"device": safe_device_tag(reject.device_id), "reason": reject.reason}
+    return encode_point(DEAD_LETTER_MEASUREMENT, tags, fields, ts_ns)

@@ -1,0 +1,106 @@
+"""MQTT 5 subscription with acknowledgement after the write, on gmqtt.
+
+gmqtt is the fastest asyncio MQTT 5 client we measured (docs/decisions.md), but it either
+acks on receipt or acks when a per-message coroutine returns, which costs a task per
+message. This shim takes the packet id instead and lets the pipeline send PUBACKs itself,
+in one socket write per batch, once the batch is durable. Acks for messages that arrived
+on an earlier connection are dropped: the broker redelivers those, and the rewrite is
+idempotent (same series, same timestamp).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import gmqtt
+
+log = logging.getLogger(__name__)
+
+_PUBACK = struct.Struct("!BBH")
+
+
+@dataclass(slots=True)
+class InboundMessage:
+    topic: str
+    payload: bytes
+    mid: int | None  # None for QoS 0: nothing to acknowledge
+    connection: object  # the connection it arrived on; acks go only to that one
+
+
+class MqttSource:
+    """Persistent QoS 1 session: fixed client id, clean start off, session expiry set."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str,
+        password: str,
+        topic_filters: Sequence[str],
+        on_message: Callable[[InboundMessage], None],
+        session_expiry_s: int,
+        receive_maximum: int,
+    ) -> None:
+        self._host, self._port = host, port
+        self._filters = list(topic_filters)
+        self._deliver = on_message
+        self.connected_once = False
+        self._client = gmqtt.Client(
+            client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            session_expiry_interval=session_expiry_s,
+            receive_maximum=receive_maximum,
+        )
+        self._client.set_auth_credentials(username, password)
+        self._client.on_message = self._on_qos0
+        handler = self._client._package_handler
+        handler._handle_qos_1_publish_packet = self._on_qos1
+
+    def _on_qos1(self, mid: int, payload: bytes, topic: str, properties: Any) -> None:
+        self._deliver(InboundMessage(topic, payload, mid, self._client._connection))
+
+    def _on_qos0(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        self._deliver(InboundMessage(topic, payload, None, None))
+        return 0
+
+    async def __aenter__(self) -> Self:
+        await self._client.connect(self._host, self._port, keepalive=30)
+        for topic_filter in self._filters:
+            self._client.subscribe(gmqtt.Subscription(topic_filter, qos=1))
+        self.connected_once = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._client.is_connected:
+            await self._client.disconnect()
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._client.is_connected)
+
+    def ack(self, messages: Sequence[InboundMessage]) -> int:
+        """PUBACK every QoS 1 message in one write; returns how many could not be acked
+        because their connection is gone (the broker will redeliver them)."""
+        current = self._client._connection
+        packets = bytearray()
+        stale = 0
+        for m in messages:
+            if m.mid is None:
+                continue
+            if m.connection is not current or current is None:
+                stale += 1
+                continue
+            packets += _PUBACK.pack(0x40, 2, m.mid)
+        if packets and current is not None and not current.is_closing():
+            current.send_package(bytes(packets))
+        return stale

@@ -1,0 +1,1 @@
+"""Core of the city sensor network platform: what every part shares."""

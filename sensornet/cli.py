@@ -1,0 +1,163 @@
+"""``sensornet``: the one front door for every job. Output for machines is JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from sensornet.errors import SensornetError
+from sensornet.settings import Settings
+
+app = typer.Typer(help="City sensor network platform: broker, ingest, API, simulator.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+services_app = typer.Typer(help="Run a real Mosquitto and InfluxDB as local processes.",
+                           no_args_is_help=True)
+app.add_typer(services_app, name="services")
+console = Console(stderr=True)
+
+StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from env/.env with CLI flags (non-None) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _run(coro: Any) -> None:
+    try:
+        asyncio.run(coro)
+    except SensornetError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+@services_app.command("up")
+def services_up(state_dir: StateDir = None, install: bool = True) -> None:
+    """Start the broker and InfluxDB (installing the Debian packages if missing)."""
+    from sensornet.services import ensure_binaries, platform_services
+
+    settings = settings_from(state_dir=state_dir)
+    try:
+        ensure_binaries(install=install)
+        for service in platform_services(settings):
+            service.start()
+            console.print(f"{service.name}: up on {service.host}:{service.port} "
+                          f"(log {service.log_file})")
+        asyncio.run(_prepare(settings))
+    except SensornetError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+async def _prepare(settings: Settings) -> None:
+    from sensornet.runtime import prepare_storage
+
+    await prepare_storage(settings)
+
+
+@services_app.command("down")
+def services_down(state_dir: StateDir = None) -> None:
+    """Stop the broker and InfluxDB cleanly."""
+    from sensornet.services import platform_services
+
+    for service in platform_services(settings_from(state_dir=state_dir)):
+        service.stop()
+        console.print(f"{service.name}: stopped")
+
+
+@services_app.command("status")
+def services_status(state_dir: StateDir = None) -> None:
+    """Print one JSON line: each service, its pid, port and readiness."""
+    from sensornet.services import platform_services
+
+    out = {s.name: {"pid": s.pid(), "port": s.port, "ready": s.running() and s.ready()}
+           for s in platform_services(settings_from(state_dir=state_dir))}
+    typer.echo(json.dumps(out))
+
+
+@app.command()
+def ingest(
+    client_id: Annotated[str | None, typer.Option(help="Fixed MQTT client id")] = None,
+    verbose: bool = False,
+) -> None:
+    """Run one ingester until SIGINT/SIGTERM (then it writes and acks what is in flight)."""
+    from sensornet.runtime import run_ingester, stop_on_signals
+
+    _logging(verbose)
+    settings = settings_from(ingest_client_id=client_id)
+
+    async def main() -> None:
+        async with stop_on_signals() as stop:
+            await run_ingester(settings, stop)
+
+    _run(main())
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the query API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = settings_from(api_host=host, api_port=port)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+
+
+@app.command()
+def simulate(
+    sensors: Annotated[int, typer.Option(help="Fleet size")] = 100,
+    seed: int = 151,
+    interval_scale: Annotated[float, typer.Option(help="Multiply every interval")] = 1.0,
+    register: Annotated[bool, typer.Option(help="Upsert the fleet into the registry")] = True,
+    verbose: bool = False,
+) -> None:
+    """Run the live simulated district until SIGINT."""
+    from sensornet.runtime import default_fleet, register_fleet, run_simulator, stop_on_signals
+
+    _logging(verbose)
+    settings = settings_from()
+    fleet = default_fleet(sensors, seed)
+
+    async def main() -> None:
+        if register:
+            await register_fleet(settings, fleet)
+        async with stop_on_signals() as stop:
+            await run_simulator(settings, fleet, stop, interval_scale)
+
+    _run(main())
+
+
+@app.command()
+def demo(
+    sensors: Annotated[int, typer.Option(help="Simulated fleet size")] = 200,
+    state_dir: StateDir = None,
+    keep_services: Annotated[bool, typer.Option(help="Leave broker/InfluxDB running")] = False,
+) -> None:
+    """Everything at once: services, registry, ingester, API and a live district."""
+    from sensornet.demo import run_demo
+
+    settings = settings_from(state_dir=state_dir)
+    try:
+        run_demo(settings, sensors, keep_services=keep_services, console=console)
+    except SensornetError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,131 @@
+"""Payload decoding: bytes from MQTT to raw readings. Pure functions, no I/O.
+
+Accepted shapes (docs/payloads.md):
+  flat object          {"ts": 1732500000, "seq": 7, "pm25": 12.3, "pm10": 40}
+  ts + values          {"ts": "2026-11-25T10:00:00+08:00", "seq": 7, "values": {"pm25": 12.3}}
+  array                [<flat or ts+values object>, ...]
+  gateway pack         {"gw": "GW-1", "readings": [{"sensor": "AQ-1", <flat or ts+values>}, ...]}
+  SenML (RFC 8428)     [{"bn": "AQ-1/", "bt": 1732500000, "n": "pm25", "v": 12.3}, ...]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from sensornet.errors import PayloadError
+from sensornet.records import Decoded, ItemReject, RawReading
+from sensornet.senml import decode_senml
+from sensornet.timestamps import to_ns
+
+
+RESERVED_KEYS = frozenset({"ts", "seq", "values", "sensor"})
+MAX_READINGS_PER_MESSAGE = 10_000
+MAX_DEPTH = 4
+
+
+def parse_json(payload: bytes, max_bytes: int) -> Any:
+    if len(payload) > max_bytes:
+        raise PayloadError("oversize", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
+        raise PayloadError(reason, str(exc)[:200]) from exc
+
+
+def _depth(value: Any, limit: int) -> int:
+    if limit < 0:
+        return 1
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+def _seq(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**63:
+        raise PayloadError("bad_seq", f"seq must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _reading_from_object(obj: dict[str, Any], in_pack: bool) -> RawReading:
+    ts = obj.get("ts")
+    ts_ns = None if ts is None else to_ns(ts)
+    seq = _seq(obj.get("seq"))
+    sensor_id = obj.get("sensor")
+    if in_pack and (not isinstance(sensor_id, str) or not sensor_id):
+        raise PayloadError("bad_pack", "each pack reading needs a 'sensor' id string")
+    if not in_pack and sensor_id is not None:
+        raise PayloadError("bad_shape", "'sensor' belongs in gateway packs only")
+    if "values" in obj:
+        values = obj["values"]
+        if not isinstance(values, dict):
+            raise PayloadError("bad_shape", "'values' must be an object")
+        extra = [k for k in obj if k not in RESERVED_KEYS]
+        if extra:
+            raise PayloadError("bad_shape", f"unexpected keys beside 'values': {extra[:5]}")
+    else:
+        values = {k: v for k, v in obj.items() if k not in RESERVED_KEYS}
+    if not values:
+        raise PayloadError("no_values", "reading carries no values")
+    return RawReading(values=values, ts_ns=ts_ns, seq=seq, sensor_id=sensor_id)
+
+
+def _is_senml(items: list[Any]) -> bool:
+    return bool(items) and isinstance(items[0], dict) and any(
+        k in items[0] for k in ("bn", "n", "bt", "v", "vs", "vb", "vd")
+    ) and not any(k in items[0] for k in ("values", "ts"))
+
+
+def decode_payload(payload: bytes, *, max_bytes: int = 256 * 1024) -> Decoded:
+    """Decode one MQTT payload. A message-level fault (not JSON, too big, too deep) raises
+    ``PayloadError``; a bad item among several is returned in ``rejects``, so the good
+    readings of the same message are kept."""
+    doc = parse_json(payload, max_bytes)
+    if _depth(doc, MAX_DEPTH + 1) > MAX_DEPTH:
+        raise PayloadError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels")
+    if isinstance(doc, dict):
+        if "readings" in doc:
+            return _decode_items(_pack_items(doc), in_pack=True, base_ts=doc.get("ts"))
+        return Decoded([_reading_from_object(doc, in_pack=False)], [])
+    if isinstance(doc, list):
+        if len(doc) > MAX_READINGS_PER_MESSAGE:
+            raise PayloadError("too_many", f"{len(doc)} readings in one message")
+        if not doc:
+            raise PayloadError("no_values", "empty array")
+        if _is_senml(doc):
+            return Decoded(decode_senml(doc), [])
+        return _decode_items(doc, in_pack=False, base_ts=None)
+    raise PayloadError("bad_shape", f"payload is a JSON {type(doc).__name__}, not an object")
+
+
+def _pack_items(doc: dict[str, Any]) -> list[Any]:
+    readings = doc["readings"]
+    if not isinstance(readings, list) or not readings:
+        raise PayloadError("bad_pack", "'readings' must be a non-empty array")
+    if len(readings) > MAX_READINGS_PER_MESSAGE:
+        raise PayloadError("too_many", f"{len(readings)} readings in one pack")
+    return readings
+
+
+def _decode_items(items: list[Any], *, in_pack: bool, base_ts: Any) -> Decoded:
+    out = Decoded([], [])
+    for index, item in enumerate(items):
+        sensor = item.get("sensor") if isinstance(item, dict) else None
+        sensor_id = sensor if isinstance(sensor, str) else None
+        try:
+            if not isinstance(item, dict):
+                raise PayloadError("bad_shape", "array items must be objects")
+            reading = _reading_from_object(item, in_pack=in_pack)
+            if reading.ts_ns is None and base_ts is not None:
+                reading.ts_ns = to_ns(base_ts)
+        except PayloadError as exc:
+            out.rejects.append(ItemReject(index, sensor_id, exc))
+            continue
+        out.readings.append(reading)
+    return out

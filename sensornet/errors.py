@@ -1,0 +1,65 @@
+"""One exception hierarchy for the platform: catch ``SensornetError`` to catch ours."""
+
+from __future__ import annotations
+
+
+class SensornetError(Exception):
+    """Root of every error the platform raises on purpose."""
+
+
+class ConfigError(SensornetError):
+    """A setting is missing or inconsistent; the message names the variable."""
+
+
+class ServiceError(SensornetError):
+    """A local service (broker, InfluxDB) could not be installed, started or reached."""
+
+
+class PayloadError(SensornetError):
+    """A payload cannot be decoded; ``reason`` is a stable machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class LineProtocolError(SensornetError):
+    """A value cannot be written as InfluxDB line protocol (e.g. NaN, bad type)."""
+
+
+class InfluxError(SensornetError):
+    """InfluxDB refused or failed a request; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class InfluxFatalError(InfluxError):
+    """401/403/404 from InfluxDB: retrying cannot help, an operator must act."""
+
+
+class InfluxPartialWriteError(InfluxError):
+    """400 from /write: some lines were rejected, the others were stored."""
+
+
+class InfluxTooLargeError(InfluxError):
+    """413 from /write: the batch must be split."""
+
+
+class InfluxUnavailableError(InfluxError):
+    """5xx, timeout or connection failure: retry later, spool meanwhile."""
+
+
+class CatalogueError(SensornetError):
+    """A catalogue or district file is malformed; the message names file, entry and problem."""
+
+
+class UnknownSensorType(SensornetError):
+    """A sensor type id is not in the catalogue; the message lists the known ids."""
+
+
+class UnknownSubdistrict(SensornetError):
+    """A subdistrict id is not in the district; the message lists the known ids."""

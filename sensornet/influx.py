@@ -1,0 +1,174 @@
+"""Thin async client for InfluxDB's v1 ``/write`` and ``/query`` endpoints.
+
+These endpoints exist in InfluxDB 1.x, 2.x (v1 compatibility) and 3.x, so this one client
+serves every version (see DESIGN.md). Each HTTP status maps to one error class, so callers
+decide retry / split / spool / stop by type, not by parsing messages.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Mapping
+from typing import Any, Self
+
+import httpx
+import orjson
+
+from sensornet.errors import (
+    InfluxError,
+    InfluxFatalError,
+    InfluxPartialWriteError,
+    InfluxTooLargeError,
+    InfluxUnavailableError,
+)
+
+ParamValue = str | int | float | bool
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_identifier(name: str) -> str:
+    """Identifiers cannot be bound parameters in InfluxQL: allow only plain names."""
+    if not _IDENT.match(name):
+        raise InfluxError(f"invalid InfluxDB identifier {name!r}")
+    return name
+
+
+class InfluxClient:
+    """Owns one pooled HTTP connection set; use as ``async with InfluxClient(...)``."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        gzip_writes: bool = False,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.gzip_writes = gzip_writes
+        auth = (username, password or "") if username else None
+        self._http = httpx.AsyncClient(
+            base_url=self.url, auth=auth, timeout=timeout_s,
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            response = await self._http.get("/ping", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 204
+
+    async def create_database(self, name: str | None = None) -> None:
+        await self.query(f'CREATE DATABASE "{check_identifier(name or self.database)}"',
+                         method="POST")
+
+    async def drop_database(self, name: str) -> None:
+        await self.query(f'DROP DATABASE "{check_identifier(name)}"', method="POST")
+
+    async def write(
+        self,
+        body: bytes,
+        *,
+        database: str | None = None,
+        precision: str = "ns",
+        retention_policy: str | None = None,
+    ) -> None:
+        """Write line protocol; raises a typed ``InfluxError`` on anything but 204."""
+        params = {"db": database or self.database, "precision": precision}
+        if retention_policy:
+            params["rp"] = retention_policy
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip_writes:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            response = await self._http.post("/write", params=params, content=body,
+                                             headers=headers)
+        except httpx.TimeoutException as exc:
+            raise InfluxUnavailableError(f"InfluxDB at {self.url} timed out on /write") from exc
+        except httpx.TransportError as exc:
+            raise InfluxUnavailableError(
+                f"InfluxDB at {self.url} unreachable: {exc.__class__.__name__}"
+            ) from exc
+        if response.status_code != 204:
+            raise _status_error("/write", self.url, response)
+
+    async def query(
+        self,
+        q: str,
+        params: Mapping[str, ParamValue] | None = None,
+        *,
+        database: str | None = None,
+        epoch: str = "ns",
+        method: str = "GET",
+    ) -> list[dict[str, Any]]:
+        """Run InfluxQL with values bound as ``$name`` parameters; returns the series list
+        of the first statement (``[]`` when nothing matched)."""
+        data: dict[str, str] = {"q": q, "db": database or self.database, "epoch": epoch}
+        if params:
+            data["params"] = orjson.dumps(dict(params)).decode()
+        try:
+            if method == "GET":
+                response = await self._http.get("/query", params=data)
+            else:
+                response = await self._http.post("/query", data=data)
+        except httpx.TimeoutException as exc:
+            raise InfluxUnavailableError(f"InfluxDB at {self.url} timed out on /query") from exc
+        except httpx.TransportError as exc:
+            raise InfluxUnavailableError(
+                f"InfluxDB at {self.url} unreachable: {exc.__class__.__name__}"
+            ) from exc
+        if response.status_code != 200:
+            raise _status_error("/query", self.url, response)
+        results = orjson.loads(response.content).get("results", [])
+        if not results:
+            return []
+        first = results[0]
+        if "error" in first:
+            raise InfluxError(f"InfluxQL error: {first['error']}", 200, first["error"])
+        series: list[dict[str, Any]] = first.get("series", [])
+        return series
+
+
+def _status_error(endpoint: str, url: str, response: httpx.Response) -> InfluxError:
+    status = response.status_code
+    body = response.text[:2000]
+    where = f"InfluxDB at {url} answered {status} on {endpoint}"
+    if status == 400:
+        return InfluxPartialWriteError(f"{where}: {body}", status, body)
+    if status in (401, 403):
+        return InfluxFatalError(f"{where}: check SENSORNET_INFLUX_USER/PASSWORD", status, body)
+    if status == 404:
+        return InfluxFatalError(f"{where}: database missing? {body}", status, body)
+    if status == 413:
+        return InfluxTooLargeError(f"{where}: batch too large", status, body)
+    if status >= 500:
+        return InfluxUnavailableError(f"{where}: {body}", status, body)
+    return InfluxError(f"{where}: {body}", status, body)
+
+
+def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flatten InfluxDB series into row dicts (tags merged in)."""
+    out: list[dict[str, Any]] = []
+    for s in series:
+        columns = s["columns"]
+        tags = s.get("tags") or {}
+        for values in s.get("values", []):
+            row = dict(zip(columns, values, strict=True))
+            row.update(tags)
+            out.append(row)
+    return out

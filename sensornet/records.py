@@ -1,0 +1,34 @@
+"""Records passed between decoding, validation and storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sensornet.errors import PayloadError
+
+
+@dataclass(frozen=True, slots=True)
+class ItemReject:
+    """One reading of a multi-reading message that could not be decoded."""
+
+    index: int
+    sensor_id: str | None
+    error: PayloadError
+
+
+@dataclass(slots=True)
+class Decoded:
+    readings: list[RawReading]
+    rejects: list[ItemReject]
+
+
+@dataclass(slots=True)
+class RawReading:
+    """One device reading before validation; ``sensor_id`` is set only by packs."""
+
+    values: dict[str, Any]
+    ts_ns: int | None = None
+    seq: int | None = None
+    sensor_id: str | None = None
+

@@ -1,0 +1,98 @@
+"""Long-running parts wired from settings: used by the CLI, the demo, benchmarks and tests,
+so every entry point runs the same assembly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from sensornet.catalogue import load_catalogue
+from sensornet.district import load_district
+from sensornet.influx import InfluxClient
+from sensornet.registry.store import DeviceCache, DeviceInfo, open_registry, upsert_devices
+from sensornet.settings import Settings
+
+log = logging.getLogger("sensornet")
+
+
+def influx_client(settings: Settings) -> InfluxClient:
+    password = settings.influx_password.get_secret_value() if settings.influx_password else None
+    return InfluxClient(settings.influx_url, settings.influx_db, username=settings.influx_user,
+                        password=password, timeout_s=settings.influx_timeout_s)
+
+
+async def prepare_storage(settings: Settings) -> None:
+    """Create the database (idempotent) so the first write finds it."""
+    async with influx_client(settings) as influx:
+        await influx.create_database()
+
+
+async def run_ingester(settings: Settings, stop: asyncio.Event) -> None:
+    from ingest.service import Ingester
+
+    async with influx_client(settings) as influx, open_registry(
+        settings.registry_database_url
+    ) as registry:
+        ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
+        await ingester.run(stop)
+
+
+async def register_fleet(settings: Settings, fleet: Sequence[DeviceInfo]) -> int:
+    async with open_registry(settings.registry_database_url) as registry:
+        return await upsert_devices(registry, fleet)
+
+
+def default_fleet(count: int, seed: int = 151) -> list[DeviceInfo]:
+    from gateway_sim.fleet import build_fleet
+
+    return build_fleet(load_catalogue(), load_district(), count, seed=seed)
+
+
+async def run_simulator(
+    settings: Settings,
+    fleet: Sequence[DeviceInfo],
+    stop: asyncio.Event,
+    interval_scale: float = 1.0,
+) -> None:
+    from gateway_sim.publisher import LivePublisher
+
+    publisher = LivePublisher(
+        host=settings.mqtt_host, port=settings.mqtt_port, username=settings.mqtt_fleet_user,
+        password=settings.mqtt_fleet_password.get_secret_value(),
+        topic_prefix=settings.topic_prefix, fleet=fleet, catalogue=load_catalogue(),
+        interval_scale=interval_scale,
+    )
+    await publisher.run(stop)
+
+
+async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+                            log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    with contextlib.suppress(asyncio.CancelledError):
+        await stop.wait()
+    server.should_exit = True
+    await task
+
+
+@contextlib.asynccontextmanager
+async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
+    """An event set by SIGINT/SIGTERM, so every part can drain before exit."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,61 @@
+"""The one settings object. Every variable is ``SENSORNET_<NAME>`` (env or ``.env``);
+CLI flags override. ``docs/settings.md`` lists them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Platform settings; defaults run everything on one machine with no set-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSORNET_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    state_dir: Path = Field(Path(".state"), description="Where local services keep data/logs")
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    topic_prefix: str = Field("city/v1", description="Prefix of every device topic")
+    mqtt_ingest_user: str = "ingester"
+    mqtt_ingest_password: SecretStr = SecretStr("ingester-dev-secret")
+    mqtt_fleet_user: str = "simulator"
+    mqtt_fleet_password: SecretStr = SecretStr("simulator-dev-secret")
+    mqtt_max_queued_messages: int = Field(
+        2_000_000, description="Per-session broker queue: 1 h of 10k sensors at 1/min is 600k"
+    )
+
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_rpc_port: int = 8088
+    influx_db: str = "sensornet"
+    influx_user: str | None = None
+    influx_password: SecretStr | None = None
+    influx_timeout_s: float = 10.0
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
+    ingest_share_group: str = Field("ingest", description="MQTT 5 shared-subscription group")
+    ingest_session_expiry_s: int = 7 * 24 * 3600
+    ingest_batch_size: int = 5000
+    ingest_batch_interval_s: float = 0.25
+    ingest_receive_maximum: int = Field(
+        20_000, description="Unacked messages the broker may send us: the backpressure bound"
+    )
+
+    registry_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite in the state directory"
+    )
+
+    @property
+    def registry_database_url(self) -> str:
+        return self.registry_url or f"sqlite+aiosqlite:///{self.state_dir / 'registry.db'}"
+
+    @property
+    def influx_port(self) -> int:
+        return int(self.influx_url.rsplit(":", 1)[1].split("/")[0])

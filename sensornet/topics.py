@@ -1,0 +1,44 @@
+"""Topic layout, in one place. The device id is a topic level and equals the device's
+MQTT username, so one ACL pattern (``<prefix>/%u/#``) confines a device to its topics.
+
+    <prefix>/<device_id>/readings   readings of one sensor (QoS 1)
+    <prefix>/<device_id>/status     retained status, also the Last Will
+    <prefix>/<gateway_id>/pack      a gateway's pack carrying many sensors' readings
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TopicKind = Literal["readings", "status", "pack"]
+TOPIC_KINDS: tuple[TopicKind, ...] = ("readings", "status", "pack")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    device_id: str
+    kind: TopicKind
+
+
+def device_topic(prefix: str, device_id: str, kind: TopicKind) -> str:
+    return f"{prefix}/{device_id}/{kind}"
+
+
+def ingest_filters(prefix: str, share_group: str | None) -> list[str]:
+    """Topic filters the ingester subscribes to; shared when a group is given."""
+    filters = [f"{prefix}/+/readings", f"{prefix}/+/pack", f"{prefix}/+/status"]
+    if share_group:
+        return [f"$share/{share_group}/{f}" for f in filters]
+    return filters
+
+
+def parse_topic(prefix: str, topic: str) -> DeviceTopic | None:
+    """Split a device topic; ``None`` for anything outside the layout."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    rest = topic[len(prefix) + 1 :]
+    device_id, sep, kind = rest.rpartition("/")
+    if not sep or not device_id or "/" in device_id or kind not in TOPIC_KINDS:
+        return None
+    return DeviceTopic(device_id, kind)  # type: ignore[arg-type]

@@ -1,0 +1,97 @@
+"""Validation of decoded readings against the catalogue and the registry. Pure.
+
+Policy (docs/payloads.md): a reading is stored whole or rejected whole with one reason,
+so accounting stays per reading. A value outside the quantity's physically valid range
+is rejected (``out_of_range``); a value inside it but outside the typical range is a real
+if unusual observation and is stored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sensornet.catalogue import Catalogue, Quantity, SensorType
+from sensornet.lineprotocol import FieldValue
+from sensornet.records import RawReading
+from sensornet.registry.store import DeviceInfo
+
+MAX_FUTURE_NS = 5 * 60 * 10**9  # device clocks drift; more than this is a broken clock
+MAX_PAST_NS = 30 * 24 * 3600 * 10**9  # a gateway may replay a month-old buffer
+
+
+@dataclass(frozen=True, slots=True)
+class ValidReading:
+    device: DeviceInfo
+    sensor_type: SensorType
+    fields: dict[str, FieldValue]
+    ts_ns: int
+    seq: int | None
+
+    def tags(self) -> dict[str, str]:
+        return {"sensor_id": self.device.id, "subdistrict": self.device.subdistrict}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+def _coerce(q: Quantity, value: Any) -> FieldValue | Rejection:
+    kind = q.kind
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        return Rejection("wrong_type", f"{q.id} must be true/false, got {value!r:.40}")
+    if kind == "string":
+        if not isinstance(value, str):
+            return Rejection("wrong_type", f"{q.id} must be a string")
+        if q.allowed is not None and value not in q.allowed:
+            return Rejection("not_allowed", f"{q.id}={value!r:.40} not in {list(q.allowed)}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return Rejection("wrong_type", f"{q.id} must be a number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        return Rejection("not_finite", f"{q.id} is {value}")
+    number: FieldValue
+    if kind == "int":
+        if isinstance(value, float) and not value.is_integer():
+            return Rejection("wrong_type", f"{q.id} must be an integer, got {value}")
+        number = int(value)
+    else:
+        number = float(value)
+    if (q.min is not None and number < q.min) or (q.max is not None and number > q.max):
+        return Rejection("out_of_range", f"{q.id}={number} outside [{q.min}, {q.max}] {q.unit}")
+    return number
+
+
+def validate(
+    raw: RawReading,
+    device: DeviceInfo | None,
+    catalogue: Catalogue,
+    now_ns: int,
+    sensor_id: str,
+) -> ValidReading | Rejection:
+    if device is None:
+        return Rejection("unknown_sensor", f"sensor {sensor_id!r:.80} is not registered")
+    if not device.reporting:
+        return Rejection(f"sensor_{device.status}", f"sensor {device.id} is {device.status}")
+    sensor_type = catalogue.get(device.type)
+    ts_ns = now_ns if raw.ts_ns is None else raw.ts_ns
+    if ts_ns > now_ns + MAX_FUTURE_NS:
+        return Rejection("ts_future", f"timestamp {ts_ns} is ahead of the platform clock")
+    if ts_ns < now_ns - MAX_PAST_NS:
+        return Rejection("ts_past", f"timestamp {ts_ns} is older than the accepted window")
+    fields: dict[str, FieldValue] = {}
+    quantities = sensor_type.quantities
+    for key, value in raw.values.items():
+        q = quantities.get(key)
+        if q is None:
+            return Rejection("unknown_quantity", f"{key!r:.60} is not a quantity of {device.type}")
+        coerced = _coerce(q, value)
+        if isinstance(coerced, Rejection):
+            return coerced
+        fields[key] = coerced
+    return ValidReading(device, sensor_type, fields, ts_ns, raw.seq)

@@ -12,13 +12,12 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel
 
+from api import problems, queries
+from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
-from sensornet.influx import InfluxClient, check_identifier, rows
+from sensornet.influx import InfluxClient, rows
 from sensornet.registry.store import DeviceInfo, get_device, open_registry
 from sensornet.settings import Settings
-
-from api import problems
-from api.problems import Problem
 
 MAX_RANGE_ROWS = 10_000
 
@@ -53,8 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         password = settings.influx_password.get_secret_value() if settings.influx_password else None
         async with (
-            InfluxClient(settings.influx_url, settings.influx_db, username=settings.influx_user,
-                         password=password, timeout_s=settings.influx_timeout_s) as influx,
+            InfluxClient(
+                settings.influx_url,
+                settings.influx_db,
+                username=settings.influx_user,
+                password=password,
+                timeout_s=settings.influx_timeout_s,
+            ) as influx,
             open_registry(settings.registry_database_url) as registry,
         ):
             app.state.influx = influx
@@ -76,15 +80,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         influx: InfluxClient = request.app.state.influx
         broker = await _tcp_reachable(settings.mqtt_host, settings.mqtt_port)
         influx_ok = await influx.ping()
-        return Health(status="ok" if broker and influx_ok else "degraded", broker=broker,
-                      influxdb=influx_ok)
+        return Health(
+            status="ok" if broker and influx_ok else "degraded", broker=broker, influxdb=influx_ok
+        )
 
     @app.get("/sensors/{sensor_id}/latest", response_model=SensorReadings)
     async def latest(request: Request, sensor_id: str) -> SensorReadings:
         device = await _device(request, sensor_id)
-        q = (f'SELECT * FROM "{check_identifier(device.type)}" WHERE "sensor_id" = $sensor_id '
-             "ORDER BY time DESC LIMIT 1")
-        series = await request.app.state.influx.query(q, {"sensor_id": sensor_id})
+        series = await request.app.state.influx.query(
+            queries.sensor_latest(device.type), {"sensor_id": sensor_id}
+        )
         return _readings(request.app.state.catalogue, device, rows(series))
 
     @app.get("/sensors/{sensor_id}/readings", response_model=SensorReadings)
@@ -92,7 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request: Request,
         sensor_id: str,
         start: Annotated[datetime, Query(description="RFC 3339, inclusive")],
-        end: Annotated[datetime | None, Query(description="RFC 3339, inclusive; default now")] = None,
+        end: Annotated[
+            datetime | None, Query(description="RFC 3339, inclusive; default now")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_RANGE_ROWS)] = 1000,
     ) -> SensorReadings:
         device = await _device(request, sensor_id)
@@ -101,11 +108,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
         if end < start:
             raise Problem(422, "Empty range", "end is before start")
-        q = (f'SELECT * FROM "{check_identifier(device.type)}" WHERE "sensor_id" = $sensor_id '
-             "AND time >= $start AND time <= $end ORDER BY time ASC LIMIT $limit")
-        params = {"sensor_id": sensor_id, "start": start.isoformat(), "end": end.isoformat(),
-                  "limit": limit}
-        series = await request.app.state.influx.query(q, params)
+        params = {
+            "sensor_id": sensor_id,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "limit": limit,
+        }
+        series = await request.app.state.influx.query(queries.sensor_range(device.type), params)
         return _readings(request.app.state.catalogue, device, rows(series))
 
     return app
@@ -130,14 +139,20 @@ async def _device(request: Request, sensor_id: str) -> DeviceInfo:
     return device
 
 
-def _readings(catalogue: Catalogue, device: DeviceInfo, found: list[dict[str, Any]]) -> SensorReadings:
+def _readings(
+    catalogue: Catalogue, device: DeviceInfo, found: list[dict[str, Any]]
+) -> SensorReadings:
     quantities = catalogue.get(device.type).quantities
     out = []
     for row in found:
-        values = {k: QuantityValue(value=v, unit=quantities[k].unit)
-                  for k, v in row.items() if k in quantities and v is not None}
+        values = {
+            k: QuantityValue(value=v, unit=quantities[k].unit)
+            for k, v in row.items()
+            if k in quantities and v is not None
+        }
         ns = int(row["time"])
         at = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
         out.append(Reading(time=at, values=values))
-    return SensorReadings(sensor_id=device.id, type=device.type, subdistrict=device.subdistrict,
-                          readings=out)
+    return SensorReadings(
+        sensor_id=device.id, type=device.type, subdistrict=device.subdistrict, readings=out
+    )

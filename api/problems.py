@@ -19,8 +19,14 @@ class Problem(Exception):
 
 
 def _response(status: int, title: str, detail: str, instance: str, **extra: object) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "instance": instance, **extra}
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 

@@ -11,9 +11,18 @@ from sensornet.district import District, Subdistrict
 from sensornet.registry.store import DeviceInfo
 
 _ID_PREFIX = {
-    "air_quality": "AQ", "noise": "NS", "waterlogging": "WL", "manhole_cover": "MH",
-    "smoke": "SM", "traffic_flow": "TF", "parking": "PK", "street_light": "SL",
-    "waste_bin": "WB", "structural": "ST", "weather": "WX", "water_quality": "WQ",
+    "air_quality": "AQ",
+    "noise": "NS",
+    "waterlogging": "WL",
+    "manhole_cover": "MH",
+    "smoke": "SM",
+    "traffic_flow": "TF",
+    "parking": "PK",
+    "street_light": "SL",
+    "waste_bin": "WB",
+    "structural": "ST",
+    "weather": "WX",
+    "water_quality": "WQ",
 }
 
 
@@ -50,6 +59,9 @@ def build_fleet(
         area = rng.choice(list(_areas_for(sensor_type.placement, areas)))
         lat, lon = _place(rng, area)
         prefix = _ID_PREFIX.get(type_id, type_id[:2].upper())
-        fleet.append(DeviceInfo(f"{prefix}-{district.id.upper()[:2]}{i:05d}", type_id, area.id,
-                                lat, lon, "active"))
+        fleet.append(
+            DeviceInfo(
+                f"{prefix}-{district.id.upper()[:2]}{i:05d}", type_id, area.id, lat, lon, "active"
+            )
+        )
     return fleet

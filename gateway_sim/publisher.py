@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 import gmqtt
 import orjson
 
+from gateway_sim.signals import value_for
 from sensornet.catalogue import Catalogue
 from sensornet.lineprotocol import FieldValue
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import device_topic
-
-from gateway_sim.signals import value_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +67,9 @@ class LivePublisher:
         await self._client.connect(self._host, self._port, keepalive=30)
         try:
             now = time.time()
-            queue = [(now + self._rng.uniform(0, self._first_within), i)
-                     for i in range(len(self._fleet))]
+            queue = [
+                (now + self._rng.uniform(0, self._first_within), i) for i in range(len(self._fleet))
+            ]
             heapq.heapify(queue)
             seqs = [0] * len(self._fleet)
             while queue and not stop.is_set():
@@ -95,8 +95,9 @@ class LivePublisher:
         device = self._fleet[i]
         sensor_type = self._catalogue.get(device.type)
         ts_ms = time.time_ns() // 1_000_000
-        values = {q.id: value_for(device.id, q, ts_ms / 1000)
-                  for q in sensor_type.quantities.values()}
+        values = {
+            q.id: value_for(device.id, q, ts_ms / 1000) for q in sensor_type.quantities.values()
+        }
         payload = orjson.dumps({"ts": ts_ms, "seq": seq, **values})
         self._client.publish(device_topic(self._prefix, device.id, "readings"), payload, qos=1)
         self.stats.sent += 1

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import base64
 
+from ingest.pipeline import Reject
 from sensornet.lineprotocol import encode_point
 from sensornet.registry.store import SENSOR_ID
-
-from ingest.pipeline import Reject
 
 DEAD_LETTER_MEASUREMENT = "dead_letter"
 MAX_KEPT_PAYLOAD = 64 * 1024

@@ -10,6 +10,7 @@ idempotent (same series, same timestamp).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable, Sequence
@@ -60,6 +61,9 @@ class MqttSource:
         )
         self._client.set_auth_credentials(username, password)
         self._client.on_message = self._on_qos0
+        self._client.on_subscribe = self._on_subscribe
+        self._subacks = 0
+        self._subscribed = asyncio.Event()
         handler = self._client._package_handler
         handler._handle_qos_1_publish_packet = self._on_qos1
 
@@ -70,10 +74,20 @@ class MqttSource:
         self._deliver(InboundMessage(topic, payload, None, None))
         return 0
 
+    def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
+        if any(code >= 0x80 for code in qos):
+            log.error("subscription refused by the broker (codes %s): check the ACL", qos)
+            return
+        self._subacks += 1
+        if self._subacks >= len(self._filters):
+            self._subscribed.set()
+
     async def __aenter__(self) -> Self:
         await self._client.connect(self._host, self._port, keepalive=30)
         for topic_filter in self._filters:
             self._client.subscribe(gmqtt.Subscription(topic_filter, qos=1))
+        async with asyncio.timeout(10):
+            await self._subscribed.wait()
         self.connected_once = True
         return self
 

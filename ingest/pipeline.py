@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ingest.mqtt_source import InboundMessage
 from sensornet.catalogue import Catalogue
 from sensornet.codec import decode_payload
 from sensornet.errors import LineProtocolError, PayloadError
@@ -13,8 +14,6 @@ from sensornet.lineprotocol import encode_point
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import parse_topic
 from sensornet.validation import Rejection, ValidReading, validate
-
-from ingest.mqtt_source import InboundMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +52,9 @@ class Pipeline:
     def _process_one(self, m: InboundMessage, now_ns: int, out: BatchResult) -> None:
         parsed = parse_topic(self.topic_prefix, m.topic)
         if parsed is None:
-            out.rejects.append(Reject(None, "bad_topic", "topic outside the layout", m.topic,
-                                      m.payload))
+            out.rejects.append(
+                Reject(None, "bad_topic", "topic outside the layout", m.topic, m.payload)
+            )
             return
         if parsed.kind == "status":
             out.status.append((parsed.device_id, m.payload))
@@ -62,42 +62,72 @@ class Pipeline:
         try:
             decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
         except PayloadError as exc:
-            out.rejects.append(Reject(parsed.device_id, exc.reason, exc.detail, m.topic,
-                                      m.payload))
+            out.rejects.append(Reject(parsed.device_id, exc.reason, exc.detail, m.topic, m.payload))
             return
         for item in decoded.rejects:
-            out.rejects.append(Reject(item.sensor_id or parsed.device_id, item.error.reason,
-                                      item.error.detail, m.topic, m.payload))
+            out.rejects.append(
+                Reject(
+                    item.sensor_id or parsed.device_id,
+                    item.error.reason,
+                    item.error.detail,
+                    m.topic,
+                    m.payload,
+                )
+            )
         is_pack = parsed.kind == "pack"
         for raw in decoded.readings:
             sensor_id = raw.sensor_id or parsed.device_id
             if not is_pack and raw.sensor_id not in (None, parsed.device_id):
-                out.rejects.append(Reject(parsed.device_id, "foreign_sensor",
-                                          f"reading names {raw.sensor_id!r:.80} on the topic of "
-                                          f"{parsed.device_id}", m.topic, m.payload, raw.seq))
+                out.rejects.append(
+                    Reject(
+                        parsed.device_id,
+                        "foreign_sensor",
+                        f"reading names {raw.sensor_id!r:.80} on the topic of {parsed.device_id}",
+                        m.topic,
+                        m.payload,
+                        raw.seq,
+                    )
+                )
                 continue
             if is_pack and raw.sensor_id is None:
-                out.rejects.append(Reject(parsed.device_id, "bad_pack",
-                                          "pack reading without a sensor id", m.topic,
-                                          m.payload, raw.seq))
+                out.rejects.append(
+                    Reject(
+                        parsed.device_id,
+                        "bad_pack",
+                        "pack reading without a sensor id",
+                        m.topic,
+                        m.payload,
+                        raw.seq,
+                    )
+                )
                 continue
             device = self.lookup(sensor_id)
             if is_pack and device is not None and device.gateway_id not in (None, parsed.device_id):
-                out.rejects.append(Reject(sensor_id, "foreign_gateway",
-                                          f"{sensor_id} is attached to {device.gateway_id}, "
-                                          f"not {parsed.device_id}", m.topic, m.payload, raw.seq))
+                out.rejects.append(
+                    Reject(
+                        sensor_id,
+                        "foreign_gateway",
+                        f"{sensor_id} is attached to {device.gateway_id}, not {parsed.device_id}",
+                        m.topic,
+                        m.payload,
+                        raw.seq,
+                    )
+                )
                 continue
             result = validate(raw, device, self.catalogue, now_ns, sensor_id)
             if isinstance(result, Rejection):
-                out.rejects.append(Reject(sensor_id, result.reason, result.detail, m.topic,
-                                          m.payload, raw.seq))
+                out.rejects.append(
+                    Reject(sensor_id, result.reason, result.detail, m.topic, m.payload, raw.seq)
+                )
                 continue
             try:
-                line = encode_point(result.sensor_type.measurement, result.tags(), result.fields,
-                                    result.ts_ns)
+                line = encode_point(
+                    result.sensor_type.measurement, result.tags(), result.fields, result.ts_ns
+                )
             except LineProtocolError as exc:
-                out.rejects.append(Reject(sensor_id, "unencodable", str(exc), m.topic,
-                                          m.payload, raw.seq))
+                out.rejects.append(
+                    Reject(sensor_id, "unencodable", str(exc), m.topic, m.payload, raw.seq)
+                )
                 continue
             out.lines.append(line)
             out.stored.append(result)

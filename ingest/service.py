@@ -10,6 +10,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ingest.deadletter import dead_letter_line
+from ingest.mqtt_source import InboundMessage, MqttSource
+from ingest.pipeline import Pipeline, Reject
 from sensornet.catalogue import Catalogue
 from sensornet.errors import (
     InfluxFatalError,
@@ -22,10 +25,6 @@ from sensornet.lineprotocol import encode_lines
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
-
-from ingest.deadletter import dead_letter_line
-from ingest.mqtt_source import InboundMessage, MqttSource
-from ingest.pipeline import Pipeline, Reject
 
 log = logging.getLogger("sensornet.ingest")
 
@@ -65,18 +64,24 @@ class Ingester:
     def source(self) -> MqttSource:
         s = self.settings
         return MqttSource(
-            host=s.mqtt_host, port=s.mqtt_port, client_id=s.ingest_client_id,
-            username=s.mqtt_ingest_user, password=s.mqtt_ingest_password.get_secret_value(),
+            host=s.mqtt_host,
+            port=s.mqtt_port,
+            client_id=s.ingest_client_id,
+            username=s.mqtt_ingest_user,
+            password=s.mqtt_ingest_password.get_secret_value(),
             topic_filters=ingest_filters(s.topic_prefix, s.ingest_share_group or None),
-            on_message=self._on_message, session_expiry_s=s.ingest_session_expiry_s,
+            on_message=self._on_message,
+            session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_receive_maximum,
         )
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set, then write and ack what is in flight."""
         await self.devices.refresh(force=True)
         async with self.source() as source:
-            log.info("ingester %s connected", self.settings.ingest_client_id)
+            log.info("ingester %s subscribed", self.settings.ingest_client_id)
+            if ready is not None:
+                ready.set()
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.ingest_batch_interval_s):
@@ -102,8 +107,12 @@ class Ingester:
         self.stats.stored += len(result.stored) - len(dead)
         for reject in result.rejects:
             self.stats.rejected[reject.reason] += 1
-            log.info("reject device=%.64r reason=%s detail=%.200s", reject.device_id,
-                     reject.reason, reject.detail)
+            log.info(
+                "reject device=%.64r reason=%s detail=%.200s",
+                reject.device_id,
+                reject.reason,
+                reject.detail,
+            )
         self.stats.batches += 1
         source.ack(batch)
 
@@ -144,4 +153,4 @@ class Ingester:
             )
 
 
-__all__ = ["Ingester", "IngestStats", "Reject"]
+__all__ = ["IngestStats", "Ingester", "Reject"]

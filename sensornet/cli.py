@@ -14,10 +14,14 @@ from rich.console import Console
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
 
-app = typer.Typer(help="City sensor network platform: broker, ingest, API, simulator.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-services_app = typer.Typer(help="Run a real Mosquitto and InfluxDB as local processes.",
-                           no_args_is_help=True)
+app = typer.Typer(
+    help="City sensor network platform: broker, ingest, API, simulator.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+services_app = typer.Typer(
+    help="Run a real Mosquitto and InfluxDB as local processes.", no_args_is_help=True
+)
 app.add_typer(services_app, name="services")
 console = Console(stderr=True)
 
@@ -30,8 +34,10 @@ def settings_from(**overrides: Any) -> Settings:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
 
 
 def _run(coro: Any) -> None:
@@ -52,8 +58,9 @@ def services_up(state_dir: StateDir = None, install: bool = True) -> None:
         ensure_binaries(install=install)
         for service in platform_services(settings):
             service.start()
-            console.print(f"{service.name}: up on {service.host}:{service.port} "
-                          f"(log {service.log_file})")
+            console.print(
+                f"{service.name}: up on {service.host}:{service.port} (log {service.log_file})"
+            )
         asyncio.run(_prepare(settings))
     except SensornetError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -81,8 +88,10 @@ def services_status(state_dir: StateDir = None) -> None:
     """Print one JSON line: each service, its pid, port and readiness."""
     from sensornet.services import platform_services
 
-    out = {s.name: {"pid": s.pid(), "port": s.port, "ready": s.running() and s.ready()}
-           for s in platform_services(settings_from(state_dir=state_dir))}
+    out = {
+        s.name: {"pid": s.pid(), "port": s.port, "ready": s.running() and s.ready()}
+        for s in platform_services(settings_from(state_dir=state_dir))
+    }
     typer.echo(json.dumps(out))
 
 

@@ -19,7 +19,6 @@ from sensornet.records import Decoded, ItemReject, RawReading
 from sensornet.senml import decode_senml
 from sensornet.timestamps import to_ns
 
-
 RESERVED_KEYS = frozenset({"ts", "seq", "values", "sensor"})
 MAX_READINGS_PER_MESSAGE = 10_000
 MAX_DEPTH = 4
@@ -77,9 +76,12 @@ def _reading_from_object(obj: dict[str, Any], in_pack: bool) -> RawReading:
 
 
 def _is_senml(items: list[Any]) -> bool:
-    return bool(items) and isinstance(items[0], dict) and any(
-        k in items[0] for k in ("bn", "n", "bt", "v", "vs", "vb", "vd")
-    ) and not any(k in items[0] for k in ("values", "ts"))
+    return (
+        bool(items)
+        and isinstance(items[0], dict)
+        and any(k in items[0] for k in ("bn", "n", "bt", "v", "vs", "vb", "vd"))
+        and not any(k in items[0] for k in ("values", "ts"))
+    )
 
 
 def decode_payload(payload: bytes, *, max_bytes: int = 256 * 1024) -> Decoded:

@@ -55,7 +55,7 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
             f"  latest        curl {base}/sensors/{sample}/latest\n"
             f"  readings      curl '{base}/sensors/{sample}/readings?start=2026-01-01T00:00:00Z'\n"
         )
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for task, result in zip(tasks, results, strict=True):

@@ -52,7 +52,9 @@ class InfluxClient:
         self.gzip_writes = gzip_writes
         auth = (username, password or "") if username else None
         self._http = httpx.AsyncClient(
-            base_url=self.url, auth=auth, timeout=timeout_s,
+            base_url=self.url,
+            auth=auth,
+            timeout=timeout_s,
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
         )
 
@@ -73,8 +75,9 @@ class InfluxClient:
         return response.status_code == 204
 
     async def create_database(self, name: str | None = None) -> None:
-        await self.query(f'CREATE DATABASE "{check_identifier(name or self.database)}"',
-                         method="POST")
+        await self.query(
+            f'CREATE DATABASE "{check_identifier(name or self.database)}"', method="POST"
+        )
 
     async def drop_database(self, name: str) -> None:
         await self.query(f'DROP DATABASE "{check_identifier(name)}"', method="POST")
@@ -96,8 +99,7 @@ class InfluxClient:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            response = await self._http.post("/write", params=params, content=body,
-                                             headers=headers)
+            response = await self._http.post("/write", params=params, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise InfluxUnavailableError(f"InfluxDB at {self.url} timed out on /write") from exc
         except httpx.TransportError as exc:

@@ -38,6 +38,8 @@ def escape_measurement(name: str) -> str:
 def escape_name(kind: str, name: str) -> str:
     """Escape a tag key, tag value or field key."""
     _check_name(kind, name)
+    if name == "time" and kind != "tag value":
+        raise LineProtocolError(f"{kind} 'time' is reserved by InfluxDB (it drops or refuses it)")
     return name.translate(_NAME_ESCAPES)
 
 
@@ -71,6 +73,9 @@ def encode_point(
     """One line, without the trailing newline. Tags are sorted (InfluxDB's fast path)."""
     if not fields:
         raise LineProtocolError(f"point of {measurement!r} has no fields")
+    clash = tags.keys() & fields.keys()
+    if clash:
+        raise LineProtocolError(f"names used as tag and field at once: {sorted(clash)}")
     head = escape_measurement(measurement)
     tag_part = "".join(
         f",{escape_name('tag key', k)}={escape_name('tag value', v)}"

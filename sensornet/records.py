@@ -31,4 +31,3 @@ class RawReading:
     ts_ns: int | None = None
     seq: int | None = None
     sensor_id: str | None = None
-

@@ -19,8 +19,13 @@ log = logging.getLogger("sensornet")
 
 def influx_client(settings: Settings) -> InfluxClient:
     password = settings.influx_password.get_secret_value() if settings.influx_password else None
-    return InfluxClient(settings.influx_url, settings.influx_db, username=settings.influx_user,
-                        password=password, timeout_s=settings.influx_timeout_s)
+    return InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=settings.influx_user,
+        password=password,
+        timeout_s=settings.influx_timeout_s,
+    )
 
 
 async def prepare_storage(settings: Settings) -> None:
@@ -29,14 +34,17 @@ async def prepare_storage(settings: Settings) -> None:
         await influx.create_database()
 
 
-async def run_ingester(settings: Settings, stop: asyncio.Event) -> None:
+async def run_ingester(
+    settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
     from ingest.service import Ingester
 
-    async with influx_client(settings) as influx, open_registry(
-        settings.registry_database_url
-    ) as registry:
+    async with (
+        influx_client(settings) as influx,
+        open_registry(settings.registry_database_url) as registry,
+    ):
         ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
-        await ingester.run(stop)
+        await ingester.run(stop, ready)
 
 
 async def register_fleet(settings: Settings, fleet: Sequence[DeviceInfo]) -> int:
@@ -59,23 +67,39 @@ async def run_simulator(
     from gateway_sim.publisher import LivePublisher
 
     publisher = LivePublisher(
-        host=settings.mqtt_host, port=settings.mqtt_port, username=settings.mqtt_fleet_user,
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.mqtt_fleet_user,
         password=settings.mqtt_fleet_password.get_secret_value(),
-        topic_prefix=settings.topic_prefix, fleet=fleet, catalogue=load_catalogue(),
+        topic_prefix=settings.topic_prefix,
+        fleet=fleet,
+        catalogue=load_catalogue(),
         interval_scale=interval_scale,
     )
     await publisher.run(stop)
 
 
-async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+async def run_api(
+    settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
     import uvicorn
 
     from api.app import create_app
 
-    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
+    if ready is not None:
+        # uvicorn offers no started event to wait on
+        while not server.started and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        ready.set()
     with contextlib.suppress(asyncio.CancelledError):
         await stop.wait()
     server.should_exit = True

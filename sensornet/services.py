@@ -22,8 +22,12 @@ from pathlib import Path
 from sensornet.errors import ServiceError
 from sensornet.settings import Settings
 
-DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "mosquitto_passwd": "mosquitto",
-                   "mosquitto_pub": "mosquitto-clients", "influxd": "influxdb"}
+DEBIAN_PACKAGES = {
+    "mosquitto": "mosquitto",
+    "mosquitto_passwd": "mosquitto",
+    "mosquitto_pub": "mosquitto-clients",
+    "influxd": "influxdb",
+}
 
 
 def find_binary(name: str) -> str | None:
@@ -59,6 +63,26 @@ def _port_open(host: str, port: int) -> bool:
     return False
 
 
+def _alive(pid: int) -> bool:
+    """True while the process runs; reaps it if it is our exited child (no zombies)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 @dataclass
 class LocalService:
     """One detached server process with a pid file, a log file and a readiness probe."""
@@ -68,7 +92,6 @@ class LocalService:
     host: str = "127.0.0.1"
     port: int = 0
     start_timeout_s: float = 30.0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def pid_file(self) -> Path:
@@ -92,15 +115,7 @@ class LocalService:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
-            return None  # our own child exited (zombie reaped by poll)
-        return pid
+        return pid if _alive(pid) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -117,11 +132,15 @@ class LocalService:
         self.home.mkdir(parents=True, exist_ok=True)
         self.configure()
         with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.home,
+            proc = subprocess.Popen(
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.home,
             )
-        self.pid_file.write_text(str(self._proc.pid))
+        self.pid_file.write_text(str(proc.pid))
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -130,11 +149,17 @@ class LocalService:
             if self.ready():
                 return
             if not self.running():
-                tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+                tail = (
+                    self.log_file.read_text(errors="replace")[-2000:]
+                    if self.log_file.exists()
+                    else ""
+                )
                 raise ServiceError(f"{self.name} exited during start; log {self.log_file}:\n{tail}")
             time.sleep(0.05)
-        raise ServiceError(f"{self.name} not ready on {self.host}:{self.port} after "
-                           f"{self.start_timeout_s:.0f}s; see {self.log_file}")
+        raise ServiceError(
+            f"{self.name} not ready on {self.host}:{self.port} after "
+            f"{self.start_timeout_s:.0f}s; see {self.log_file}"
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> None:
         pid = self.pid()
@@ -151,9 +176,6 @@ class LocalService:
                 os.kill(pid, signal.SIGKILL)
             while self.running():
                 time.sleep(0.05)
-        if self._proc is not None:
-            self._proc.wait()
-            self._proc = None
         self.pid_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
@@ -183,8 +205,17 @@ class Mosquitto(LocalService):
         passwd = self.home / "passwd"
         passwd.write_text("")
         for user, password in self.users.items():
-            subprocess.run([find_binary("mosquitto_passwd") or "mosquitto_passwd", "-b",
-                            str(passwd), user, password], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    find_binary("mosquitto_passwd") or "mosquitto_passwd",
+                    "-b",
+                    str(passwd),
+                    user,
+                    password,
+                ],
+                check=True,
+                capture_output=True,
+            )
         passwd.chmod(0o600)
         (self.home / "acl").write_text(self.acl)
         self.config_file.write_text(
@@ -195,7 +226,7 @@ user {getpass.getuser()}
 listener {self.port} {self.host}
 allow_anonymous false
 password_file {passwd}
-acl_file {self.home / 'acl'}
+acl_file {self.home / "acl"}
 persistence true
 persistence_location {data}/
 autosave_interval {self.autosave_interval_s}
@@ -241,11 +272,11 @@ class InfluxDB(LocalService):
 reporting-disabled = true
 bind-address = "{self.host}:{self.rpc_port}"
 [meta]
-  dir = "{self.home / 'meta'}"
+  dir = "{self.home / "meta"}"
   logging-enabled = false
 [data]
-  dir = "{self.home / 'data'}"
-  wal-dir = "{self.home / 'wal'}"
+  dir = "{self.home / "data"}"
+  wal-dir = "{self.home / "wal"}"
   index-version = "tsi1"
   query-log-enabled = false
   max-series-per-database = 0
@@ -285,20 +316,26 @@ pattern write {prefix}/%u/status
 """
 
 
-def platform_services(
-    settings: Settings, home: Path | None = None
-) -> tuple[Mosquitto, InfluxDB]:
+def platform_services(settings: Settings, home: Path | None = None) -> tuple[Mosquitto, InfluxDB]:
     """The broker and InfluxDB this settings object describes, under its state dir."""
     root = (home or settings.state_dir).resolve()
     broker = Mosquitto(
-        name="mosquitto", home=root / "mosquitto", host=settings.mqtt_host,
+        name="mosquitto",
+        home=root / "mosquitto",
+        host=settings.mqtt_host,
         port=settings.mqtt_port,
-        users={settings.mqtt_ingest_user: settings.mqtt_ingest_password.get_secret_value(),
-               settings.mqtt_fleet_user: settings.mqtt_fleet_password.get_secret_value()},
-        acl=broker_acl(settings.topic_prefix, settings.mqtt_ingest_user,
-                       settings.mqtt_fleet_user),
+        users={
+            settings.mqtt_ingest_user: settings.mqtt_ingest_password.get_secret_value(),
+            settings.mqtt_fleet_user: settings.mqtt_fleet_password.get_secret_value(),
+        },
+        acl=broker_acl(settings.topic_prefix, settings.mqtt_ingest_user, settings.mqtt_fleet_user),
         max_queued_messages=settings.mqtt_max_queued_messages,
     )
-    influx = InfluxDB(name="influxd", home=root / "influxdb", host="127.0.0.1",
-                      port=settings.influx_port, rpc_port=settings.influx_rpc_port)
+    influx = InfluxDB(
+        name="influxd",
+        home=root / "influxdb",
+        host="127.0.0.1",
+        port=settings.influx_port,
+        rpc_port=settings.influx_rpc_port,
+    )
     return broker, influx

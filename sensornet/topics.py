@@ -41,4 +41,4 @@ def parse_topic(prefix: str, topic: str) -> DeviceTopic | None:
     device_id, sep, kind = rest.rpartition("/")
     if not sep or not device_id or "/" in device_id or kind not in TOPIC_KINDS:
         return None
-    return DeviceTopic(device_id, kind)  # type: ignore[arg-type]
+    return DeviceTopic(device_id, kind)

@@ -62,8 +62,9 @@ async def open_registry(url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def _info(row: Sensor) -> DeviceInfo:
-    return DeviceInfo(row.id, row.type, row.subdistrict, row.lat, row.lon, row.status,
-                      row.gateway_id)
+    return DeviceInfo(
+        row.id, row.type, row.subdistrict, row.lat, row.lon, row.status, row.gateway_id
+    )
 
 
 async def upsert_devices(engine: AsyncEngine, devices: Iterable[DeviceInfo]) -> int:
@@ -75,8 +76,17 @@ async def upsert_devices(engine: AsyncEngine, devices: Iterable[DeviceInfo]) -> 
         for d in devices:
             row = existing.get(d.id)
             if row is None:
-                session.add(Sensor(id=d.id, type=d.type, subdistrict=d.subdistrict, lat=d.lat,
-                                   lon=d.lon, status=d.status, gateway_id=d.gateway_id))
+                session.add(
+                    Sensor(
+                        id=d.id,
+                        type=d.type,
+                        subdistrict=d.subdistrict,
+                        lat=d.lat,
+                        lon=d.lon,
+                        status=d.status,
+                        gateway_id=d.gateway_id,
+                    )
+                )
                 changed += 1
             elif _info(row) != d:
                 row.type, row.subdistrict, row.lat, row.lon = d.type, d.subdistrict, d.lat, d.lon

@@ -1,0 +1,83 @@
+"""Fixtures start the real Mosquitto and InfluxDB on free ports: never mocks.
+
+InfluxDB (slow to start) is shared by the session, each test gets its own database;
+Mosquitto (fast) is started per test, so no session or queue leaks between tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sensornet.influx import InfluxClient
+from sensornet.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
+from sensornet.settings import Settings
+
+INGEST_PASSWORD = "ingest-test-pw"
+FLEET_PASSWORD = "fleet-test-pw"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # A run that collects nothing must fail loudly, never pass as "0 tests".
+    if not session.items and not session.config.option.collectonly:
+        raise pytest.UsageError("no tests collected")
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    ensure_binaries()
+    service = InfluxDB(
+        name="influxd",
+        home=tmp_path_factory.mktemp("influxdb"),
+        port=free_port(),
+        rpc_port=free_port(),
+    )
+    service.start()
+    yield service
+    service.stop()
+
+
+def make_broker(home: Path, port: int | None = None, prefix: str = "city/v1") -> Mosquitto:
+    return Mosquitto(
+        name="mosquitto",
+        home=home,
+        port=port or free_port(),
+        users={"ingester": INGEST_PASSWORD, "simulator": FLEET_PASSWORD},
+        acl=broker_acl(prefix, "ingester", "simulator"),
+        autosave_interval_s=1,
+    )
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    service = make_broker(tmp_path / "mosquitto")
+    service.start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, influxd: InfluxDB, broker: Mosquitto) -> Settings:
+    return Settings(
+        state_dir=tmp_path,
+        mqtt_port=broker.port,
+        mqtt_ingest_password=INGEST_PASSWORD,  # type: ignore[arg-type]
+        mqtt_fleet_password=FLEET_PASSWORD,  # type: ignore[arg-type]
+        influx_url=f"http://127.0.0.1:{influxd.port}",
+        influx_db=f"t_{uuid.uuid4().hex[:12]}",
+        ingest_client_id=f"ingester-{uuid.uuid4().hex[:6]}",
+        ingest_batch_interval_s=0.05,
+        api_port=free_port(),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def influx(settings: Settings) -> AsyncIterator[InfluxClient]:
+    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        await client.create_database()
+        yield client
+        await client.drop_database(settings.influx_db)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 
+import orjson
+
 from ingest.pipeline import Reject
 from sensornet.lineprotocol import encode_point
 from sensornet.registry.store import SENSOR_ID
@@ -39,3 +41,27 @@ def dead_letter_line(reject: Reject, ts_ns: int) -> str:
         fields["seq"] = reject.seq
     tags = {"device": safe_device_tag(reject.device_id), "reason": reject.reason}
     return encode_point(DEAD_LETTER_MEASUREMENT, tags, fields, ts_ns)
+
+
+STATUS_MEASUREMENT = "device_status"
+STATES = frozenset({"online", "offline"})
+
+
+def status_line(device_id: str, payload: bytes, ts_ns: int) -> str:
+    """A device's status message (or its Last Will) as a point; plain text or
+    ``{"state": ...}``. Anything else is kept as state ``unknown``."""
+    text = payload[:200].decode("utf-8", errors="replace").strip()
+    if text.startswith("{"):
+        try:
+            state = str(orjson.loads(payload).get("state", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            state = ""
+    else:
+        state = text
+    state = state if state in STATES else "unknown"
+    return encode_point(
+        STATUS_MEASUREMENT,
+        {"sensor_id": safe_device_tag(device_id)},
+        {"state": state, "raw": printable(text, 200)},
+        ts_ns,
+    )

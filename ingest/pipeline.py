@@ -57,7 +57,18 @@ class Pipeline:
             )
             return
         if parsed.kind == "status":
-            out.status.append((parsed.device_id, m.payload))
+            if self.lookup(parsed.device_id) is None:
+                out.rejects.append(
+                    Reject(
+                        parsed.device_id,
+                        "unknown_sensor",
+                        "status of an unregistered device",
+                        m.topic,
+                        m.payload,
+                    )
+                )
+            else:
+                out.status.append((parsed.device_id, m.payload))
             return
         try:
             decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)

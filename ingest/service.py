@@ -1,41 +1,27 @@
-"""The ingester's run loop: batches by count and time, writes, then acknowledges."""
+"""The ingester's run loop: batch by count and time, make durable, then acknowledge."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
-from ingest.deadletter import dead_letter_line
+from ingest.deadletter import dead_letter_line, status_line
+from ingest.metrics import IngestStats, platform_lines
 from ingest.mqtt_source import InboundMessage, MqttSource
 from ingest.pipeline import Pipeline, Reject
+from ingest.spool import Spool
+from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
-from sensornet.errors import (
-    InfluxFatalError,
-    InfluxPartialWriteError,
-    InfluxTooLargeError,
-    InfluxUnavailableError,
-)
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
+from sensornet.validation import ValidReading
 
 log = logging.getLogger("sensornet.ingest")
-
-
-@dataclass
-class IngestStats:
-    received_messages: int = 0
-    stored: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    batches: int = 0
-    write_errors: Counter[str] = field(default_factory=Counter)
 
 
 class Ingester:
@@ -51,12 +37,20 @@ class Ingester:
         self.settings = settings
         self.influx = influx
         self.devices = devices
-        self.pipeline = Pipeline(catalogue, devices.get, settings.topic_prefix)
+        self.pipeline = Pipeline(
+            catalogue, devices.get, settings.topic_prefix, settings.ingest_max_payload_bytes
+        )
         self.stats = IngestStats()
+        self.spool = Spool(
+            settings.state_dir / "spool" / settings.ingest_client_id, settings.spool_max_bytes
+        )
         self._pending: list[InboundMessage] = []
+        self._arrivals: list[float] = []
         self._batch_ready = asyncio.Event()
 
     def _on_message(self, message: InboundMessage) -> None:
+        if not self._pending:
+            self._arrivals.append(time.monotonic())
         self._pending.append(message)
         if len(self._pending) >= self.settings.ingest_batch_size:
             self._batch_ready.set()
@@ -78,79 +72,106 @@ class Ingester:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set, then write and ack what is in flight."""
         await self.devices.refresh(force=True)
-        async with self.source() as source:
-            log.info("ingester %s subscribed", self.settings.ingest_client_id)
-            if ready is not None:
-                ready.set()
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.ingest_batch_interval_s):
-                        await self._batch_ready.wait()
-                await self.flush(source)
-            await self.flush(source)
+        writer = DurableWriter(self.influx, self.spool, self.stats, stop)
+        side_tasks = [
+            asyncio.create_task(writer.replay_forever(), name="spool-replay"),
+            asyncio.create_task(self._report_forever(stop), name="platform-stats"),
+        ]
+        try:
+            async with self.source() as source:
+                log.info("ingester %s subscribed", self.settings.ingest_client_id)
+                if ready is not None:
+                    ready.set()
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.settings.ingest_batch_interval_s):
+                            await self._batch_ready.wait()
+                    await self.flush(source, writer)
+                await self.flush(source, writer)  # drain: write and ack what is in flight
+        except WriteAborted as exc:
+            log.warning("stopped with unacknowledged readings (the broker keeps them): %s", exc)
+        finally:
+            for task in side_tasks:
+                task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
+            await self._report()
 
-    async def flush(self, source: MqttSource) -> None:
+    async def flush(self, source: MqttSource, writer: DurableWriter) -> None:
         batch, self._pending = self._pending, []
+        first_arrival = self._arrivals[0] if self._arrivals else time.monotonic()
+        self._arrivals.clear()
         self._batch_ready.clear()
         if not batch:
             return
+        started = time.monotonic()
+        if self.stats.first_message_at is None:
+            self.stats.first_message_at = time.time()
         await self.devices.refresh()
         now_ns = time.time_ns()
         result = self.pipeline.process(batch, now_ns)
         lines = result.lines + [
             dead_letter_line(r, now_ns + i) for i, r in enumerate(result.rejects)
         ]
-        dead = await self._write_durably(lines)
-        for line in dead:
-            log.warning("influx refused line reason=influx_rejected line=%.200s", line)
-        self.stats.received_messages += len(batch)
-        self.stats.stored += len(result.stored) - len(dead)
+        lines += [status_line(device, payload, now_ns) for device, payload in result.status]
+        refused = [i for i in await writer.write(lines) if i < len(result.lines)]
+        if refused:
+            await self._dead_letter_refused(writer, result.lines, refused, result.stored, now_ns)
+        stats = self.stats
+        stats.received_messages += len(batch)
+        stats.received_readings += len(result.stored) + len(result.rejects)
+        stats.stored += len(result.stored) - len(refused)
         for reject in result.rejects:
-            self.stats.rejected[reject.reason] += 1
+            stats.rejected[reject.reason] += 1
             log.info(
                 "reject device=%.64r reason=%s detail=%.200s",
                 reject.device_id,
                 reject.reason,
                 reject.detail,
             )
-        self.stats.batches += 1
+        stats.batches += 1
         source.ack(batch)
+        done = time.monotonic()
+        stats.batch_latency_s = done - started
+        stats.lag_s = done - first_arrival
 
-    async def _write_durably(self, lines: list[str]) -> list[str]:
-        """Write until InfluxDB has every line it will accept; returns refused lines."""
-        if not lines:
-            return []
-        delay = 0.2
-        while True:
-            try:
-                return await self._write_isolating(lines)
-            except InfluxUnavailableError as exc:
-                self.stats.write_errors["unavailable"] += 1
-                log.warning("influx unavailable, retrying in %.1fs: %s", delay, exc)
-            except InfluxFatalError as exc:
-                self.stats.write_errors["fatal"] += 1
-                log.error("influx refuses writes, operator action needed: %s", exc)
-                delay = max(delay, 30.0)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 30.0)
+    async def _dead_letter_refused(
+        self,
+        writer: DurableWriter,
+        lines: list[str],
+        refused: list[int],
+        stored: list[ValidReading],
+        now_ns: int,
+    ) -> None:
+        """Lines InfluxDB refused (e.g. a field type conflict) become dead letters too."""
+        letters = []
+        for n, i in enumerate(refused):
+            reading = stored[i]
+            reject = Reject(
+                reading.device.id,
+                "influx_rejected",
+                "InfluxDB refused the line",
+                "(batch)",
+                lines[i].encode(),
+                reading.seq,
+            )
+            letters.append(dead_letter_line(reject, now_ns + 1_000_000 + n))
+            self.stats.rejected["influx_rejected"] += 1
+        await writer.write(letters)
 
-    async def _write_isolating(self, lines: list[str]) -> list[str]:
-        """400 keeps the good lines and names none of the bad: bisect to find them.
-        413 splits the batch. Rewriting accepted lines is idempotent."""
+    async def _report_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.ingest_report_interval_s):
+                    await stop.wait()
+            await self._report()
+
+    async def _report(self) -> None:
+        """Platform figures into InfluxDB; best effort, they are not readings."""
+        lines = platform_lines(self.stats, self.settings.ingest_client_id)
         try:
             await self.influx.write(encode_lines(lines))
-            return []
-        except (InfluxPartialWriteError, InfluxTooLargeError) as exc:
-            if isinstance(exc, InfluxPartialWriteError):
-                self.stats.write_errors["partial"] += 1
-            if len(lines) == 1:
-                if isinstance(exc, InfluxTooLargeError):
-                    raise
-                return lines
-            half = len(lines) // 2
-            return await self._write_isolating(lines[:half]) + await self._write_isolating(
-                lines[half:]
-            )
+        except Exception as exc:
+            log.debug("platform stats not written: %s", exc)
 
 
-__all__ = ["IngestStats", "Ingester", "Reject"]
+__all__ = ["IngestStats", "Ingester"]

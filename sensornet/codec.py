@@ -10,6 +10,7 @@ Accepted shapes (docs/payloads.md):
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -28,10 +29,42 @@ def parse_json(payload: bytes, max_bytes: int) -> Any:
     if len(payload) > max_bytes:
         raise PayloadError("oversize", f"payload of {len(payload)} bytes exceeds {max_bytes}")
     try:
-        return orjson.loads(payload)
+        doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
         raise PayloadError(reason, str(exc)[:200]) from exc
+    if _depth(doc, MAX_DEPTH + 1) > MAX_DEPTH:
+        raise PayloadError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels")
+    # orjson keeps the last of duplicate keys silently. Every key is followed by a colon,
+    # so when the colons equal the keys parsed there can be none (the common case, cheap);
+    # otherwise (colons inside strings, e.g. RFC 3339 times) check with the slower parser.
+    if payload.count(b":") != _count_keys(doc):
+        try:
+            json.loads(payload, object_pairs_hook=_no_duplicates)
+        except _DuplicateKeyError as exc:
+            raise PayloadError("duplicate_key", f"key {exc.args[0]!r:.60} appears twice") from exc
+    return doc
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(key)
+        seen[key] = value
+    return seen
+
+
+def _count_keys(value: Any) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_count_keys(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_keys(v) for v in value)
+    return 0
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -89,8 +122,6 @@ def decode_payload(payload: bytes, *, max_bytes: int = 256 * 1024) -> Decoded:
     ``PayloadError``; a bad item among several is returned in ``rejects``, so the good
     readings of the same message are kept."""
     doc = parse_json(payload, max_bytes)
-    if _depth(doc, MAX_DEPTH + 1) > MAX_DEPTH:
-        raise PayloadError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels")
     if isinstance(doc, dict):
         if "readings" in doc:
             return _decode_items(_pack_items(doc), in_pack=True, base_ts=doc.get("ts"))

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         20_000, description="Unacked messages the broker may send us: the backpressure bound"
     )
 
+    ingest_max_payload_bytes: int = Field(256 * 1024, description="Larger payloads are refused")
+    ingest_report_interval_s: float = Field(
+        10.0, description="How often platform figures are written to InfluxDB"
+    )
+    ingest_metrics_port: int = Field(0, description="Prometheus /metrics port; 0 turns it off")
+    spool_max_bytes: int = Field(
+        2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
+    )
+
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )

@@ -112,6 +112,9 @@ def test_senml_relative_time_is_relative_to_now() -> None:
         (b'{"seq": -1, "a": 1}', "bad_seq"),
         (b'{"sensor": "X", "a": 1}', "bad_shape"),
         (b"x" * 300_000, "oversize"),
+        (b'{"pm25": 1, "pm25": 2}', "duplicate_key"),
+        (b"[" * 1000 + b"]" * 1000, "too_deep"),
+        (b'{"ts": "2024-11-25T02:00:00Z", "values": {"a": 1, "a": 2}}', "duplicate_key"),
     ],
 )
 def test_malformed_payloads_raise_with_a_reason(payload: bytes, reason: str) -> None:

@@ -1,0 +1,127 @@
+"""The ingester's figures: one stats object, exposed two ways — Prometheus text on
+``/metrics`` and points in InfluxDB (``platform_ingest``, ``platform_rejects``) so the
+operations view can chart platform health next to the data."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sensornet.lineprotocol import encode_point
+
+_P = "sensornet_ingest_"
+
+
+@dataclass
+class IngestStats:
+    received_messages: int = 0
+    received_readings: int = 0
+    stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    spooled: int = 0
+    replayed: int = 0
+    write_errors: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    batch_latency_s: float = 0.0
+    lag_s: float = 0.0
+    spool_bytes: int = 0
+    spool_readings: int = 0
+    spool_near_full: bool = False
+    influx_refusing: bool = False
+    first_message_at: float | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+class StatsCollector(Collector):
+    """Reads ``IngestStats`` at scrape time: no second set of counters to keep in step."""
+
+    def __init__(self, stats: IngestStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        for name, value, doc in (
+            ("received_messages", s.received_messages, "MQTT messages received"),
+            ("received_readings", s.received_readings, "Readings received (stored + rejected)"),
+            ("stored", s.stored, "Readings stored in InfluxDB or the spool"),
+            ("spooled", s.spooled, "Readings written to the disk spool"),
+            ("replayed", s.replayed, "Spooled readings replayed into InfluxDB"),
+            ("batches", s.batches, "Batches written"),
+        ):
+            yield CounterMetricFamily(_P + name, doc, value=value)
+        rejected = CounterMetricFamily(_P + "rejected", "Readings rejected", labels=["reason"])
+        for reason, count in sorted(s.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        errors = CounterMetricFamily(_P + "influx_errors", "InfluxDB write errors", labels=["kind"])
+        for kind, count in sorted(s.write_errors.items()):
+            errors.add_metric([kind], count)
+        yield errors
+        gauges: tuple[tuple[str, float, str], ...] = (
+            ("batch_latency_seconds", s.batch_latency_s, "Last batch: receive to ack"),
+            ("lag_seconds", s.lag_s, "Last batch: oldest message arrival to durable"),
+            ("spool_bytes", s.spool_bytes, "Bytes waiting in the spool"),
+            ("spool_readings", s.spool_readings, "Readings waiting in the spool"),
+            ("spool_near_full", int(s.spool_near_full), "1 when the spool is over 80% full"),
+            ("influx_refusing", int(s.influx_refusing), "1 while InfluxDB refuses (401/403/404)"),
+        )
+        for name, level, doc in gauges:
+            yield GaugeMetricFamily(_P + name, doc, value=level)
+
+
+@contextlib.contextmanager
+def serve_metrics(stats: IngestStats, port: int, host: str = "127.0.0.1") -> Iterator[None]:
+    """Prometheus ``/metrics`` on ``port`` (0: off) for as long as the ingester runs."""
+    if not port:
+        yield
+        return
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(StatsCollector(stats))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None) -> list[str]:
+    """The stats as InfluxDB points (the contract the dashboards and API read)."""
+    ts = now_ns or time.time_ns()
+    tags = {"ingester": ingester}
+    lines = [
+        encode_point(
+            "platform_ingest",
+            tags,
+            {
+                "received_messages": stats.received_messages,
+                "received_readings": stats.received_readings,
+                "stored": stats.stored,
+                "rejected": stats.rejected_total,
+                "spooled": stats.spooled,
+                "replayed": stats.replayed,
+                "write_errors": sum(stats.write_errors.values()),
+                "spool_bytes": stats.spool_bytes,
+                "spool_readings": stats.spool_readings,
+                "batch_latency_ms": stats.batch_latency_s * 1000,
+                "lag_ms": stats.lag_s * 1000,
+            },
+            ts,
+        )
+    ]
+    lines += [
+        encode_point("platform_rejects", {**tags, "reason": reason}, {"count": count}, ts)
+        for reason, count in sorted(stats.rejected.items())
+    ]
+    return lines

@@ -74,6 +74,7 @@ class StatsCollector(Collector):
             ("spool_readings", s.spool_readings, "Readings waiting in the spool"),
             ("spool_near_full", int(s.spool_near_full), "1 when the spool is over 80% full"),
             ("influx_refusing", int(s.influx_refusing), "1 while InfluxDB refuses (401/403/404)"),
+            ("first_message_timestamp_seconds", s.first_message_at or 0.0, "Epoch of 1st message"),
         )
         for name, level, doc in gauges:
             yield GaugeMetricFamily(_P + name, doc, value=level)

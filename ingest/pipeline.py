@@ -131,9 +131,12 @@ class Pipeline:
                     Reject(sensor_id, result.reason, result.detail, m.topic, m.payload, raw.seq)
                 )
                 continue
+            fields = result.fields
+            if result.seq is not None:  # stored, so losses can be counted from InfluxDB alone
+                fields = {**fields, "seq": result.seq}
             try:
                 line = encode_point(
-                    result.sensor_type.measurement, result.tags(), result.fields, result.ts_ns
+                    result.sensor_type.measurement, result.tags(), fields, result.ts_ns
                 )
             except LineProtocolError as exc:
                 out.rejects.append(

@@ -82,12 +82,19 @@ class Ingester:
                 log.info("ingester %s subscribed", self.settings.ingest_client_id)
                 if ready is not None:
                     ready.set()
+                in_flight: list[asyncio.Task[None]] = []
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.ingest_batch_interval_s):
                             await self._batch_ready.wait()
-                    await self.flush(source, writer)
-                await self.flush(source, writer)  # drain: write and ack what is in flight
+                    in_flight = [t for t in in_flight if not t.done()]
+                    if len(in_flight) >= self.settings.ingest_writes_in_flight:
+                        await in_flight[0]
+                    previous = in_flight[-1] if in_flight else None
+                    in_flight.append(asyncio.create_task(self.flush(source, writer, previous)))
+                # drain: write and ack what is in flight
+                in_flight.append(asyncio.create_task(self.flush(source, writer, None)))
+                await asyncio.gather(*in_flight)
         except WriteAborted as exc:
             log.warning("stopped with unacknowledged readings (the broker keeps them): %s", exc)
         finally:
@@ -96,7 +103,11 @@ class Ingester:
             await asyncio.gather(*side_tasks, return_exceptions=True)
             await self._report()
 
-    async def flush(self, source: MqttSource, writer: DurableWriter) -> None:
+    async def flush(
+        self, source: MqttSource, writer: DurableWriter, previous: asyncio.Task[None] | None
+    ) -> None:
+        """Process and write one batch; ack it after ``previous`` acked (MQTT wants PUBACKs
+        in arrival order), so the next batch is processed while this one is written."""
         batch, self._pending = self._pending, []
         first_arrival = self._arrivals[0] if self._arrivals else time.monotonic()
         self._arrivals.clear()
@@ -129,6 +140,8 @@ class Ingester:
                 reject.detail,
             )
         stats.batches += 1
+        if previous is not None:
+            await asyncio.shield(previous)
         source.ack(batch)
         done = time.monotonic()
         stats.batch_latency_s = done - started

@@ -20,7 +20,6 @@ from sensornet.records import Decoded, ItemReject, RawReading
 from sensornet.senml import decode_senml
 from sensornet.timestamps import to_ns
 
-RESERVED_KEYS = frozenset({"ts", "seq", "values", "sensor"})
 MAX_READINGS_PER_MESSAGE = 10_000
 MAX_DEPTH = 4
 
@@ -33,12 +32,10 @@ def parse_json(payload: bytes, max_bytes: int) -> Any:
     except orjson.JSONDecodeError as exc:
         reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
         raise PayloadError(reason, str(exc)[:200]) from exc
-    if _depth(doc, MAX_DEPTH + 1) > MAX_DEPTH:
-        raise PayloadError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels")
     # orjson keeps the last of duplicate keys silently. Every key is followed by a colon,
     # so when the colons equal the keys parsed there can be none (the common case, cheap);
     # otherwise (colons inside strings, e.g. RFC 3339 times) check with the slower parser.
-    if payload.count(b":") != _count_keys(doc):
+    if payload.count(b":") != _count_keys(doc):  # also refuses nesting past MAX_DEPTH
         try:
             json.loads(payload, object_pairs_hook=_no_duplicates)
         except _DuplicateKeyError as exc:
@@ -59,22 +56,21 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _count_keys(value: Any) -> int:
+def _count_keys(value: Any, depth_left: int = MAX_DEPTH) -> int:
+    """Keys of all objects in ``value``; raises ``too_deep`` past ``MAX_DEPTH`` levels."""
     if isinstance(value, dict):
-        return len(value) + sum(_count_keys(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_count_keys(v) for v in value)
-    return 0
-
-
-def _depth(value: Any, limit: int) -> int:
-    if limit < 0:
-        return 1
-    if isinstance(value, dict):
-        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
-    return 0
+        children: Any = value.values()
+        keys = len(value)
+    elif isinstance(value, list):
+        children, keys = value, 0
+    else:
+        return 0
+    if depth_left == 0:
+        raise PayloadError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels")
+    for child in children:
+        if isinstance(child, dict | list):
+            keys += _count_keys(child, depth_left - 1)
+    return keys
 
 
 def _seq(value: Any) -> int | None:
@@ -86,23 +82,22 @@ def _seq(value: Any) -> int | None:
 
 
 def _reading_from_object(obj: dict[str, Any], in_pack: bool) -> RawReading:
-    ts = obj.get("ts")
+    values = dict(obj)  # the reserved keys are popped, the rest are quantities
+    ts = values.pop("ts", None)
     ts_ns = None if ts is None else to_ns(ts)
-    seq = _seq(obj.get("seq"))
-    sensor_id = obj.get("sensor")
+    seq = _seq(values.pop("seq", None))
+    sensor_id = values.pop("sensor", None)
     if in_pack and (not isinstance(sensor_id, str) or not sensor_id):
         raise PayloadError("bad_pack", "each pack reading needs a 'sensor' id string")
     if not in_pack and sensor_id is not None:
         raise PayloadError("bad_shape", "'sensor' belongs in gateway packs only")
-    if "values" in obj:
-        values = obj["values"]
-        if not isinstance(values, dict):
+    if "values" in values:
+        nested = values.pop("values")
+        if values:
+            raise PayloadError("bad_shape", f"unexpected keys beside 'values': {list(values)[:5]}")
+        if not isinstance(nested, dict):
             raise PayloadError("bad_shape", "'values' must be an object")
-        extra = [k for k in obj if k not in RESERVED_KEYS]
-        if extra:
-            raise PayloadError("bad_shape", f"unexpected keys beside 'values': {extra[:5]}")
-    else:
-        values = {k: v for k, v in obj.items() if k not in RESERVED_KEYS}
+        values = nested
     if not values:
         raise PayloadError("no_values", "reading carries no values")
     return RawReading(values=values, ts_ns=ts_ns, seq=seq, sensor_id=sensor_id)

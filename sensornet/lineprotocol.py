@@ -1,16 +1,21 @@
 """InfluxDB line protocol encoder. Pure functions; the escaping is proven by property tests
-against a real InfluxDB (tests/test_lineprotocol_roundtrip.py).
+against a real InfluxDB (tests/test_lineprotocol.py).
 
 InfluxDB 1.x cannot represent every string: its scanner skips the byte after any
 backslash, so a backslash in a name or tag value, or one ending a string field, changes
 what is stored; a newline outside a string field ends the line. Such strings are refused
 with ``LineProtocolError`` instead of being written wrongly.
+
+Names and tag sets repeat (a few measurements, thousands of sensors), so their escaped
+forms are cached: on the ingest hot path only field values are formatted per reading.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from sensornet.errors import LineProtocolError
 
@@ -19,15 +24,19 @@ FieldValue = float | int | bool | str
 _NAME_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
+_UNSAFE_STRING = re.compile(r"[\x00-\x08\x0a-\x1f]|\\\Z")
+_INT64 = 2**63
 
 
 def _check_name(kind: str, value: str) -> None:
     if not value:
         raise LineProtocolError(f"{kind} must not be empty")
-    if "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _UNSAFE_NAME.search(value):
         raise LineProtocolError(f"{kind} {value!r} contains a backslash or control character")
 
 
+@lru_cache(maxsize=1024)
 def escape_measurement(name: str) -> str:
     _check_name("measurement", name)
     if name.startswith("#"):
@@ -35,6 +44,7 @@ def escape_measurement(name: str) -> str:
     return name.translate(_MEASUREMENT_ESCAPES)
 
 
+@lru_cache(maxsize=65536)
 def escape_name(kind: str, name: str) -> str:
     """Escape a tag key, tag value or field key."""
     _check_name(kind, name)
@@ -43,20 +53,26 @@ def escape_name(kind: str, name: str) -> str:
     return name.translate(_NAME_ESCAPES)
 
 
+@lru_cache(maxsize=65536)
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    return escape_measurement(measurement) + "".join(
+        f",{escape_name('tag key', k)}={escape_name('tag value', v)}" for k, v in tags
+    )
+
+
 def encode_field_value(key: str, value: FieldValue) -> str:
-    # bool first: bool is a subclass of int
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # first: bool is a subclass of int
         return "true" if value else "false"
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
-            raise LineProtocolError(f"field {key!r}: integer {value} out of int64 range")
-        return f"{value}i"
     if isinstance(value, float):
         if not math.isfinite(value):
             raise LineProtocolError(f"field {key!r}: {value} is not a finite number")
         return repr(value)
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise LineProtocolError(f"field {key!r}: integer {value} out of int64 range")
+        return f"{value}i"
     if isinstance(value, str):
-        if any(ord(c) < 32 and c not in "\t" for c in value) or value.endswith("\\"):
+        if _UNSAFE_STRING.search(value):
             raise LineProtocolError(
                 f"field {key!r}: string has a control character or a trailing backslash"
             )
@@ -73,18 +89,22 @@ def encode_point(
     """One line, without the trailing newline. Tags are sorted (InfluxDB's fast path)."""
     if not fields:
         raise LineProtocolError(f"point of {measurement!r} has no fields")
-    clash = tags.keys() & fields.keys()
-    if clash:
-        raise LineProtocolError(f"names used as tag and field at once: {sorted(clash)}")
-    head = escape_measurement(measurement)
-    tag_part = "".join(
-        f",{escape_name('tag key', k)}={escape_name('tag value', v)}"
-        for k, v in sorted(tags.items())
-    )
-    field_part = ",".join(
-        f"{escape_name('field key', k)}={encode_field_value(k, v)}" for k, v in fields.items()
-    )
-    return f"{head}{tag_part} {field_part} {int(timestamp_ns)}"
+    if not tags.keys().isdisjoint(fields.keys()):
+        clash = sorted(tags.keys() & fields.keys())
+        raise LineProtocolError(f"names used as tag and field at once: {clash}")
+    head = _series(measurement, tuple(sorted(tags.items())))
+    parts = []
+    for key, value in fields.items():
+        if type(value) is float and math.isfinite(value):  # the hot case, inline
+            parts.append(_field_prefix(key) + repr(value))
+        else:
+            parts.append(_field_prefix(key) + encode_field_value(key, value))
+    return f"{head} {','.join(parts)} {int(timestamp_ns)}"
+
+
+@lru_cache(maxsize=65536)
+def _field_prefix(key: str) -> str:
+    return escape_name("field key", key) + "="
 
 
 def encode_lines(lines: Iterable[str]) -> bytes:

@@ -37,6 +37,7 @@ async def prepare_storage(settings: Settings) -> None:
 async def run_ingester(
     settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
+    from ingest.metrics import serve_metrics
     from ingest.service import Ingester
 
     async with (
@@ -44,7 +45,8 @@ async def run_ingester(
         open_registry(settings.registry_database_url) as registry,
     ):
         ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
-        await ingester.run(stop, ready)
+        with serve_metrics(ingester.stats, settings.ingest_metrics_port):
+            await ingester.run(stop, ready)
 
 
 async def register_fleet(settings: Settings, fleet: Sequence[DeviceInfo]) -> int:

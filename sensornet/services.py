@@ -233,7 +233,7 @@ autosave_interval {self.autosave_interval_s}
 persistent_client_expiration 14d
 max_queued_messages {self.max_queued_messages}
 max_queued_bytes 0
-max_inflight_messages 1000
+max_inflight_messages 0
 max_packet_size 1048576
 set_tcp_nodelay true
 log_dest stderr

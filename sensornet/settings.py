@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         20_000, description="Unacked messages the broker may send us: the backpressure bound"
     )
 
+    ingest_writes_in_flight: int = Field(
+        2, description="Batches being written at once; the next is processed meanwhile"
+    )
     ingest_max_payload_bytes: int = Field(256 * 1024, description="Larger payloads are refused")
     ingest_report_interval_s: float = Field(
         10.0, description="How often platform figures are written to InfluxDB"

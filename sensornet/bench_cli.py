@@ -1,0 +1,31 @@
+"""``sensornet bench ...``: each benchmark prints one JSON line with its figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON line.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    readings: Annotated[int, typer.Option(help="Readings to queue and drain")] = 100_000,
+    pack: Annotated[int, typer.Option(help="Readings per message (gateway packs when > 1)")] = 1,
+    sensors: Annotated[int, typer.Option(help="Registered fleet size")] = 1000,
+    outage: Annotated[
+        bool, typer.Option(help="InfluxDB down while they arrive: spool, then replay")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Drain of a queued session by the production ingester vs the InfluxDB ceiling."""
+    from ingest.bench import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    result = asyncio.run(run_bench(readings, pack, sensors, outage, say))
+    typer.echo(json.dumps(result))

@@ -25,6 +25,7 @@ import httpx
 import orjson
 
 from ingest.mqtt_source import MqttSource
+from sensornet.accounting import count_stored
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
@@ -111,15 +112,6 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-async def _count_stored(influx: InfluxClient, types: set[str]) -> int:
-    total = 0
-    for t in sorted(types):
-        series = await influx.query(f'SELECT count("seq") FROM "{t}"')  # noqa: S608 (catalogue ids)
-        if series:
-            total += int(series[0]["values"][0][1])
-    return total
 
 
 async def run_bench(
@@ -232,7 +224,7 @@ async def _measure(
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        stored = await _count_stored(influx, types)
+        stored = await count_stored(influx, types)
         # 3. the ceiling: the same points, straight to InfluxDB, 5000 a batch, one connection
         lines = [line_of(r) for r in make_readings(fleet, n)]
         t = time.monotonic()

@@ -52,6 +52,7 @@ class MqttSource:
         self._filters = list(topic_filters)
         self._deliver = on_message
         self.connected_once = False
+        self.paused = False
         self._client = gmqtt.Client(
             client_id,
             clean_session=False,
@@ -62,6 +63,7 @@ class MqttSource:
         self._client.set_auth_credentials(username, password)
         self._client.on_message = self._on_qos0
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_connect = self._on_connect
         self._subacks = 0
         self._subscribed = asyncio.Event()
         handler = self._client._package_handler
@@ -82,10 +84,15 @@ class MqttSource:
         if self._subacks >= len(self._filters):
             self._subscribed.set()
 
-    async def __aenter__(self) -> Self:
-        await self._client.connect(self._host, self._port, keepalive=30)
+    def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
+        # Subscribe on every (re)connect, not only the first: Mosquitto 2.0 does not
+        # restore shared subscriptions from its persistence file after a restart.
+        self._subacks = 0
         for topic_filter in self._filters:
             self._client.subscribe(gmqtt.Subscription(topic_filter, qos=1))
+
+    async def __aenter__(self) -> Self:
+        await self._client.connect(self._host, self._port, keepalive=30)
         async with asyncio.timeout(10):
             await self._subscribed.wait()
         self.connected_once = True
@@ -101,6 +108,20 @@ class MqttSource:
     @property
     def is_connected(self) -> bool:
         return bool(self._client.is_connected)
+
+    def pause(self) -> None:
+        """Stop reading from the socket (backpressure); the broker keeps the rest."""
+        connection = self._client._connection
+        if connection is not None and not connection.is_closing():
+            connection._transport.pause_reading()
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            connection = self._client._connection
+            if connection is not None and not connection.is_closing():
+                connection._transport.resume_reading()
+            self.paused = False
 
     def ack(self, messages: Sequence[InboundMessage]) -> int:
         """PUBACK every QoS 1 message in one write; returns how many could not be acked

@@ -45,6 +45,8 @@ class Ingester:
             settings.state_dir / "spool" / settings.ingest_client_id, settings.spool_max_bytes
         )
         self._pending: list[InboundMessage] = []
+        self._pending_bytes = 0
+        self._source: MqttSource | None = None
         self._arrivals: list[float] = []
         self._batch_ready = asyncio.Event()
 
@@ -52,8 +54,16 @@ class Ingester:
         if not self._pending:
             self._arrivals.append(time.monotonic())
         self._pending.append(message)
-        if len(self._pending) >= self.settings.ingest_batch_size:
+        self._pending_bytes += len(message.payload)
+        if (
+            len(self._pending) >= self.settings.ingest_batch_size
+            or self._pending_bytes >= self.settings.ingest_batch_bytes
+        ):
             self._batch_ready.set()
+            if self._pending_bytes >= 4 * self.settings.ingest_batch_bytes and self._source:
+                # Packs carry many readings per message, so receive-maximum alone does not
+                # bound memory: stop reading the socket until this batch is taken.
+                self._source.pause()
 
     def source(self) -> MqttSource:
         s = self.settings
@@ -79,6 +89,7 @@ class Ingester:
         ]
         try:
             async with self.source() as source:
+                self._source = source
                 log.info("ingester %s subscribed", self.settings.ingest_client_id)
                 if ready is not None:
                     ready.set()
@@ -109,6 +120,8 @@ class Ingester:
         """Process and write one batch; ack it after ``previous`` acked (MQTT wants PUBACKs
         in arrival order), so the next batch is processed while this one is written."""
         batch, self._pending = self._pending, []
+        self._pending_bytes = 0
+        source.resume()
         first_arrival = self._arrivals[0] if self._arrivals else time.monotonic()
         self._arrivals.clear()
         self._batch_ready.clear()

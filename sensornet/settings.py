@@ -40,9 +40,14 @@ class Settings(BaseSettings):
     api_port: int = 8000
 
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
-    ingest_share_group: str = Field("ingest", description="MQTT 5 shared-subscription group")
+    ingest_share_group: str = Field(
+        "", description="MQTT 5 shared-subscription group for several ingesters ('' = one)"
+    )
     ingest_session_expiry_s: int = 7 * 24 * 3600
     ingest_batch_size: int = 5000
+    ingest_batch_bytes: int = Field(
+        1024 * 1024, description="A batch is also cut at this many payload bytes (packs)"
+    )
     ingest_batch_interval_s: float = 0.25
     ingest_receive_maximum: int = Field(
         20_000, description="Unacked messages the broker may send us: the backpressure bound"

@@ -1,0 +1,292 @@
+"""Fault tests on real processes. Each starts from a known set of readings with sequence
+numbers and ends by proving, from InfluxDB, that every reading is stored exactly once or
+accounted for with a reason."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from faultproxy import FaultProxy
+from support import running, wait_until
+
+from ingest.bench import make_readings, messages
+from sensornet.accounting import count_stored, device_account
+from sensornet.influx import InfluxClient, rows
+from sensornet.mqtt_blast import Blaster
+from sensornet.registry.store import DeviceInfo
+from sensornet.runtime import default_fleet, register_fleet, run_ingester
+from sensornet.services import InfluxDB, Mosquitto, free_port
+from sensornet.settings import Settings
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class IngesterProcess:
+    """``sensornet ingest`` as its own process, so it can be killed like in production."""
+
+    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
+        self.settings = settings
+        self.client_id = client_id or settings.ingest_client_id
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = settings.state_dir / f"{self.client_id}.log"
+
+    def start(self) -> None:
+        s = self.settings
+        env = {
+            **os.environ,
+            "SENSORNET_STATE_DIR": str(s.state_dir),
+            "SENSORNET_MQTT_PORT": str(s.mqtt_port),
+            "SENSORNET_MQTT_INGEST_PASSWORD": s.mqtt_ingest_password.get_secret_value(),
+            "SENSORNET_INFLUX_URL": s.influx_url,
+            "SENSORNET_INFLUX_DB": s.influx_db,
+            "SENSORNET_INFLUX_TIMEOUT_S": str(s.influx_timeout_s),
+            "SENSORNET_INGEST_CLIENT_ID": self.client_id,
+            "SENSORNET_INGEST_BATCH_SIZE": str(s.ingest_batch_size),
+            "SENSORNET_INGEST_RECEIVE_MAXIMUM": str(s.ingest_receive_maximum),
+            "SENSORNET_INGEST_SHARE_GROUP": s.ingest_share_group,
+            "SENSORNET_REGISTRY_URL": s.registry_database_url,
+        }
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sensornet.cli", "ingest"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def fleet() -> list[DeviceInfo]:
+    return default_fleet(50)
+
+
+async def publish(
+    settings: Settings, fleet: list[DeviceInfo], n: int, skip: int = 0, pack: int = 1
+) -> None:
+    readings = list(make_readings(fleet, n + skip))[skip:]
+    blaster = Blaster(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        f"pub-{skip}",
+        "simulator",
+        settings.mqtt_fleet_password.get_secret_value(),
+        window=500,
+    )
+    await blaster.publish_all(messages(settings.topic_prefix, iter(readings), pack))
+
+
+async def create_session(settings: Settings) -> None:
+    """The ingester's persistent session exists before readings are sent, as in production."""
+    async with running(run_ingester, settings):
+        pass
+
+
+async def all_stored(influx: InfluxClient, fleet: list[DeviceInfo], n: int) -> None:
+    types = {d.type for d in fleet}
+
+    seen: list[int] = []
+
+    async def done() -> bool:
+        seen.append(await count_stored(influx, types))
+        assert seen[-1] <= n, f"{seen[-1]} stored of {n}: something stored twice"
+        return seen[-1] == n
+
+    try:
+        await wait_until(done, timeout_s=120, interval_s=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{seen[-1]} of {n} readings stored") from exc
+    for device in fleet[:5]:  # no gaps, no duplicates, per device
+        account = await device_account(influx, device.id, device.type)
+        assert account.missing == 0 and account.rejected_total == 0
+        assert account.stored == account.max_seq - account.min_seq + 1  # type: ignore[operator]
+
+
+async def test_kill_9_of_the_ingester_mid_stream(
+    settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
+) -> None:
+    async with FaultProxy(settings.influx_url).serving() as proxy:
+        proxy.set_mode("slow")  # so that the kill lands mid-stream
+        settings = replace_settings(
+            settings,
+            ingest_batch_size=200,
+            ingest_receive_maximum=400,
+            influx_url=f"http://127.0.0.1:{proxy.port}",
+        )
+        await register_fleet(settings, fleet)
+        await create_session(settings)
+        await publish(settings, fleet, 20_000)
+        ingester = IngesterProcess(settings)
+        ingester.start()
+        await wait_until(lambda: _some_stored(influx, fleet), timeout_s=60)
+        ingester.kill()  # some batches written, others in flight and unacknowledged
+        partial = await count_stored(influx, {d.type for d in fleet})
+        assert 0 < partial < 20_000
+        proxy.set_mode("ok")
+        ingester.start()  # comes back as itself and gets the unacknowledged rest
+        await all_stored(influx, fleet, 20_000)
+        assert ingester.stop() == 0
+
+
+async def test_kill_9_of_influxdb_mid_stream_and_restart(
+    settings: Settings, fleet: list[DeviceInfo], tmp_path: Path
+) -> None:
+    own = InfluxDB(
+        name="influxd", home=tmp_path / "own-influx", port=free_port(), rpc_port=free_port()
+    )
+    own.start()
+    settings = replace_settings(
+        settings,
+        influx_url=f"http://127.0.0.1:{own.port}",
+        influx_timeout_s=2.0,
+        ingest_batch_size=500,
+    )
+    try:
+        async with InfluxClient(settings.influx_url, settings.influx_db) as influx:
+            await influx.create_database()
+            await register_fleet(settings, fleet)
+            async with running(run_ingester, settings):
+                await publish(settings, fleet, 5_000)
+                await wait_until(lambda: _some_stored(influx, fleet), timeout_s=60)
+                own.kill()
+                await publish(settings, fleet, 5_000, skip=5_000)  # arrives while it is down
+                spool = settings.state_dir / "spool" / settings.ingest_client_id
+                await wait_until(lambda: _has_files(spool), timeout_s=60)
+                own.start()
+                await all_stored(influx, fleet, 10_000)
+                await wait_until(lambda: _empty(spool), timeout_s=60)
+    finally:
+        own.stop()
+
+
+async def test_broker_restart(
+    settings: Settings, influx: InfluxClient, broker: Mosquitto, fleet: list[DeviceInfo]
+) -> None:
+    await register_fleet(settings, fleet)
+    await create_session(settings)
+    await publish(settings, fleet, 3_000)
+    broker.stop()  # clean restart: the broker saves queued messages and sessions
+    broker.start()
+    async with running(run_ingester, settings):
+        await publish(settings, fleet, 3_000, skip=3_000)
+        broker.stop()
+        broker.start()  # the ingester reconnects as itself
+        await publish(settings, fleet, 3_000, skip=6_000)
+        await all_stored(influx, fleet, 9_000)
+
+
+async def test_influxdb_answering_500s_and_timeouts(
+    settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
+) -> None:
+    async with FaultProxy(settings.influx_url).serving() as proxy:
+        via_proxy = replace_settings(
+            settings,
+            influx_url=f"http://127.0.0.1:{proxy.port}",
+            influx_timeout_s=1.0,
+            ingest_batch_size=300,
+        )
+        await register_fleet(settings, fleet)
+        async with running(run_ingester, via_proxy):
+            await publish(settings, fleet, 2_000)
+            await wait_until(lambda: _some_stored(influx, fleet), timeout_s=60)
+            proxy.set_mode("error")
+            await publish(settings, fleet, 2_000, skip=2_000)
+            proxy.set_mode("hang")
+            await publish(settings, fleet, 2_000, skip=4_000)
+            spool = settings.state_dir / "spool" / settings.ingest_client_id
+            await wait_until(lambda: _has_files(spool), timeout_s=60)
+            proxy.set_mode("ok")
+            await all_stored(influx, fleet, 6_000)
+
+
+async def test_poison_message_among_good_ones(
+    settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
+) -> None:
+    """A line InfluxDB refuses (field type conflict) is isolated by bisection: the good
+    lines of its batch are stored, the bad one becomes a dead letter."""
+    await register_fleet(settings, fleet)
+    victim = next(d for d in fleet if d.type == "air_quality")
+    sample = next(r for r in make_readings(fleet, 200) if r.device.id == victim.id)
+    # an earlier, wrongly typed write makes every float pm25 of this shard a conflict
+    await influx.write(
+        f'air_quality,sensor_id=OTHER,subdistrict=x pm25="text" {sample.ts_ms * 10**6 - 1}\n'.encode()
+    )
+    async with running(run_ingester, settings):
+        await publish(settings, fleet, 200)
+
+        async def settled() -> bool:
+            letters = rows(await influx.query('SELECT * FROM "dead_letter"'))
+            return len(letters) >= 1
+
+        await wait_until(settled, timeout_s=60)
+    letters = rows(await influx.query('SELECT * FROM "dead_letter"'))
+    others = {d.type for d in fleet} - {"air_quality"}
+    stored_others = await count_stored(influx, others)
+    aq = sum(1 for r in make_readings(fleet, 200) if r.device.type == "air_quality")
+    assert stored_others == 200 - aq  # every good reading of the batches is stored
+    assert {r["reason"] for r in letters} == {"influx_rejected"}
+    assert len(letters) == aq  # each refused reading accounted for, with its seq
+    account = await device_account(influx, victim.id, victim.type)
+    assert account.rejected == {"influx_rejected": account.received}
+
+
+async def test_two_ingesters_share_load_one_killed_and_restarted(
+    settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
+) -> None:
+    async with FaultProxy(settings.influx_url).serving() as proxy:
+        proxy.set_mode("slow")
+        settings = replace_settings(
+            settings,
+            ingest_batch_size=200,
+            ingest_receive_maximum=400,
+            influx_url=f"http://127.0.0.1:{proxy.port}",
+            ingest_share_group="ingest",
+        )
+        await register_fleet(settings, fleet)
+        a, b = IngesterProcess(settings, "ingester-a"), IngesterProcess(settings, "ingester-b")
+        a.start()
+        b.start()
+        await wait_until(lambda: _subscribed(a, b), timeout_s=30)
+        await publish(settings, fleet, 10_000)
+        await wait_until(lambda: _some_stored(influx, fleet), timeout_s=60)
+        a.kill()
+        await publish(settings, fleet, 10_000, skip=10_000)  # b takes the new share alone
+        proxy.set_mode("ok")
+        a.start()  # comes back as itself: its session still holds its unacked share
+        await all_stored(influx, fleet, 20_000)
+        assert a.stop() == 0 and b.stop() == 0
+
+
+def replace_settings(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update=changes)
+
+
+async def _some_stored(influx: InfluxClient, fleet: list[DeviceInfo]) -> bool:
+    return await count_stored(influx, {d.type for d in fleet}) > 0
+
+
+async def _has_files(path: Path) -> bool:
+    return path.exists() and any(path.glob("*.lp"))
+
+
+async def _empty(path: Path) -> bool:
+    return not any(path.glob("*.lp"))
+
+
+async def _subscribed(*ingesters: IngesterProcess) -> bool:
+    return all(p.log.exists() and "subscribed" in p.log.read_text() for p in ingesters)

@@ -223,9 +223,8 @@ async def test_poison_message_among_good_ones(
     victim = next(d for d in fleet if d.type == "air_quality")
     sample = next(r for r in make_readings(fleet, 200) if r.device.id == victim.id)
     # an earlier, wrongly typed write makes every float pm25 of this shard a conflict
-    await influx.write(
-        f'air_quality,sensor_id=OTHER,subdistrict=x pm25="text" {sample.ts_ms * 10**6 - 1}\n'.encode()
-    )
+    conflict = f'air_quality,sensor_id=OTHER,subdistrict=x pm25="text" {sample.ts_ms * 10**6 - 1}'
+    await influx.write(conflict.encode() + b"\n")
     async with running(run_ingester, settings):
         await publish(settings, fleet, 200)
 

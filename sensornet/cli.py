@@ -40,6 +40,8 @@ def _logging(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for chatty in ("httpx", "gmqtt"):  # one line per request/packet is noise, not a log
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _run(coro: Any) -> None:

@@ -53,7 +53,7 @@ class IngesterProcess:
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sensornet.cli", "ingest"],
+                [sys.executable, "-m", "sensornet.cli", "ingest", "--verbose"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -140,6 +140,31 @@ async def test_kill_9_of_the_ingester_mid_stream(
         proxy.set_mode("ok")
         ingester.start()  # comes back as itself and gets the unacknowledged rest
         await all_stored(influx, fleet, 20_000)
+        assert ingester.stop() == 0
+
+
+async def test_sigterm_drains_and_acks_in_flight_then_restart_completes(
+    settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
+) -> None:
+    async with FaultProxy(settings.influx_url).serving() as proxy:
+        proxy.set_mode("slow")
+        settings = replace_settings(
+            settings,
+            ingest_batch_size=200,
+            ingest_receive_maximum=400,
+            influx_url=f"http://127.0.0.1:{proxy.port}",
+        )
+        await register_fleet(settings, fleet)
+        await create_session(settings)
+        await publish(settings, fleet, 10_000)
+        ingester = IngesterProcess(settings)
+        ingester.start()
+        await wait_until(lambda: _some_stored(influx, fleet), timeout_s=60)
+        assert ingester.stop() == 0  # SIGTERM: writes and acks what it holds, then exits
+        assert "stopped with unacknowledged" not in ingester.log.read_text()
+        proxy.set_mode("ok")
+        ingester.start()
+        await all_stored(influx, fleet, 10_000)
         assert ingester.stop() == 0
 
 

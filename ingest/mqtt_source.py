@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -30,6 +31,7 @@ class InboundMessage:
     payload: bytes
     mid: int | None  # None for QoS 0: nothing to acknowledge
     connection: object  # the connection it arrived on; acks go only to that one
+    arrived_ns: int = 0  # the platform's clock: the timestamp of readings without one
 
 
 class MqttSource:
@@ -70,10 +72,10 @@ class MqttSource:
         handler._handle_qos_1_publish_packet = self._on_qos1
 
     def _on_qos1(self, mid: int, payload: bytes, topic: str, properties: Any) -> None:
-        self._deliver(InboundMessage(topic, payload, mid, self._client._connection))
+        self._deliver(InboundMessage(topic, payload, mid, self._client._connection, time.time_ns()))
 
     def _on_qos0(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
-        self._deliver(InboundMessage(topic, payload, None, None))
+        self._deliver(InboundMessage(topic, payload, None, None, time.time_ns()))
         return 0
 
     def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:

@@ -86,7 +86,7 @@ class Pipeline:
                 )
             )
         is_pack = parsed.kind == "pack"
-        for raw in decoded.readings:
+        for index, raw in enumerate(decoded.readings):
             sensor_id = raw.sensor_id or parsed.device_id
             if not is_pack and raw.sensor_id not in (None, parsed.device_id):
                 out.rejects.append(
@@ -125,7 +125,10 @@ class Pipeline:
                     )
                 )
                 continue
-            result = validate(raw, device, self.catalogue, now_ns, sensor_id)
+            # A reading without its own time gets its arrival time, kept distinct per reading
+            # (same series + same time would overwrite in InfluxDB).
+            arrival = (m.arrived_ns or now_ns) + index
+            result = validate(raw, device, self.catalogue, now_ns, sensor_id, arrival)
             if isinstance(result, Rejection):
                 out.rejects.append(
                     Reject(sensor_id, result.reason, result.detail, m.topic, m.payload, raw.seq)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sensornet.influx import InfluxClient, check_identifier
+from sensornet.liveness import Liveness, liveness
 
 
 @dataclass
@@ -83,3 +84,32 @@ async def count_stored(influx: InfluxClient, measurements: set[str]) -> int:
         if series:
             total += int(series[0]["values"][0][1])
     return total
+
+
+@dataclass(frozen=True)
+class DeviceLiveness:
+    last_seen_ns: int | None
+    status: str | None  # the device's own last word: online / offline (its Last Will)
+    liveness: Liveness
+
+
+async def device_liveness(
+    influx: InfluxClient, sensor_id: str, measurement: str, interval_s: float, now_ns: int
+) -> DeviceLiveness:
+    m = check_identifier(measurement)
+    params = {"id": sensor_id}
+    last = await influx.query(
+        f'SELECT * FROM "{m}" WHERE "sensor_id" = $id ORDER BY time DESC LIMIT 1',  # noqa: S608
+        params,
+    )
+    last_seen = int(last[0]["values"][0][0]) if last else None
+    status = await influx.query(
+        'SELECT last("state") FROM "device_status" WHERE "sensor_id" = $id', params
+    )
+    state, said_at = (status[0]["values"][0][1], status[0]["values"][0][0]) if status else (None, 0)
+    said_offline = state == "offline" and (last_seen is None or said_at >= last_seen)
+    if said_offline and last_seen is None:
+        last_seen = said_at
+    return DeviceLiveness(
+        last_seen, state, liveness(last_seen, interval_s, now_ns, said_offline=said_offline)
+    )

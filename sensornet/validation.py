@@ -81,13 +81,15 @@ def validate(
     catalogue: Catalogue,
     now_ns: int,
     sensor_id: str,
+    arrival_ns: int | None = None,
 ) -> ValidReading | Rejection:
     if device is None:
         return Rejection("unknown_sensor", f"sensor {sensor_id!r:.80} is not registered")
     if not device.reporting:
         return Rejection(f"sensor_{device.status}", f"sensor {device.id} is {device.status}")
     sensor_type = catalogue.get(device.type)
-    ts_ns = now_ns if raw.ts_ns is None else raw.ts_ns
+    fallback_ns = now_ns if arrival_ns is None else arrival_ns
+    ts_ns = fallback_ns if raw.ts_ns is None else raw.ts_ns
     if ts_ns > now_ns + MAX_FUTURE_NS:
         return Rejection("ts_future", f"timestamp {ts_ns} is ahead of the platform clock")
     if ts_ns < now_ns - MAX_PAST_NS:

@@ -13,7 +13,7 @@ from sensornet.errors import LineProtocolError, PayloadError
 from sensornet.lineprotocol import encode_point
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import parse_topic
-from sensornet.validation import Rejection, ValidReading, validate
+from sensornet.validation import Rejection, validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Reject:
 @dataclass(slots=True)
 class BatchResult:
     lines: list[str] = field(default_factory=list)
-    stored: list[ValidReading] = field(default_factory=list)
+    stored: list[tuple[str, int | None]] = field(default_factory=list)  # (sensor id, seq)
     rejects: list[Reject] = field(default_factory=list)
     status: list[tuple[str, bytes]] = field(default_factory=list)
 
@@ -134,12 +134,9 @@ class Pipeline:
                     Reject(sensor_id, result.reason, result.detail, m.topic, m.payload, raw.seq)
                 )
                 continue
-            fields = result.fields
-            if result.seq is not None:  # stored, so losses can be counted from InfluxDB alone
-                fields = {**fields, "seq": result.seq}
             try:
                 line = encode_point(
-                    result.sensor_type.measurement, result.tags(), fields, result.ts_ns
+                    result.sensor_type.measurement, result.tags(), result.fields, result.ts_ns
                 )
             except LineProtocolError as exc:
                 out.rejects.append(
@@ -147,4 +144,4 @@ class Pipeline:
                 )
                 continue
             out.lines.append(line)
-            out.stored.append(result)
+            out.stored.append((sensor_id, result.seq))  # not the reading: memory is bounded

@@ -19,7 +19,6 @@ from sensornet.lineprotocol import encode_lines
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
-from sensornet.validation import ValidReading
 
 log = logging.getLogger("sensornet.ingest")
 
@@ -60,7 +59,7 @@ class Ingester:
             or self._pending_bytes >= self.settings.ingest_batch_bytes
         ):
             self._batch_ready.set()
-            if self._pending_bytes >= 4 * self.settings.ingest_batch_bytes and self._source:
+            if self._pending_bytes >= 2 * self.settings.ingest_batch_bytes and self._source:
                 # Packs carry many readings per message, so receive-maximum alone does not
                 # bound memory: stop reading the socket until this batch is taken.
                 self._source.pause()
@@ -165,20 +164,20 @@ class Ingester:
         writer: DurableWriter,
         lines: list[str],
         refused: list[int],
-        stored: list[ValidReading],
+        stored: list[tuple[str, int | None]],
         now_ns: int,
     ) -> None:
         """Lines InfluxDB refused (e.g. a field type conflict) become dead letters too."""
         letters = []
         for n, i in enumerate(refused):
-            reading = stored[i]
+            sensor_id, seq = stored[i]
             reject = Reject(
-                reading.device.id,
+                sensor_id,
                 "influx_rejected",
                 "InfluxDB refused the line",
                 "(batch)",
                 lines[i].encode(),
-                reading.seq,
+                seq,
             )
             letters.append(dead_letter_line(reject, now_ns + 1_000_000 + n))
             self.stats.rejected["influx_rejected"] += 1

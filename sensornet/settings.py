@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     ingest_session_expiry_s: int = 7 * 24 * 3600
     ingest_batch_size: int = 5000
     ingest_batch_bytes: int = Field(
-        1024 * 1024, description="A batch is also cut at this many payload bytes (packs)"
+        512 * 1024, description="A batch is also cut at this many payload bytes (packs)"
     )
     ingest_batch_interval_s: float = 0.25
     ingest_receive_maximum: int = Field(

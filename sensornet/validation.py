@@ -104,4 +104,6 @@ def validate(
         if isinstance(coerced, Rejection):
             return coerced
         fields[key] = coerced
+    if raw.seq is not None:  # stored, so losses can be counted from InfluxDB alone
+        fields["seq"] = raw.seq
     return ValidReading(device, sensor_type, fields, ts_ns, raw.seq)

@@ -23,6 +23,10 @@ services_app = typer.Typer(
     help="Run a real Mosquitto and InfluxDB as local processes.", no_args_is_help=True
 )
 app.add_typer(services_app, name="services")
+from sensornet.cli_registry import keys_app, registry_app  # noqa: E402
+
+app.add_typer(registry_app, name="registry")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]

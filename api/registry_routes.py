@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from api import bulk_routes
 from api.auth import Admin, Engineer, Viewer
 from api.problems import Problem
 from sensornet.district import load_district
@@ -36,6 +37,8 @@ from sensornet.registry.service import (
 )
 
 router = APIRouter()
+# before /sensors/{sensor_id}, so "export.csv" is not taken for a sensor id
+router.include_router(bulk_routes.router)
 
 _STATUS = {
     SensorNotFound: (404, "Unknown sensor"),

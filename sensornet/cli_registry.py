@@ -10,6 +10,8 @@ import asyncio
 import getpass
 import json
 from collections.abc import Awaitable, Callable
+from importlib.resources import files
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
-from sensornet.registry import keys
+from sensornet.registry import bulk, keys
 from sensornet.registry.schemas import Move, SensorIn, SensorPatch, StatusChange
 from sensornet.registry.service import Registry, SensorFilter, parse_bbox
 from sensornet.registry.store import open_registry
@@ -198,3 +200,59 @@ def revoke_key(key_id: str, url: Url = None) -> None:
     """Revoke a key: the next request with it gets 401."""
     info = run(url, lambda engine: keys.revoke_key(engine, key_id, actor()))
     _out({"id": info.id, "revoked": info.revoked})
+
+
+@registry_app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="CSV (template columns) or JSON file")],
+    dry_run: Annotated[bool, typer.Option(help="Check and report, change nothing")] = False,
+    url: Url = None,
+) -> None:
+    """Import sensors all-or-nothing; prints one JSON report (exit 1 if any row is bad)."""
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        rows = bulk.parse_json(text) if path.suffix.lower() == ".json" else bulk.parse_csv(text)
+    except bulk.ImportFormatError as exc:
+        typer.echo(f"error: {path}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+    async def job(engine: AsyncEngine) -> bulk.ImportReport:
+        return await bulk.import_sensors(_registry(engine), rows, actor(), dry_run)
+
+    report = run(url, job)
+    _out(report.as_dict())
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@registry_app.command("export")
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or geojson")] = "csv",
+    output: Annotated[Path | None, typer.Option("-o", help="File (default stdout)")] = None,
+    url: Url = None,
+) -> None:
+    """Every sensor as CSV (re-importable) or GeoJSON."""
+    if fmt not in ("csv", "geojson"):
+        typer.echo("error: --format is csv or geojson", err=True)
+        raise typer.Exit(2)
+    found = run(url, lambda engine: bulk.all_sensors(_registry(engine)))
+    if fmt == "csv":
+        text = bulk.to_csv(found)
+    else:
+        text = json.dumps(bulk.to_geojson(found), ensure_ascii=False)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@registry_app.command("template")
+def template(
+    output: Annotated[Path | None, typer.Option("-o", help="File (default stdout)")] = None,
+) -> None:
+    """The CSV template a field team fills in."""
+    text = (files("sensornet") / "data" / "sensors_template.csv").read_text(encoding="utf-8")
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")

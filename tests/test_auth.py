@@ -32,6 +32,7 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("POST", "/sensors/{sensor_id}/status", "engineer", {"status": "installed"}),
     ("POST", "/sensors/{sensor_id}/retire", "engineer", None),
     ("POST", "/sensors/import", "engineer", {"sensors": []}),
+    ("POST", "/sensors/import.csv", "engineer", "id,type\n"),
     ("GET", "/sensors/export.csv", "viewer", None),
     ("GET", "/sensors/export.geojson", "viewer", None),
     ("POST", "/sensors/{sensor_id}/credentials", "engineer", None),
@@ -66,21 +67,22 @@ async def test_every_endpoint_checks_key_and_role(
             if (method, template.split("?")[0]) not in present:
                 continue
             path = template.format(sensor_id="AQ-A1", key_id="nokey")
-            r = await http.request(method, path, json=body)
+            send: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
+            r = await http.request(method, path, **send)
             assert r.status_code == 401, (method, path, r.status_code)
             assert r.headers["www-authenticate"].startswith("Bearer")
             assert r.headers["content-type"] == "application/problem+json"
             r = await http.request(
-                method, path, json=body, headers={"Authorization": "Bearer snk_forged"}
+                method, path, **send, headers={"Authorization": "Bearer snk_forged"}
             )
             assert r.status_code == 401, (method, path)
             if role in LOWER:
                 low = {"X-API-Key": api_keys[LOWER[role]]}
-                r = await http.request(method, path, json=body, headers=low)
+                r = await http.request(method, path, **send, headers=low)
                 assert r.status_code == 403, (method, path, r.status_code)
                 assert r.json()["title"] == "Forbidden"
             ok = {"Authorization": f"Bearer {api_keys[role]}"}
-            r = await http.request(method, path, json=body, headers=ok)
+            r = await http.request(method, path, **send, headers=ok)
             assert r.status_code not in (401, 403), (method, path, r.status_code)
             assert r.status_code < 500, (method, path, r.text)
 

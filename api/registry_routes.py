@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from api import bulk_routes
 from api.auth import Admin, Engineer, Viewer
 from api.problems import Problem
+from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
 from sensornet.registry import keys
@@ -58,12 +59,69 @@ def registry(request: Request) -> Registry:
     return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
 
 
-@router.post("/sensors", status_code=201, response_model=SensorOut, tags=["registry"])
-async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> SensorOut:
+class Registered(SensorOut):
+    mqtt_username: str
+    mqtt_password: str = Field(description="Shown once; only its hash is kept")
+
+
+class Credentials(BaseModel):
+    sensor_id: str
+    mqtt_username: str
+    mqtt_password: str | None = Field(None, description="Shown once; only its hash is kept")
+    broker_devices: int = Field(description="Devices the broker now accepts")
+
+
+async def _sync(request: Request) -> int:
+    engine = request.app.state.registry
+    return await broker_auth.sync_broker(
+        engine, broker_auth.broker_home(request.app.state.settings)
+    )
+
+
+@router.post("/sensors", status_code=201, response_model=Registered, tags=["registry"])
+async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Registered:
+    """Register a sensor and issue its MQTT password (shown in this response only)."""
     try:
-        return await registry(request).register(spec, who.actor)
+        out = await registry(request).register(spec, who.actor)
+        issued = await broker_auth.issue_credentials(
+            request.app.state.registry, [spec.id], who.actor
+        )
     except SensornetError as exc:
         raise problem(exc) from exc
+    await _sync(request)
+    body = out.model_dump() | {"has_credentials": True}
+    return Registered(**body, mqtt_username=spec.id, mqtt_password=issued[spec.id])
+
+
+@router.post("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
+async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
+    """Issue (or rotate) a sensor's MQTT password; the old one stops working at once."""
+    try:
+        await registry(request).get(sensor_id)
+        issued = await broker_auth.issue_credentials(
+            request.app.state.registry, [sensor_id], who.actor
+        )
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    count = await _sync(request)
+    return Credentials(
+        sensor_id=sensor_id,
+        mqtt_username=sensor_id,
+        mqtt_password=issued[sensor_id],
+        broker_devices=count,
+    )
+
+
+@router.delete("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
+async def revoke_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
+    """Revoke a sensor's MQTT password: it can no longer connect (no broker restart)."""
+    try:
+        await registry(request).get(sensor_id)
+        await broker_auth.revoke_credentials(request.app.state.registry, [sensor_id], who.actor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    count = await _sync(request)
+    return Credentials(sensor_id=sensor_id, mqtt_username=sensor_id, broker_devices=count)
 
 
 @router.get("/sensors", response_model=SensorPage, tags=["registry"])
@@ -119,17 +177,21 @@ async def change_status(
     request: Request, who: Engineer, sensor_id: str, change: StatusChange
 ) -> SensorOut:
     try:
-        return await registry(request).set_status(sensor_id, change, who.actor)
+        out = await registry(request).set_status(sensor_id, change, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
+    await _sync(request)
+    return out
 
 
 @router.post("/sensors/{sensor_id}/retire", response_model=SensorOut, tags=["registry"])
 async def retire_sensor(request: Request, who: Engineer, sensor_id: str) -> SensorOut:
     try:
-        return await registry(request).retire(sensor_id, who.actor)
+        out = await registry(request).retire(sensor_id, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
+    await _sync(request)  # a retired sensor leaves the broker's password file
+    return out
 
 
 @router.get("/sensors/{sensor_id}/history", response_model=list[AuditOut], tags=["registry"])

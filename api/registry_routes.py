@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from api import bulk_routes
+from api import bulk_routes, sensor_view
 from api.auth import Admin, Engineer, Viewer
 from api.problems import Problem
 from sensornet import broker_auth
@@ -40,6 +40,7 @@ from sensornet.registry.service import (
 router = APIRouter()
 # before /sensors/{sensor_id}, so "export.csv" is not taken for a sensor id
 router.include_router(bulk_routes.router)
+router.include_router(sensor_view.router)
 
 _STATUS = {
     SensorNotFound: (404, "Unknown sensor"),

@@ -150,6 +150,16 @@ async def revoke_credentials(
     return revoked
 
 
+async def without_credentials(engine: AsyncEngine) -> list[str]:
+    """Sensors not retired that have no MQTT password yet (e.g. after a bulk import)."""
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session:
+        query = select(Sensor.id).where(
+            Sensor.mqtt_password_hash.is_(None), Sensor.status != "retired"
+        )
+        return [str(i) for i in (await session.scalars(query.order_by(Sensor.id))).all()]
+
+
 async def broker_entries(engine: AsyncEngine) -> dict[str, str]:
     """``{username: hash}`` of every device that may connect: credentials issued, not retired."""
     sessions = async_sessionmaker(engine)

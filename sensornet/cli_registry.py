@@ -18,6 +18,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sensornet import broker_auth
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
@@ -256,3 +257,41 @@ def template(
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+
+
+@registry_app.command("credentials")
+def credentials(
+    sensor_ids: Annotated[list[str] | None, typer.Argument(help="Sensor or gateway ids")] = None,
+    missing: Annotated[bool, typer.Option(help="Every live sensor without credentials")] = False,
+    revoke: Annotated[bool, typer.Option(help="Revoke instead of issue/rotate")] = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", help="Write {id: password} JSON here")
+    ] = None,
+    url: Url = None,
+) -> None:
+    """Issue, rotate (issue again) or revoke MQTT passwords, then update the local broker.
+
+    Passwords are printed (or written to -o, mode 600) once; only hashes are kept."""
+    settings = Settings()
+
+    async def job(engine: AsyncEngine) -> dict[str, Any]:
+        ids = list(sensor_ids or [])
+        if missing:
+            ids += await broker_auth.without_credentials(engine)
+        if revoke:
+            count = await broker_auth.revoke_credentials(engine, ids, actor())
+            result: dict[str, Any] = {"revoked": count}
+        else:
+            result = {"issued": await broker_auth.issue_credentials(engine, ids, actor())}
+        home = broker_auth.broker_home(settings)
+        result["broker_devices"] = await broker_auth.sync_broker(engine, home)
+        return result
+
+    result = run(url, job)
+    issued = result.get("issued")
+    if output is not None and issued is not None:
+        output.touch(mode=0o600)
+        output.write_text(json.dumps(issued, indent=1))
+        result["issued"] = len(issued)
+        result["written"] = str(output)
+    _out(result)

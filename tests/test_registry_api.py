@@ -42,7 +42,7 @@ async def test_sensor_lifecycle_is_enforced_and_audited(
         r = await http.post("/sensors", json=sensor("AQ-T1"))
         assert r.status_code == 201, r.text
         assert r.json()["status"] == "planned"
-        assert r.json()["has_credentials"] is False
+        assert r.json()["has_credentials"] is True
         again = await http.post("/sensors", json=sensor("AQ-T1"))
         assert again.status_code == 409
         assert again.headers["content-type"] == "application/problem+json"
@@ -83,6 +83,7 @@ async def test_sensor_lifecycle_is_enforced_and_audited(
         actions = [h["action"] for h in reversed(history)]
         assert actions == [
             "register",
+            "issue_credentials",
             "status",
             "status",
             "status",

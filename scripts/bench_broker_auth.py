@@ -13,8 +13,8 @@ already has N, until that device can actually connect.
 from __future__ import annotations
 
 import argparse
-import getpass
 import asyncio
+import getpass
 import json
 import socket
 import struct
@@ -110,7 +110,8 @@ class DynsecBroker(LocalService):
                 capture_output=True,
             )
         (self.home / "m.conf").write_text(
-            f"per_listener_settings false\nuser {getpass.getuser()}\nlistener {self.port} 127.0.0.1\n"
+            f"per_listener_settings false\nuser {getpass.getuser()}\n"
+            f"listener {self.port} 127.0.0.1\n"
             f"allow_anonymous false\nplugin {DYNSEC}\nplugin_opt_config_file {cfg}\n"
             "persistence false\nlog_dest stderr\nlog_type error\n"
         )

@@ -99,3 +99,12 @@ async def api_keys(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def viewer_headers(api_keys: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_keys['viewer']}"}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str | None]:
+    """``host:port`` of a real PostgreSQL for the whole session, or None if unavailable."""
+    from pg_server import postgres_server
+
+    with postgres_server() as address:
+        yield address

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
+from pg_server import BACKENDS, registry_on
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from support import running
@@ -43,6 +45,14 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
 ]
 OPEN = {("GET", "/health")}
 LOWER = {"engineer": "viewer", "admin": "engineer"}
+
+
+@pytest.fixture(params=BACKENDS)
+async def settings(
+    request: pytest.FixtureRequest, settings: Settings, postgres: str | None
+) -> Settings:
+    """Every test here runs on SQLite and on a real PostgreSQL."""
+    return await registry_on(request.param, settings, postgres)
 
 
 def routes() -> set[tuple[str, str]]:

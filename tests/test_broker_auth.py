@@ -10,6 +10,7 @@ from typing import Any
 import gmqtt
 import httpx
 import pytest
+from pg_server import BACKENDS, registry_on
 from support import running, wait_until
 
 from sensornet.broker_auth import mosquitto_hash, verify
@@ -17,6 +18,14 @@ from sensornet.influx import InfluxClient, rows
 from sensornet.runtime import run_api, run_ingester
 from sensornet.services import Mosquitto
 from sensornet.settings import Settings
+
+
+@pytest.fixture(params=BACKENDS)
+async def settings(
+    request: pytest.FixtureRequest, settings: Settings, postgres: str | None
+) -> Settings:
+    """Every test here runs on SQLite and on a real PostgreSQL."""
+    return await registry_on(request.param, settings, postgres)
 
 
 def spec(sensor_id: str) -> dict[str, Any]:

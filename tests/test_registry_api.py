@@ -8,11 +8,21 @@ from typing import Any
 
 import gmqtt
 import httpx
+import pytest
+from pg_server import BACKENDS, registry_on
 from support import running, wait_until
 
 from sensornet.influx import InfluxClient, rows
 from sensornet.runtime import run_api, run_ingester
 from sensornet.settings import Settings
+
+
+@pytest.fixture(params=BACKENDS)
+async def settings(
+    request: pytest.FixtureRequest, settings: Settings, postgres: str | None
+) -> Settings:
+    """Every test here runs on SQLite and on a real PostgreSQL."""
+    return await registry_on(request.param, settings, postgres)
 
 
 def sensor(sensor_id: str, **over: Any) -> dict[str, Any]:

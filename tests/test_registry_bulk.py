@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
+from pg_server import BACKENDS, registry_on
 from support import running
 from typer.testing import CliRunner
 
@@ -18,6 +20,14 @@ from sensornet.runtime import run_api
 from sensornet.settings import Settings
 
 TEMPLATE = Path(__file__).parent.parent / "sensornet/data/sensors_template.csv"
+
+
+@pytest.fixture(params=BACKENDS)
+async def settings(
+    request: pytest.FixtureRequest, settings: Settings, postgres: str | None
+) -> Settings:
+    """Every test here runs on SQLite and on a real PostgreSQL."""
+    return await registry_on(request.param, settings, postgres)
 
 
 def rows_csv(n: int, bad: dict[int, dict[str, str]] | None = None) -> str:

@@ -8,11 +8,21 @@ import time
 import gmqtt
 import httpx
 import orjson
+import pytest
+from pg_server import BACKENDS, registry_on
 from support import running, wait_until
 
 from sensornet.influx import InfluxClient
 from sensornet.runtime import run_api, run_ingester
 from sensornet.settings import Settings
+
+
+@pytest.fixture(params=BACKENDS)
+async def settings(
+    request: pytest.FixtureRequest, settings: Settings, postgres: str | None
+) -> Settings:
+    """Every test here runs on SQLite and on a real PostgreSQL."""
+    return await registry_on(request.param, settings, postgres)
 
 
 async def test_one_call_shows_registry_credentials_liveness_readings_rejects(

@@ -115,7 +115,13 @@ async def check_device_path(
         assert await wait_until(lambda: refused(settings, "NS-A", a["mqtt_password"]))
         assert not await refused(settings, "NS-A", rotated["mqtt_password"])
 
+        connected = await connect(settings, "NS-A", rotated["mqtt_password"])
         assert (await http.delete("/sensors/NS-A/credentials")).status_code == 200
+
+        async def kicked() -> bool:  # the reload also cuts the live connection
+            return not connected.is_connected
+
+        assert await wait_until(kicked)
         assert await wait_until(lambda: refused(settings, "NS-A", rotated["mqtt_password"]))
         assert (await http.get("/sensors/NS-A")).json()["has_credentials"] is False
 

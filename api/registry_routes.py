@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from api import bulk_routes, sensor_view
+from api import bulk_routes, gateway_routes, sensor_view
 from api.auth import Admin, Engineer, Viewer
 from api.problems import Problem
 from sensornet import broker_auth
@@ -41,6 +41,7 @@ router = APIRouter()
 # before /sensors/{sensor_id}, so "export.csv" is not taken for a sensor id
 router.include_router(bulk_routes.router)
 router.include_router(sensor_view.router)
+router.include_router(gateway_routes.router)
 
 _STATUS = {
     SensorNotFound: (404, "Unknown sensor"),

@@ -18,6 +18,7 @@ from sensornet.registry.store import open_registry
 from sensornet.runtime import run_api
 from sensornet.settings import Settings
 
+GATEWAY = {"id": "GW-A1", "subdistrict": "beizhan", "lat": 31.247, "lon": 121.475}
 NEW = {"id": "AQ-A1", "type": "air_quality", "subdistrict": "jingansi", "lat": 31.22, "lon": 121.44}
 
 #: (method, path, least role, JSON body). The test checks this covers every route.
@@ -39,6 +40,10 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/sensors/export.geojson", "viewer", None),
     ("POST", "/sensors/{sensor_id}/credentials", "engineer", None),
     ("DELETE", "/sensors/{sensor_id}/credentials", "engineer", None),
+    ("GET", "/gateways", "viewer", None),
+    ("GET", "/gateways/{gateway_id}", "viewer", None),
+    ("POST", "/gateways", "engineer", GATEWAY),
+    ("POST", "/gateways/{gateway_id}/retire", "engineer", None),
     ("GET", "/keys", "admin", None),
     ("POST", "/keys", "admin", {"role": "viewer"}),
     ("DELETE", "/keys/{key_id}", "admin", None),
@@ -76,7 +81,7 @@ async def test_every_endpoint_checks_key_and_role(
         for method, template, role, body in ENDPOINTS:
             if (method, template.split("?")[0]) not in present:
                 continue
-            path = template.format(sensor_id="AQ-A1", key_id="nokey")
+            path = template.format(sensor_id="AQ-A1", key_id="nokey", gateway_id="GW-A1")
             send: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
             r = await http.request(method, path, **send)
             assert r.status_code == 401, (method, path, r.status_code)

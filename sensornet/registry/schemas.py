@@ -89,3 +89,21 @@ class AuditOut(BaseModel):
     entity_id: str
     before: dict[str, object] | None
     after: dict[str, object] | None
+
+
+class GatewayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=SENSOR_ID_PATTERN, description="Also the gateway's MQTT username")
+    subdistrict: str = Field(min_length=1, max_length=64)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    description: str = Field("", max_length=2000)
+    status: Status = "active"
+
+
+class GatewayOut(GatewayIn):
+    model_config = ConfigDict(extra="ignore")
+
+    has_credentials: bool = False
+    sensors: list[str] = Field(default_factory=list, description="Sensors attached to it")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Engineer, Viewer
 from api.problems import Problem
+from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.registry import bulk
 from sensornet.registry.service import Registry
@@ -47,6 +48,9 @@ async def _import(
     request: Request, rows: list[dict[str, Any]], actor: str, dry_run: bool
 ) -> ImportOut:
     report = await bulk.import_sensors(_registry(request), rows, actor, dry_run)
+    if report.applied and report.updated:  # a status change may retire a sensor
+        home = broker_auth.broker_home(request.app.state.settings)
+        await broker_auth.sync_broker(request.app.state.registry, home)
     out = ImportOut.model_validate(report.as_dict())
     if report.errors:
         raise Problem(

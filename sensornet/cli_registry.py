@@ -65,6 +65,11 @@ def _registry(engine: AsyncEngine) -> Registry:
     return Registry(engine, load_catalogue(), load_district())
 
 
+async def _sync(engine: AsyncEngine) -> None:
+    """After a status change: a retired sensor leaves the local broker's password file."""
+    await broker_auth.sync_broker(engine, broker_auth.broker_home(Settings()))
+
+
 @registry_app.command("register")
 def register(
     sensor_id: str,
@@ -140,7 +145,9 @@ def status(sensor_id: str, new_status: str, url: Url = None) -> None:
 
     async def job(engine: AsyncEngine) -> BaseModel:
         change = StatusChange.model_validate({"status": new_status})
-        return await _registry(engine).set_status(sensor_id, change, actor())
+        out = await _registry(engine).set_status(sensor_id, change, actor())
+        await _sync(engine)
+        return out
 
     _out(run(url, job))
 
@@ -148,7 +155,13 @@ def status(sensor_id: str, new_status: str, url: Url = None) -> None:
 @registry_app.command("retire")
 def retire(sensor_id: str, url: Url = None) -> None:
     """Retire a sensor: its readings are refused from then on."""
-    _out(run(url, lambda engine: _registry(engine).retire(sensor_id, actor())))
+
+    async def job(engine: AsyncEngine) -> BaseModel:
+        out = await _registry(engine).retire(sensor_id, actor())
+        await _sync(engine)
+        return out
+
+    _out(run(url, job))
 
 
 @registry_app.command("get")
@@ -218,7 +231,10 @@ def import_(
         raise typer.Exit(1) from exc
 
     async def job(engine: AsyncEngine) -> bulk.ImportReport:
-        return await bulk.import_sensors(_registry(engine), rows, actor(), dry_run)
+        report = await bulk.import_sensors(_registry(engine), rows, actor(), dry_run)
+        if report.applied and report.updated:
+            await _sync(engine)
+        return report
 
     report = run(url, job)
     _out(report.as_dict())

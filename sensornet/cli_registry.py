@@ -311,3 +311,14 @@ def credentials(
         result["issued"] = len(issued)
         result["written"] = str(output)
     _out(result)
+
+
+@registry_app.command("sync-broker")
+def sync_broker(url: Url = None) -> None:
+    """Rewrite the local broker's device password file from the registry and reload it."""
+
+    async def job(engine: AsyncEngine) -> dict[str, Any]:
+        home = broker_auth.broker_home(Settings())
+        return {"broker_devices": await broker_auth.sync_broker(engine, home)}
+
+    _out(run(url, job))

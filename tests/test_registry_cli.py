@@ -68,6 +68,10 @@ def test_lifecycle_keys_and_credentials(cli: CliRunner, tmp_path: Path) -> None:
     user, encoded = line.split(":", 1)
     assert user == "WL-C1" and verify(password, encoded)
 
+    (tmp_path / "mosquitto" / "passwd.devices").unlink()
+    assert json.loads(run(cli, "registry", "sync-broker")) == {"broker_devices": 1}
+    assert (tmp_path / "mosquitto" / "passwd.devices").read_text().strip() == line
+
     run(cli, "registry", "retire", "WL-C1")
     assert (tmp_path / "mosquitto" / "passwd.devices").read_text() == ""  # left the broker
     assert json.loads(run(cli, "registry", "get", "WL-C1"))["status"] == "retired"

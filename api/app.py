@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
 
-from api import accounting_routes, problems, queries
+from api import accounting_routes, problems, queries, registry_routes
+from api.auth import require
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, rows
@@ -74,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
-    app.include_router(accounting_routes.router)
+    viewer = [Depends(require("viewer"))]
+    app.include_router(registry_routes.router)
+    app.include_router(accounting_routes.router, dependencies=viewer)
 
     @app.get("/health", response_model=Health)
     async def health(request: Request) -> Health:
@@ -85,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status="ok" if broker and influx_ok else "degraded", broker=broker, influxdb=influx_ok
         )
 
-    @app.get("/sensors/{sensor_id}/latest", response_model=SensorReadings)
+    @app.get("/sensors/{sensor_id}/latest", response_model=SensorReadings, dependencies=viewer)
     async def latest(request: Request, sensor_id: str) -> SensorReadings:
         device = await _device(request, sensor_id)
         series = await request.app.state.influx.query(
@@ -93,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return _readings(request.app.state.catalogue, device, rows(series))
 
-    @app.get("/sensors/{sensor_id}/readings", response_model=SensorReadings)
+    @app.get("/sensors/{sensor_id}/readings", response_model=SensorReadings, dependencies=viewer)
     async def readings(
         request: Request,
         sensor_id: str,

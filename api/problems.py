@@ -13,12 +13,27 @@ PROBLEM = "application/problem+json"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "", **extra: object) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
+        **extra: object,
+    ) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.headers = headers or {}
 
 
-def _response(status: int, title: str, detail: str, instance: str, **extra: object) -> JSONResponse:
+def _response(
+    status: int,
+    title: str,
+    detail: str,
+    instance: str,
+    headers: dict[str, str] | None = None,
+    **extra: object,
+) -> JSONResponse:
     body = {
         "type": "about:blank",
         "title": title,
@@ -27,17 +42,20 @@ def _response(status: int, title: str, detail: str, instance: str, **extra: obje
         "instance": instance,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return _response(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+        return _response(
+            exc.status, exc.title, exc.detail, request.url.path, exc.headers, **exc.extra
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _response(exc.status_code, str(exc.detail), "", request.url.path)
+        headers = dict(exc.headers) if exc.headers else None
+        return _response(exc.status_code, str(exc.detail), "", request.url.path, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from sensornet.settings import Settings
 from sensornet.topics import device_topic
 
 CEILING_BATCH = 5000
+BENCH_GATEWAY = "GW-BENCH"
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,15 @@ def messages(prefix: str, readings: Iterator[Reading], pack: int) -> Iterator[tu
             topic = device_topic(prefix, r.device.id, "readings").encode()
             yield topic, orjson.dumps({"ts": r.ts_ms, "seq": r.seq, **r.values})
         return
-    gateway_topic = device_topic(prefix, "GW-BENCH", "pack").encode()
+    gateway_topic = device_topic(prefix, BENCH_GATEWAY, "pack").encode()
     batch: list[dict[str, Any]] = []
     for r in readings:
         batch.append({"sensor": r.device.id, "ts": r.ts_ms, "seq": r.seq, **r.values})
         if len(batch) == pack:
-            yield gateway_topic, orjson.dumps({"gw": "GW-BENCH", "readings": batch})
+            yield gateway_topic, orjson.dumps({"gw": BENCH_GATEWAY, "readings": batch})
             batch = []
     if batch:
-        yield gateway_topic, orjson.dumps({"gw": "GW-BENCH", "readings": batch})
+        yield gateway_topic, orjson.dumps({"gw": BENCH_GATEWAY, "readings": batch})
 
 
 def line_of(r: Reading) -> str:
@@ -170,6 +171,8 @@ async def _measure(
     progress: Any,
 ) -> dict[str, Any]:
     fleet = default_fleet(sensors)
+    if pack > 1:  # packs are accepted only for the sensors attached to their gateway
+        fleet = [replace(d, gateway_id=BENCH_GATEWAY) for d in fleet]
     types = {d.type for d in fleet}
     await register_fleet(settings, fleet)
     async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=60) as influx:

@@ -113,7 +113,14 @@ class Pipeline:
                 )
                 continue
             device = self.lookup(sensor_id)
-            if is_pack and device is not None and device.gateway_id not in (None, parsed.device_id):
+            # A pack may carry only the readings of sensors attached to its gateway (or the
+            # gateway's own): any device may publish on its own pack topic.
+            if (
+                is_pack
+                and device is not None
+                and sensor_id != parsed.device_id
+                and device.gateway_id != parsed.device_id
+            ):
                 out.rejects.append(
                     Reject(
                         sensor_id,

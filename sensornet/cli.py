@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from sensornet.bench_cli import bench_app
+from sensornet.cli_registry import keys_app, registry_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
 
@@ -25,6 +26,8 @@ services_app = typer.Typer(
 )
 app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
+app.add_typer(registry_app, name="registry")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]

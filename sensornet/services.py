@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sensornet.broker_auth import assemble_password_file, write_static_users
 from sensornet.errors import ServiceError
 from sensornet.settings import Settings
 
@@ -202,21 +203,9 @@ class Mosquitto(LocalService):
     def configure(self) -> None:
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
-        passwd = self.home / "passwd"
-        passwd.write_text("")
-        for user, password in self.users.items():
-            subprocess.run(
-                [
-                    find_binary("mosquitto_passwd") or "mosquitto_passwd",
-                    "-b",
-                    str(passwd),
-                    user,
-                    password,
-                ],
-                check=True,
-                capture_output=True,
-            )
-        passwd.chmod(0o600)
+        # service users + the registry's devices (sensornet.broker_auth keeps the latter)
+        write_static_users(self.home, self.users)
+        passwd = assemble_password_file(self.home)
         (self.home / "acl").write_text(self.acl)
         self.config_file.write_text(
             f"""# written by sensornet.services; see docs/broker.md for the reasons

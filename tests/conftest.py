@@ -81,3 +81,30 @@ async def influx(settings: Settings) -> AsyncIterator[InfluxClient]:
         await client.create_database()
         yield client
         await client.drop_database(settings.influx_db)
+
+
+@pytest.fixture
+async def api_keys(settings: Settings) -> dict[str, str]:
+    """One API key per role, created in the test's registry: {"viewer": key, ...}."""
+    from sensornet.registry.keys import create_key
+    from sensornet.registry.store import open_registry
+
+    async with open_registry(settings.registry_database_url) as registry:
+        return {
+            role: (await create_key(registry, role, f"test-{role}", "test"))[1]
+            for role in ("viewer", "engineer", "admin")
+        }
+
+
+@pytest.fixture
+def viewer_headers(api_keys: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_keys['viewer']}"}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str | None]:
+    """``host:port`` of a real PostgreSQL for the whole session, or None if unavailable."""
+    from pg_server import postgres_server
+
+    with postgres_server() as address:
+        yield address

@@ -18,7 +18,7 @@ NS = DeviceInfo("NS-1", "noise", "jingansi", 31.22, 121.45, "active")
 
 
 async def test_account_counts_stored_rejected_and_missing(
-    settings: Settings, influx: InfluxClient
+    settings: Settings, influx: InfluxClient, viewer_headers: dict[str, str]
 ) -> None:
     await register_fleet(settings, [AQ, NS])
     topic = f"{settings.topic_prefix}/AQ-1/readings".encode()
@@ -33,7 +33,7 @@ async def test_account_counts_stored_rejected_and_missing(
             settings.mqtt_fleet_password.get_secret_value(),
         ).publish_all(stream)
         base = f"http://{settings.api_host}:{settings.api_port}"
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with httpx.AsyncClient(base_url=base, headers=viewer_headers) as http:
 
             async def account() -> dict[str, object]:
                 body: dict[str, object] = (await http.get("/devices/AQ-1/accounting")).json()
@@ -48,9 +48,13 @@ async def test_account_counts_stored_rejected_and_missing(
             never = (await http.get("/devices/NS-1/accounting")).json()
             assert (never["received"], never["liveness"]) == (0, "never")
             assert (await http.get("/devices/NOPE/accounting")).status_code == 404
+            anonymous = await http.get("/devices/AQ-1/accounting", headers={"Authorization": ""})
+            assert anonymous.status_code == 401
 
 
-async def test_last_will_marks_a_device_offline(settings: Settings, influx: InfluxClient) -> None:
+async def test_last_will_marks_a_device_offline(
+    settings: Settings, influx: InfluxClient, viewer_headers: dict[str, str]
+) -> None:
     await register_fleet(settings, [NS])
     status = f"{settings.topic_prefix}/NS-1/status"
     device = gmqtt.Client(
@@ -62,7 +66,7 @@ async def test_last_will_marks_a_device_offline(settings: Settings, influx: Infl
         device.publish(status, b"online", qos=1, retain=True)
         device.publish(f"{settings.topic_prefix}/NS-1/readings", b'{"laeq": 55.0}', qos=1)
         base = f"http://{settings.api_host}:{settings.api_port}"
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with httpx.AsyncClient(base_url=base, headers=viewer_headers) as http:
 
             async def state(expected: str) -> bool:
                 body = (await http.get("/devices/NS-1/accounting")).json()

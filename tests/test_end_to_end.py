@@ -15,7 +15,7 @@ from sensornet.settings import Settings
 
 
 async def test_published_readings_come_back_through_the_api(
-    settings: Settings, influx: InfluxClient
+    settings: Settings, influx: InfluxClient, viewer_headers: dict[str, str]
 ) -> None:
     catalogue = load_catalogue()
     fleet = default_fleet(len(catalogue.types))  # one sensor of every type
@@ -37,7 +37,7 @@ async def test_published_readings_come_back_through_the_api(
         sent = publisher.stats.log
         assert len(sent) == 3 * len(fleet)
         base = f"http://{settings.api_host}:{settings.api_port}"
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with httpx.AsyncClient(base_url=base, headers=viewer_headers) as http:
 
             async def all_stored() -> bool:
                 for device in fleet:

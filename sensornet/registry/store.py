@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sensornet.catalogue import Catalogue
 from sensornet.district import District
 from sensornet.errors import SensornetError
-from sensornet.registry.models import REPORTING_STATUSES, Base, Sensor
+from sensornet.registry.migrate import migrate
+from sensornet.registry.models import REPORTING_STATUSES, Sensor, utcnow
 
 SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -51,11 +52,10 @@ def validate_device(device: DeviceInfo, catalogue: Catalogue, district: District
 
 @asynccontextmanager
 async def open_registry(url: str) -> AsyncIterator[AsyncEngine]:
-    """Engine for the registry; creates the tables when missing."""
+    """Engine for the registry, its schema migrated to the newest revision (Alembic)."""
     engine = create_async_engine(url)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+        await migrate(engine)
         yield engine
     finally:
         await engine.dispose()
@@ -67,8 +67,13 @@ def _info(row: Sensor) -> DeviceInfo:
     )
 
 
-async def upsert_devices(engine: AsyncEngine, devices: Iterable[DeviceInfo]) -> int:
-    """Insert or update sensors by id; returns how many rows changed."""
+async def upsert_devices(
+    engine: AsyncEngine, devices: Iterable[DeviceInfo], actor: str = "system:upsert"
+) -> int:
+    """Insert or update sensors by id, bypassing the lifecycle (fleet bootstrap, tests);
+    every change is audited. Returns how many rows changed."""
+    from sensornet.registry.service import audit, snapshot
+
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     changed = 0
     async with sessions() as session, session.begin():
@@ -76,21 +81,27 @@ async def upsert_devices(engine: AsyncEngine, devices: Iterable[DeviceInfo]) -> 
         for d in devices:
             row = existing.get(d.id)
             if row is None:
-                session.add(
-                    Sensor(
-                        id=d.id,
-                        type=d.type,
-                        subdistrict=d.subdistrict,
-                        lat=d.lat,
-                        lon=d.lon,
-                        status=d.status,
-                        gateway_id=d.gateway_id,
-                    )
+                now = utcnow()
+                row = Sensor(
+                    id=d.id,
+                    type=d.type,
+                    subdistrict=d.subdistrict,
+                    lat=d.lat,
+                    lon=d.lon,
+                    status=d.status,
+                    gateway_id=d.gateway_id,
+                    created_at=now,
+                    updated_at=now,
                 )
+                session.add(row)
+                audit(session, actor, "register", "sensor", d.id, None, snapshot(row))
                 changed += 1
             elif _info(row) != d:
+                before = snapshot(row)
                 row.type, row.subdistrict, row.lat, row.lon = d.type, d.subdistrict, d.lat, d.lon
                 row.status, row.gateway_id = d.status, d.gateway_id
+                row.updated_at = utcnow()
+                audit(session, actor, "update", "sensor", d.id, before, snapshot(row))
                 changed += 1
     return changed
 

@@ -1,0 +1,55 @@
+"""API key authentication and role checks as FastAPI dependencies.
+
+``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). A missing, unknown or revoked
+key is 401 with ``WWW-Authenticate``; a valid key whose role is too low is 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.problems import Problem
+from sensornet.registry.keys import Principal, authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `sensornet keys create`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sensornet"'}
+
+
+async def principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> Principal:
+    secret = bearer.credentials if bearer is not None else header
+    if not secret:
+        raise Problem(
+            401,
+            "Authentication required",
+            "send Authorization: Bearer <API key>",
+            headers=CHALLENGE,
+        )
+    found = await authenticate(request.app.state.registry, secret)
+    if found is None:
+        raise Problem(401, "Invalid API key", "the key is unknown or revoked", headers=CHALLENGE)
+    return found
+
+
+def require(role: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting callers whose role is ``role`` or higher."""
+
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.has(role):
+            raise Problem(403, "Forbidden", f"this needs the {role} role; your key is {who.role}")
+        return who
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+Engineer = Annotated[Principal, Depends(require("engineer"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,0 +1,255 @@
+"""Registry endpoints: sensors (register, update, move, status, retire, look up, list)
+and API keys. Reads need viewer, sensor writes engineer, keys admin; every write is
+audited with the caller's key id."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from api import bulk_routes, gateway_routes, sensor_view
+from api.auth import Admin, Engineer, Viewer
+from api.problems import Problem
+from sensornet import broker_auth
+from sensornet.district import load_district
+from sensornet.errors import SensornetError
+from sensornet.registry import keys
+from sensornet.registry.lifecycle import TransitionError
+from sensornet.registry.schemas import (
+    AuditOut,
+    Move,
+    SensorIn,
+    SensorOut,
+    SensorPage,
+    SensorPatch,
+    Status,
+    StatusChange,
+)
+from sensornet.registry.service import (
+    MAX_PAGE,
+    InvalidSensor,
+    Registry,
+    SensorExists,
+    SensorFilter,
+    SensorNotFound,
+    parse_bbox,
+)
+
+router = APIRouter()
+# before /sensors/{sensor_id}, so "export.csv" is not taken for a sensor id
+router.include_router(bulk_routes.router)
+router.include_router(sensor_view.router)
+router.include_router(gateway_routes.router)
+
+_STATUS = {
+    SensorNotFound: (404, "Unknown sensor"),
+    SensorExists: (409, "Sensor already registered"),
+    TransitionError: (409, "Status change not allowed"),
+    InvalidSensor: (422, "Invalid sensor entry"),
+    keys.ApiKeyError: (404, "Unknown API key"),
+}
+
+
+def problem(exc: SensornetError) -> Problem:
+    status, title = _STATUS.get(type(exc), (400, "Registry error"))
+    return Problem(status, title, str(exc))
+
+
+def registry(request: Request) -> Registry:
+    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+
+
+class Registered(SensorOut):
+    mqtt_username: str
+    mqtt_password: str = Field(description="Shown once; only its hash is kept")
+
+
+class Credentials(BaseModel):
+    sensor_id: str
+    mqtt_username: str
+    mqtt_password: str | None = Field(None, description="Shown once; only its hash is kept")
+    broker_devices: int = Field(description="Devices the broker now accepts")
+
+
+async def _sync(request: Request) -> int:
+    engine = request.app.state.registry
+    return await broker_auth.sync_broker(
+        engine, broker_auth.broker_home(request.app.state.settings)
+    )
+
+
+@router.post("/sensors", status_code=201, response_model=Registered, tags=["registry"])
+async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Registered:
+    """Register a sensor and issue its MQTT password (shown in this response only)."""
+    try:
+        out = await registry(request).register(spec, who.actor)
+        issued = await broker_auth.issue_credentials(
+            request.app.state.registry, [spec.id], who.actor
+        )
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    await _sync(request)
+    body = out.model_dump() | {"has_credentials": True}
+    return Registered(**body, mqtt_username=spec.id, mqtt_password=issued[spec.id])
+
+
+@router.post("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
+async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
+    """Issue (or rotate) a sensor's MQTT password; the old one stops working at once."""
+    try:
+        await registry(request).get(sensor_id)
+        issued = await broker_auth.issue_credentials(
+            request.app.state.registry, [sensor_id], who.actor
+        )
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    count = await _sync(request)
+    return Credentials(
+        sensor_id=sensor_id,
+        mqtt_username=sensor_id,
+        mqtt_password=issued[sensor_id],
+        broker_devices=count,
+    )
+
+
+@router.delete("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
+async def revoke_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
+    """Revoke a sensor's MQTT password: it can no longer connect (no broker restart)."""
+    try:
+        await registry(request).get(sensor_id)
+        await broker_auth.revoke_credentials(request.app.state.registry, [sensor_id], who.actor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    count = await _sync(request)
+    return Credentials(sensor_id=sensor_id, mqtt_username=sensor_id, broker_devices=count)
+
+
+@router.get("/sensors", response_model=SensorPage, tags=["registry"])
+async def list_sensors(
+    request: Request,
+    who: Viewer,
+    type: str | None = None,
+    subdistrict: str | None = None,
+    status: Status | None = None,
+    bbox: Annotated[
+        str | None, Query(description="min_lon,min_lat,max_lon,max_lat", max_length=200)
+    ] = None,
+    q: Annotated[str | None, Query(description="Text in id, address, description")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> SensorPage:
+    try:
+        where = SensorFilter(type, subdistrict, status, parse_bbox(bbox) if bbox else None, q)
+        items, next_cursor = await registry(request).search(where, limit, cursor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    return SensorPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/sensors/{sensor_id}", response_model=SensorOut, tags=["registry"])
+async def get_sensor(request: Request, who: Viewer, sensor_id: str) -> SensorOut:
+    try:
+        return await registry(request).get(sensor_id)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+
+
+@router.patch("/sensors/{sensor_id}", response_model=SensorOut, tags=["registry"])
+async def update_sensor(
+    request: Request, who: Engineer, sensor_id: str, patch: SensorPatch
+) -> SensorOut:
+    try:
+        return await registry(request).update(sensor_id, patch, who.actor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+
+
+@router.post("/sensors/{sensor_id}/move", response_model=SensorOut, tags=["registry"])
+async def move_sensor(request: Request, who: Engineer, sensor_id: str, move: Move) -> SensorOut:
+    try:
+        return await registry(request).move(sensor_id, move, who.actor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+
+
+@router.post("/sensors/{sensor_id}/status", response_model=SensorOut, tags=["registry"])
+async def change_status(
+    request: Request, who: Engineer, sensor_id: str, change: StatusChange
+) -> SensorOut:
+    try:
+        out = await registry(request).set_status(sensor_id, change, who.actor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    await _sync(request)
+    return out
+
+
+@router.post("/sensors/{sensor_id}/retire", response_model=SensorOut, tags=["registry"])
+async def retire_sensor(request: Request, who: Engineer, sensor_id: str) -> SensorOut:
+    try:
+        out = await registry(request).retire(sensor_id, who.actor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    await _sync(request)  # a retired sensor leaves the broker's password file
+    return out
+
+
+@router.get("/sensors/{sensor_id}/history", response_model=list[AuditOut], tags=["registry"])
+async def sensor_history(
+    request: Request,
+    who: Viewer,
+    sensor_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    rows = await registry(request).history(sensor_id, limit)
+    return [
+        AuditOut(
+            id=r.id,
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            entity=r.entity,
+            entity_id=r.entity_id,
+            before=r.before,
+            after=r.after,
+        )
+        for r in rows
+    ]
+
+
+class KeyIn(BaseModel):
+    role: Literal["viewer", "engineer", "admin"] = "viewer"
+    name: str = Field("", max_length=128)
+
+
+class KeyOut(BaseModel):
+    id: str
+    role: str
+    name: str
+    revoked: bool
+    key: str | None = None
+
+
+@router.post("/keys", status_code=201, response_model=KeyOut, tags=["keys"])
+async def create_key(request: Request, who: Admin, body: KeyIn) -> KeyOut:
+    info, secret = await keys.create_key(
+        request.app.state.registry, body.role, body.name, who.actor
+    )
+    return KeyOut(id=info.id, role=info.role, name=info.name, revoked=False, key=secret)
+
+
+@router.get("/keys", response_model=list[KeyOut], tags=["keys"])
+async def list_keys(request: Request, who: Admin) -> list[KeyOut]:
+    found = await keys.list_keys(request.app.state.registry)
+    return [KeyOut(id=k.id, role=k.role, name=k.name, revoked=k.revoked) for k in found]
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut, tags=["keys"])
+async def revoke_key(request: Request, who: Admin, key_id: str) -> KeyOut:
+    try:
+        info = await keys.revoke_key(request.app.state.registry, key_id, who.actor)
+    except SensornetError as exc:
+        raise problem(exc) from exc
+    return KeyOut(id=info.id, role=info.role, name=info.name, revoked=info.revoked)

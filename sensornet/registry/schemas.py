@@ -1,0 +1,109 @@
+"""What a sensor looks like on the way in and out: one definition for API, CLI and import."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["planned", "installed", "active", "maintenance", "retired"]
+SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class SensorDetails(BaseModel):
+    """Fields an engineer may change after registration (all optional on update)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gateway_id: str | None = Field(None, max_length=64)
+    address: str = Field("", max_length=500)
+    description: str = Field("", max_length=2000)
+    mounting: str = Field("", max_length=64, description="e.g. pole, wall, manhole, roof")
+    installed_on: date | None = None
+    commissioned_on: date | None = None
+    owner_department: str = Field("", max_length=128)
+    firmware: str = Field("", max_length=64)
+
+
+class SensorIn(SensorDetails):
+    id: str = Field(pattern=SENSOR_ID_PATTERN, description="Also the device's MQTT username")
+    type: str = Field(min_length=1, max_length=64, description="A sensor type of the catalogue")
+    subdistrict: str = Field(min_length=1, max_length=64)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    status: Status = "planned"
+
+
+class SensorPatch(BaseModel):
+    """A partial update; only the fields given change. Location has its own ``move``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = Field(None, min_length=1, max_length=64)
+    gateway_id: str | None = Field(None, max_length=64)
+    address: str | None = Field(None, max_length=500)
+    description: str | None = Field(None, max_length=2000)
+    mounting: str | None = Field(None, max_length=64)
+    installed_on: date | None = None
+    commissioned_on: date | None = None
+    owner_department: str | None = Field(None, max_length=128)
+    firmware: str | None = Field(None, max_length=64)
+
+
+class Move(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    subdistrict: str | None = Field(None, min_length=1, max_length=64)
+    address: str | None = Field(None, max_length=500)
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    note: str = Field("", max_length=500)
+
+
+class SensorOut(SensorIn):
+    model_config = ConfigDict(extra="ignore")
+
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    has_credentials: bool = False
+
+
+class SensorPage(BaseModel):
+    items: list[SensorOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    before: dict[str, object] | None
+    after: dict[str, object] | None
+
+
+class GatewayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=SENSOR_ID_PATTERN, description="Also the gateway's MQTT username")
+    subdistrict: str = Field(min_length=1, max_length=64)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    description: str = Field("", max_length=2000)
+    status: Status = "active"
+
+
+class GatewayOut(GatewayIn):
+    model_config = ConfigDict(extra="ignore")
+
+    has_credentials: bool = False
+    sensors: list[str] = Field(default_factory=list, description="Sensors attached to it")

@@ -1,0 +1,77 @@
+"""The registry CLI against a real SQLite registry and a real broker directory:
+lifecycle commands, bootstrap API keys, and MQTT passwords written once with mode 600."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sensornet.broker_auth import verify
+from sensornet.cli import app
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("SENSORNET_STATE_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    return CliRunner()
+
+
+def run(cli: CliRunner, *args: str, code: int = 0) -> str:
+    result = cli.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.stdout
+
+
+def test_lifecycle_keys_and_credentials(cli: CliRunner, tmp_path: Path) -> None:
+    out = run(
+        cli,
+        "registry",
+        "register",
+        "WL-C1",
+        "--type",
+        "waterlogging",
+        "--subdistrict",
+        "beizhan",
+        "--lat",
+        "31.247",
+        "--lon",
+        "121.475",
+    )
+    assert json.loads(out)["status"] == "planned"
+    run(cli, "registry", "status", "WL-C1", "active", code=1)
+    run(cli, "registry", "status", "WL-C1", "installed")
+    moved = json.loads(run(cli, "registry", "move", "WL-C1", "--lat", "31.25", "--lon", "121.48"))
+    assert (moved["lat"], moved["lon"]) == (31.25, 121.48)
+    updated = json.loads(run(cli, "registry", "update", "WL-C1", '{"firmware": "1.2"}'))
+    assert updated["firmware"] == "1.2"
+
+    key = json.loads(run(cli, "keys", "create", "--role", "admin", "--name", "boot"))
+    assert key["key"].startswith("snk_")
+    listed = json.loads(run(cli, "keys", "list"))
+    assert [(k["id"], k["role"], k["revoked"]) for k in listed] == [(key["id"], "admin", False)]
+    assert key["key"] not in run(cli, "keys", "list")
+    run(cli, "keys", "revoke", key["id"])
+    assert json.loads(run(cli, "keys", "list"))[0]["revoked"] is True
+
+    creds = tmp_path / "creds.json"
+    out = json.loads(run(cli, "registry", "credentials", "--missing", "-o", str(creds)))
+    assert (out["issued"], out["broker_devices"]) == (1, 1)
+    assert stat.S_IMODE(os.stat(creds).st_mode) == 0o600
+    password = json.loads(creds.read_text())["WL-C1"]
+    line = (tmp_path / "mosquitto" / "passwd.devices").read_text().strip()
+    user, encoded = line.split(":", 1)
+    assert user == "WL-C1" and verify(password, encoded)
+
+    (tmp_path / "mosquitto" / "passwd.devices").unlink()
+    assert json.loads(run(cli, "registry", "sync-broker")) == {"broker_devices": 1}
+    assert (tmp_path / "mosquitto" / "passwd.devices").read_text().strip() == line
+
+    run(cli, "registry", "retire", "WL-C1")
+    assert (tmp_path / "mosquitto" / "passwd.devices").read_text() == ""  # left the broker
+    assert json.loads(run(cli, "registry", "get", "WL-C1"))["status"] == "retired"

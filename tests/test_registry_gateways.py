@@ -1,0 +1,93 @@
+"""Gateways over the real API, broker and ingester: a gateway gets its own credentials,
+publishes packs on its own pack topic, and only its attached sensors' readings are kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gmqtt
+import httpx
+import orjson
+import pytest
+from pg_server import BACKENDS, registry_on
+from support import running, wait_until
+
+from sensornet.influx import InfluxClient, rows
+from sensornet.runtime import run_api, run_ingester
+from sensornet.settings import Settings
+
+
+@pytest.fixture(params=BACKENDS)
+async def settings(
+    request: pytest.FixtureRequest, settings: Settings, postgres: str | None
+) -> Settings:
+    """Every test here runs on SQLite and on a real PostgreSQL."""
+    return await registry_on(request.param, settings, postgres)
+
+
+def noise(sensor_id: str, gateway: str) -> dict[str, Any]:
+    return {
+        "id": sensor_id,
+        "type": "noise",
+        "subdistrict": "beizhan",
+        "lat": 31.247,
+        "lon": 121.475,
+        "status": "active",
+        "gateway_id": gateway,
+    }
+
+
+async def test_gateway_publishes_packs_only_for_its_sensors(
+    settings: Settings, influx: InfluxClient, api_keys: dict[str, str]
+) -> None:
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    headers = {"Authorization": f"Bearer {api_keys['engineer']}"}
+    p = settings.topic_prefix
+    gw = {"id": "GW-1", "subdistrict": "beizhan", "lat": 31.247, "lon": 121.475}
+    async with (
+        running(run_api, settings),
+        httpx.AsyncClient(base_url=base, headers=headers) as http,
+    ):
+        gateway = (await http.post("/gateways", json=gw)).json()
+        assert gateway["mqtt_username"] == "GW-1"
+        assert (await http.post("/gateways", json=gw)).status_code == 409
+        for spec in (noise("NS-G1", "GW-1"), noise("NS-G2", "GW-2")):
+            assert (await http.post("/sensors", json=spec)).status_code == 201
+        listed = (await http.get("/gateways/GW-1")).json()
+        assert (listed["sensors"], listed["has_credentials"]) == (["NS-G1"], True)
+
+        async with running(run_ingester, settings):
+            client = gmqtt.Client("GW-1", clean_session=True)
+            client.set_auth_credentials("GW-1", gateway["mqtt_password"])
+            await client.connect(settings.mqtt_host, settings.mqtt_port)
+            # a sensor's own topic is not the gateway's: the broker drops it
+            client.publish(f"{p}/NS-G1/readings", b'{"laeq": 99.0}', qos=1)
+            pack = {
+                "gw": "GW-1",
+                "readings": [{"sensor": "NS-G1", "laeq": 50.5}, {"sensor": "NS-G2", "laeq": 60.5}],
+            }
+            client.publish(f"{p}/GW-1/pack", orjson.dumps(pack), qos=1)
+
+            async def letters() -> list[dict[str, Any]]:
+                return rows(await influx.query('SELECT * FROM "dead_letter"'))
+
+            refused = await wait_until(letters)
+            await client.disconnect()
+        stored = rows(await influx.query('SELECT * FROM "noise"'))
+        assert [(r["sensor_id"], r["laeq"]) for r in stored] == [("NS-G1", 50.5)]
+        assert [(r["device"], r["reason"]) for r in refused] == [("NS-G2", "foreign_gateway")]
+
+        retired = await http.post("/gateways/GW-1/retire")
+        assert retired.json()["status"] == "retired"
+        again = gmqtt.Client("GW-1b", clean_session=True)
+        again.set_auth_credentials("GW-1", gateway["mqtt_password"])
+
+        async def gateway_refused() -> bool:
+            try:
+                await again.connect(settings.mqtt_host, settings.mqtt_port)
+            except gmqtt.mqtt.handler.MQTTConnectError:
+                return True
+            await again.disconnect()
+            return False
+
+        assert await wait_until(gateway_refused)

@@ -72,13 +72,22 @@ class Injected:
     copies: int = 1
 
 
-def out_of_range(item: Item, catalogue: Catalogue, type_id: str) -> Item:
+def out_of_range(item: Item, catalogue: Catalogue, type_id: str) -> tuple[Item, str]:
+    """The reading with an impossible value, and the reason the platform should give: a
+    number beyond the valid range, or for a type with no numeric quantity a number where
+    a bool or string belongs (``wrong_type``)."""
     values = dict(item.values)
-    for q in catalogue.get(type_id).quantities.values():
-        if q.max is not None:
-            values[q.id] = q.max * 2 + 1 if q.max > 0 else q.max + 100.0
-            return Item(item.sensor_id, item.ts_ms, item.seq, values)
-    return item
+    quantities = list(catalogue.get(type_id).quantities.values())
+    numeric = [q for q in quantities if q.max is not None]
+    if numeric:
+        q = numeric[0]
+        assert q.max is not None
+        values[q.id] = q.max * 2 + 1 if q.max > 0 else q.max + 100.0
+        reason = "out_of_range"
+    else:
+        values[quantities[0].id] = 2
+        reason = "wrong_type"
+    return Item(item.sensor_id, item.ts_ms, item.seq, values), reason
 
 
 def inject(
@@ -103,9 +112,8 @@ def inject(
         skewed = Item(me, item.ts_ms + SKEW_S * 1000, item.seq, item.values)
         return Injected(flat(skewed), me, "ts_future", me, item.seq)
     if kind == "out_of_range":
-        return Injected(
-            flat(out_of_range(item, catalogue, type_id)), me, "out_of_range", me, item.seq
-        )
+        bad, reason = out_of_range(item, catalogue, type_id)
+        return Injected(flat(bad), me, reason, me, item.seq)
     if kind == "malformed":
         return Injected(flat(item)[:-7], me, "invalid_json", me, None)
     if kind == "hostile":

@@ -105,7 +105,7 @@ class LivePublisher:
         self.stats = PublisherStats()
         self._links: dict[str, Link] = {}  # device or gateway id -> its link
         self._shared: list[Link] = []
-        self._packs: dict[str, list[Item]] = {}
+        self._packs: dict[str, list[list[Item]]] = {}
 
     # --- connections ------------------------------------------------------------------
 
@@ -226,8 +226,12 @@ class LivePublisher:
                 SentReading(item.sensor_id, item.ts_ms, item.seq, dict(item.values))
             )
         if device.gateway_id:
-            for _ in range(copies):
-                self._packs.setdefault(device.gateway_id, []).append(item)
+            batches = self._packs.setdefault(device.gateway_id, [])
+            for copy in range(copies):
+                # a copy goes into a later pack: SenML refuses a repeated name and time
+                while len(batches) <= copy:
+                    batches.append([])
+                batches[copy].append(item)
             return
         link = self._links[device.id]
         topic = device_topic(self._prefix, topic_device, "readings")
@@ -237,15 +241,14 @@ class LivePublisher:
 
     def _flush_packs(self) -> None:
         now_ms = time.time_ns() // 1_000_000
-        for gateway, items in self._packs.items():
-            if not items:
-                continue
-            if _uses_senml(gateway):
-                payload = senml_pack(items)
-            else:
-                payload = gateway_pack(gateway, items, now_ms)
-            self._links[gateway].publish(device_topic(self._prefix, gateway, "pack"), payload)
-            self.stats.messages += 1
+        for gateway, batches in self._packs.items():
+            for items in batches:
+                if _uses_senml(gateway):
+                    payload = senml_pack(items)
+                else:
+                    payload = gateway_pack(gateway, items, now_ms)
+                self._links[gateway].publish(device_topic(self._prefix, gateway, "pack"), payload)
+                self.stats.messages += 1
         self._packs.clear()
 
 
@@ -275,5 +278,5 @@ def _item_from(item: Item, payload: bytes, catalogue: Catalogue, type_id: str, k
     if kind == "clock_skew":
         return Item(item.sensor_id, item.ts_ms + SKEW_S * 1000, item.seq, item.values)
     if kind == "out_of_range":
-        return out_of_range(item, catalogue, type_id)
+        return out_of_range(item, catalogue, type_id)[0]
     return item

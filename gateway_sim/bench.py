@@ -1,0 +1,157 @@
+"""``sensornet bench simulate``: the load generator's sustained QoS 1 publish rate
+(broker-acknowledged) next to the broker's own ceiling, measured in the same run with
+Mosquitto's C client (``mosquitto_pub -l``, several in parallel) on the same messages.
+
+Both phases publish single readings to a private broker with no subscriber, so the
+figure is what the broker can take from a client, not what an ingester drains.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway_sim.fleet import build_fleet
+from gateway_sim.links import SimulatorError
+from gateway_sim.load import LoadPlan, raise_file_limit, run_load
+from gateway_sim.payloads import Item, flat
+from gateway_sim.signals import City
+from sensornet.catalogue import load_catalogue
+from sensornet.district import load_district
+from sensornet.services import Mosquitto, broker_acl, ensure_binaries, find_binary, free_port
+from sensornet.topics import device_topic
+
+PREFIX = "city/v1"
+USER = "simulator"
+
+
+def ceiling(
+    broker: Mosquitto, password: str, lines: list[list[bytes]], topics: list[str]
+) -> tuple[int, float]:
+    """Publish every line with one ``mosquitto_pub -l -q 1`` per list, in parallel;
+    returns (messages, seconds)."""
+    binary = find_binary("mosquitto_pub") or "mosquitto_pub"
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for k, chunk in enumerate(lines):
+            path = Path(tmp, f"lines{k}")
+            path.write_bytes(b"\n".join(chunk) + b"\n")
+            files.append(path)
+        start = time.perf_counter()
+        procs = []
+        for path, topic in zip(files, topics, strict=True):
+            with path.open("rb") as stdin:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            binary,
+                            "-h",
+                            broker.host,
+                            "-p",
+                            str(broker.port),
+                            "-u",
+                            USER,
+                            "-P",
+                            password,
+                            "-V",
+                            "mqttv5",
+                            "-q",
+                            "1",
+                            "-M",
+                            "100",
+                            "-t",
+                            topic,
+                            "-l",
+                        ],
+                        stdin=stdin,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                    )
+                )
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            if p.returncode != 0:
+                raise SimulatorError(f"mosquitto_pub failed: {err.decode()[-300:]}")
+        elapsed = time.perf_counter() - start
+    return sum(len(c) for c in lines), elapsed
+
+
+def bench_simulate(
+    seconds: Annotated[float, typer.Option(help="Length of the generator phase")] = 10.0,
+    sensors: Annotated[int, typer.Option(help="Simulated sensors")] = 1000,
+    connections: Annotated[int, typer.Option(help="Generator MQTT connections")] = 8,
+    processes: Annotated[int, typer.Option(help="Generator worker processes")] = 2,
+    max_in_flight: Annotated[int, typer.Option(help="Unacked QoS 1 per connection")] = 100,
+    clients: Annotated[int, typer.Option(help="Parallel mosquitto_pub for the ceiling")] = 4,
+    ceiling_messages: Annotated[int, typer.Option(help="Messages for the ceiling")] = 200_000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line on stdout")] = True,
+) -> None:
+    """Generator rate vs broker ceiling, single-reading QoS 1 messages."""
+    ensure_binaries()
+    raise_file_limit()
+    password = secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="sensornet-bench-") as home:
+        broker = Mosquitto(
+            name="mosquitto",
+            home=Path(home),
+            port=free_port(),
+            users={USER: password},
+            acl=broker_acl(PREFIX, "ingester", USER),
+        )
+        broker.start()
+        try:
+            fleet = build_fleet(load_catalogue(), load_district(), sensors, gateways=False)
+            plan = LoadPlan(
+                host=broker.host,
+                port=broker.port,
+                username=USER,
+                password=password,
+                prefix=PREFIX,
+                rate=0.0,
+                duration_s=seconds,
+                connections=connections,
+                max_in_flight=max_in_flight,
+            )
+            results, _ = run_load(plan, fleet, processes)
+            acked = sum(r.acked for r in results)
+            busy = max(r.elapsed_s for r in results)
+            rate = acked / busy
+            # the same messages: single readings of the same fleet, as the generator made them
+            city = City(fleet, load_catalogue(), load_district())
+            now_ms = time.time_ns() // 1_000_000
+            per = ceiling_messages // clients
+            lines: list[list[bytes]] = []
+            topics = []
+            for k in range(clients):
+                idx = [(k * per + j) % len(fleet) for j in range(per)]
+                values = city.readings(idx, [now_ms / 1000] * per)
+                lines.append(
+                    [
+                        flat(Item(fleet[i].id, now_ms + j, j, v))
+                        for j, (i, v) in enumerate(zip(idx, values, strict=True))
+                    ]
+                )
+                topics.append(device_topic(PREFIX, fleet[idx[0]].id, "readings"))
+            sent, elapsed = ceiling(broker, password, lines, topics)
+            top = sent / elapsed
+        finally:
+            broker.stop()
+    out = {
+        "readings_per_s": round(rate, 1),
+        "ceiling_msgs_per_s": round(top, 1),
+        "ratio": round(rate / top, 3),
+        "connections": sum(r.connected for r in results),
+        "processes": len(results),
+        "max_in_flight": max_in_flight,
+        "ceiling_clients": clients,
+        "acked": acked,
+        "seconds": round(busy, 2),
+    }
+    typer.echo(json.dumps(out))

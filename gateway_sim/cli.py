@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=True)
+REGISTRY_SETTLE_S = 2.5  # ingest's DeviceCache TTL (2 s) plus a margin
 
 
 class Mode(StrEnum):
@@ -132,8 +133,11 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
         fleet = await fleet_from_registry(settings.registry_database_url)
     else:
         fleet = default_fleet(o["sensors"], o["seed"])
-        if o["register"]:
-            await register_fleet(settings, fleet)
+        if o["register"] and await register_fleet(settings, fleet):
+            # ingesters reload the registry every 2 s (DeviceCache): readings sent before
+            # that would be refused as unknown_sensor
+            console.print("registered new sensors; waiting for the ingesters' registry cache")
+            await asyncio.sleep(REGISTRY_SETTLE_S)
     console.print(f"fleet: {len(fleet)} sensors, mode {o['mode'].value}")
     start_ns = time.time_ns() - 1_000_000_000
     if o["mode"] is Mode.live:

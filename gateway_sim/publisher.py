@@ -106,6 +106,7 @@ class LivePublisher:
         self._links: dict[str, Link] = {}  # device or gateway id -> its link
         self._shared: list[Link] = []
         self._packs: dict[str, list[list[Item]]] = {}
+        self._last_ts = [0] * len(self._fleet)
 
     # --- connections ------------------------------------------------------------------
 
@@ -183,7 +184,10 @@ class LivePublisher:
 
     def _report(self, i: int, seq: int) -> None:
         device = self._fleet[i]
-        ts_ms = time.time_ns() // 1_000_000
+        # strictly increasing per device: two reports in one millisecond would be one
+        # point in InfluxDB (same series and time), i.e. a silent overwrite
+        ts_ms = max(time.time_ns() // 1_000_000, self._last_ts[i] + 1)
+        self._last_ts[i] = ts_ms
         values = self.city.readings([i], [self._city_time(ts_ms / 1000)])[0]
         item = Item(device.id, ts_ms, seq, values)
         in_pack = device.gateway_id is not None

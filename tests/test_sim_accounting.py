@@ -47,9 +47,9 @@ async def test_clean_run_reports_everything_stored(
         report = await account(
             influx, publisher.truth, {d.id: d.type for d in fleet}, load_catalogue(), start_ns
         )
-    assert report.totals["sent"] == 3 * len(fleet) == publisher.stats.sent
+    assert report.totals["sent"] == 3 * len(fleet) == publisher.stats.sent, report.as_json()
     assert report.totals["stored"] == report.totals["expected_stored"] == 3 * len(fleet)
-    assert report.totals["missing"] == 0
+    assert report.totals["missing"] == 0, report.as_json()
     assert report.totals["rejected"] == report.totals["unexpected"] == 0
     assert report.exact
     assert any(d.gateway_id for d in fleet)  # packs were part of it

@@ -15,19 +15,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway_sim.fleet import build_fleet
-from gateway_sim.links import SimulatorError
-from gateway_sim.load import LoadPlan, raise_file_limit, run_load
-from gateway_sim.payloads import Item, flat
-from gateway_sim.signals import City
-from sensornet.catalogue import load_catalogue
-from sensornet.district import load_district
-from sensornet.services import Mosquitto, broker_acl, ensure_binaries, find_binary, free_port
-from sensornet.topics import device_topic
+from sensornet.errors import SensornetError
+
+if TYPE_CHECKING:
+    from sensornet.services import Mosquitto
 
 PREFIX = "city/v1"
 USER = "simulator"
@@ -44,7 +39,7 @@ def _publish_files(argv: list[str], files: list[Path], count_acks: bool) -> int:
         with path.open("rb") as stdin:
             done = subprocess.run(argv, stdin=stdin, capture_output=True, check=False)
         if done.returncode != 0:
-            raise SimulatorError(f"mosquitto_pub failed: {done.stderr.decode()[-300:]}")
+            raise SensornetError(f"mosquitto_pub failed: {done.stderr.decode()[-300:]}")
         if count_acks:
             done_lines += done.stdout.count(b"received PUBACK")
         else:
@@ -64,6 +59,8 @@ def ceiling(
     2.0.11 quits after ~35k lines without an error, so inputs are cut into 25k-line
     files (complete when checked with a subscriber). ``count_acks`` counts PUBACKs from
     its debug output instead, which proves every message but slows the client."""
+    from sensornet.services import find_binary
+
     binary = find_binary("mosquitto_pub") or "mosquitto_pub"
     with tempfile.TemporaryDirectory() as tmp:
         jobs: list[tuple[list[str], list[Path]]] = []
@@ -118,6 +115,16 @@ def bench_simulate(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line on stdout")] = True,
 ) -> None:
     """Generator rate vs broker ceiling, single-reading QoS 1 messages."""
+    # imported here: the CLI starts without numpy and the MQTT client
+    from gateway_sim.fleet import build_fleet
+    from gateway_sim.load import LoadPlan, raise_file_limit, run_load
+    from gateway_sim.payloads import Item, flat
+    from gateway_sim.signals import City
+    from sensornet.catalogue import load_catalogue
+    from sensornet.district import load_district
+    from sensornet.services import Mosquitto, broker_acl, ensure_binaries, free_port
+    from sensornet.topics import device_topic
+
     ensure_binaries()
     raise_file_limit()
     password = secrets.token_hex(8)

@@ -21,6 +21,8 @@ log = logging.getLogger("gateway_sim")
 
 
 _U16 = struct.Struct("!H")
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 30.0
 
 
 def _varint(n: int) -> bytes:
@@ -88,8 +90,24 @@ class Link:
             client_id, clean_session=True, will_message=will, persistent_storage=self.storage
         )
         self.client.set_auth_credentials(username, password)
-        self.client.set_config({"reconnect_retries": -1, "reconnect_delay": 2})
+        self.client.set_config({"reconnect_retries": -1, "reconnect_delay": RECONNECT_FIRST_S})
+        self.client.on_connect = self._on_connect
+        # gmqtt retries a lost connection after a fixed delay; its retries call
+        # ``client.reconnect(delay=True)``, so wrapping that doubles the delay per failed
+        # attempt (with jitter, capped): thousands of devices do not hammer a restarting
+        # broker in lockstep
+        retry = self.client.reconnect
+
+        async def reconnect(delay: bool = False) -> None:
+            if delay:
+                grown = min(self.client.reconnect_delay * 2, RECONNECT_MAX_S)
+                self.client.reconnect_delay = grown * (0.8 + 0.4 * random.random())
+            await retry(delay=delay)
+
+        self.client.reconnect = reconnect
+        self.client.on_disconnect = self._on_disconnect
         self.sent = 0
+        self.reconnects = 0
         handler: Any = self.client._package_handler
         ids, storage = handler.id_generator, self.storage
 
@@ -100,6 +118,12 @@ class Link:
             storage.remove_message_by_mid(mid)
 
         handler._handle_puback_packet = puback
+
+    def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
+        self.client.reconnect_delay = RECONNECT_FIRST_S
+
+    def _on_disconnect(self, client: Any, packet: Any, exc: Any = None) -> None:
+        self.reconnects += 1
 
     async def connect(self, host: str, port: int, attempts: int = 8) -> None:
         """Connect, retrying with exponential backoff and jitter."""

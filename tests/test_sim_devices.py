@@ -107,3 +107,28 @@ async def test_connect_retries_with_backoff_until_the_broker_is_up(tmp_path: Pat
         await link.close()
     finally:
         broker.stop()
+
+
+async def test_a_link_reconnects_after_the_broker_restarts(device_broker: Mosquitto) -> None:
+    link = Link("AQ-1-restart", "AQ-1", "aq-pw", PREFIX, will_device="AQ-1")
+    await link.connect("127.0.0.1", device_broker.port)
+    await asyncio.to_thread(device_broker.stop)
+
+    async def lost() -> bool:
+        return not link.client.is_connected
+
+    await wait_until(lost, timeout_s=10)
+    await asyncio.sleep(1.5)  # a few failed attempts: the delay grows
+    grown = link.client.reconnect_delay
+    assert grown > 0.5
+    await asyncio.to_thread(device_broker.start)
+
+    async def back() -> bool:
+        return bool(link.client.is_connected)
+
+    await wait_until(back, timeout_s=40)
+    assert link.reconnects >= 1
+    assert link.client.reconnect_delay == 0.5  # reset once connected
+    link.publish(f"{PREFIX}/AQ-1/readings", b'{"seq": 1, "pm25": 3}')
+    assert await link.drain(10)
+    await link.close()

@@ -1,20 +1,39 @@
-"""Live mode: every sensor reports at its type's interval (first report within seconds),
-with a per-device ``seq`` counter, as flat JSON on its own readings topic."""
+"""Live mode: devices report at their type's interval with jitter, each with its own ``seq``
+counter; sensors behind a gateway are bundled into packs (gateway format or SenML); each
+device announces a retained "online" status; faults are injected per ``FaultPlan`` and
+recorded in the ground truth.
+
+``speed`` runs the city's clock faster than the wall clock (a simulated day in 24 minutes
+at 60x) while device timestamps stay real, so the platform accepts them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import random
 import time
-from collections.abc import Sequence
+import uuid
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import gmqtt
-import orjson
-
-from gateway_sim.signals import value_for
+from gateway_sim.faults import (
+    SKEW_S,
+    FaultPlan,
+    GroundTruth,
+    Injected,
+    foreign_targets,
+    inject,
+    out_of_range,
+)
+from gateway_sim.links import Link
+from gateway_sim.payloads import Item, flat, gateway_pack, senml_pack
+from gateway_sim.signals import City
+from gateway_sim.weather import Weather
 from sensornet.catalogue import Catalogue
+from sensornet.district import District, load_district
 from sensornet.lineprotocol import FieldValue
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import device_topic
@@ -30,7 +49,8 @@ class SentReading:
 
 @dataclass
 class PublisherStats:
-    sent: int = 0
+    sent: int = 0  # readings published (clean and faulty)
+    messages: int = 0
     log: list[SentReading] = field(default_factory=list)
 
 
@@ -49,57 +69,218 @@ class LivePublisher:
         interval_scale: float = 1.0,
         keep_log: bool = False,
         seed: int = 151,
+        district: District | None = None,
+        speed: float = 1.0,
+        credentials: Mapping[str, str] | None = None,
+        connections: int = 4,
+        faults: FaultPlan | None = None,
+        ground_truth: GroundTruth | None = None,
+        gateway_flush_s: float = 2.0,
+        storm_after_s: float | None = 60.0,
     ) -> None:
         self._host, self._port = host, port
+        self._user, self._password = username, password
         self._prefix = topic_prefix
         self._fleet = list(fleet)
         self._catalogue = catalogue
         self._first_within = first_report_within_s
-        self._scale = interval_scale
+        self._scale = interval_scale / speed
+        self._speed = speed
         self._keep_log = keep_log
+        self._seed = seed
         self._rng = random.Random(seed)
+        self._credentials = dict(credentials or {})
+        self._connections = max(1, connections)
+        self._faults = faults or FaultPlan()
+        self.truth = ground_truth or GroundTruth()
+        self._gateway_flush_s = gateway_flush_s
+        self._start = time.time()
+        district = district or load_district()
+        kickoff = None if storm_after_s is None else self._start + storm_after_s
+        weather = Weather.generate(
+            seed, self._start - 86_400, self._start + 30 * 86_400, _centre(district), kickoff
+        )
+        self.city = City(self._fleet, catalogue, district, seed=seed, weather=weather)
+        self._foreign = foreign_targets({d.id: d.type for d in self._fleet}, catalogue)
         self.stats = PublisherStats()
-        self._client = gmqtt.Client(f"sim-{seed}-{int(time.time())}", clean_session=True)
-        self._client.set_auth_credentials(username, password)
+        self._links: dict[str, Link] = {}  # device or gateway id -> its link
+        self._shared: list[Link] = []
+        self._packs: dict[str, list[list[Item]]] = {}
+        self._last_ts = [0] * len(self._fleet)
+
+    # --- connections ------------------------------------------------------------------
+
+    def _senders(self) -> list[str]:
+        """Ids that hold an MQTT connection or a share of one: direct sensors and gateways."""
+        gateways = sorted({d.gateway_id for d in self._fleet if d.gateway_id})
+        return [d.id for d in self._fleet if not d.gateway_id] + gateways
+
+    async def _connect(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self._shared = [
+            Link(f"sim-{tag}-{k}", self._user, self._password, self._prefix)
+            for k in range(self._connections)
+        ]
+        own = []
+        for k, sender in enumerate(self._senders()):
+            password = self._credentials.get(sender)
+            if password is not None:
+                link = Link(f"{sender}-{tag}", sender, password, self._prefix, will_device=sender)
+                own.append(link)
+            else:
+                link = self._shared[k % len(self._shared)]
+            self._links[sender] = link
+        used = [link for link in self._shared if link in self._links.values()]
+        self._shared = used
+        await asyncio.gather(*(link.connect(self._host, self._port) for link in used + own))
+        for sender, link in self._links.items():
+            link.status(sender, online=True)
+
+    async def _disconnect(self) -> None:
+        links = set(self._links.values())
+        for sender, link in self._links.items():
+            link.status(sender, online=False)  # a clean shutdown, not a lost device
+        await asyncio.gather(*(link.drain(10) for link in links))
+        await asyncio.gather(*(link.close() for link in links))
+
+    # --- the run loop -----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, max_rounds: int | None = None) -> None:
         """Publish until ``stop``; ``max_rounds`` bounds reports per sensor (for tests)."""
-        await self._client.connect(self._host, self._port, keepalive=30)
+        await self._connect()
         try:
             now = time.time()
-            queue = [
+            queue: list[tuple[float, int]] = [
                 (now + self._rng.uniform(0, self._first_within), i) for i in range(len(self._fleet))
             ]
             heapq.heapify(queue)
             seqs = [0] * len(self._fleet)
+            next_flush = now + self._gateway_flush_s
             while queue and not stop.is_set():
                 due, i = queue[0]
-                wait = due - time.time()
+                wait = min(due, next_flush) - time.time()
                 if wait > 0:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=min(wait, 0.5))
-                    except TimeoutError:
-                        continue
-                    break
+                    continue
+                if time.time() >= next_flush:
+                    self._flush_packs()
+                    next_flush = time.time() + self._gateway_flush_s
+                    continue
                 heapq.heappop(queue)
-                self._publish(i, seqs[i])
+                self._report(i, seqs[i])
                 seqs[i] += 1
                 if max_rounds is None or seqs[i] < max_rounds:
                     interval = self._catalogue.get(self._fleet[i].type).interval_s * self._scale
                     heapq.heappush(queue, (due + interval * self._rng.uniform(0.95, 1.05), i))
-            await asyncio.sleep(0.2)  # let the last PUBACKs arrive
+                await asyncio.sleep(0)
+            self._flush_packs()
         finally:
-            await self._client.disconnect()
+            await self._disconnect()
+            self.truth.close()
 
-    def _publish(self, i: int, seq: int) -> None:
+    def _city_time(self, wall_s: float) -> float:
+        return self._start + (wall_s - self._start) * self._speed
+
+    def _report(self, i: int, seq: int) -> None:
         device = self._fleet[i]
-        sensor_type = self._catalogue.get(device.type)
-        ts_ms = time.time_ns() // 1_000_000
-        values = {
-            q.id: value_for(device.id, q, ts_ms / 1000) for q in sensor_type.quantities.values()
-        }
-        payload = orjson.dumps({"ts": ts_ms, "seq": seq, **values})
-        self._client.publish(device_topic(self._prefix, device.id, "readings"), payload, qos=1)
+        # strictly increasing per device: two reports in one millisecond would be one
+        # point in InfluxDB (same series and time), i.e. a silent overwrite
+        ts_ms = max(time.time_ns() // 1_000_000, self._last_ts[i] + 1)
+        self._last_ts[i] = ts_ms
+        values = self.city.readings([i], [self._city_time(ts_ms / 1000)])[0]
+        item = Item(device.id, ts_ms, seq, values)
+        in_pack = device.gateway_id is not None
+        kind = self._faults.pick(device.id, seq, in_pack=in_pack)
+        if kind is None:
+            self.truth.clean(device.id)
+            self._emit(device, item, flat(item), device.id, copies=1)
+            return
+        injected = inject(
+            kind,
+            item,
+            catalogue=self._catalogue,
+            type_id=device.type,
+            foreign=self._foreign.get(device.type),
+            per_device_auth=device.id in self._credentials,
+        )
+        if in_pack and injected.payload is not None:
+            # the pack carries the faulty reading; SenML cannot carry seq
+            senml = _uses_senml(device.gateway_id or "")
+            injected = _in_pack(injected, senml)
+        self.truth.fault(kind, item, injected)
+        if kind == "flapping":
+            link = self._links[device.id]
+            link.status(device.id, online=False)
+            link.status(device.id, online=True)
+        if injected.payload is None:
+            return
+        if in_pack:
+            faulty = _item_from(item, injected.payload, self._catalogue, device.type, kind)
+            self._emit(device, faulty, b"", device.id, copies=injected.copies)
+        else:
+            self._emit(device, item, injected.payload, injected.topic_device, injected.copies)
+
+    def _emit(
+        self, device: DeviceInfo, item: Item, payload: bytes, topic_device: str, copies: int
+    ) -> None:
         self.stats.sent += 1
         if self._keep_log:
-            self.stats.log.append(SentReading(device.id, ts_ms, seq, values))
+            self.stats.log.append(
+                SentReading(item.sensor_id, item.ts_ms, item.seq, dict(item.values))
+            )
+        if device.gateway_id:
+            batches = self._packs.setdefault(device.gateway_id, [])
+            for copy in range(copies):
+                # a copy goes into a later pack: SenML refuses a repeated name and time
+                while len(batches) <= copy:
+                    batches.append([])
+                batches[copy].append(item)
+            return
+        link = self._links[device.id]
+        topic = device_topic(self._prefix, topic_device, "readings")
+        for _ in range(copies):
+            link.publish(topic, payload)
+            self.stats.messages += 1
+
+    def _flush_packs(self) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        for gateway, batches in self._packs.items():
+            for items in batches:
+                if _uses_senml(gateway):
+                    payload = senml_pack(items)
+                else:
+                    payload = gateway_pack(gateway, items, now_ms)
+                self._links[gateway].publish(device_topic(self._prefix, gateway, "pack"), payload)
+                self.stats.messages += 1
+        self._packs.clear()
+
+
+def _centre(district: District) -> tuple[float, float]:
+    return ((district.bbox[1] + district.bbox[3]) / 2, (district.bbox[0] + district.bbox[2]) / 2)
+
+
+def _uses_senml(gateway_id: str) -> bool:
+    """Half of the gateways speak SenML, half the gateway format: both paths stay exercised."""
+    return zlib.crc32(gateway_id.encode()) % 2 == 1
+
+
+def _in_pack(injected: Injected, senml: bool) -> Injected:
+    seq = None if senml else injected.platform_seq
+    return Injected(
+        injected.payload,
+        injected.topic_device,
+        injected.expected,
+        injected.platform_device,
+        seq,
+        injected.copies,
+    )
+
+
+def _item_from(item: Item, payload: bytes, catalogue: Catalogue, type_id: str, kind: str) -> Item:
+    """The pack form of a reading-level fault (skewed clock, value out of range)."""
+    if kind == "clock_skew":
+        return Item(item.sensor_id, item.ts_ms + SKEW_S * 1000, item.seq, item.values)
+    if kind == "out_of_range":
+        return out_of_range(item, catalogue, type_id)[0]
+    return item

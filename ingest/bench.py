@@ -50,18 +50,13 @@ class Reading:
 
 def make_readings(fleet: list[DeviceInfo], n: int) -> Iterator[Reading]:
     """N readings round-robin over the fleet, each sensor 100 ms apart, ending now."""
-    from gateway_sim.signals import value_for
+    from gateway_sim.signals import City
+    from sensornet.district import load_district
 
-    catalogue = load_catalogue()
     per_sensor = -(-n // len(fleet))
     base_ms = int(time.time() * 1000) - per_sensor * 100 - 60_000
-    templates = [
-        {
-            q.id: value_for(d.id, q, base_ms / 1000)
-            for q in catalogue.get(d.type).quantities.values()
-        }
-        for d in fleet
-    ]
+    city = City(fleet, load_catalogue(), load_district())
+    templates = city.readings(range(len(fleet)), [base_ms / 1000] * len(fleet))
     for i in range(n):
         k, j = divmod(i, len(fleet))
         yield Reading(fleet[j], k, base_ms + k * 100, templates[j])

@@ -1,4 +1,5 @@
-"""``sensornet bench ...``: each benchmark prints one JSON line with its figures."""
+"""``sensornet bench ...``: each benchmark prints one JSON line with its figures. Each part
+keeps its benchmark with its code (ingest/bench.py, gateway_sim/bench.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gateway_sim.bench import bench_simulate
+
 bench_app = typer.Typer(help="Benchmarks; each prints one JSON line.", no_args_is_help=True)
+bench_app.command("simulate")(bench_simulate)
 console = Console(stderr=True)
 
 

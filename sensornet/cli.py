@@ -135,30 +135,6 @@ def api(
 
 
 @app.command()
-def simulate(
-    sensors: Annotated[int, typer.Option(help="Fleet size")] = 100,
-    seed: int = 151,
-    interval_scale: Annotated[float, typer.Option(help="Multiply every interval")] = 1.0,
-    register: Annotated[bool, typer.Option(help="Upsert the fleet into the registry")] = True,
-    verbose: bool = False,
-) -> None:
-    """Run the live simulated district until SIGINT."""
-    from sensornet.runtime import default_fleet, register_fleet, run_simulator, stop_on_signals
-
-    _logging(verbose)
-    settings = settings_from()
-    fleet = default_fleet(sensors, seed)
-
-    async def main() -> None:
-        if register:
-            await register_fleet(settings, fleet)
-        async with stop_on_signals() as stop:
-            await run_simulator(settings, fleet, stop, interval_scale)
-
-    _run(main())
-
-
-@app.command()
 def demo(
     sensors: Annotated[int, typer.Option(help="Simulated fleet size")] = 200,
     state_dir: StateDir = None,
@@ -174,6 +150,15 @@ def demo(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 
+
+def _register_parts() -> None:
+    """Commands that live with their part of the product (imported lazily inside)."""
+    from gateway_sim.cli import simulate
+
+    app.command("simulate")(simulate)
+
+
+_register_parts()
 
 if __name__ == "__main__":
     app()

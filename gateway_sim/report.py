@@ -1,0 +1,184 @@
+"""Accounting: what the simulator sent (its ground truth) against what the platform holds.
+
+Stored readings are counted per sensor in the run's time window (by sensor and timestamp,
+so a duplicate that overwrote itself counts once, and SenML readings without ``seq``
+count too); refusals are read from the ``dead_letter`` measurement by device, reason and
+seq, and matched against the injected faults' expected reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway_sim.faults import GroundTruth
+from sensornet.catalogue import Catalogue
+from sensornet.influx import InfluxClient, check_identifier, rows
+
+RejectKey = tuple[str, str, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAccount:
+    device: str
+    sent: int
+    expected_stored: int
+    stored: int
+    rejected: int  # refusals booked on this device that match an injected fault
+    unexpected: int  # refusals booked on this device that no fault explains
+    missing: int  # expected stored or refused, found neither
+
+
+@dataclass
+class Report:
+    devices: list[DeviceAccount]
+    totals: dict[str, int]
+    unmatched_expected: list[RejectKey] = field(default_factory=list)
+    unexpected_rejects: list[RejectKey] = field(default_factory=list)
+    by_reason: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        t = self.totals
+        return t["missing"] == 0 and t["unexpected"] == 0 and t["extra"] == 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "exact": self.exact,
+            "totals": self.totals,
+            "by_reason": self.by_reason,
+            "unmatched_expected": [list(k) for k in self.unmatched_expected[:50]],
+            "unexpected_rejects": [list(k) for k in self.unexpected_rejects[:50]],
+        }
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
+
+
+async def stored_counts(
+    influx: InfluxClient, types: Mapping[str, str], catalogue: Catalogue, start_ns: int
+) -> Counter[str]:
+    """Readings per sensor since ``start_ns``, counted on each type's first quantity."""
+    out: Counter[str] = Counter()
+    for type_id in sorted(set(types.values())):
+        sensor_type = catalogue.get(type_id)
+        field_name = check_identifier(next(iter(sensor_type.quantities)))
+        q = (
+            f'SELECT count("{field_name}") FROM "{check_identifier(type_id)}" '  # noqa: S608
+            'WHERE time >= $start GROUP BY "sensor_id"'
+        )
+        for row in rows(await influx.query(q, {"start": _iso(start_ns)})):
+            out[str(row["sensor_id"])] += int(row["count"])
+    return out
+
+
+async def dead_letters(influx: InfluxClient, start_ns: int) -> Counter[RejectKey]:
+    q = (
+        'SELECT "seq", "payload_bytes" FROM "dead_letter" WHERE time >= $start '
+        'GROUP BY "device", "reason"'
+    )
+    out: Counter[RejectKey] = Counter()
+    for row in rows(await influx.query(q, {"start": _iso(start_ns)})):
+        seq = row.get("seq")
+        out[(str(row["device"]), str(row["reason"]), None if seq is None else int(seq))] += 1
+    return out
+
+
+def compare(
+    truth: GroundTruth, devices: Iterable[str], stored: Counter[str], rejects: Counter[RejectKey]
+) -> Report:
+    ids = set(devices)
+    expected = truth.expected_rejects
+    mine = Counter({k: n for k, n in rejects.items() if k[0] in ids or k in expected})
+    matched = mine & expected
+    unmatched = expected - matched
+    unexpected = mine - matched
+    matched_by_device: Counter[str] = Counter()
+    for (device, _, _), n in matched.items():
+        matched_by_device[device] += n
+    unexpected_by_device: Counter[str] = Counter()
+    for (device, _, _), n in unexpected.items():
+        unexpected_by_device[device] += n
+    unmatched_by_device: Counter[str] = Counter()
+    for (device, _, _), n in unmatched.items():
+        unmatched_by_device[device] += n
+    accounts = []
+    extra = 0
+    for device in sorted(ids | set(truth.sent)):
+        want, got = truth.expected_stored[device], stored[device]
+        extra += max(0, got - want)
+        accounts.append(
+            DeviceAccount(
+                device=device,
+                sent=truth.sent[device],
+                expected_stored=want,
+                stored=got,
+                rejected=matched_by_device[device],
+                unexpected=unexpected_by_device[device],
+                missing=max(0, want - got) + unmatched_by_device[device],
+            )
+        )
+    by_reason: dict[str, dict[str, int]] = {}
+    for (_, reason, _), n in expected.items():
+        by_reason.setdefault(reason, {"injected": 0, "platform": 0})["injected"] += n
+    for (_, reason, _), n in mine.items():
+        by_reason.setdefault(reason, {"injected": 0, "platform": 0})["platform"] += n
+    totals = {
+        "sent": sum(truth.sent.values()),
+        "expected_stored": sum(truth.expected_stored.values()),
+        "stored": sum(min(stored[d], truth.expected_stored[d]) for d in ids),
+        "injected_faults": sum(truth.faults.values()),
+        "expected_rejected": sum(expected.values()),
+        "rejected": sum(matched.values()),
+        "unexpected": sum(unexpected.values()),
+        "missing": sum(a.missing for a in accounts),
+        "extra": extra,
+        "not_sent": sum(truth.not_sent.values()),
+        "acl_denied": sum(truth.denied.values()),
+    }
+    return Report(
+        accounts,
+        totals,
+        sorted(unmatched.elements(), key=str),
+        sorted(unexpected.elements(), key=str),
+        by_reason,
+    )
+
+
+async def account(
+    influx: InfluxClient,
+    truth: GroundTruth,
+    types: Mapping[str, str],
+    catalogue: Catalogue,
+    start_ns: int,
+    *,
+    timeout_s: float = 60.0,
+    settle_s: float = 3.0,
+) -> Report:
+    """Compare once the platform has caught up: exact, or no change for ``settle_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: tuple[int, int] | None = None
+    changed_at = time.monotonic()
+    while True:
+        stored = await stored_counts(influx, types, catalogue, start_ns)
+        rejects = await dead_letters(influx, start_ns)
+        report = compare(truth, types, stored, rejects)
+        now = time.monotonic()
+        if report.exact or now > deadline:
+            return report
+        state = (sum(stored.values()), sum(rejects.values()))
+        if state != last:
+            last, changed_at = state, now
+        elif now - changed_at >= settle_s:
+            return report
+        await asyncio.sleep(0.5)
+
+
+def as_dict(account: DeviceAccount) -> dict[str, Any]:
+    return asdict(account)

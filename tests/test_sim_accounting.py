@@ -1,0 +1,86 @@
+"""The simulator's ground truth against the real platform: a clean run is fully stored,
+a fault run's refusals are exactly the injected faults, with the platform's reasons."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from support import running
+
+from gateway_sim.faults import FAULT_KINDS, FaultPlan, GroundTruth
+from gateway_sim.publisher import LivePublisher
+from gateway_sim.report import account
+from sensornet.catalogue import load_catalogue
+from sensornet.influx import InfluxClient
+from sensornet.runtime import default_fleet, register_fleet, run_ingester
+from sensornet.settings import Settings
+
+
+def _publisher(settings: Settings, fleet: list, **kw: object) -> LivePublisher:
+    catalogue = load_catalogue()
+    return LivePublisher(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username="simulator",
+        password=settings.mqtt_fleet_password.get_secret_value(),
+        topic_prefix=settings.topic_prefix,
+        fleet=fleet,
+        catalogue=catalogue,
+        first_report_within_s=0.3,
+        interval_scale=0.2 / 3600,  # every type reports within 0.2 s
+        gateway_flush_s=0.1,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_clean_run_reports_everything_stored(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    fleet = default_fleet(40)
+    await register_fleet(settings, fleet)
+    start_ns = time.time_ns() - 10**9
+    publisher = _publisher(settings, fleet)
+    async with running(run_ingester, settings):
+        await publisher.run(asyncio.Event(), max_rounds=3)
+        report = await account(
+            influx, publisher.truth, {d.id: d.type for d in fleet}, load_catalogue(), start_ns
+        )
+    assert report.totals["sent"] == 3 * len(fleet) == publisher.stats.sent, report.as_json()
+    assert report.totals["stored"] == report.totals["expected_stored"] == 3 * len(fleet)
+    assert report.totals["missing"] == 0, report.as_json()
+    assert report.totals["rejected"] == report.totals["unexpected"] == 0
+    assert report.exact
+    assert any(d.gateway_id for d in fleet)  # packs were part of it
+
+
+async def test_fault_run_reports_exactly_the_injected_faults(
+    settings: Settings, influx: InfluxClient, tmp_path
+) -> None:
+    fleet = default_fleet(60)
+    await register_fleet(settings, fleet)
+    start_ns = time.time_ns() - 10**9
+    truth_file = tmp_path / "truth.jsonl"
+    publisher = _publisher(
+        settings,
+        fleet,
+        faults=FaultPlan(rate=0.35, seed=7),
+        ground_truth=GroundTruth(truth_file),
+    )
+    async with running(run_ingester, settings):
+        await publisher.run(asyncio.Event(), max_rounds=4)
+        report = await account(
+            influx, publisher.truth, {d.id: d.type for d in fleet}, load_catalogue(), start_ns
+        )
+    injected = [orjson.loads(line) for line in truth_file.read_bytes().splitlines()]
+    kinds = {r["fault"] for r in injected}
+    assert kinds == set(FAULT_KINDS), kinds  # every kind was exercised
+    assert report.totals["injected_faults"] == len(injected)
+    assert report.totals["expected_rejected"] > 0
+    assert report.unmatched_expected == [] and report.unexpected_rejects == []
+    assert report.totals["rejected"] == report.totals["expected_rejected"]
+    assert report.totals["missing"] == 0 and report.totals["extra"] == 0
+    for reason, counts in report.by_reason.items():
+        assert counts["injected"] == counts["platform"], reason
+    assert report.exact

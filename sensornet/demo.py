@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from rich.console import Console
 
+from sensornet.broker_auth import broker_home, issue_credentials, sync_broker
+from sensornet.registry.keys import create_key
+from sensornet.registry.store import open_registry
 from sensornet.runtime import (
     default_fleet,
     prepare_storage,
@@ -17,6 +21,8 @@ from sensornet.runtime import (
 )
 from sensornet.services import ensure_binaries, platform_services
 from sensornet.settings import Settings
+
+DEMO_SPEED = 60.0  # a simulated day in 24 minutes: daily cycles show within the demo
 
 
 def run_demo(settings: Settings, sensors: int, *, keep_services: bool, console: Console) -> None:
@@ -39,21 +45,40 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
     await prepare_storage(settings)
     fleet = default_fleet(sensors)
     await register_fleet(settings, fleet)
-    console.print(f"[green]✓[/green] registry: {len(fleet)} simulated sensors across the district")
+    async with open_registry(settings.registry_database_url) as registry:
+        # each simulated device gets its own MQTT password through the registry, as a real
+        # one would; the broker reloads its password file without a restart
+        credentials = await issue_credentials(registry, [d.id for d in fleet], "demo")
+        await sync_broker(registry, broker_home(settings))
+        _, key = await create_key(registry, "engineer", "demo", "demo")
+    console.print(
+        f"[green]✓[/green] registry: {len(fleet)} simulated sensors across the district, "
+        "each with its own MQTT credentials"
+    )
     base = f"http://{settings.api_host}:{settings.api_port}"
+    auth = f"-H 'Authorization: Bearer {key}'"
     sample = fleet[0].id
+    today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
     async with stop_on_signals() as stop:
         tasks = [
             asyncio.create_task(run_ingester(settings, stop), name="ingester"),
             asyncio.create_task(run_api(settings, stop), name="api"),
-            asyncio.create_task(run_simulator(settings, fleet, stop), name="simulator"),
+            asyncio.create_task(
+                run_simulator(settings, fleet, stop, speed=DEMO_SPEED, credentials=credentials),
+                name="simulator",
+            ),
         ]
         console.print(
             f"\n[bold]Sensornet demo running[/bold] — Ctrl-C stops everything\n"
-            f"  API docs      {base}/docs\n"
+            f"  API docs      {base}/docs  (engineer key: {key})\n"
             f"  health        curl {base}/health\n"
-            f"  latest        curl {base}/sensors/{sample}/latest\n"
-            f"  readings      curl '{base}/sensors/{sample}/readings?start=2026-01-01T00:00:00Z'\n"
+            f"  latest        curl {auth} {base}/sensors/{sample}/latest\n"
+            f"  one sensor    curl {auth} {base}/sensors/{sample}/view\n"
+            f"  accounting    curl {auth} {base}/devices/{sample}/accounting\n"
+            f"  readings      curl {auth} '{base}/sensors/{sample}/readings?start={today}'\n"
+            f"  the city runs {DEMO_SPEED:.0f}x fast: a simulated day every "
+            f"{24 * 60 / DEMO_SPEED:.0f} minutes, with weather episodes\n",
+            soft_wrap=True,  # commands must stay copyable
         )
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()

@@ -66,6 +66,7 @@ async def run_simulator(
     stop: asyncio.Event,
     interval_scale: float = 1.0,
     speed: float = 1.0,
+    credentials: dict[str, str] | None = None,
 ) -> None:
     """``speed`` > 1 runs the simulated city's clock faster (60: a day in 24 minutes)."""
     from gateway_sim.publisher import LivePublisher
@@ -80,6 +81,7 @@ async def run_simulator(
         catalogue=load_catalogue(),
         interval_scale=interval_scale,
         speed=speed,
+        credentials=credentials,
     )
     await publisher.run(stop)
 

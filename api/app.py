@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel
 
-from api import problems, queries
+from api import health_routes, latest_routes, problems, queries, range_routes
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, rows
@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
+    app.include_router(latest_routes.router)
+    app.include_router(range_routes.router)
+    app.include_router(health_routes.router)
 
     @app.get("/health", response_model=Health)
     async def health(request: Request) -> Health:

@@ -84,7 +84,7 @@ def aggregate_select(database: str, sensor_type: SensorType, target: Resolution)
         for a in aggregated(q)
     ]
     return (
-        f"SELECT {', '.join(parts)} INTO \"{db}\".\"{target.rp}\".\"{m}\" "  # noqa: S608
+        f'SELECT {", ".join(parts)} INTO "{db}"."{target.rp}"."{m}" '  # noqa: S608
         f'FROM "{db}"."{RAW_RP}"."{m}"'
     )
 
@@ -197,4 +197,3 @@ def choose_resolution(
         if span_s / (r.step_s or interval_s) <= max_points:
             return r
     return usable[-1]
-

@@ -42,9 +42,7 @@ async def test_layout_creates_policies_and_queries_idempotently(
         if s["name"] == settings.influx_db
         for row in s.get("values") or []
     ]
-    assert sorted(cqs) == sorted(
-        f"cq_{r}_{t}" for t in catalogue.types for r in ("1m", "1h")
-    )
+    assert sorted(cqs) == sorted(f"cq_{r}_{t}" for t in catalogue.types for r in ("1m", "1h"))
 
 
 async def test_changed_retention_is_altered(settings: Settings, influx: InfluxClient) -> None:
@@ -126,7 +124,11 @@ def test_choose_resolution_respects_retention() -> None:
     assert got == MINUTE  # raw is gone for that hour
     old = NOW - timedelta(days=500)
     got = choose_resolution(
-        old, old + timedelta(hours=1), NOW, interval_s=60, raw_retention_s=30 * DAY,
+        old,
+        old + timedelta(hours=1),
+        NOW,
+        interval_s=60,
+        raw_retention_s=30 * DAY,
         minute_retention_s=400 * DAY,
     )
     assert got == HOUR

@@ -9,9 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.query_common import latest_of_types, registry_view
+from api.query_common import registry_view
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient, rows
+from sensornet.latest import latest_of_types
 from sensornet.liveness import liveness
 
 router = APIRouter(tags=["platform"])

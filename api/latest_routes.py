@@ -13,12 +13,12 @@ from api.query_common import (
     decode_cursor,
     encode_cursor,
     iso,
-    latest_of_type,
     registry_view,
     units,
     with_units,
 )
 from sensornet.catalogue import Catalogue
+from sensornet.latest import latest_of_type
 from sensornet.registry.models import SENSOR_STATUSES
 from sensornet.registry.store import DeviceInfo
 

@@ -49,7 +49,8 @@ def test_night_uses_local_time() -> None:
         ),
         (
             "rules: [{id: a, type: noise, quantity: laeq, op: above, levels: ["
-            "{name: x, severity: info, threshold: 70}, {name: y, severity: major, threshold: 60}]}]",
+            "{name: x, severity: info, threshold: 70},"
+            " {name: y, severity: major, threshold: 60}]}]",
             "more severe",
         ),
         (

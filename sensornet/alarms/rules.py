@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sensornet.catalogue import Catalogue, Entry, load_catalogue, read_yaml
@@ -128,7 +128,7 @@ def _rule(raw: object, source: str, where: str, catalogue: Catalogue, district: 
         rule_id,
         type_id,
         quantity,
-        cast(Op, op),
+        op,
         e.number("hysteresis") if e.has("hysteresis") else 0.0,
         e.number("min_duration_s") if e.has("min_duration_s") else 0.0,
         thresholds,
@@ -160,7 +160,7 @@ def _levels(e: Entry, key: str, op: str) -> tuple[Level, ...]:
         threshold = le.number("threshold") if le.has("threshold") else None
         if (threshold is None) != (op == "is_true"):
             le.fail("threshold is required for above/below and meaningless for is_true")
-        out.append(Level(le.text("name"), cast(Severity, severity), threshold))
+        out.append(Level(le.text("name"), severity, threshold))
     thresholds = [lv.threshold for lv in out if lv.threshold is not None]
     ordered = sorted(thresholds, reverse=(op == "below"))
     if thresholds != ordered or len(set(thresholds)) != len(thresholds):

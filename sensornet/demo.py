@@ -6,6 +6,7 @@ import asyncio
 
 from rich.console import Console
 
+from sensornet.alarms.runner import run_alarms
 from sensornet.runtime import (
     default_fleet,
     prepare_storage,
@@ -47,12 +48,15 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
             asyncio.create_task(run_ingester(settings, stop), name="ingester"),
             asyncio.create_task(run_api(settings, stop), name="api"),
             asyncio.create_task(run_simulator(settings, fleet, stop), name="simulator"),
+            asyncio.create_task(run_alarms(settings, stop), name="alarms"),
         ]
         console.print(
             f"\n[bold]Sensornet demo running[/bold] — Ctrl-C stops everything\n"
             f"  API docs      {base}/docs\n"
             f"  health        curl {base}/health\n"
             f"  latest        curl {base}/sensors/{sample}/latest\n"
+            f"  all sensors   curl {base}/latest\n"
+            f"  alarms        curl {base}/alarms\n"
             f"  readings      curl '{base}/sensors/{sample}/readings?start=2026-01-01T00:00:00Z'\n"
         )
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

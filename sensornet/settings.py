@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         20_000, description="Unacked messages the broker may send us: the backpressure bound"
     )
 
+    alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
+
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )

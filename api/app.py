@@ -12,7 +12,15 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel
 
-from api import alarm_routes, health_routes, latest_routes, problems, queries, range_routes
+from api import (
+    alarm_routes,
+    health_routes,
+    latest_routes,
+    opendata_routes,
+    problems,
+    queries,
+    range_routes,
+)
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, rows
@@ -78,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(range_routes.router)
     app.include_router(health_routes.router)
     app.include_router(alarm_routes.router)
+    app.include_router(opendata_routes.router)
 
     @app.get("/health", response_model=Health)
     async def health(request: Request) -> Health:

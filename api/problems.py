@@ -13,9 +13,17 @@ PROBLEM = "application/problem+json"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "", **extra: object) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
+        **extra: object,
+    ) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.headers = headers or {}
 
 
 def _response(status: int, title: str, detail: str, instance: str, **extra: object) -> JSONResponse:
@@ -33,7 +41,9 @@ def _response(status: int, title: str, detail: str, instance: str, **extra: obje
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return _response(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+        response = _response(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

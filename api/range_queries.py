@@ -78,3 +78,27 @@ def subdistrict_aggregate(
         f'SELECT {expr} AS "value" FROM "{res.rp}"."{m}" WHERE {where} '  # noqa: S608
         f'GROUP BY time({step_s}s), "subdistrict" fill(none)'
     )
+
+
+def subdistrict_aggregates(
+    sensor_type: SensorType,
+    quantities: tuple[str, ...],
+    res: Resolution,
+    step_s: int,
+    aggregate: str,
+) -> str:
+    """Several quantities of one type aggregated per subdistrict and time bucket."""
+    m = check_identifier(sensor_type.measurement)
+    parts = []
+    for quantity in quantities:
+        q = check_identifier(quantity)
+        if res is RAW:
+            parts.append(f'{aggregate}("{q}") AS "{q}"')
+        else:
+            fn, stored = _ROLLUP[aggregate]
+            parts.append(f'{fn}("{q}_{stored}") AS "{q}"')
+    return (
+        f'SELECT {", ".join(parts)} FROM "{res.rp}"."{m}" '  # noqa: S608
+        "WHERE time >= $start AND time < $end "
+        f'GROUP BY time({step_s}s), "subdistrict" fill(none)'
+    )

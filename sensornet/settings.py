@@ -53,6 +53,11 @@ class Settings(BaseSettings):
 
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
 
+    opendata_rate_per_s: float = Field(
+        1.0, description="Open data: requests per second per client IP (token bucket refill)"
+    )
+    opendata_burst: int = Field(30, description="Open data: burst size per client IP")
+
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )

@@ -1,5 +1,6 @@
 """Evaluates the alarm rules continuously: every ``interval_s`` it reads the latest reading
-of each reporting sensor that has rules, feeds the evaluator and records the changes.
+of each reporting sensor, feeds the evaluator, records the changes, and writes the
+operations view (liveness, positions, active alarms) for Grafana (``opsview``).
 
 It keeps the evaluator states in memory and rebuilds them from the active alarms on start,
 so a restart neither re-raises nor forgets an alarm."""
@@ -9,21 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensornet.alarms.evaluate import AlarmState, evaluate
+from sensornet.alarms.opsview import liveness_states, opsview_lines
 from sensornet.alarms.rules import RuleSet, load_rules
 from sensornet.alarms.store import Change, active_alarms, apply_changes, create_alarm_tables
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.errors import InfluxError
-from sensornet.influx import InfluxClient
-from sensornet.latest import latest_of_types
-from sensornet.registry.store import load_devices
+from sensornet.influx import InfluxClient, rows
+from sensornet.latest import Latest, latest_of_types
+from sensornet.lineprotocol import encode_lines
+from sensornet.registry.store import DeviceInfo, load_devices
 from sensornet.settings import Settings
 
 log = logging.getLogger("sensornet.alarms")
+DEVICE_STATUS = (
+    'SELECT last("state") AS "state" FROM "device_status" WHERE time > now() - 1d '
+    'GROUP BY "sensor_id"'
+)
 
 
 class AlarmRunner:
@@ -40,10 +48,11 @@ class AlarmRunner:
             self.states[(a.sensor_id, a.rule_id)] = AlarmState(a.level, since, None)
 
     async def tick(self) -> list[Change]:
-        """One pass over every sensor with rules; returns (and stores) the changes."""
+        """One pass over every reporting sensor; returns (and stores) the alarm changes."""
         devices = [d for d in (await load_devices(self.engine)).values() if d.reporting]
-        types = sorted({d.type for d in devices if self.rules.for_type(d.type)})
-        latest = await latest_of_types(self.influx, self.catalogue, types)
+        latest = await latest_of_types(
+            self.influx, self.catalogue, sorted({d.type for d in devices})
+        )
         changes: list[Change] = []
         for d in devices:
             reading = latest.get(d.id)
@@ -78,12 +87,23 @@ class AlarmRunner:
                     )
                 )  # fmt: skip
         await apply_changes(self.engine, changes)
+        await self._write_opsview(devices, latest)
         for c in changes:
             log.info(
                 "alarm sensor_id=%s rule=%s level=%s value=%s",
                 c.sensor_id, c.rule_id, c.level_name or "cleared", c.value,
             )  # fmt: skip
         return changes
+
+    async def _write_opsview(self, devices: list[DeviceInfo], latest: dict[str, Latest]) -> None:
+        said = {
+            r["sensor_id"]: r["state"] == "offline"
+            for r in rows(await self.influx.query(DEVICE_STATUS))
+        }
+        now = time.time_ns()
+        states = liveness_states(devices, latest, said, self.catalogue, now)
+        active = await active_alarms(self.engine)
+        await self.influx.write(encode_lines(opsview_lines(devices, states, active, now)))
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         """Tick until ``stop``; call :meth:`start` first."""

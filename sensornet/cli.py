@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from dashboards.cli import app as dashboards_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
 
@@ -23,6 +24,7 @@ services_app = typer.Typer(
     help="Run a real Mosquitto and InfluxDB as local processes.", no_args_is_help=True
 )
 app.add_typer(services_app, name="services")
+app.add_typer(dashboards_app, name="dashboards")
 console = Console(stderr=True)
 
 StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]

@@ -100,5 +100,5 @@ def test_push_reports_a_refusal_naming_the_object(grafana_replay: tuple[str, Rep
         "response": {"status": 403, "body": {"message": "Permission denied"}},
     }
     grafana = GrafanaApi.from_url(url, credential="viewer-token")
-    with pytest.raises(GrafanaPushError, match="data source sensornet-influx.*Permission denied"):
+    with pytest.raises(GrafanaPushError, match=r"data source sensornet-influx.*Permission denied"):
         push(grafana, "http://influxdb:8086", "sensornet")

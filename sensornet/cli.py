@@ -12,8 +12,10 @@ import typer
 from rich.console import Console
 
 from dashboards.cli import app as dashboards_app
+from sensornet.alarms.cli import app as alarms_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
+from sensornet.storage_cli import app as storage_app
 
 app = typer.Typer(
     help="City sensor network platform: broker, ingest, API, simulator.",
@@ -25,6 +27,8 @@ services_app = typer.Typer(
 )
 app.add_typer(services_app, name="services")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(alarms_app, name="alarms")
+app.add_typer(storage_app, name="storage")
 console = Console(stderr=True)
 
 StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from dashboards.cli import app as dashboards_app
 from sensornet.alarms.cli import app as alarms_app
+from sensornet.bench_cli import app as bench_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
 from sensornet.storage_cli import app as storage_app
@@ -29,6 +30,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")
+app.add_typer(bench_app, name="bench")
 console = Console(stderr=True)
 
 StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]

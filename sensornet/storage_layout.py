@@ -104,12 +104,16 @@ def continuous_query(database: str, sensor_type: SensorType, target: Resolution)
 
 
 def aggregate_statements(
-    database: str, catalogue: Catalogue, start: datetime, end: datetime
+    database: str,
+    catalogue: Catalogue,
+    start: datetime,
+    end: datetime,
+    targets: tuple[Resolution, ...] = (MINUTE, HOUR),
 ) -> list[str]:
     """The CQs' work over ``[start, end)`` as plain statements (backfill, or 2.x/3.x cron)."""
     out = []
     for sensor_type in catalogue.types.values():
-        for target in (MINUTE, HOUR):
+        for target in targets:
             step = "1m" if target is MINUTE else "1h"
             out.append(
                 f"{aggregate_select(database, sensor_type, target)} "
@@ -158,10 +162,14 @@ async def _continuous_queries(influx: InfluxClient, db: str) -> set[str]:
 
 
 async def backfill_aggregates(
-    influx: InfluxClient, catalogue: Catalogue, start: datetime, end: datetime
+    influx: InfluxClient,
+    catalogue: Catalogue,
+    start: datetime,
+    end: datetime,
+    targets: tuple[Resolution, ...] = (MINUTE, HOUR),
 ) -> None:
     """Compute the 1m/1h aggregates of a past window (CQs only see recent data)."""
-    for statement in aggregate_statements(influx.database, catalogue, start, end):
+    for statement in aggregate_statements(influx.database, catalogue, start, end, targets):
         await influx.query(statement, method="POST")
 
 

@@ -8,11 +8,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import range_queries
 from api.problems import Problem
-from api.query_common import iso
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.opendata import Dataset, OpenDataCatalogue, RateLimiter, load_opendata
@@ -88,7 +88,7 @@ async def dataset_data(
     dataset_id: str,
     start: Annotated[datetime | None, Query(description="default: one day before end")] = None,
     end: Annotated[datetime | None, Query(description="default: now")] = None,
-) -> dict[str, Any]:
+) -> Response:
     d = _dataset(dataset_id)
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=1)
@@ -108,7 +108,7 @@ async def dataset_data(
     )  # fmt: skip
     q = range_queries.subdistrict_aggregates(sensor_type, d.quantities, res, d.step_s, d.aggregate)
     influx: InfluxClient = request.app.state.influx
-    series = await influx.query(q, {"start": start.isoformat(), "end": end.isoformat()})
+    series = await influx.query(q, {"start": start.isoformat(), "end": end.isoformat()}, epoch="")
     records = []
     for s in series:
         area = (s.get("tags") or {}).get("subdistrict")
@@ -116,11 +116,11 @@ async def dataset_data(
         for values in s.get("values", []):
             row = dict(zip(columns, values, strict=True))
             records.append(
-                {"time": iso(int(row.pop("time"))), "subdistrict": area}
+                {"time": row.pop("time"), "subdistrict": area}
                 | {q: row.get(q) for q in d.quantities}
             )
     records.sort(key=lambda r: (r["time"], r["subdistrict"] or ""))
-    return {
+    body = {
         "dataset": d.id,
         "licence": load_opendata().licence,
         "units": {q: sensor_type.quantities[q].unit for q in d.quantities},
@@ -128,3 +128,4 @@ async def dataset_data(
         "end": end.isoformat(),
         "records": records,
     }
+    return Response(orjson.dumps(body), media_type="application/json")

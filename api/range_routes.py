@@ -8,11 +8,12 @@ import io
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api import range_queries
 from api.problems import Problem
-from api.query_common import decode_cursor, device_or_404, encode_cursor, iso, units
+from api.query_common import decode_cursor, device_or_404, encode_cursor, units
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.district import load_district
 from sensornet.influx import InfluxClient, rows
@@ -24,6 +25,7 @@ router = APIRouter(tags=["ranges"])
 MAX_PAGE = 10_000
 MAX_CSV_ROWS = 200_000
 MAX_AGGREGATE_POINTS = 20_000
+EPOCH = "1970-01-01T00:00:00Z"
 AggregateParam = Annotated[str, Query(pattern="^(mean|min|max|count)$")]
 StepParam = Annotated[
     int | None, Query(ge=1, le=30 * 86400, description="Downsampling step in seconds")
@@ -65,7 +67,7 @@ async def _series(
     step: int | None,
     aggregate: str,
     limit: int,
-    after_ns: int,
+    after: str,
 ) -> tuple[Resolution, list[dict[str, Any]]]:
     catalogue: Catalogue = request.app.state.catalogue
     sensor_type = catalogue.get(device.type)
@@ -76,10 +78,11 @@ async def _series(
         "sensor_id": device.id,
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "after": after_ns,
+        "after": after,
         "limit": limit,
     }
-    return res, rows(await influx.query(q, params))
+    # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
+    return res, rows(await influx.query(q, params, epoch=""))
 
 
 @router.get("/sensors/{sensor_id}/series", summary="A sensor's readings over a range")
@@ -92,38 +95,31 @@ async def sensor_series(
     aggregate: AggregateParam = "mean",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     """Raw readings, or with ``step`` one ``aggregate`` per step; long ranges without a step
     are read from the minute/hour aggregates (``resolution`` says which). Paged by time."""
     device = await device_or_404(request, sensor_id)
     start, end = _range(start, end)
-    after = decode_cursor(cursor)
-    after_ns = int(after) if after and after.isdigit() else 0
-    res, found = await _series(request, device, start, end, step, aggregate, limit, after_ns)
+    after = decode_cursor(cursor) or EPOCH
+    res, found = await _series(request, device, start, end, step, aggregate, limit, after)
     unit_of = units(request.app.state.catalogue, device.type)
-    if aggregate == "count" and (step or res is not RAW):
-        unit_of = dict.fromkeys(unit_of, "count")
+    aggregated_count = aggregate == "count" and (step or res is not RAW)
+    names = [q for q in unit_of if found and q in found[0]] if found else []
     readings = [
-        {
-            "time": iso(int(r["time"])),
-            "values": {
-                k: {"value": v, "unit": unit_of[k]}
-                for k, v in r.items()
-                if k in unit_of and v is not None
-            },
-        }
-        for r in found
+        {"time": r["time"], "values": {q: r[q] for q in names if r[q] is not None}} for r in found
     ]
-    return {
+    body = {
         "sensor_id": device.id,
         "type": device.type,
         "subdistrict": device.subdistrict,
         "resolution": res.name,
         "step_s": step,
         "aggregate": aggregate if (step or res is not RAW) else None,
+        "units": dict.fromkeys(unit_of, "count") if aggregated_count else unit_of,
         "readings": readings,
-        "next_cursor": encode_cursor(str(found[-1]["time"])) if len(found) == limit else None,
+        "next_cursor": encode_cursor(found[-1]["time"]) if len(found) == limit else None,
     }
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/sensors/{sensor_id}/series.csv", summary="A sensor's readings as CSV")
@@ -151,14 +147,14 @@ async def sensor_series_csv(
             estimated_rows=estimate,
             max_rows=MAX_CSV_ROWS,
         )
-    _, found = await _series(request, device, start, end, step, aggregate, MAX_CSV_ROWS, 0)
+    _, found = await _series(request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH)
     unit_of = units(request.app.state.catalogue, device.type)
     columns = [q for q in unit_of if any(q in r for r in found)] or list(unit_of)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in columns)])
     for r in found:
-        writer.writerow([iso(int(r["time"])), *(r.get(q, "") for q in columns)])
+        writer.writerow([r["time"], *(r.get(q, "") for q in columns)])
     name = f"{device.id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
     return Response(
         out.getvalue(),
@@ -177,7 +173,7 @@ async def aggregates(
     step: Annotated[int, Query(ge=60, le=30 * 86400)] = 3600,
     aggregate: AggregateParam = "mean",
     subdistrict: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     """Across the sensors of a subdistrict; with aggregates stored per sensor, a mean is the
     mean of sensor means (each sensor-minute or -hour weighs the same)."""
     catalogue: Catalogue = request.app.state.catalogue
@@ -210,9 +206,9 @@ async def aggregates(
     if subdistrict:
         params["subdistrict"] = subdistrict
     influx: InfluxClient = request.app.state.influx
-    series = await influx.query(q, params)
+    series = await influx.query(q, params, epoch="")
     unit = "count" if aggregate == "count" else sensor_type.quantities[quantity].unit
-    return {
+    body = {
         "type": type,
         "quantity": quantity,
         "unit": unit,
@@ -222,8 +218,9 @@ async def aggregates(
         "series": [
             {
                 "subdistrict": (s.get("tags") or {}).get("subdistrict"),
-                "points": [{"time": iso(int(t)), "value": v} for t, v in s.get("values", [])],
+                "points": [{"time": t, "value": v} for t, v in s.get("values", [])],
             }
             for s in series
         ],
     }
+    return Response(orjson.dumps(body), media_type="application/json")

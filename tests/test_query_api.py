@@ -106,7 +106,8 @@ async def test_series_raw_downsampled_paged_and_csv(
         raw = (await http.get(f"/sensors/{air.id}/series", params={"start": start})).json()
         assert raw["resolution"] == "raw" and raw["aggregate"] is None
         assert 170 <= len(raw["readings"]) <= 181  # 3 h at 60 s
-        assert raw["readings"][0]["values"]["pm25"]["unit"] == "µg/m³"
+        assert raw["units"]["pm25"] == "µg/m³"
+        assert raw["readings"][0]["time"].endswith("Z")
         hourly = (
             await http.get(
                 f"/sensors/{air.id}/series",
@@ -115,8 +116,8 @@ async def test_series_raw_downsampled_paged_and_csv(
         ).json()
         assert hourly["resolution"] == "1h" and hourly["aggregate"] == "max"
         assert 3 <= len(hourly["readings"]) <= 4
-        top = max(r["values"]["pm25"]["value"] for r in raw["readings"])
-        assert max(r["values"]["pm25"]["value"] for r in hourly["readings"]) == top
+        top = max(r["values"]["pm25"] for r in raw["readings"])
+        assert max(r["values"]["pm25"] for r in hourly["readings"]) == top
         minutes = (
             await http.get(
                 f"/sensors/{air.id}/series",
@@ -124,10 +125,8 @@ async def test_series_raw_downsampled_paged_and_csv(
             )
         ).json()
         assert minutes["resolution"] == "1m"
-        assert sum(r["values"]["pm25"]["value"] for r in minutes["readings"]) == len(
-            raw["readings"]
-        )
-        assert minutes["readings"][0]["values"]["pm25"]["unit"] == "count"
+        assert sum(r["values"]["pm25"] for r in minutes["readings"]) == len(raw["readings"])
+        assert minutes["units"]["pm25"] == "count"
         # pages of 50 rebuild the raw answer
         got, cursor = [], None
         while True:

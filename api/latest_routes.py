@@ -66,6 +66,19 @@ def matching(
     return sorted(out, key=lambda d: d.id)
 
 
+#: Up to this many sensors of a type are named in the query (OR of bound ids); above it
+#: the whole type is read and filtered here, which is cheaper than a long OR list.
+MAX_NAMED_IDS = 20
+
+
+def page_queries(page: list[DeviceInfo]) -> dict[str, list[str]]:
+    """Per sensor type on the page: the ids to name in the query ([] = the whole type)."""
+    by_type: dict[str, list[str]] = {}
+    for d in page:
+        by_type.setdefault(d.type, []).append(d.id)
+    return {t: ids if len(ids) <= MAX_NAMED_IDS else [] for t, ids in by_type.items()}
+
+
 @router.get("/latest", summary="Latest reading of every sensor matching the filters")
 async def latest_values(
     request: Request,
@@ -91,15 +104,11 @@ async def latest_values(
     if after is not None:
         devices = [d for d in devices if d.id > after]
     page = devices[:limit]
-    by_type: dict[str, list[str]] = {}
-    for d in page:
-        by_type.setdefault(d.type, []).append(d.id)
     influx = request.app.state.influx
     found = await asyncio.gather(
         *(
-            # a type queried whole when the page holds every sensor of it (no OR list)
-            latest_of_type(influx, catalogue.get(t), ids if len(ids) < 200 else (), subdistrict)
-            for t, ids in by_type.items()
+            latest_of_type(influx, catalogue.get(t), ids, subdistrict)
+            for t, ids in page_queries(page).items()
         )
     )
     latest = {k: v for part in found for k, v in part.items()}

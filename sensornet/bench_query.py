@@ -26,6 +26,7 @@ import httpx
 
 from api import range_queries
 from api.health_routes import DEVICE_STATUS, INGEST_LAST_TWO, REJECTS
+from api.latest_routes import page_queries
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.latest import latest_params, latest_query
@@ -107,13 +108,17 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
     air = catalogue.get("air_quality")
     sensor = next(d for d in fleet if d.type == "air_quality")
     day, week = now - timedelta(days=1), now - timedelta(days=7)
-    page = sorted(fleet, key=lambda d: d.id)[:1000]
+    by_id = sorted(fleet, key=lambda d: d.id)
+    page = by_id[:1000]
 
-    def latest_direct(types: Sequence[str]) -> Direct:
+    def latest_direct(by_type: dict[str, list[str]]) -> Direct:
+        """The queries /latest sends for the same page."""
+
         async def run(influx: InfluxClient) -> Any:
             return await asyncio.gather(
-                *(influx.query(latest_query(catalogue.get(t), 0, False), latest_params((), None))
-                  for t in types)
+                *(influx.query(latest_query(catalogue.get(t), len(ids), False),
+                               latest_params(ids, None))
+                  for t, ids in by_type.items())
             )  # fmt: skip
 
         return run
@@ -131,13 +136,13 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
         await influx.query(INGEST_LAST_TWO)
         await influx.query(REJECTS)
         await influx.query(DEVICE_STATUS)
-        return await latest_direct(health_types)(influx)
+        return await latest_direct({t: [] for t in health_types})(influx)
 
     return [
         Case("latest_page_1000", "/latest", {"limit": "1000"},
-             latest_direct(sorted({d.type for d in page}))),
+             latest_direct(page_queries(page))),
         Case("latest_type", "/latest", {"type": "air_quality", "limit": "1000"},
-             latest_direct(["air_quality"])),
+             latest_direct(page_queries([d for d in by_id if d.type == "air_quality"][:1000]))),
         Case("series_raw_1d", f"/sensors/{sensor.id}/series", {"start": day.isoformat()},
              query(range_queries.sensor_series(air, RAW, None, "mean"),
                    range_params | {"start": day.isoformat(), "end": now.isoformat(),

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from api.query_common import registry_view
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient, rows
-from sensornet.latest import latest_of_types
+from sensornet.latest import DEVICE_STATUS, latest_of_types
 from sensornet.liveness import liveness
 
 router = APIRouter(tags=["platform"])
@@ -25,10 +25,6 @@ INGEST_LAST_TWO = (
 REJECTS = (
     'SELECT last("count") AS "count" FROM "platform_rejects" WHERE time > now() - 1h '
     'GROUP BY "ingester", "reason"'
-)
-DEVICE_STATUS = (
-    'SELECT last("state") AS "state" FROM "device_status" WHERE time > now() - 1d '
-    'GROUP BY "sensor_id"'
 )
 
 

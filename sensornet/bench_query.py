@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 
 from api import range_queries
-from api.health_routes import DEVICE_STATUS, INGEST_LAST_TWO, REJECTS
+from api.health_routes import INGEST_LAST_TWO, REJECTS
 from api.latest_routes import page_queries
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient
-from sensornet.latest import latest_params, latest_query
+from sensornet.latest import DEVICE_STATUS, latest_params, latest_query
 from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
 from sensornet.registry.store import DeviceInfo
 from sensornet.runtime import default_fleet, register_fleet

@@ -16,6 +16,11 @@ from sensornet.influx import InfluxClient, check_identifier, rows
 #: How far back "latest" looks. Older readings would need a scan of all raw data; a sensor
 #: not heard for a day is offline whatever its interval (liveness: 6 intervals at most).
 LATEST_LOOKBACK_S = 86_400
+#: What each device last said on its status topic (Last Will included), within a day.
+DEVICE_STATUS = (
+    'SELECT last("state") AS "state" FROM "device_status" WHERE time > now() - 1d '
+    'GROUP BY "sensor_id"'
+)
 
 
 @dataclass(frozen=True, slots=True)

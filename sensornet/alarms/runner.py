@@ -22,16 +22,12 @@ from sensornet.alarms.store import Change, active_alarms, apply_changes, create_
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.errors import InfluxError
 from sensornet.influx import InfluxClient, rows
-from sensornet.latest import Latest, latest_of_types
+from sensornet.latest import DEVICE_STATUS, Latest, latest_of_types
 from sensornet.lineprotocol import encode_lines
 from sensornet.registry.store import DeviceInfo, load_devices
 from sensornet.settings import Settings
 
 log = logging.getLogger("sensornet.alarms")
-DEVICE_STATUS = (
-    'SELECT last("state") AS "state" FROM "device_status" WHERE time > now() - 1d '
-    'GROUP BY "sensor_id"'
-)
 
 
 class AlarmRunner:

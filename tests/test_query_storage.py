@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from query_fixtures import write_history
+from support import wait_until
 
 from sensornet.catalogue import load_catalogue
 from sensornet.errors import ConfigError
@@ -132,3 +134,26 @@ def test_choose_resolution_respects_retention() -> None:
         minute_retention_s=400 * DAY,
     )
     assert got == HOUR
+
+
+async def test_continuous_query_fills_minute_aggregates(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """The real CQ, not the backfill: InfluxDB runs it at the next minute boundary and,
+    with RESAMPLE FOR 10m, covers the minutes before (so this waits up to about a minute)."""
+    catalogue = load_catalogue()
+    await apply_storage_layout(influx, settings, catalogue)
+    fleet = [d for d in default_fleet(30) if d.type == "noise"][:1]
+    await write_history(influx, catalogue, fleet, hours=0.1, step_s=10)
+
+    async def aggregated() -> list[dict[str, Any]]:
+        return rows(
+            await influx.query(
+                'SELECT "laeq_mean", "laeq_count" FROM "agg_1m"."noise" WHERE sensor_id = $s',
+                {"s": fleet[0].id},
+            )
+        )
+
+    found = await wait_until(aggregated, timeout_s=120, interval_s=1)
+    assert all(r["laeq_count"] in (1, 2, 3, 4, 5, 6) for r in found)
+    assert all(50 <= r["laeq_mean"] <= 75 for r in found)

@@ -12,7 +12,17 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
 
-from api import accounting_routes, problems, queries, registry_routes
+from api import (
+    accounting_routes,
+    alarm_routes,
+    health_routes,
+    latest_routes,
+    opendata_routes,
+    problems,
+    queries,
+    range_routes,
+    registry_routes,
+)
 from api.auth import require
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
@@ -78,6 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)
     app.include_router(accounting_routes.router, dependencies=viewer)
+    app.include_router(latest_routes.router, dependencies=viewer)
+    app.include_router(range_routes.router, dependencies=viewer)
+    app.include_router(health_routes.router, dependencies=viewer)
+    app.include_router(alarm_routes.router, dependencies=viewer)
+    app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
 
     @app.get("/health", response_model=Health)
     async def health(request: Request) -> Health:

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sensornet.errors import InfluxUnavailableError
+from sensornet.errors import InfluxError, InfluxUnavailableError
 
 PROBLEM = "application/problem+json"
 
@@ -65,3 +65,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InfluxUnavailableError)
     async def _influx_down(request: Request, exc: InfluxUnavailableError) -> JSONResponse:
         return _response(503, "Time-series store unavailable", str(exc), request.url.path)
+
+    @app.exception_handler(InfluxError)
+    async def _influx_error(request: Request, exc: InfluxError) -> JSONResponse:
+        # e.g. the database is missing or InfluxDB refused the query: not our crash
+        return _response(502, "Time-series store error", str(exc), request.url.path)

@@ -1,1 +1,2 @@
-"""Grafana dashboards as code (see issue: operations view)."""
+"""Grafana dashboards as code: generated from the catalogue, the district and the alarm
+rules, with provisioning files and a push through the Grafana HTTP API."""

@@ -11,10 +11,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from dashboards.cli import app as dashboards_app
+from sensornet.alarms.cli import app as alarms_app
 from sensornet.bench_cli import bench_app
 from sensornet.cli_registry import keys_app, registry_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
+from sensornet.storage_cli import app as storage_app
 
 app = typer.Typer(
     help="City sensor network platform: broker, ingest, API, simulator.",
@@ -28,6 +31,9 @@ app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
+app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(alarms_app, name="alarms")
+app.add_typer(storage_app, name="storage")
 console = Console(stderr=True)
 
 StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]

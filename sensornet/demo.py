@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
+from sensornet.alarms.runner import run_alarms
 from sensornet.broker_auth import broker_home, issue_credentials, sync_broker
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import open_registry
@@ -67,6 +68,7 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
                 run_simulator(settings, fleet, stop, speed=DEMO_SPEED, credentials=credentials),
                 name="simulator",
             ),
+            asyncio.create_task(run_alarms(settings, stop), name="alarms"),
         ]
         console.print(
             f"\n[bold]Sensornet demo running[/bold] — Ctrl-C stops everything\n"
@@ -75,6 +77,8 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
             f"  latest        curl {auth} {base}/sensors/{sample}/latest\n"
             f"  one sensor    curl {auth} {base}/sensors/{sample}/view\n"
             f"  accounting    curl {auth} {base}/devices/{sample}/accounting\n"
+            f"  all sensors   curl {auth} {base}/latest\n"
+            f"  alarms        curl {auth} {base}/alarms\n"
             f"  readings      curl {auth} '{base}/sensors/{sample}/readings?start={today}'\n"
             f"  the city runs {DEMO_SPEED:.0f}x fast: a simulated day every "
             f"{24 * 60 / DEMO_SPEED:.0f} minutes, with weather episodes\n",

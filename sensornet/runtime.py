@@ -29,9 +29,11 @@ def influx_client(settings: Settings) -> InfluxClient:
 
 
 async def prepare_storage(settings: Settings) -> None:
-    """Create the database (idempotent) so the first write finds it."""
+    """Create the database, retention policies and continuous queries (idempotent)."""
+    from sensornet.storage_layout import apply_storage_layout
+
     async with influx_client(settings) as influx:
-        await influx.create_database()
+        await apply_storage_layout(influx, settings, load_catalogue())
 
 
 async def run_ingester(

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     influx_user: str | None = None
     influx_password: SecretStr | None = None
     influx_timeout_s: float = 10.0
+    influx_raw_retention: str = Field("30d", description="How long raw readings are kept")
+    influx_1m_retention: str = Field("400d", description="How long 1-minute aggregates are kept")
+    influx_1h_retention: str = Field("INF", description="How long 1-hour aggregates are kept")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -64,6 +67,12 @@ class Settings(BaseSettings):
     spool_max_bytes: int = Field(
         2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
     )
+    alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
+
+    opendata_rate_per_s: float = Field(
+        1.0, description="Open data: requests per second per client IP (token bucket refill)"
+    )
+    opendata_burst: int = Field(30, description="Open data: burst size per client IP")
 
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"

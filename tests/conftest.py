@@ -101,6 +101,11 @@ def viewer_headers(api_keys: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_keys['viewer']}"}
 
 
+@pytest.fixture
+def engineer_headers(api_keys: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_keys['engineer']}"}
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str | None]:
     """``host:port`` of a real PostgreSQL for the whole session, or None if unavailable."""

@@ -13,10 +13,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from support import running
 
 from api.app import create_app
+from sensornet.catalogue import load_catalogue
+from sensornet.influx import InfluxClient
 from sensornet.registry.models import AuditEntry
 from sensornet.registry.store import open_registry
 from sensornet.runtime import run_api
 from sensornet.settings import Settings
+from sensornet.storage_layout import apply_storage_layout
 
 GATEWAY = {"id": "GW-A1", "subdistrict": "beizhan", "lat": 31.247, "lon": 121.475}
 NEW = {"id": "AQ-A1", "type": "air_quality", "subdistrict": "jingansi", "lat": 31.22, "lon": 121.44}
@@ -30,6 +33,20 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/sensors/{sensor_id}/history", "viewer", None),
     ("GET", "/sensors/{sensor_id}/view", "viewer", None),
     ("GET", "/devices/{sensor_id}/accounting", "viewer", None),
+    ("GET", "/latest", "viewer", None),
+    ("GET", "/sensors/{sensor_id}/series?start=2020-01-01T00:00:00Z", "viewer", None),
+    ("GET", "/sensors/{sensor_id}/series.csv?start=2020-01-01T00:00:00Z", "viewer", None),
+    (
+        "GET",
+        "/aggregates?type=air_quality&quantity=pm25&start=2026-11-24T00:00:00Z",
+        "viewer",
+        None,
+    ),
+    ("GET", "/platform/health", "viewer", None),
+    ("GET", "/alarms", "viewer", None),
+    ("GET", "/alarms/history", "viewer", None),
+    ("GET", "/alarms/rules", "viewer", None),
+    ("POST", "/alarms/{alarm_id}/acknowledge", "engineer", {"by": "ops"}),
     ("POST", "/sensors", "engineer", NEW),
     ("PATCH", "/sensors/{sensor_id}", "engineer", {"firmware": "9"}),
     ("POST", "/sensors/{sensor_id}/move", "engineer", {"lat": 31.23, "lon": 121.45}),
@@ -49,7 +66,12 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("POST", "/keys", "admin", {"role": "viewer"}),
     ("DELETE", "/keys/{key_id}", "admin", None),
 ]
-OPEN = {("GET", "/health")}
+OPEN = {  # health for probes; open data is anonymous by design (rate-limited aggregates)
+    ("GET", "/health"),
+    ("GET", "/open/datasets"),
+    ("GET", "/open/datasets/{dataset_id}"),
+    ("GET", "/open/datasets/{dataset_id}/data"),
+}
 LOWER = {"engineer": "viewer", "admin": "engineer"}
 
 
@@ -73,8 +95,9 @@ def test_the_table_covers_every_route() -> None:
 
 
 async def test_every_endpoint_checks_key_and_role(
-    settings: Settings, api_keys: dict[str, str]
+    settings: Settings, api_keys: dict[str, str], influx: InfluxClient
 ) -> None:
+    await apply_storage_layout(influx, settings, load_catalogue())
     present = routes()
     base = f"http://{settings.api_host}:{settings.api_port}"
     async with running(run_api, settings), httpx.AsyncClient(base_url=base) as http:
@@ -82,7 +105,9 @@ async def test_every_endpoint_checks_key_and_role(
         for method, template, role, body in ENDPOINTS:
             if (method, template.split("?")[0]) not in present:
                 continue
-            path = template.format(sensor_id="AQ-A1", key_id="nokey", gateway_id="GW-A1")
+            path = template.format(
+                sensor_id="AQ-A1", key_id="nokey", gateway_id="GW-A1", alarm_id=1
+            )
             send: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
             r = await http.request(method, path, **send)
             assert r.status_code == 401, (method, path, r.status_code)

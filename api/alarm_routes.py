@@ -1,0 +1,109 @@
+"""Alarms: active ones, history, acknowledgement, and the rules they come from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.auth import require
+from api.problems import Problem
+from sensornet.alarms.rules import SEVERITIES, RuleSet, load_rules
+from sensornet.alarms.store import (
+    AlarmRecord,
+    acknowledge,
+    active_alarms,
+    alarm_history,
+    create_alarm_tables,
+)
+from sensornet.catalogue import Catalogue
+
+router = APIRouter(tags=["alarms"])
+
+
+async def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.registry
+    if not getattr(request.app.state, "alarm_tables", False):
+        await create_alarm_tables(engine)
+        request.app.state.alarm_tables = True
+    return engine
+
+
+def _out(catalogue: Catalogue, a: AlarmRecord) -> dict[str, Any]:
+    unit = catalogue.get(a.type).quantities[a.quantity].unit
+    return asdict(a) | {"active": a.active, "unit": unit}
+
+
+class Acknowledgement(BaseModel):
+    by: str = Field(min_length=1, max_length=128, description="Who acknowledges")
+    note: str | None = Field(None, max_length=1000)
+
+
+@router.get("/alarms", summary="Alarms currently active")
+async def alarms(
+    request: Request,
+    type: str | None = None,
+    subdistrict: str | None = None,
+    severity: Annotated[str | None, Query(pattern="^(info|warning|major|critical)$")] = None,
+    unacknowledged: bool = False,
+) -> dict[str, Any]:
+    catalogue: Catalogue = request.app.state.catalogue
+    found = [
+        a
+        for a in await active_alarms(await _engine(request))
+        if (type is None or a.type == type)
+        and (subdistrict is None or a.subdistrict == subdistrict)
+        and (severity is None or a.severity == severity)
+        and (not unacknowledged or a.acknowledged_at is None)
+    ]
+    found.sort(key=lambda a: (-SEVERITIES.index(a.severity), a.raised_at))
+    return {"count": len(found), "items": [_out(catalogue, a) for a in found]}
+
+
+@router.get("/alarms/history", summary="Alarm episodes, newest first")
+async def history(
+    request: Request,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    found = await alarm_history(await _engine(request), since, cursor, limit)
+    catalogue: Catalogue = request.app.state.catalogue
+    return {
+        "items": [_out(catalogue, a) for a in found],
+        "next_cursor": found[-1].id if len(found) == limit else None,
+    }
+
+
+@router.post(
+    "/alarms/{alarm_id}/acknowledge",
+    summary="Acknowledge an alarm (engineer)",
+    dependencies=[Depends(require("engineer"))],
+)
+async def acknowledge_alarm(
+    request: Request, alarm_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: Acknowledgement
+) -> Any:
+    record = await acknowledge(await _engine(request), alarm_id, body.by, body.note)
+    if record is None:
+        raise Problem(404, "Unknown alarm", f"no alarm {alarm_id}")
+    return _out(request.app.state.catalogue, record)
+
+
+@router.get("/alarms/rules", summary="The threshold rules, with units")
+async def rules(request: Request) -> dict[str, Any]:
+    catalogue: Catalogue = request.app.state.catalogue
+    ruleset: RuleSet = load_rules()
+    return {
+        "timezone": ruleset.timezone,
+        "night_hours": list(ruleset.night_hours),
+        "rules": [
+            asdict(r)
+            | {"unit": catalogue.get(r.type).quantities[r.quantity].unit}
+            | {"overrides": {k: asdict(v) for k, v in r.overrides.items()}}
+            for r in ruleset.rules
+        ],
+    }

@@ -1,0 +1,131 @@
+"""Open data: a read-only catalogue of aggregated datasets, anonymous and rate-limited per
+client IP (token bucket; 429 with ``Retry-After``). Only per-subdistrict aggregates leave
+through here, never a sensor's own readings."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from api import range_queries
+from api.problems import Problem
+from sensornet.catalogue import Catalogue
+from sensornet.influx import InfluxClient
+from sensornet.opendata import Dataset, OpenDataCatalogue, RateLimiter, load_opendata
+from sensornet.settings import Settings
+from sensornet.storage_layout import choose_resolution, duration_s
+
+
+def rate_limited(request: Request) -> None:
+    """Per client IP. Behind a reverse proxy run uvicorn with ``--proxy-headers`` so that
+    ``request.client`` is the real client (deploy/README.md)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "opendata_limiter", None)
+    if limiter is None:
+        settings: Settings = request.app.state.settings
+        limiter = RateLimiter(settings.opendata_rate_per_s, settings.opendata_burst)
+        request.app.state.opendata_limiter = limiter
+    key = request.client.host if request.client else "unknown"
+    wait = limiter.check(key, time.monotonic())
+    if wait:
+        detail = f"open data allows a burst, then a steady rate: retry in {wait} s"
+        raise Problem(429, "Too many requests", detail, headers={"Retry-After": str(wait)})
+
+
+router = APIRouter(prefix="/open", tags=["open data"], dependencies=[Depends(rate_limited)])
+
+
+def _meta(cat: OpenDataCatalogue, catalogue: Catalogue, d: Dataset) -> dict[str, Any]:
+    quantities = catalogue.get(d.type).quantities
+    return {
+        "id": d.id,
+        "title": {"en": d.title_en, "zh": d.title_zh},
+        "description": d.description,
+        "publisher": cat.publisher,
+        "licence": cat.licence,
+        "aggregate": d.aggregate,
+        "step_s": d.step_s,
+        "max_days_per_request": d.max_days,
+        "update_frequency": d.update_frequency,
+        "spatial_unit": "subdistrict",
+        "fields": [
+            {"id": q, "label": quantities[q].label, "unit": quantities[q].unit}
+            for q in d.quantities
+        ],
+        "data_url": f"/open/datasets/{d.id}/data",
+    }
+
+
+def _dataset(dataset_id: str) -> Dataset:
+    d = load_opendata().datasets.get(dataset_id)
+    if d is None:
+        raise Problem(404, "Unknown dataset", "see /open/datasets for the list")
+    return d
+
+
+@router.get("/datasets", summary="The open-data catalogue")
+async def datasets(request: Request) -> dict[str, Any]:
+    cat = load_opendata()
+    catalogue: Catalogue = request.app.state.catalogue
+    return {
+        "publisher": cat.publisher,
+        "licence": cat.licence,
+        "datasets": [_meta(cat, catalogue, d) for d in cat.datasets.values()],
+    }
+
+
+@router.get("/datasets/{dataset_id}", summary="One dataset's metadata")
+async def dataset(request: Request, dataset_id: str) -> dict[str, Any]:
+    return _meta(load_opendata(), request.app.state.catalogue, _dataset(dataset_id))
+
+
+@router.get("/datasets/{dataset_id}/data", summary="A dataset's aggregated data")
+async def dataset_data(
+    request: Request,
+    dataset_id: str,
+    start: Annotated[datetime | None, Query(description="default: one day before end")] = None,
+    end: Annotated[datetime | None, Query(description="default: now")] = None,
+) -> Response:
+    d = _dataset(dataset_id)
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=1)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
+    if not start < end:
+        raise Problem(422, "Empty range", "start must be before end")
+    if end - start > timedelta(days=d.max_days):
+        raise Problem(422, "Range too long", f"at most {d.max_days} days per request")
+    catalogue: Catalogue = request.app.state.catalogue
+    settings: Settings = request.app.state.settings
+    sensor_type = catalogue.get(d.type)
+    res = choose_resolution(
+        start, end, datetime.now(UTC), interval_s=sensor_type.interval_s,
+        raw_retention_s=duration_s(settings.influx_raw_retention),
+        minute_retention_s=duration_s(settings.influx_1m_retention), step_s=d.step_s,
+    )  # fmt: skip
+    q = range_queries.subdistrict_aggregates(sensor_type, d.quantities, res, d.step_s, d.aggregate)
+    influx: InfluxClient = request.app.state.influx
+    series = await influx.query(q, {"start": start.isoformat(), "end": end.isoformat()}, epoch="")
+    records = []
+    for s in series:
+        area = (s.get("tags") or {}).get("subdistrict")
+        columns = s["columns"]
+        for values in s.get("values", []):
+            row = dict(zip(columns, values, strict=True))
+            records.append(
+                {"time": row.pop("time"), "subdistrict": area}
+                | {q: row.get(q) for q in d.quantities}
+            )
+    records.sort(key=lambda r: (r["time"], r["subdistrict"] or ""))
+    body = {
+        "dataset": d.id,
+        "licence": load_opendata().licence,
+        "units": {q: sensor_type.quantities[q].unit for q in d.quantities},
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "records": records,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")

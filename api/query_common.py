@@ -1,0 +1,94 @@
+"""What the query routers share: the registry view, latest values per sensor, units,
+cursors and HTTP caching. Reads only; every InfluxQL value is a bound parameter."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.problems import Problem
+from sensornet.catalogue import Catalogue
+from sensornet.registry.store import DeviceInfo, load_devices
+
+
+class RegistryView:
+    """The registry's sensors, reloaded at most every ``ttl_s`` (like the ingester's cache),
+    so a query endpoint does not read SQL on every request."""
+
+    def __init__(self, engine: AsyncEngine, ttl_s: float = 2.0) -> None:
+        self._engine, self._ttl_s = engine, ttl_s
+        self._devices: dict[str, DeviceInfo] = {}
+        self._at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def devices(self) -> Mapping[str, DeviceInfo]:
+        if time.monotonic() - self._at >= self._ttl_s:
+            async with self._lock:
+                if time.monotonic() - self._at >= self._ttl_s:
+                    self._devices = await load_devices(self._engine)
+                    self._at = time.monotonic()
+        return self._devices
+
+
+def registry_view(request: Request) -> RegistryView:
+    view: RegistryView | None = getattr(request.app.state, "registry_view", None)
+    if view is None:
+        view = RegistryView(request.app.state.registry)
+        request.app.state.registry_view = view
+    return view
+
+
+async def device_or_404(request: Request, sensor_id: str) -> DeviceInfo:
+    device = (await registry_view(request).devices()).get(sensor_id)
+    if device is None:
+        raise Problem(404, "Unknown sensor", f"no sensor {sensor_id!r} in the registry")
+    return device
+
+
+def units(catalogue: Catalogue, type_id: str) -> dict[str, str]:
+    return {q.id: q.unit for q in catalogue.get(type_id).quantities.values()}
+
+
+def with_units(values: Mapping[str, Any], unit_of: Mapping[str, str]) -> dict[str, Any]:
+    return {k: {"value": v, "unit": unit_of.get(k, "")} for k, v in values.items()}
+
+
+def iso(ns: int) -> str:
+    at = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "Invalid cursor", "pass next_cursor from a previous page") from None
+
+
+def cached_json(request: Request, body: Any, max_age_s: int) -> Response:
+    """JSON with a strong ETag of its bytes and Cache-Control; ``If-None-Match`` → 304.
+
+    ``private``: the data endpoints will need credentials, so shared caches must not
+    keep them."""
+    content = orjson.dumps(body)
+    etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age_s}"}
+    match = request.headers.get("if-none-match", "")
+    if etag in {t.strip() for t in match.split(",")} or match.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type="application/json", headers=headers)

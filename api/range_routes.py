@@ -1,0 +1,226 @@
+"""A sensor's readings over a range (raw or downsampled, paged, or as CSV) and aggregates
+per subdistrict over time. The resolution is chosen from the range (docs/storage.md)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+
+from api import range_queries
+from api.problems import Problem
+from api.query_common import decode_cursor, device_or_404, encode_cursor, units
+from sensornet.catalogue import Catalogue, SensorType
+from sensornet.district import load_district
+from sensornet.influx import InfluxClient, rows
+from sensornet.registry.store import DeviceInfo
+from sensornet.settings import Settings
+from sensornet.storage_layout import RAW, Resolution, choose_resolution, duration_s
+
+router = APIRouter(tags=["ranges"])
+MAX_PAGE = 10_000
+MAX_CSV_ROWS = 200_000
+MAX_AGGREGATE_POINTS = 20_000
+EPOCH = "1970-01-01T00:00:00Z"
+AggregateParam = Annotated[str, Query(pattern="^(mean|min|max|count)$")]
+StepParam = Annotated[
+    int | None, Query(ge=1, le=30 * 86400, description="Downsampling step in seconds")
+]
+
+
+def _range(start: datetime, end: datetime | None) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
+    if end < start:
+        raise Problem(422, "Empty range", "end is before start")
+    return start, end
+
+
+def _resolution(
+    settings: Settings, sensor_type: SensorType, start: datetime, end: datetime, step: int | None
+) -> Resolution:
+    return choose_resolution(
+        start,
+        end,
+        datetime.now(UTC),
+        interval_s=sensor_type.interval_s,
+        raw_retention_s=duration_s(settings.influx_raw_retention),
+        minute_retention_s=duration_s(settings.influx_1m_retention),
+        step_s=step,
+    )
+
+
+def estimate_rows(sensor_type: SensorType, res: Resolution, span_s: float, step: int | None) -> int:
+    return int(span_s / (step or res.step_s or sensor_type.interval_s)) + 1
+
+
+async def _series(
+    request: Request,
+    device: DeviceInfo,
+    start: datetime,
+    end: datetime,
+    step: int | None,
+    aggregate: str,
+    limit: int,
+    after: str,
+) -> tuple[Resolution, list[dict[str, Any]]]:
+    catalogue: Catalogue = request.app.state.catalogue
+    sensor_type = catalogue.get(device.type)
+    res = _resolution(request.app.state.settings, sensor_type, start, end, step)
+    influx: InfluxClient = request.app.state.influx
+    q = range_queries.sensor_series(sensor_type, res, step, aggregate)
+    params: dict[str, str | int | float | bool] = {
+        "sensor_id": device.id,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "after": after,
+        "limit": limit,
+    }
+    # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
+    return res, rows(await influx.query(q, params, epoch=""))
+
+
+@router.get("/sensors/{sensor_id}/series", summary="A sensor's readings over a range")
+async def sensor_series(
+    request: Request,
+    sensor_id: str,
+    start: Annotated[datetime, Query(description="RFC 3339, inclusive")],
+    end: Annotated[datetime | None, Query(description="RFC 3339, inclusive; default now")] = None,
+    step: StepParam = None,
+    aggregate: AggregateParam = "mean",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
+    cursor: str | None = None,
+) -> Response:
+    """Raw readings, or with ``step`` one ``aggregate`` per step; long ranges without a step
+    are read from the minute/hour aggregates (``resolution`` says which). Paged by time."""
+    device = await device_or_404(request, sensor_id)
+    start, end = _range(start, end)
+    after = decode_cursor(cursor) or EPOCH
+    res, found = await _series(request, device, start, end, step, aggregate, limit, after)
+    unit_of = units(request.app.state.catalogue, device.type)
+    aggregated_count = aggregate == "count" and (step or res is not RAW)
+    names = [q for q in unit_of if found and q in found[0]] if found else []
+    readings = [
+        {"time": r["time"], "values": {q: r[q] for q in names if r[q] is not None}} for r in found
+    ]
+    body = {
+        "sensor_id": device.id,
+        "type": device.type,
+        "subdistrict": device.subdistrict,
+        "resolution": res.name,
+        "step_s": step,
+        "aggregate": aggregate if (step or res is not RAW) else None,
+        "units": dict.fromkeys(unit_of, "count") if aggregated_count else unit_of,
+        "readings": readings,
+        "next_cursor": encode_cursor(found[-1]["time"]) if len(found) == limit else None,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/sensors/{sensor_id}/series.csv", summary="A sensor's readings as CSV")
+async def sensor_series_csv(
+    request: Request,
+    sensor_id: str,
+    start: Annotated[datetime, Query()],
+    end: Annotated[datetime | None, Query()] = None,
+    step: StepParam = None,
+    aggregate: AggregateParam = "mean",
+) -> Response:
+    """The whole range in one file (no paging); refused with 422 above 200,000 rows, with
+    the estimate, so a client narrows the range or adds a ``step`` instead of waiting."""
+    device = await device_or_404(request, sensor_id)
+    start, end = _range(start, end)
+    sensor_type = request.app.state.catalogue.get(device.type)
+    res = _resolution(request.app.state.settings, sensor_type, start, end, step)
+    estimate = estimate_rows(sensor_type, res, (end - start).total_seconds(), step)
+    if estimate > MAX_CSV_ROWS:
+        raise Problem(
+            422,
+            "Result would be too large",
+            f"about {estimate} rows; at most {MAX_CSV_ROWS} per export: "
+            "narrow the range or pass a coarser step",
+            estimated_rows=estimate,
+            max_rows=MAX_CSV_ROWS,
+        )
+    _, found = await _series(request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH)
+    unit_of = units(request.app.state.catalogue, device.type)
+    columns = [q for q in unit_of if any(q in r for r in found)] or list(unit_of)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in columns)])
+    for r in found:
+        writer.writerow([r["time"], *(r.get(q, "") for q in columns)])
+    name = f"{device.id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/aggregates", summary="One quantity aggregated per subdistrict over time")
+async def aggregates(
+    request: Request,
+    type: Annotated[str, Query(description="Sensor type id")],
+    quantity: str,
+    start: Annotated[datetime, Query()],
+    end: Annotated[datetime | None, Query()] = None,
+    step: Annotated[int, Query(ge=60, le=30 * 86400)] = 3600,
+    aggregate: AggregateParam = "mean",
+    subdistrict: str | None = None,
+) -> Response:
+    """Across the sensors of a subdistrict; with aggregates stored per sensor, a mean is the
+    mean of sensor means (each sensor-minute or -hour weighs the same)."""
+    catalogue: Catalogue = request.app.state.catalogue
+    if type not in catalogue.types:
+        raise Problem(422, "Unknown sensor type", f"known: {', '.join(catalogue.types)}")
+    sensor_type = catalogue.get(type)
+    if quantity not in range_queries.quantities_for(sensor_type, aggregate):
+        known = ", ".join(range_queries.quantities_for(sensor_type, aggregate))
+        raise Problem(422, "Unknown quantity", f"{aggregate} of {type} exists for: {known}")
+    start, end = _range(start, end)
+    buckets = int((end - start).total_seconds() / step) + 1
+    groups = 1 if subdistrict else len(load_district().subdistricts)
+    if buckets * groups > MAX_AGGREGATE_POINTS:
+        raise Problem(
+            422,
+            "Result would be too large",
+            f"{buckets} steps × {groups} subdistricts; at most {MAX_AGGREGATE_POINTS} points: "
+            "narrow the range or pass a larger step",
+            estimated_points=buckets * groups,
+            max_points=MAX_AGGREGATE_POINTS,
+        )
+    res = _resolution(request.app.state.settings, sensor_type, start, end, step)
+    q = range_queries.subdistrict_aggregate(
+        sensor_type, quantity, res, step, aggregate, subdistrict is not None
+    )
+    params: dict[str, str | int | float | bool] = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+    }
+    if subdistrict:
+        params["subdistrict"] = subdistrict
+    influx: InfluxClient = request.app.state.influx
+    series = await influx.query(q, params, epoch="")
+    unit = "count" if aggregate == "count" else sensor_type.quantities[quantity].unit
+    body = {
+        "type": type,
+        "quantity": quantity,
+        "unit": unit,
+        "aggregate": aggregate,
+        "step_s": step,
+        "resolution": res.name,
+        "series": [
+            {
+                "subdistrict": (s.get("tags") or {}).get("subdistrict"),
+                "points": [{"time": t, "value": v} for t, v in s.get("values", [])],
+            }
+            for s in series
+        ],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")

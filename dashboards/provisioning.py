@@ -1,0 +1,152 @@
+"""Files Grafana reads at start-up: data source, dashboard provider, dashboards and alert
+rules for the shipped alarm thresholds, written into one folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dashboards.build import build_dashboards
+from dashboards.panels import DATASOURCE, JSON
+from sensornet.alarms.rules import Level, Rule, RuleSet, load_rules
+
+FOLDER_UID = "sensornet"
+FOLDER_TITLE = "Sensornet"
+
+
+def datasource(influx_url: str, database: str, user: str | None = None) -> JSON:
+    """The InfluxDB (InfluxQL) data source; a read-only user in production (DESIGN.md)."""
+    out: JSON = {
+        "name": "Sensornet InfluxDB",
+        "uid": DATASOURCE["uid"],
+        "type": "influxdb",
+        "access": "proxy",
+        "url": influx_url,
+        "isDefault": True,
+        "jsonData": {"dbName": database, "httpMode": "GET", "timeInterval": "10s"},
+        "editable": False,
+    }
+    if user:
+        out["user"] = user
+        out["secureJsonData"] = {"password": "$SENSORNET_GRAFANA_INFLUX_PASSWORD"}
+    return out
+
+
+def _alert_levels(rule: Rule) -> list[tuple[str, tuple[Level, ...]]]:
+    """(subdistrict or "", levels): the base rule excludes overridden subdistricts."""
+    return [("", rule.thresholds.levels)] + [(area, t.levels) for area, t in rule.overrides.items()]
+
+
+def alert_rule(rule: Rule, area: str, levels: tuple[Level, ...], excluded: list[str]) -> JSON:
+    """One Grafana-managed rule: the first non-info level of an alarm rule, per sensor.
+
+    Night levels and escalation stay with the platform's own runner; Grafana alerts give
+    the operations centre notifications through its contact points."""
+    level = next((lv for lv in levels if lv.severity != "info"), levels[0])
+    where = "$timeFilter"
+    if area:
+        where += f" AND \"subdistrict\" = '{area}'"
+    for other in excluded:
+        where += f" AND \"subdistrict\" != '{other}'"
+    if rule.op == "is_true":
+        query = (
+            f'SELECT count("{rule.quantity}") FROM "{rule.type}" WHERE {where} '
+            f'AND "{rule.quantity}" = true GROUP BY "sensor_id"'
+        )
+        evaluator = {"type": "gt", "params": [0]}
+    else:
+        query = (
+            f'SELECT last("{rule.quantity}") FROM "{rule.type}" WHERE {where} GROUP BY "sensor_id"'
+        )
+        evaluator = {"type": "gt" if rule.op == "above" else "lt", "params": [level.threshold]}
+    uid = f"sn-{rule.id}" + (f"-{area}" if area else "")
+    return {
+        "uid": uid[:40],
+        "title": f"{rule.id}{' ' + area if area else ''}: {level.name}",
+        "condition": "C",
+        "data": [
+            {
+                "refId": "A",
+                "relativeTimeRange": {"from": 1800, "to": 0},
+                "datasourceUid": DATASOURCE["uid"],
+                "model": {"refId": "A", "query": query, "rawQuery": True,
+                          "resultFormat": "time_series"},
+            },
+            {
+                "refId": "B",
+                "datasourceUid": "__expr__",
+                "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"},
+            },
+            {
+                "refId": "C",
+                "datasourceUid": "__expr__",
+                "model": {"refId": "C", "type": "threshold", "expression": "B",
+                          "conditions": [{"evaluator": evaluator}]},
+            },
+        ],
+        "for": f"{int(rule.min_duration_s)}s",
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "labels": {"severity": level.severity, "sensor_type": rule.type, "rule": rule.id},
+        "annotations": {"summary": f"{{{{ $labels.sensor_id }}}}: {level.name}"},
+    }  # fmt: skip
+
+
+def alert_rules(rules: RuleSet) -> JSON:
+    out = []
+    for rule in rules.rules:
+        areas = list(rule.overrides)
+        for area, levels in _alert_levels(rule):
+            out.append(alert_rule(rule, area, levels, [] if area else areas))
+    return {
+        "apiVersion": 1,
+        "groups": [
+            {"orgId": 1, "name": "sensornet-thresholds", "folder": FOLDER_TITLE,
+             "interval": "1m", "rules": out}
+        ],
+    }  # fmt: skip
+
+
+def write_provisioning(
+    folder: Path, influx_url: str, database: str, dashboards_path: str | None = None
+) -> list[Path]:
+    """Write everything under ``folder``: ``dashboards/*.json`` and ``provisioning/…``.
+
+    ``dashboards_path`` is where Grafana will see the dashboards folder (e.g. in a
+    container); default: this folder's absolute path."""
+    boards = build_dashboards()
+    written: list[Path] = []
+
+    def put(path: Path, content: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        written.append(path)
+
+    for uid, board in boards.items():
+        put(folder / "dashboards" / f"{uid}.json", json.dumps(board, indent=2, ensure_ascii=False))
+    prov = folder / "provisioning"
+    put(
+        prov / "datasources" / "sensornet.yaml",
+        _yaml({"apiVersion": 1, "datasources": [datasource(influx_url, database)]}),
+    )
+    provider = {
+        "apiVersion": 1,
+        "providers": [{
+            "name": "sensornet", "orgId": 1, "folder": FOLDER_TITLE, "folderUid": FOLDER_UID,
+            "type": "file", "disableDeletion": True, "allowUiUpdates": False,
+            "updateIntervalSeconds": 30,
+            "options": {"path": dashboards_path or str((folder / "dashboards").resolve())},
+        }],
+    }  # fmt: skip
+    put(prov / "dashboards" / "sensornet.yaml", _yaml(provider))
+    put(prov / "alerting" / "sensornet-rules.yaml", _yaml(alert_rules(load_rules())))
+    return written
+
+
+def _yaml(data: Any) -> str:
+    return "# generated by `sensornet dashboards build`; do not edit\n" + yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True
+    )

@@ -1,0 +1,94 @@
+"""Upload dashboards, the data source and alert rules through the Grafana HTTP API.
+
+A small client on httpx rather than ``grafana-client``: that package brings niquests and
+urllib3-future, whose install hook overwrites the environment's ``urllib3`` at every
+interpreter start (measured here: it broke requests-based tools such as schemathesis).
+The five endpoints used here are stable parts of Grafana's HTTP API (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from dashboards.build import build_dashboards
+from dashboards.panels import JSON
+from dashboards.provisioning import FOLDER_TITLE, FOLDER_UID, alert_rules, datasource
+from sensornet.alarms.rules import load_rules
+from sensornet.errors import SensornetError
+
+
+class GrafanaPushError(SensornetError):
+    """Grafana refused an upload; the message names the object and Grafana's answer."""
+
+
+@dataclass
+class PushReport:
+    datasource: str = ""
+    folder: str = ""
+    dashboards: list[str] = field(default_factory=list)
+    alert_rules: list[str] = field(default_factory=list)
+
+
+class GrafanaHttp:
+    """The Grafana HTTP API calls ``push`` needs; a 404 comes back as ``None``."""
+
+    def __init__(self, url: str, token: str | None, timeout_s: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, what: str, method: str, path: str, body: JSON | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise GrafanaPushError(f"{what}: Grafana unreachable ({exc})") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise GrafanaPushError(f"{what}: {response.status_code} {message}")
+        return response.json() if response.content else {}
+
+
+def push(
+    grafana: GrafanaHttp, influx_url: str, database: str, *, with_alerts: bool = True
+) -> PushReport:
+    """Create or update everything; idempotent (uids are fixed)."""
+    report = PushReport()
+    ds = datasource(influx_url, database)
+    what = f"data source {ds['uid']}"
+    if grafana.call(what, "PUT", f"/api/datasources/uid/{ds['uid']}", ds) is None:
+        grafana.call(what, "POST", "/api/datasources", ds)
+        report.datasource = "created"
+    else:
+        report.datasource = "updated"
+    what = f"folder {FOLDER_UID}"
+    if grafana.call(what, "GET", f"/api/folders/{FOLDER_UID}") is None:
+        grafana.call(what, "POST", "/api/folders", {"title": FOLDER_TITLE, "uid": FOLDER_UID})
+        report.folder = "created"
+    else:
+        report.folder = "exists"
+    for uid, board in build_dashboards().items():
+        body: dict[str, Any] = {"dashboard": board, "folderUid": FOLDER_UID, "overwrite": True,
+                                "message": "sensornet dashboards push"}  # fmt: skip
+        grafana.call(f"dashboard {uid}", "POST", "/api/dashboards/db", body)
+        report.dashboards.append(uid)
+    if with_alerts:
+        group = alert_rules(load_rules())["groups"][0]
+        for rule in group["rules"]:
+            payload: JSON = rule | {"folderUID": FOLDER_UID, "ruleGroup": group["name"],
+                                    "orgID": 1}  # fmt: skip
+            what = f"alert rule {rule['uid']}"
+            path = f"/api/v1/provisioning/alert-rules/{rule['uid']}"
+            if grafana.call(what, "PUT", path, payload) is None:
+                grafana.call(what, "POST", "/api/v1/provisioning/alert-rules", payload)
+            report.alert_rules.append(rule["uid"])
+    return report

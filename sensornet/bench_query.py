@@ -1,0 +1,291 @@
+"""``sensornet bench query``: loads a stated volume of simulated history straight into a
+private InfluxDB (with the line-protocol encoder, batches of 5000), serves it through the
+real API in its own process, and measures per endpoint the API's p50/p95 latency and that
+of the same InfluxQL sent straight to InfluxDB, interleaved in the same run.
+
+``overhead_ratio`` = API p50 / direct p50: what the API adds over the database itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api import range_queries
+from api.health_routes import INGEST_LAST_TWO, REJECTS
+from api.latest_routes import page_queries
+from sensornet.catalogue import Catalogue, load_catalogue
+from sensornet.influx import InfluxClient
+from sensornet.latest import DEVICE_STATUS, latest_params, latest_query
+from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
+from sensornet.registry.store import DeviceInfo
+from sensornet.runtime import default_fleet, register_fleet
+from sensornet.services import InfluxDB, free_port
+from sensornet.settings import Settings
+from sensornet.storage_layout import HOUR, RAW, apply_storage_layout, backfill_aggregates
+
+Direct = Callable[[InfluxClient], Awaitable[Any]]
+
+
+@dataclass
+class Case:
+    name: str
+    path: str
+    params: dict[str, str]
+    direct: Direct
+
+
+def _values(catalogue: Catalogue, type_id: str, rng: random.Random) -> dict[str, FieldValue]:
+    out: dict[str, FieldValue] = {}
+    for q in catalogue.get(type_id).quantities.values():
+        if q.typical is not None:
+            v = rng.uniform(*q.typical)
+            out[q.id] = round(v, 2) if q.kind == "float" else int(v)
+        elif q.kind == "bool":
+            out[q.id] = rng.random() < 0.1
+        else:
+            out[q.id] = (q.allowed or ("auto",))[0]
+    return out
+
+
+async def load_history(
+    influx: InfluxClient,
+    catalogue: Catalogue,
+    fleet: Sequence[DeviceInfo],
+    end: datetime,
+    days: float,
+    progress: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Every sensor at its type's interval over ``days`` before ``end``; one write in flight
+    while the next batch is encoded."""
+    rng = random.Random(151)
+    start_s = (end - timedelta(days=days)).timestamp()
+    end_s = end.timestamp()
+    batch: list[str] = []
+    pending: asyncio.Task[None] | None = None
+    total = 0
+
+    async def flush() -> None:
+        nonlocal pending, batch, total
+        if pending is not None:
+            await pending
+        body = encode_lines(batch)
+        total += len(batch)
+        progress(len(batch))
+        batch = []
+        pending = asyncio.create_task(influx.write(body))
+
+    for d in fleet:
+        step = catalogue.get(d.type).interval_s
+        tags = {"sensor_id": d.id, "subdistrict": d.subdistrict}
+        t = start_s + rng.uniform(0, step)
+        while t <= end_s:
+            batch.append(encode_point(d.type, tags, _values(catalogue, d.type, rng), int(t * 1e9)))
+            t += step
+            if len(batch) >= 5000:
+                await flush()
+    if batch:
+        await flush()
+    if pending is not None:
+        await pending
+    return total
+
+
+def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> list[Case]:
+    air = catalogue.get("air_quality")
+    sensor = next(d for d in fleet if d.type == "air_quality")
+    day, week = now - timedelta(days=1), now - timedelta(days=7)
+    by_id = sorted(fleet, key=lambda d: d.id)
+    page = by_id[:1000]
+
+    def latest_direct(by_type: dict[str, list[str]]) -> Direct:
+        """The queries /latest sends for the same page."""
+
+        async def run(influx: InfluxClient) -> Any:
+            return await asyncio.gather(
+                *(influx.query(latest_query(catalogue.get(t), len(ids), False),
+                               latest_params(ids, None))
+                  for t, ids in by_type.items())
+            )  # fmt: skip
+
+        return run
+
+    def query(q: str, params: dict[str, Any]) -> Direct:
+        async def run(influx: InfluxClient) -> Any:
+            return await influx.query(q, params)
+
+        return run
+
+    range_params = {"sensor_id": sensor.id, "after": 0}
+    health_types = sorted({d.type for d in fleet})
+
+    async def health_direct(influx: InfluxClient) -> Any:
+        await influx.query(INGEST_LAST_TWO)
+        await influx.query(REJECTS)
+        await influx.query(DEVICE_STATUS)
+        return await latest_direct({t: [] for t in health_types})(influx)
+
+    return [
+        Case("latest_page_1000", "/latest", {"limit": "1000"},
+             latest_direct(page_queries(page))),
+        Case("latest_type", "/latest", {"type": "air_quality", "limit": "1000"},
+             latest_direct(page_queries([d for d in by_id if d.type == "air_quality"][:1000]))),
+        Case("series_raw_1d", f"/sensors/{sensor.id}/series", {"start": day.isoformat()},
+             query(range_queries.sensor_series(air, RAW, None, "mean"),
+                   range_params | {"start": day.isoformat(), "end": now.isoformat(),
+                                   "limit": 1000})),
+        Case("series_7d_1h", f"/sensors/{sensor.id}/series",
+             {"start": week.isoformat(), "end": now.isoformat(), "step": "3600"},
+             query(range_queries.sensor_series(air, HOUR, 3600, "mean"),
+                   range_params | {"start": week.isoformat(), "end": now.isoformat(),
+                                   "limit": 1000})),
+        Case("csv_raw_1d", f"/sensors/{sensor.id}/series.csv", {"start": day.isoformat(),
+                                                                "end": now.isoformat()},
+             query(range_queries.sensor_series(air, RAW, None, "mean"),
+                   range_params | {"start": day.isoformat(), "end": now.isoformat(),
+                                   "limit": 200_000})),
+        Case("aggregates_7d_1h", "/aggregates",
+             {"type": "air_quality", "quantity": "pm25", "start": week.isoformat(),
+              "end": now.isoformat(), "step": "3600"},
+             query(range_queries.subdistrict_aggregate(air, "pm25", HOUR, 3600, "mean", False),
+                   {"start": week.isoformat(), "end": now.isoformat()})),
+        Case("opendata_air_7d", "/open/datasets/air_quality_hourly/data",
+             {"start": week.isoformat(), "end": now.isoformat()},
+             query(range_queries.subdistrict_aggregates(
+                 air, ("pm25", "pm10", "no2", "o3", "co"), HOUR, 3600, "mean"),
+                 {"start": week.isoformat(), "end": now.isoformat()})),
+        Case("platform_health", "/platform/health", {}, health_direct),
+    ]  # fmt: skip
+
+
+def _pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+
+async def measure(
+    api: httpx.AsyncClient, influx: InfluxClient, case: Case, rounds: int
+) -> dict[str, Any]:
+    api_ms: list[float] = []
+    direct_ms: list[float] = []
+    for i in range(rounds + 3):  # 3 warm-up rounds
+        t0 = time.perf_counter()
+        r = await api.get(case.path, params=case.params)
+        t1 = time.perf_counter()
+        await case.direct(influx)
+        t2 = time.perf_counter()
+        if r.status_code != 200:
+            raise RuntimeError(f"{case.name}: API answered {r.status_code}: {r.text[:300]}")
+        if i >= 3:
+            api_ms.append((t1 - t0) * 1000)
+            direct_ms.append((t2 - t1) * 1000)
+    api_p50, direct_p50 = statistics.median(api_ms), statistics.median(direct_ms)
+    return {
+        "api_p50_ms": round(api_p50, 2),
+        "api_p95_ms": round(_pct(api_ms, 0.95), 2),
+        "direct_p50_ms": round(direct_p50, 2),
+        "direct_p95_ms": round(_pct(direct_ms, 0.95), 2),
+        "overhead_ratio": round(api_p50 / direct_p50, 3),
+        "bytes": len(r.content),
+    }
+
+
+async def run_bench(
+    sensors: int, days: float, rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    catalogue = load_catalogue()
+    with tempfile.TemporaryDirectory(prefix="sensornet-bench-") as tmp:
+        home = Path(tmp)
+        influxd = InfluxDB(name="influxd", home=home / "influxdb", port=free_port(),
+                           rpc_port=free_port())  # fmt: skip
+        influxd.start()
+        try:
+            settings = Settings(
+                state_dir=home, influx_url=f"http://127.0.0.1:{influxd.port}",
+                influx_db="bench", api_port=free_port(), opendata_burst=1_000_000,
+                opendata_rate_per_s=1_000_000.0, _env_file=None,
+            )  # fmt: skip
+            return await _bench(settings, catalogue, sensors, days, rounds, log)
+        finally:
+            influxd.stop()
+
+
+async def _bench(
+    settings: Settings, catalogue: Catalogue, sensors: int, days: float, rounds: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    fleet = default_fleet(sensors)
+    await register_fleet(settings, fleet)
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=600) as influx:
+        await apply_storage_layout(influx, settings, catalogue)
+        t0 = time.perf_counter()
+        points = await load_history(influx, catalogue, fleet, now, days)
+        load_s = time.perf_counter() - t0
+        log(f"loaded {points} points in {load_s:.0f} s")
+        t0 = time.perf_counter()
+        await backfill_aggregates(influx, catalogue, now - timedelta(days=days, hours=1),
+                                  now + timedelta(hours=1), targets=(HOUR,))  # fmt: skip
+        backfill_s = time.perf_counter() - t0
+        log(f"hourly aggregates in {backfill_s:.0f} s")
+        env = os.environ | {
+            f"SENSORNET_{k.upper()}": str(v)
+            for k, v in settings.model_dump(mode="json").items()
+            if v is not None
+        }
+        server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
+            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
+             "--host", settings.api_host, "--port", str(settings.api_port),
+             "--log-level", "warning"],
+            env=env,
+        )  # fmt: skip
+        try:
+            base = f"http://{settings.api_host}:{settings.api_port}"
+            async with httpx.AsyncClient(base_url=base, timeout=120) as api:
+                await _wait_ready(api)
+                results = {}
+                for case in cases(catalogue, fleet, now):
+                    results[case.name] = await measure(api, influx, case, rounds)
+                    log(f"{case.name}: {results[case.name]}")
+        finally:
+            server.terminate()
+            server.wait(30)
+    return {
+        "bench": "query",
+        "sensors": sensors,
+        "days": days,
+        "points": points,
+        "load_s": round(load_s, 1),
+        "load_points_per_s": round(points / load_s),
+        "backfill_1h_s": round(backfill_s, 1),
+        "rounds": rounds,
+        "endpoints": results,
+        "max_p50_overhead_ratio": max(r["overhead_ratio"] for r in results.values()),
+        "series_7d_1h_api_p95_ms": results["series_7d_1h"]["api_p95_ms"],
+    }
+
+
+async def _wait_ready(api: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if (await api.get("/open/datasets")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("API did not start within 60 s")
+        await asyncio.sleep(0.2)

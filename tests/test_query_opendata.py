@@ -1,0 +1,71 @@
+"""Open data: catalogue, aggregated data only, and the per-client rate limit over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from query_fixtures import write_history
+from support import running
+
+from sensornet.catalogue import load_catalogue
+from sensornet.influx import InfluxClient
+from sensornet.opendata import RateLimiter, load_opendata
+from sensornet.runtime import default_fleet, register_fleet, run_api
+from sensornet.settings import Settings
+from sensornet.storage_layout import apply_storage_layout, backfill_aggregates
+
+
+def test_token_bucket_allows_burst_then_rate() -> None:
+    limiter = RateLimiter(rate=2.0, burst=3)
+    assert [limiter.check("a", 0.0) for _ in range(3)] == [0, 0, 0]
+    assert limiter.check("a", 0.0) == 1  # empty: half a second to the next token, rounded up
+    assert limiter.check("b", 0.0) == 0  # another client has its own bucket
+    assert limiter.check("a", 0.5) == 0  # refilled one token
+
+
+def test_shipped_catalogue_loads() -> None:
+    cat = load_opendata()
+    assert "air_quality_hourly" in cat.datasets and cat.licence["id"] == "CC-BY-4.0"
+
+
+async def test_open_data_over_http(
+    settings: Settings, influx: InfluxClient, viewer_headers: dict[str, str]
+) -> None:
+    catalogue = load_catalogue()
+    await apply_storage_layout(influx, settings, catalogue)
+    fleet = [d for d in default_fleet(140) if d.type == "air_quality"]
+    await register_fleet(settings, fleet)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    await write_history(influx, catalogue, fleet, hours=3, end=end, step_s=300)
+    await backfill_aggregates(influx, catalogue, end - timedelta(hours=3), end)
+    limited = settings.model_copy(update={"opendata_burst": 6, "opendata_rate_per_s": 0.01})
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    async with running(run_api, limited), httpx.AsyncClient(base_url=base) as http:
+        listing = (await http.get("/open/datasets")).json()
+        air = next(d for d in listing["datasets"] if d["id"] == "air_quality_hourly")
+        assert air["licence"]["id"] == "CC-BY-4.0"
+        assert {"id": "pm25", "label": "PM2.5", "unit": "µg/m³"} in air["fields"]
+        params = {"start": (end - timedelta(hours=3)).isoformat(), "end": end.isoformat()}
+        data = (await http.get("/open/datasets/air_quality_hourly/data", params=params)).json()
+        assert data["units"]["pm25"] == "µg/m³"
+        areas = {d.subdistrict for d in fleet}
+        assert {r["subdistrict"] for r in data["records"]} == areas
+        assert len(data["records"]) == 3 * len(areas)
+        assert all("sensor_id" not in r for r in data["records"])  # aggregated only
+        too_long = await http.get(
+            "/open/datasets/air_quality_hourly/data",
+            params={"start": "2020-01-01T00:00:00Z", "end": end.isoformat()},
+        )
+        assert too_long.status_code == 422
+        assert (await http.get("/open/datasets/nope")).status_code == 404
+        # 4 requests above; the burst of 6 allows 2 more, then refuses
+        assert (await http.get("/open/datasets")).status_code == 200
+        assert (await http.get("/open/datasets")).status_code == 200
+        refused = await http.get("/open/datasets")
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["content-type"] == "application/problem+json"
+        # other endpoints are not rate-limited by the open-data bucket
+        assert (await http.get("/latest", headers=viewer_headers)).status_code == 200
+        assert (await http.get("/latest")).status_code == 401  # anonymous: open data only

@@ -69,10 +69,32 @@ class MqttSource:
         self._subacks = 0
         self._subscribed = asyncio.Event()
         handler = self._client._package_handler
-        handler._handle_qos_1_publish_packet = self._on_qos1
+        self._generic_publish = handler._handle_publish_packet
+        handler._handle_publish_packet = self._on_publish
 
-    def _on_qos1(self, mid: int, payload: bytes, topic: str, properties: Any) -> None:
-        self._deliver(InboundMessage(topic, payload, mid, self._client._connection, time.time_ns()))
+    def _on_publish(self, cmd: int, raw: bytes) -> None:
+        """PUBLISH parsed on the hot path: topic, packet id, payload. We need no property
+        (topic aliases are off: we announce no alias maximum), so they are skipped."""
+        qos = (cmd >> 1) & 3
+        if qos == 2:  # never subscribed at QoS 2; let gmqtt deal with the oddity
+            self._generic_publish(cmd, raw)
+            return
+        end = 2 + ((raw[0] << 8) | raw[1])
+        topic = raw[2:end].decode("utf-8", "replace")
+        mid = None
+        if qos:
+            mid = (raw[end] << 8) | raw[end + 1]
+            end += 2
+        length, shift = 0, 0
+        while True:  # MQTT 5 property length, a variable byte integer
+            byte = raw[end]
+            end += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        connection = self._client._connection if qos else None
+        self._deliver(InboundMessage(topic, raw[end + length :], mid, connection, time.time_ns()))
 
     def _on_qos0(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
         self._deliver(InboundMessage(topic, payload, None, None, time.time_ns()))

@@ -54,8 +54,12 @@ def _logging(verbose: bool) -> None:
 
 
 def _run(coro: Any) -> None:
+    """Run on uvloop: measured faster for the ingester's socket-heavy loop."""
+    import uvloop
+
     try:
-        asyncio.run(coro)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
     except SensornetError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

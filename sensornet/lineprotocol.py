@@ -87,19 +87,28 @@ def encode_point(
     timestamp_ns: int,
 ) -> str:
     """One line, without the trailing newline. Tags are sorted (InfluxDB's fast path)."""
-    if not fields:
-        raise LineProtocolError(f"point of {measurement!r} has no fields")
     if not tags.keys().isdisjoint(fields.keys()):
         clash = sorted(tags.keys() & fields.keys())
         raise LineProtocolError(f"names used as tag and field at once: {clash}")
-    head = _series(measurement, tuple(sorted(tags.items())))
+    head = series_head(measurement, tuple(sorted(tags.items())))
+    return f"{head} {encode_fields(fields)} {int(timestamp_ns)}"
+
+
+def series_head(measurement: str, sorted_tags: tuple[tuple[str, str], ...]) -> str:
+    """Measurement and tag set, escaped (cached: a sensor's series never changes)."""
+    return _series(measurement, sorted_tags)
+
+
+def encode_fields(fields: Mapping[str, FieldValue]) -> str:
+    if not fields:
+        raise LineProtocolError("a point needs at least one field")
     parts = []
     for key, value in fields.items():
         if type(value) is float and math.isfinite(value):  # the hot case, inline
             parts.append(_field_prefix(key) + repr(value))
         else:
             parts.append(_field_prefix(key) + encode_field_value(key, value))
-    return f"{head} {','.join(parts)} {int(timestamp_ns)}"
+    return ",".join(parts)
 
 
 @lru_cache(maxsize=65536)

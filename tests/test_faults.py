@@ -4,10 +4,12 @@ accounted for with a reason."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -117,17 +119,29 @@ async def all_stored(influx: InfluxClient, fleet: list[DeviceInfo], n: int) -> N
         assert account.stored == account.max_seq - account.min_seq + 1  # type: ignore[operator]
 
 
+@contextlib.asynccontextmanager
+async def slow_influx(
+    settings: Settings, **changes: object
+) -> AsyncIterator[tuple[FaultProxy, Settings]]:
+    """InfluxDB behind a slowing proxy and small batches, so a kill lands mid-stream."""
+    async with FaultProxy(settings.influx_url).serving() as proxy:
+        proxy.set_mode("slow")
+        yield (
+            proxy,
+            replace_settings(
+                settings,
+                ingest_batch_size=200,
+                ingest_receive_maximum=400,
+                influx_url=f"http://127.0.0.1:{proxy.port}",
+                **changes,
+            ),
+        )
+
+
 async def test_kill_9_of_the_ingester_mid_stream(
     settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
 ) -> None:
-    async with FaultProxy(settings.influx_url).serving() as proxy:
-        proxy.set_mode("slow")  # so that the kill lands mid-stream
-        settings = replace_settings(
-            settings,
-            ingest_batch_size=200,
-            ingest_receive_maximum=400,
-            influx_url=f"http://127.0.0.1:{proxy.port}",
-        )
+    async with slow_influx(settings) as (proxy, settings):
         await register_fleet(settings, fleet)
         await create_session(settings)
         await publish(settings, fleet, 20_000)
@@ -146,14 +160,7 @@ async def test_kill_9_of_the_ingester_mid_stream(
 async def test_sigterm_drains_and_acks_in_flight_then_restart_completes(
     settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
 ) -> None:
-    async with FaultProxy(settings.influx_url).serving() as proxy:
-        proxy.set_mode("slow")
-        settings = replace_settings(
-            settings,
-            ingest_batch_size=200,
-            ingest_receive_maximum=400,
-            influx_url=f"http://127.0.0.1:{proxy.port}",
-        )
+    async with slow_influx(settings) as (proxy, settings):
         await register_fleet(settings, fleet)
         await create_session(settings)
         await publish(settings, fleet, 10_000)
@@ -272,15 +279,7 @@ async def test_poison_message_among_good_ones(
 async def test_two_ingesters_share_load_one_killed_and_restarted(
     settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
 ) -> None:
-    async with FaultProxy(settings.influx_url).serving() as proxy:
-        proxy.set_mode("slow")
-        settings = replace_settings(
-            settings,
-            ingest_batch_size=200,
-            ingest_receive_maximum=400,
-            influx_url=f"http://127.0.0.1:{proxy.port}",
-            ingest_share_group="ingest",
-        )
+    async with slow_influx(settings, ingest_share_group="ingest") as (proxy, settings):
         await register_fleet(settings, fleet)
         a, b = IngesterProcess(settings, "ingester-a"), IngesterProcess(settings, "ingester-b")
         a.start()

@@ -46,6 +46,12 @@ class Ingester:
         self._pending: list[InboundMessage] = []
         self._pending_bytes = 0
         self._source: MqttSource | None = None
+        # A batch must fill while earlier ones are unacknowledged, or it only ever closes
+        # on the timer: cut it at the share of receive-maximum left for it.
+        s = settings
+        self._batch_messages = max(
+            1, min(s.ingest_batch_size, s.ingest_receive_maximum // (s.ingest_writes_in_flight + 1))
+        )
         self._arrivals: list[float] = []
         self._batch_ready = asyncio.Event()
 
@@ -55,7 +61,7 @@ class Ingester:
         self._pending.append(message)
         self._pending_bytes += len(message.payload)
         if (
-            len(self._pending) >= self.settings.ingest_batch_size
+            len(self._pending) >= self._batch_messages
             or self._pending_bytes >= self.settings.ingest_batch_bytes
         ):
             self._batch_ready.set()

@@ -54,12 +54,8 @@ def _logging(verbose: bool) -> None:
 
 
 def _run(coro: Any) -> None:
-    """Run on uvloop: measured faster for the ingester's socket-heavy loop."""
-    import uvloop
-
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)
+        asyncio.run(coro)
     except SensornetError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

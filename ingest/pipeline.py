@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ingest.fastlane import FastLane
 from ingest.mqtt_source import InboundMessage
 from sensornet.catalogue import Catalogue
 from sensornet.codec import decode_payload
@@ -42,6 +43,11 @@ class Pipeline:
     lookup: Callable[[str], DeviceInfo | None]
     topic_prefix: str
     max_payload_bytes: int = 256 * 1024
+    use_fast_lane: bool = True
+    _fast: FastLane = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
 
     def process(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
         out = BatchResult()
@@ -70,6 +76,14 @@ class Pipeline:
             else:
                 out.status.append((parsed.device_id, m.payload))
             return
+        if self.use_fast_lane:
+            arrival = m.arrived_ns or now_ns
+            lane = self._fast.pack if parsed.kind == "pack" else self._fast.readings
+            fast = lane(m.payload, parsed.device_id, now_ns, arrival)
+            if fast is not None:
+                out.lines += fast[0]
+                out.stored += fast[1]
+                return
         try:
             decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
         except PayloadError as exc:

@@ -1,0 +1,211 @@
+"""The ingest fast lane: well-formed messages straight from JSON to line protocol.
+
+Nearly every message a city's sensors send is well formed: a flat object or a gateway pack
+of flat objects, float and int values inside their ranges, integer timestamps. For those,
+decoding, validating and encoding are fused into one pass over each reading, with each
+sensor's series head and each type's field rules prepared once. Anything else (a bad
+value, an RFC 3339 time, SenML, nesting, a possible duplicate key) makes the lane answer
+``None``, and the message takes the general path (codec → validation → line protocol),
+which decides and explains every rejection. So the lane can only be faster, never
+different: tests/test_fastlane.py checks its output equals the general path's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from sensornet.catalogue import Catalogue, SensorType
+from sensornet.codec import MAX_READINGS_PER_MESSAGE
+from sensornet.errors import LineProtocolError
+from sensornet.lineprotocol import encode_field_value, escape_name, series_head
+from sensornet.registry.store import DeviceInfo
+from sensornet.validation import MAX_FUTURE_NS, MAX_PAST_NS
+
+# The keys a reading may carry beside its quantities, and the tag keys of every series.
+_READING_KEYS = frozenset({"ts", "seq", "sensor", "values", "time"})
+_TAG_KEYS = frozenset({"sensor_id", "subdistrict"})
+_SEQ_LIMIT = 2**63  # int64, InfluxDB's integer
+_SECONDS_BELOW = 10**11  # the same magnitude rule as sensornet.timestamps
+_MILLIS_BELOW = 10**14
+
+_FLOAT, _INT, _BOOL, _CHOICE = range(4)
+# quantity id -> (escaped "key=", min, max, kind, encoded allowed strings)
+FieldRules = dict[str, tuple[str, float, float, int, dict[str, str]]]
+Lane = tuple[list[str], list[tuple[str, int | None]]]
+
+
+def field_rules(sensor_type: SensorType) -> FieldRules:
+    """Numbers with a closed range, booleans and closed sets of strings; free strings go
+    the general way."""
+    rules: FieldRules = {}
+    for q in sensor_type.quantities.values():
+        if q.id in _READING_KEYS or q.id in _TAG_KEYS:
+            continue
+        prefix = escape_name("field key", q.id) + "="
+        if q.kind == "float" and q.min is not None and q.max is not None:
+            rules[q.id] = (prefix, q.min, q.max, _FLOAT, {})
+        elif q.kind == "int" and q.min is not None and q.max is not None:
+            if q.min >= -_SEQ_LIMIT and q.max < _SEQ_LIMIT:  # int64, so always encodable
+                rules[q.id] = (prefix, q.min, q.max, _INT, {})
+        elif q.kind == "bool":
+            rules[q.id] = (prefix, 0, 0, _BOOL, {})
+        elif q.kind == "string" and q.allowed is not None:
+            try:
+                choices = {v: encode_field_value(q.id, v) for v in q.allowed}
+            except LineProtocolError:
+                continue
+            rules[q.id] = (prefix, 0, 0, _CHOICE, choices)
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    device: DeviceInfo
+    head: str
+    rules: FieldRules
+
+
+class FastLane:
+    def __init__(
+        self, catalogue: Catalogue, lookup: Callable[[str], DeviceInfo | None], max_bytes: int
+    ) -> None:
+        self._lookup = lookup
+        self._max_bytes = max_bytes
+        self._rules = {t.id: field_rules(t) for t in catalogue.types.values()}
+        self._plans: dict[str, _Plan] = {}
+
+    def _plan(self, sensor_id: str) -> _Plan | None:
+        device = self._lookup(sensor_id)
+        if device is None or not device.reporting:
+            return None
+        plan = self._plans.get(sensor_id)
+        if plan is None or plan.device is not device:  # the registry was reloaded
+            rules = self._rules.get(device.type)
+            if rules is None:
+                return None
+            try:
+                head = series_head(
+                    device.type, (("sensor_id", device.id), ("subdistrict", device.subdistrict))
+                )
+            except LineProtocolError:
+                return None
+            plan = self._plans[sensor_id] = _Plan(device, head, rules)
+        return plan
+
+    def readings(self, payload: bytes, device_id: str, now_ns: int, arrival_ns: int) -> Lane | None:
+        """Lines and (sensor, seq) of a one-sensor message, or ``None``."""
+        doc = self._load(payload)
+        if type(doc) is not dict or "sensor" in doc:
+            return None
+        plan = self._plan(device_id)
+        if plan is None or payload.count(b":") != len(doc):
+            return None
+        line = _line(doc, plan, now_ns, arrival_ns)
+        if line is None:
+            return None
+        return [line[0]], [(device_id, line[1])]
+
+    def pack(self, payload: bytes, gateway_id: str, now_ns: int, arrival_ns: int) -> Lane | None:
+        """Lines and (sensor, seq) of a gateway pack, or ``None``."""
+        doc = self._load(payload)
+        if type(doc) is not dict or len(doc) != 2 or "gw" not in doc:
+            return None
+        items = doc.get("readings")
+        if type(items) is not list or not items or len(items) > MAX_READINGS_PER_MESSAGE:
+            return None
+        keys = 2
+        lines: list[str] = []
+        stored: list[tuple[str, int | None]] = []
+        for index, item in enumerate(items):
+            if type(item) is not dict:
+                return None
+            sensor_id = item.get("sensor")
+            if type(sensor_id) is not str:
+                return None
+            plan = self._plan(sensor_id)
+            if plan is None or (plan.device.gateway_id != gateway_id and sensor_id != gateway_id):
+                return None
+            line = _line(item, plan, now_ns, arrival_ns + index)
+            if line is None:
+                return None
+            keys += len(item)
+            lines.append(line[0])
+            stored.append((sensor_id, line[1]))
+        if payload.count(b":") != keys:  # a colon in a string, or a duplicate key
+            return None
+        return lines, stored
+
+    def _load(self, payload: bytes) -> Any:
+        if len(payload) > self._max_bytes:
+            return None
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+
+
+def _line(
+    reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int
+) -> tuple[str, int | None] | None:
+    """One reading's line and seq when every value is plain and valid, else ``None``."""
+    rules = plan.rules
+    parts = []
+    ts: Any = None
+    seq: Any = None
+    for key, value in reading.items():
+        rule = rules.get(key)
+        if rule is None:
+            if key == "ts":
+                ts = value
+            elif key == "seq":
+                seq = value
+            elif key != "sensor":
+                return None
+            continue
+        prefix, low, high, kind, choices = rule
+        value_type = type(value)
+        if kind == _FLOAT:
+            if value_type is float:
+                if not low <= value <= high:  # False for NaN too
+                    return None
+                parts.append(prefix + repr(value))
+            elif value_type is int and low <= value <= high:
+                parts.append(prefix + repr(float(value)))
+            else:
+                return None
+        elif kind == _INT:
+            if value_type is not int or not low <= value <= high:
+                return None
+            parts.append(f"{prefix}{value}i")
+        elif kind == _BOOL:
+            if value_type is not bool:
+                return None
+            parts.append(prefix + ("true" if value else "false"))
+        else:
+            encoded = choices.get(value) if value_type is str else None
+            if encoded is None:
+                return None
+            parts.append(prefix + encoded)
+    if not parts:
+        return None
+    if seq is not None:
+        if type(seq) is not int or not 0 <= seq < _SEQ_LIMIT:
+            return None
+        parts.append(f"seq={seq}i")
+    if ts is None:
+        ts_ns = arrival_ns
+    elif type(ts) is not int or ts <= 0:
+        return None
+    elif ts < _SECONDS_BELOW:
+        ts_ns = ts * 1_000_000_000
+    elif ts < _MILLIS_BELOW:
+        ts_ns = ts * 1_000_000
+    else:
+        return None
+    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:
+        return None
+    return f"{plan.head} {','.join(parts)} {ts_ns}", seq

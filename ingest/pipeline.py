@@ -13,8 +13,10 @@ from sensornet.codec import decode_payload
 from sensornet.errors import LineProtocolError, PayloadError
 from sensornet.lineprotocol import encode_point
 from sensornet.registry.store import DeviceInfo
-from sensornet.topics import parse_topic
+from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate
+
+TOPIC_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,17 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
+        self._topics: dict[str, DeviceTopic | None] = {}
+
+    def _parse_topic(self, topic: str) -> DeviceTopic | None:
+        """Topics repeat (a few per device): parse each once, in a bounded cache."""
+        try:
+            return self._topics[topic]
+        except KeyError:
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                self._topics.clear()
+            parsed = self._topics[topic] = parse_topic(self.topic_prefix, topic)
+            return parsed
 
     def process(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
         out = BatchResult()
@@ -56,7 +69,7 @@ class Pipeline:
         return out
 
     def _process_one(self, m: InboundMessage, now_ns: int, out: BatchResult) -> None:
-        parsed = parse_topic(self.topic_prefix, m.topic)
+        parsed = self._parse_topic(m.topic)
         if parsed is None:
             out.rejects.append(
                 Reject(None, "bad_topic", "topic outside the layout", m.topic, m.payload)

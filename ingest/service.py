@@ -55,11 +55,11 @@ class Ingester:
         self._arrivals: list[float] = []
         self._batch_ready = asyncio.Event()
 
-    def _on_message(self, message: InboundMessage) -> None:
+    def _on_messages(self, messages: list[InboundMessage]) -> None:
         if not self._pending:
             self._arrivals.append(time.monotonic())
-        self._pending.append(message)
-        self._pending_bytes += len(message.payload)
+        self._pending += messages
+        self._pending_bytes += sum(len(m.payload) for m in messages)
         if (
             len(self._pending) >= self._batch_messages
             or self._pending_bytes >= self.settings.ingest_batch_bytes
@@ -79,7 +79,7 @@ class Ingester:
             username=s.mqtt_ingest_user,
             password=s.mqtt_ingest_password.get_secret_value(),
             topic_filters=ingest_filters(s.topic_prefix, s.ingest_share_group or None),
-            on_message=self._on_message,
+            on_messages=self._on_messages,
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_receive_maximum,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -35,7 +35,11 @@ _MILLIS_BELOW = 10**14
 _FLOAT, _INT, _BOOL, _CHOICE = range(4)
 # quantity id -> (escaped "key=", min, max, kind, encoded allowed strings)
 FieldRules = dict[str, tuple[str, float, float, int, dict[str, str]]]
-Lane = tuple[list[str], list[tuple[str, int | None]]]
+
+
+class Out(Protocol):
+    lines: list[str]
+    stored: list[tuple[str, int | None]]
 
 
 def field_rules(sensor_type: SensorType) -> FieldRules:
@@ -70,6 +74,8 @@ class _Plan:
 
 
 class FastLane:
+    """Appends to the caller's lists, and takes back what it appended when it steps aside."""
+
     def __init__(
         self, catalogue: Catalogue, lookup: Callable[[str], DeviceInfo | None], max_bytes: int
     ) -> None:
@@ -77,75 +83,90 @@ class FastLane:
         self._max_bytes = max_bytes
         self._rules = {t.id: field_rules(t) for t in catalogue.types.values()}
         self._plans: dict[str, _Plan] = {}
+        self._registry_version: object = None
+
+    def registry_seen(self, version: object) -> None:
+        """Plans hold registry facts (status, gateway, tags): start over when it changed."""
+        if version != self._registry_version:
+            self._plans.clear()
+            self._registry_version = version
 
     def _plan(self, sensor_id: str) -> _Plan | None:
         device = self._lookup(sensor_id)
         if device is None or not device.reporting:
             return None
-        plan = self._plans.get(sensor_id)
-        if plan is None or plan.device is not device:  # the registry was reloaded
-            rules = self._rules.get(device.type)
-            if rules is None:
-                return None
-            try:
-                head = series_head(
-                    device.type, (("sensor_id", device.id), ("subdistrict", device.subdistrict))
-                )
-            except LineProtocolError:
-                return None
-            plan = self._plans[sensor_id] = _Plan(device, head, rules)
+        rules = self._rules.get(device.type)
+        if rules is None:
+            return None
+        try:
+            head = series_head(
+                device.type, (("sensor_id", device.id), ("subdistrict", device.subdistrict))
+            )
+        except LineProtocolError:
+            return None
+        plan = self._plans[sensor_id] = _Plan(device, head, rules)
         return plan
 
-    def readings(self, payload: bytes, device_id: str, now_ns: int, arrival_ns: int) -> Lane | None:
-        """Lines and (sensor, seq) of a one-sensor message, or ``None``."""
-        doc = self._load(payload)
-        if type(doc) is not dict or "sensor" in doc:
-            return None
-        plan = self._plan(device_id)
-        if plan is None or payload.count(b":") != len(doc):
-            return None
+    def readings(
+        self, payload: bytes, device_id: str, now_ns: int, arrival_ns: int, out: Out
+    ) -> bool:
+        """A one-sensor message into ``out``; ``False`` (and nothing added) if it steps aside."""
+        if len(payload) > self._max_bytes:
+            return False
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return False
+        if type(doc) is not dict or "sensor" in doc or payload.count(b":") != len(doc):
+            return False
+        plan = self._plans.get(device_id) or self._plan(device_id)
+        if plan is None:
+            return False
         line = _line(doc, plan, now_ns, arrival_ns)
         if line is None:
-            return None
-        return [line[0]], [(device_id, line[1])]
+            return False
+        out.lines.append(line[0])
+        out.stored.append((device_id, line[1]))
+        return True
 
-    def pack(self, payload: bytes, gateway_id: str, now_ns: int, arrival_ns: int) -> Lane | None:
-        """Lines and (sensor, seq) of a gateway pack, or ``None``."""
-        doc = self._load(payload)
+    def pack(self, payload: bytes, gateway_id: str, now_ns: int, arrival_ns: int, out: Out) -> bool:
+        """A gateway pack into ``out``; ``False`` (and nothing added) if it steps aside."""
+        if len(payload) > self._max_bytes:
+            return False
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return False
         if type(doc) is not dict or len(doc) != 2 or "gw" not in doc:
-            return None
+            return False
         items = doc.get("readings")
         if type(items) is not list or not items or len(items) > MAX_READINGS_PER_MESSAGE:
-            return None
+            return False
+        lines, stored = out.lines, out.stored
+        start = len(lines)
         keys = 2
-        lines: list[str] = []
-        stored: list[tuple[str, int | None]] = []
+        plans = self._plans
+        sensor_id: Any = None
         for index, item in enumerate(items):
-            if type(item) is not dict:
-                return None
-            sensor_id = item.get("sensor")
-            if type(sensor_id) is not str:
-                return None
-            plan = self._plan(sensor_id)
-            if plan is None or (plan.device.gateway_id != gateway_id and sensor_id != gateway_id):
-                return None
-            line = _line(item, plan, now_ns, arrival_ns + index)
+            line = None
+            if type(item) is dict:
+                sensor_id = item.get("sensor")
+                if type(sensor_id) is str:
+                    plan = plans.get(sensor_id) or self._plan(sensor_id)
+                    if plan is not None and (
+                        plan.device.gateway_id == gateway_id or sensor_id == gateway_id
+                    ):
+                        line = _line(item, plan, now_ns, arrival_ns + index)
             if line is None:
-                return None
+                del lines[start:], stored[start:]
+                return False
             keys += len(item)
             lines.append(line[0])
             stored.append((sensor_id, line[1]))
         if payload.count(b":") != keys:  # a colon in a string, or a duplicate key
-            return None
-        return lines, stored
-
-    def _load(self, payload: bytes) -> Any:
-        if len(payload) > self._max_bytes:
-            return None
-        try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
+            del lines[start:], stored[start:]
+            return False
+        return True
 
 
 def _line(

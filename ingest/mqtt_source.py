@@ -150,15 +150,28 @@ class MqttSource:
             if not complete or end > size:
                 break  # the rest of this packet is still on its way
             if cmd >> 4 == 3 and not cmd & 4:  # PUBLISH at QoS 0 or 1
-                qos = (cmd >> 1) & 1
-                try:
-                    topic, mid, payload = _publish(data, at, end, qos)
-                except IndexError:  # a malformed packet: gmqtt drops the connection
-                    return -1
-                messages.append(
-                    InboundMessage(topic, payload, mid, connection if qos else None, arrived)
-                )
-                arrived += (len(payload) >> 3) + 1
+                topic_end = at + 2 + ((data[at] << 8) | data[at + 1])
+                if cmd & 2 and topic_end + 2 < end and data[topic_end + 2] == 0:
+                    # QoS 1 without properties, the common case, inline
+                    payload_at = topic_end + 3
+                    message = InboundMessage(
+                        data[at + 2 : topic_end].decode("utf-8", "replace"),
+                        data[payload_at:end],
+                        (data[topic_end] << 8) | data[topic_end + 1],
+                        connection,
+                        arrived,
+                    )
+                else:
+                    qos = (cmd >> 1) & 1
+                    try:
+                        topic, mid, payload = _publish(data, at, end, qos)
+                    except IndexError:  # a malformed packet: gmqtt drops the connection
+                        return -1
+                    message = InboundMessage(
+                        topic, payload, mid, connection if qos else None, arrived
+                    )
+                messages.append(message)
+                arrived += ((end - at) >> 3) + 1
             else:
                 if messages:  # keep the order of everything the broker sent
                     self._deliver(messages)

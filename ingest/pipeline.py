@@ -62,7 +62,11 @@ class Pipeline:
             parsed = self._topics[topic] = parse_topic(self.topic_prefix, topic)
             return parsed
 
-    def process(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
+    def process(
+        self, messages: Sequence[InboundMessage], now_ns: int, registry_version: object = None
+    ) -> BatchResult:
+        """``registry_version`` changes whenever the devices behind ``lookup`` do."""
+        self._fast.registry_seen(registry_version)
         out = BatchResult()
         for m in messages:
             self._process_one(m, now_ns, out)
@@ -90,12 +94,8 @@ class Pipeline:
                 out.status.append((parsed.device_id, m.payload))
             return
         if self.use_fast_lane:
-            arrival = m.arrived_ns or now_ns
             lane = self._fast.pack if parsed.kind == "pack" else self._fast.readings
-            fast = lane(m.payload, parsed.device_id, now_ns, arrival)
-            if fast is not None:
-                out.lines += fast[0]
-                out.stored += fast[1]
+            if lane(m.payload, parsed.device_id, now_ns, m.arrived_ns or now_ns, out):
                 return
         try:
             decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)

@@ -137,7 +137,7 @@ class Ingester:
             self.stats.first_message_at = time.time()
         await self.devices.refresh()
         now_ns = time.time_ns()
-        result = self.pipeline.process(batch, now_ns)
+        result = self.pipeline.process(batch, now_ns, self.devices.version)
         lines = result.lines + [
             dead_letter_line(r, now_ns + i) for i, r in enumerate(result.rejects)
         ]

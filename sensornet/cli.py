@@ -114,10 +114,11 @@ def ingest(
     verbose: bool = False,
 ) -> None:
     """Run one ingester until SIGINT/SIGTERM (then it writes and acks what is in flight)."""
-    from sensornet.runtime import run_ingester, stop_on_signals
+    from sensornet.runtime import run_ingester, stop_on_signals, tune_gc_for_throughput
 
     _logging(verbose)
     settings = settings_from(ingest_client_id=client_id)
+    tune_gc_for_throughput()
 
     async def main() -> None:
         async with stop_on_signals() as stop:

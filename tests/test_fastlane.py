@@ -178,8 +178,8 @@ def test_well_formed_messages_take_the_fast_lane() -> None:
     fast, general = pipelines()
     lane = fast._fast
     pack, single = well_formed()
-    assert lane.pack(pack.payload, "GW-1", NOW_NS, NOW_NS) is not None
-    assert lane.readings(single.payload, "AQ-1", NOW_NS, NOW_NS) is not None
+    assert lane.pack(pack.payload, "GW-1", NOW_NS, NOW_NS, BatchResult())
+    assert lane.readings(single.payload, "AQ-1", NOW_NS, NOW_NS, BatchResult())
     result = fast.process([pack, single], NOW_NS)
     assert outcome(result) == outcome(general.process([pack, single], NOW_NS))
     assert len(result.lines) == 5 and not result.rejects
@@ -200,4 +200,6 @@ def test_well_formed_messages_take_the_fast_lane() -> None:
 )
 def test_doubtful_messages_step_aside(payload: bytes) -> None:
     fast, _ = pipelines()
-    assert fast._fast.readings(payload, "AQ-1", NOW_NS, NOW_NS) is None
+    out = BatchResult()
+    assert not fast._fast.readings(payload, "AQ-1", NOW_NS, NOW_NS, out)
+    assert not out.lines and not out.stored

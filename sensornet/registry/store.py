@@ -131,10 +131,14 @@ class DeviceCache:
         self._ttl_s = ttl_s
         self._devices: dict[str, DeviceInfo] = {}
         self._loaded_at = float("-inf")
+        self.version = 0  # changes exactly when the devices do: readers may cache by it
 
     async def refresh(self, force: bool = False) -> None:
         if force or time.monotonic() - self._loaded_at >= self._ttl_s:
-            self._devices = await load_devices(self._engine)
+            devices = await load_devices(self._engine)
+            if devices != self._devices:
+                self._devices = devices
+                self.version += 1
             self._loaded_at = time.monotonic()
 
     def get(self, sensor_id: str) -> DeviceInfo | None:

@@ -52,23 +52,41 @@ class Ingester:
         self._batch_messages = max(
             1, min(s.ingest_batch_size, s.ingest_receive_maximum // (s.ingest_writes_in_flight + 1))
         )
-        self._arrivals: list[float] = []
         self._batch_ready = asyncio.Event()
 
     def _on_messages(self, messages: list[InboundMessage]) -> None:
-        if not self._pending:
-            self._arrivals.append(time.monotonic())
         self._pending += messages
         self._pending_bytes += sum(len(m.payload) for m in messages)
-        if (
-            len(self._pending) >= self._batch_messages
-            or self._pending_bytes >= self.settings.ingest_batch_bytes
-        ):
+        if self._full():
             self._batch_ready.set()
             if self._pending_bytes >= 2 * self.settings.ingest_batch_bytes and self._source:
                 # Packs carry many readings per message, so receive-maximum alone does not
                 # bound memory: stop reading the socket until this batch is taken.
                 self._source.pause()
+
+    def _full(self) -> bool:
+        return (
+            len(self._pending) >= self._batch_messages
+            or self._pending_bytes >= self.settings.ingest_batch_bytes
+        )
+
+    def _take_batch(self) -> list[InboundMessage]:
+        """One batch's worth of messages and bytes at most: a socket read can bring more
+        than that, and one oversized batch stalls the pipeline behind it."""
+        pending = self._pending
+        count, size = 0, 0
+        most = min(len(pending), self._batch_messages)
+        while count < most and size < self.settings.ingest_batch_bytes:
+            size += len(pending[count].payload)
+            count += 1
+        batch = pending[:count]
+        del pending[:count]
+        self._pending_bytes -= size
+        if not self._full():
+            self._batch_ready.clear()
+        if self._source and self._pending_bytes < 2 * self.settings.ingest_batch_bytes:
+            self._source.resume()
+        return batch
 
     def source(self) -> MqttSource:
         s = self.settings
@@ -124,12 +142,7 @@ class Ingester:
     ) -> None:
         """Process and write one batch; ack it after ``previous`` acked (MQTT wants PUBACKs
         in arrival order), so the next batch is processed while this one is written."""
-        batch, self._pending = self._pending, []
-        self._pending_bytes = 0
-        source.resume()
-        first_arrival = self._arrivals[0] if self._arrivals else time.monotonic()
-        self._arrivals.clear()
-        self._batch_ready.clear()
+        batch = self._take_batch()
         if not batch:
             return
         started = time.monotonic()
@@ -161,9 +174,8 @@ class Ingester:
         if previous is not None:
             await asyncio.shield(previous)
         source.ack(batch)
-        done = time.monotonic()
-        stats.batch_latency_s = done - started
-        stats.lag_s = done - first_arrival
+        stats.batch_latency_s = time.monotonic() - started
+        stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
 
     async def _dead_letter_refused(
         self,

@@ -21,13 +21,14 @@ import orjson
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.codec import MAX_READINGS_PER_MESSAGE
 from sensornet.errors import LineProtocolError
-from sensornet.lineprotocol import encode_field_value, escape_name, series_head
+from sensornet.lineprotocol import encode_field_value, escape_name, format_float, series_head
 from sensornet.registry.store import DeviceInfo
 from sensornet.validation import MAX_FUTURE_NS, MAX_PAST_NS
 
 # The keys a reading may carry beside its quantities, and the tag keys of every series.
 _READING_KEYS = frozenset({"ts", "seq", "sensor", "values", "time"})
 _TAG_KEYS = frozenset({"sensor_id", "subdistrict"})
+_JSON_TO_FIELDS = bytes.maketrans(b":", b"=")
 _SEQ_LIMIT = 2**63  # int64, InfluxDB's integer
 _SECONDS_BELOW = 10**11  # the same magnitude rule as sensornet.timestamps
 _MILLIS_BELOW = 10**14
@@ -71,6 +72,7 @@ class _Plan:
     device: DeviceInfo
     head: str
     rules: FieldRules
+    plain_keys: bool  # every field key is written as is (no escaping)
 
 
 class FastLane:
@@ -104,7 +106,8 @@ class FastLane:
             )
         except LineProtocolError:
             return None
-        plan = self._plans[sensor_id] = _Plan(device, head, rules)
+        plain = all(rule[0] == key + "=" for key, rule in rules.items())
+        plan = self._plans[sensor_id] = _Plan(device, head, rules, plain)
         return plan
 
     def readings(
@@ -156,11 +159,11 @@ class FastLane:
                     if plan is not None and (
                         plan.device.gateway_id == gateway_id or sensor_id == gateway_id
                     ):
+                        keys += len(item)  # before _line takes ts, seq and sensor out
                         line = _line(item, plan, now_ns, arrival_ns + index)
             if line is None:
                 del lines[start:], stored[start:]
                 return False
-            keys += len(item)
             lines.append(line[0])
             stored.append((sensor_id, line[1]))
         if payload.count(b":") != keys:  # a colon in a string, or a duplicate key
@@ -172,11 +175,13 @@ class FastLane:
 def _line(
     reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int
 ) -> tuple[str, int | None] | None:
-    """One reading's line and seq when every value is plain and valid, else ``None``."""
+    """One reading's line and seq when every value is plain and valid, else ``None``.
+    Takes ``ts``, ``seq`` and ``sensor`` out of ``reading``."""
     rules = plan.rules
-    parts = []
     ts: Any = None
     seq: Any = None
+    fields = 0
+    floats_and_bools = plan.plain_keys
     for key, value in reading.items():
         rule = rules.get(key)
         if rule is None:
@@ -187,15 +192,62 @@ def _line(
             elif key != "sensor":
                 return None
             continue
-        prefix, low, high, kind, choices = rule
+        fields += 1
+        kind = rule[3]
+        if kind == _FLOAT and type(value) is float:
+            if not rule[1] <= value <= rule[2]:  # False for NaN too
+                return None
+        elif kind != _BOOL or type(value) is not bool:
+            floats_and_bools = False
+    if not fields:
+        return None
+    if seq is not None and (type(seq) is not int or not 0 <= seq < _SEQ_LIMIT):
+        return None
+    if ts is None:
+        ts_ns = arrival_ns
+    elif type(ts) is not int or ts <= 0:
+        return None
+    elif ts < _SECONDS_BELOW:
+        ts_ns = ts * 1_000_000_000
+    elif ts < _MILLIS_BELOW:
+        ts_ns = ts * 1_000_000
+    else:
+        return None
+    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:
+        return None
+    if len(reading) != fields:
+        if ts is not None:
+            del reading["ts"]
+        if seq is not None:
+            del reading["seq"]
+        if len(reading) != fields:
+            del reading["sensor"]
+    if floats_and_bools:
+        # The common case: orjson writes every field at once, in payload order, as
+        # "key":value; the keys are plain names, so dropping quotes and turning colons
+        # into equals signs makes it line protocol (floats in the same text as
+        # sensornet.lineprotocol writes them).
+        text: str | None = orjson.dumps(reading)[1:-1].translate(_JSON_TO_FIELDS, b'"').decode()
+    else:
+        text = _fields_text(reading, rules)
+    if text is None:
+        return None
+    if seq is not None:
+        text += f",seq={seq}i"
+    return f"{plan.head} {text} {ts_ns}", seq
+
+
+def _fields_text(reading: dict[str, Any], rules: FieldRules) -> str | None:
+    """Fields one by one, for readings with integers or strings."""
+    parts = []
+    for key, value in reading.items():
+        prefix, low, high, kind, choices = rules[key]
         value_type = type(value)
         if kind == _FLOAT:
             if value_type is float:
-                if not low <= value <= high:  # False for NaN too
-                    return None
-                parts.append(prefix + repr(value))
+                parts.append(prefix + format_float(value))
             elif value_type is int and low <= value <= high:
-                parts.append(prefix + repr(float(value)))
+                parts.append(prefix + format_float(float(value)))
             else:
                 return None
         elif kind == _INT:
@@ -211,22 +263,4 @@ def _line(
             if encoded is None:
                 return None
             parts.append(prefix + encoded)
-    if not parts:
-        return None
-    if seq is not None:
-        if type(seq) is not int or not 0 <= seq < _SEQ_LIMIT:
-            return None
-        parts.append(f"seq={seq}i")
-    if ts is None:
-        ts_ns = arrival_ns
-    elif type(ts) is not int or ts <= 0:
-        return None
-    elif ts < _SECONDS_BELOW:
-        ts_ns = ts * 1_000_000_000
-    elif ts < _MILLIS_BELOW:
-        ts_ns = ts * 1_000_000
-    else:
-        return None
-    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:
-        return None
-    return f"{plan.head} {','.join(parts)} {ts_ns}", seq
+    return ",".join(parts)

@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
+import orjson
+
 from sensornet.errors import LineProtocolError
 
 FieldValue = float | int | bool | str
@@ -60,13 +62,19 @@ def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     )
 
 
+def format_float(value: float) -> str:
+    """Shortest text that reads back as the same float, as orjson writes it: the ingest
+    fast lane lets orjson write whole field sets, and both paths must write the same."""
+    return orjson.dumps(value).decode()
+
+
 def encode_field_value(key: str, value: FieldValue) -> str:
     if isinstance(value, bool):  # first: bool is a subclass of int
         return "true" if value else "false"
     if isinstance(value, float):
         if not math.isfinite(value):
             raise LineProtocolError(f"field {key!r}: {value} is not a finite number")
-        return repr(value)
+        return format_float(value)
     if isinstance(value, int):
         if not -_INT64 <= value < _INT64:
             raise LineProtocolError(f"field {key!r}: integer {value} out of int64 range")
@@ -105,7 +113,7 @@ def encode_fields(fields: Mapping[str, FieldValue]) -> str:
     parts = []
     for key, value in fields.items():
         if type(value) is float and math.isfinite(value):  # the hot case, inline
-            parts.append(_field_prefix(key) + repr(value))
+            parts.append(_field_prefix(key) + format_float(value))
         else:
             parts.append(_field_prefix(key) + encode_field_value(key, value))
     return ",".join(parts)

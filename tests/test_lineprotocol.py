@@ -27,7 +27,7 @@ def test_types_are_encoded_as_influx_types() -> None:
     assert encode_field_value("b", True) == "true"
     assert encode_field_value("i", 3) == "3i"
     assert encode_field_value("f", 3.0) == "3.0"
-    assert encode_field_value("f", 1e-7) == "1e-07"
+    assert encode_field_value("f", 1e-7) == "1e-7"  # as orjson writes it; read back exactly
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

@@ -183,7 +183,7 @@ async def _measure(
             username=settings.mqtt_ingest_user,
             password=settings.mqtt_ingest_password.get_secret_value(),
             topic_filters=ingest_filters(settings.topic_prefix, settings.ingest_share_group),
-            on_messages=lambda m: None,
+            on_messages=lambda m, size: None,
             session_expiry_s=settings.ingest_session_expiry_s,
             receive_maximum=settings.ingest_receive_maximum,
         ):

@@ -30,6 +30,7 @@ from gmqtt.mqtt.package import Package
 log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
+_PUBACKS = [_PUBACK.pack(0x40, 2, mid) for mid in range(65536)]  # one per packet id
 
 
 @dataclass(slots=True)
@@ -73,7 +74,7 @@ class MqttSource:
         username: str,
         password: str,
         topic_filters: Sequence[str],
-        on_messages: Callable[[list[InboundMessage]], None],
+        on_messages: Callable[[list[InboundMessage], int], None],
         session_expiry_s: int,
         receive_maximum: int,
     ) -> None:
@@ -116,11 +117,13 @@ class MqttSource:
             return
         topic, mid, payload = _publish(raw, 0, len(raw), qos)
         connection = self._client._connection if qos else None
-        self._deliver([InboundMessage(topic, payload, mid, connection, self._arrival(len(raw)))])
+        arrived = self._arrival(len(raw))
+        self._deliver([InboundMessage(topic, payload, mid, connection, arrived)], len(payload))
 
     def _on_generic(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
         """Messages gmqtt parsed itself (QoS 2, which we never ask for); it acks them."""
-        self._deliver([InboundMessage(topic, payload, None, None, self._arrival(len(payload)))])
+        arrived = self._arrival(len(payload))
+        self._deliver([InboundMessage(topic, payload, None, None, arrived)], len(payload))
         return 0
 
     def _read_packets(self, protocol: Any, connection: Any, data: bytes) -> int:
@@ -130,6 +133,7 @@ class MqttSource:
         if handler.current_connection is not connection:  # superseded: gmqtt drops them
             return int(type(protocol)._read_packet(protocol, data))
         messages: list[InboundMessage] = []
+        received = 0  # payload bytes: the pipeline's measure of what it holds
         size = len(data)
         pos = 0
         arrived = max(time.time_ns(), self._next_arrival)
@@ -172,16 +176,17 @@ class MqttSource:
                     )
                 messages.append(message)
                 arrived += ((end - at) >> 3) + 1
+                received += len(message.payload)
             else:
                 if messages:  # keep the order of everything the broker sent
-                    self._deliver(messages)
-                    messages = []
+                    self._deliver(messages, received)
+                    messages, received = [], 0
                 connection.put_package(Package(cmd, data[at:end]))
             pos = end
         self._next_arrival = arrived
         connection._last_data_in = time.monotonic()  # gmqtt's keep-alive bookkeeping
         if messages:
-            self._deliver(messages)
+            self._deliver(messages, received)
         return pos
 
     def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
@@ -235,19 +240,14 @@ class MqttSource:
                 connection._transport.resume_reading()
             self.paused = False
 
-    def ack(self, messages: Sequence[InboundMessage]) -> int:
-        """PUBACK every QoS 1 message in one write; returns how many could not be acked
-        because their connection is gone (the broker will redeliver them)."""
+    def ack(self, messages: Sequence[InboundMessage]) -> None:
+        """PUBACK every QoS 1 message in one write. Those that came over an earlier
+        connection are skipped: the broker sends them again on this one."""
         current = self._client._connection
-        packets = bytearray()
-        stale = 0
-        for m in messages:
-            if m.mid is None:
-                continue
-            if m.connection is not current or current is None:
-                stale += 1
-                continue
-            packets += _PUBACK.pack(0x40, 2, m.mid)
-        if packets and current is not None and not current.is_closing():
-            current.send_package(bytes(packets))
-        return stale
+        if current is None or current.is_closing():
+            return
+        packets = b"".join(
+            [_PUBACKS[m.mid] for m in messages if m.mid is not None and m.connection is current]
+        )
+        if packets:
+            current.send_package(packets)

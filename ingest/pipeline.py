@@ -68,12 +68,25 @@ class Pipeline:
         """``registry_version`` changes whenever the devices behind ``lookup`` do."""
         self._fast.registry_seen(registry_version)
         out = BatchResult()
+        fast = self.use_fast_lane
+        readings, pack = self._fast.readings, self._fast.pack
         for m in messages:
-            self._process_one(m, now_ns, out)
+            parsed = self._parse_topic(m.topic)
+            if fast and parsed is not None:
+                kind = parsed.kind
+                arrived = m.arrived_ns or now_ns
+                if kind == "readings":
+                    if readings(m.payload, parsed.device_id, now_ns, arrived, out):
+                        continue
+                elif kind == "pack" and pack(m.payload, parsed.device_id, now_ns, arrived, out):
+                    continue
+            self._process_one(m, parsed, now_ns, out)
         return out
 
-    def _process_one(self, m: InboundMessage, now_ns: int, out: BatchResult) -> None:
-        parsed = self._parse_topic(m.topic)
+    def _process_one(
+        self, m: InboundMessage, parsed: DeviceTopic | None, now_ns: int, out: BatchResult
+    ) -> None:
+        """The general path: every check, every reason."""
         if parsed is None:
             out.rejects.append(
                 Reject(None, "bad_topic", "topic outside the layout", m.topic, m.payload)
@@ -93,10 +106,6 @@ class Pipeline:
             else:
                 out.status.append((parsed.device_id, m.payload))
             return
-        if self.use_fast_lane:
-            lane = self._fast.pack if parsed.kind == "pack" else self._fast.readings
-            if lane(m.payload, parsed.device_id, now_ns, m.arrived_ns or now_ns, out):
-                return
         try:
             decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
         except PayloadError as exc:

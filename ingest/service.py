@@ -54,9 +54,9 @@ class Ingester:
         )
         self._batch_ready = asyncio.Event()
 
-    def _on_messages(self, messages: list[InboundMessage]) -> None:
+    def _on_messages(self, messages: list[InboundMessage], size: int) -> None:
         self._pending += messages
-        self._pending_bytes += sum(len(m.payload) for m in messages)
+        self._pending_bytes += size
         if self._full():
             self._batch_ready.set()
             if self._pending_bytes >= 2 * self.settings.ingest_batch_bytes and self._source:
@@ -74,11 +74,15 @@ class Ingester:
         """One batch's worth of messages and bytes at most: a socket read can bring more
         than that, and one oversized batch stalls the pipeline behind it."""
         pending = self._pending
-        count, size = 0, 0
-        most = min(len(pending), self._batch_messages)
-        while count < most and size < self.settings.ingest_batch_bytes:
-            size += len(pending[count].payload)
-            count += 1
+        limit = self.settings.ingest_batch_bytes
+        if len(pending) <= self._batch_messages and self._pending_bytes <= limit:
+            count, size = len(pending), self._pending_bytes  # all of it, the common case
+        else:
+            count, size = 0, 0
+            most = min(len(pending), self._batch_messages)
+            while count < most and size < limit:
+                size += len(pending[count].payload)
+                count += 1
         batch = pending[:count]
         del pending[:count]
         self._pending_bytes -= size

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -73,6 +73,7 @@ class _Plan:
     head: str
     rules: FieldRules
     plain_keys: bool  # every field key is written as is (no escaping)
+    shapes: dict[tuple[str, ...], ShapeLine | None]  # shared by the sensors of a type
 
 
 class FastLane:
@@ -85,6 +86,7 @@ class FastLane:
         self._max_bytes = max_bytes
         self._rules = {t.id: field_rules(t) for t in catalogue.types.values()}
         self._plans: dict[str, _Plan] = {}
+        self._shapes: dict[str, dict[tuple[str, ...], ShapeLine | None]] = {}
         self._registry_version: object = None
 
     def registry_seen(self, version: object) -> None:
@@ -107,7 +109,8 @@ class FastLane:
         except LineProtocolError:
             return None
         plain = all(rule[0] == key + "=" for key, rule in rules.items())
-        plan = self._plans[sensor_id] = _Plan(device, head, rules, plain)
+        shapes = self._shapes.setdefault(device.type, {})
+        plan = self._plans[sensor_id] = _Plan(device, head, rules, plain, shapes)
         return plan
 
     def readings(
@@ -125,7 +128,7 @@ class FastLane:
         plan = self._plans.get(device_id) or self._plan(device_id)
         if plan is None:
             return False
-        line = _line(doc, plan, now_ns, arrival_ns)
+        line = _write(doc, plan, now_ns, arrival_ns)
         if line is None:
             return False
         out.lines.append(line[0])
@@ -160,7 +163,7 @@ class FastLane:
                         plan.device.gateway_id == gateway_id or sensor_id == gateway_id
                     ):
                         keys += len(item)  # before _line takes ts, seq and sensor out
-                        line = _line(item, plan, now_ns, arrival_ns + index)
+                        line = _write(item, plan, now_ns, arrival_ns + index)
             if line is None:
                 del lines[start:], stored[start:]
                 return False
@@ -170,6 +173,23 @@ class FastLane:
             del lines[start:], stored[start:]
             return False
         return True
+
+
+def _write(
+    reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int
+) -> tuple[str, int | None] | None:
+    keys = tuple(reading)
+    try:
+        shape = plan.shapes[keys]
+    except KeyError:
+        shape = compile_shape(keys, plan.rules) if plan.plain_keys else None
+        if len(plan.shapes) < SHAPES_PER_TYPE:
+            plan.shapes[keys] = shape
+    if shape is not None:
+        line = shape(reading, plan.head, now_ns, arrival_ns)
+        if line is not None:
+            return line
+    return _line(reading, plan, now_ns, arrival_ns)
 
 
 def _line(
@@ -203,17 +223,8 @@ def _line(
         return None
     if seq is not None and (type(seq) is not int or not 0 <= seq < _SEQ_LIMIT):
         return None
-    if ts is None:
-        ts_ns = arrival_ns
-    elif type(ts) is not int or ts <= 0:
-        return None
-    elif ts < _SECONDS_BELOW:
-        ts_ns = ts * 1_000_000_000
-    elif ts < _MILLIS_BELOW:
-        ts_ns = ts * 1_000_000
-    else:
-        return None
-    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:
+    ts_ns = _accepted_ns(arrival_ns if ts is None else ts, ts is None, now_ns)
+    if ts_ns is None:
         return None
     if len(reading) != fields:
         if ts is not None:
@@ -235,6 +246,98 @@ def _line(
     if seq is not None:
         text += f",seq={seq}i"
     return f"{plan.head} {text} {ts_ns}", seq
+
+
+def _accepted_ns(ts: Any, is_ns: bool, now_ns: int) -> int | None:
+    """A device time (integer seconds or ms) or an arrival time (ns) as ns, if it is
+    inside the accepted window."""
+    if is_ns:
+        ts_ns = ts
+    elif type(ts) is not int or ts <= 0:
+        return None
+    elif ts < _SECONDS_BELOW:
+        ts_ns = ts * 1_000_000_000
+    elif ts < _MILLIS_BELOW:
+        ts_ns = ts * 1_000_000
+    else:
+        return None
+    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:
+        return None
+    return int(ts_ns)
+
+
+# --- shapes: one compiled line writer per sensor type and key order ---------------------
+#
+# Sensors of a type send the same keys in the same order, reading after reading. For each
+# such shape whose quantities are all floats and booleans, a small function is compiled
+# that checks each value with constants instead of looking its rule up: a third of the
+# lane's time per reading. What it cannot take it answers ``None`` for, before changing
+# anything, and the reading takes ``_line``.
+
+ShapeLine = Callable[[dict[str, Any], str, int, int], "tuple[str, int | None] | None"]
+SHAPES_PER_TYPE = 256  # past this (a sender varying its keys), readings take _line
+_SHAPE_GLOBALS = {
+    "dumps": orjson.dumps,
+    "TABLE": _JSON_TO_FIELDS,
+    "QUOTE": b'"',
+    "SEQ_LIMIT": _SEQ_LIMIT,
+    "SECONDS_BELOW": _SECONDS_BELOW,
+    "MILLIS_BELOW": _MILLIS_BELOW,
+    "MAX_PAST_NS": MAX_PAST_NS,
+    "MAX_FUTURE_NS": MAX_FUTURE_NS,
+}
+
+
+def compile_shape(keys: tuple[str, ...], rules: FieldRules) -> ShapeLine | None:
+    quantities = [k for k in keys if k in rules]
+    if not quantities or any(k not in rules and k not in ("ts", "seq", "sensor") for k in keys):
+        return None
+    code = ["def line(r, head, now_ns, arrival_ns):"]
+    for key in quantities:
+        prefix, low, high, kind, _ = rules[key]
+        if prefix != key + "=" or kind not in (_FLOAT, _BOOL):
+            return None
+        if kind == _FLOAT:
+            code += [
+                f"    v = r[{key!r}]",
+                f"    if type(v) is not float or not {float(low)!r} <= v <= {float(high)!r}:",
+                "        return None",
+            ]
+        else:
+            code += [f"    if type(r[{key!r}]) is not bool:", "        return None"]
+    if "seq" in keys:
+        code += [
+            "    seq = r['seq']",
+            "    if type(seq) is not int or not 0 <= seq < SEQ_LIMIT:",
+            "        return None",
+        ]
+    if "ts" in keys:  # _accepted_ns, inline
+        code += [
+            "    ts_ns = r['ts']",
+            "    if type(ts_ns) is not int or ts_ns <= 0:",
+            "        return None",
+            "    if ts_ns < SECONDS_BELOW:",
+            "        ts_ns *= 1000000000",
+            "    elif ts_ns < MILLIS_BELOW:",
+            "        ts_ns *= 1000000",
+            "    else:",
+            "        return None",
+        ]
+    else:
+        code += ["    ts_ns = arrival_ns"]
+    code += [
+        "    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:",
+        "        return None",
+    ]
+    code += [f"    del r[{k!r}]" for k in keys if k not in rules]
+    code += ["    text = dumps(r)[1:-1].translate(TABLE, QUOTE).decode()"]
+    if "seq" in keys:
+        code += ['    return f"{head} {text},seq={seq}i {ts_ns}", seq']
+    else:
+        code += ['    return f"{head} {text} {ts_ns}", None']
+    namespace = dict(_SHAPE_GLOBALS)
+    exec("\n".join(code), namespace)  # noqa: S102 - names and constants from the catalogue
+    return cast(ShapeLine, namespace["line"])
 
 
 def _fields_text(reading: dict[str, Any], rules: FieldRules) -> str | None:

@@ -36,6 +36,8 @@ class IngestStats:
     spool_near_full: bool = False
     influx_refusing: bool = False
     first_message_at: float | None = None
+    pending_bytes: int = 0  # received payload not yet taken into a batch
+    pending_bytes_peak: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -75,6 +77,8 @@ class StatsCollector(Collector):
             ("spool_near_full", int(s.spool_near_full), "1 when the spool is over 80% full"),
             ("influx_refusing", int(s.influx_refusing), "1 while InfluxDB refuses (401/403/404)"),
             ("first_message_timestamp_seconds", s.first_message_at or 0.0, "Epoch of 1st message"),
+            ("pending_bytes", s.pending_bytes, "Payload received, not yet in a batch"),
+            ("pending_bytes_peak", s.pending_bytes_peak, "Most payload ever held pending"),
         )
         for name, level, doc in gauges:
             yield GaugeMetricFamily(_P + name, doc, value=level)

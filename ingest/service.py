@@ -57,6 +57,9 @@ class Ingester:
     def _on_messages(self, messages: list[InboundMessage], size: int) -> None:
         self._pending += messages
         self._pending_bytes += size
+        stats = self.stats
+        stats.pending_bytes = self._pending_bytes
+        stats.pending_bytes_peak = max(stats.pending_bytes_peak, self._pending_bytes)
         if self._full():
             self._batch_ready.set()
             if self._pending_bytes >= 2 * self.settings.ingest_batch_bytes and self._source:
@@ -86,6 +89,7 @@ class Ingester:
         batch = pending[:count]
         del pending[:count]
         self._pending_bytes -= size
+        self.stats.pending_bytes = self._pending_bytes
         if not self._full():
             self._batch_ready.clear()
         if self._source and self._pending_bytes < 2 * self.settings.ingest_batch_bytes:
@@ -104,6 +108,7 @@ class Ingester:
             on_messages=self._on_messages,
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_receive_maximum,
+            await_subscription=False,
         )
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -115,13 +120,15 @@ class Ingester:
             asyncio.create_task(self._report_forever(stop), name="platform-stats"),
         ]
         try:
-            async with self.source() as source:
-                self._source = source
-                log.info("ingester %s subscribed", self.settings.ingest_client_id)
-                if ready is not None:
-                    ready.set()
+            # A queued backlog flows in before the SUBACK does: the pause must already work
+            # for it, and batches be written and acked meanwhile.
+            self._source = source = self.source()
+            async with source:
+                subscribed = asyncio.create_task(self._announce(source, ready))
                 in_flight: list[asyncio.Task[None]] = []
                 while not stop.is_set():
+                    if subscribed.done():
+                        subscribed.result()  # raises if the broker never confirmed
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.ingest_batch_interval_s):
                             await self._batch_ready.wait()
@@ -140,6 +147,12 @@ class Ingester:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
             await self._report()
+
+    async def _announce(self, source: MqttSource, ready: asyncio.Event | None) -> None:
+        await source.subscribed()
+        log.info("ingester %s subscribed", self.settings.ingest_client_id)
+        if ready is not None:
+            ready.set()
 
     async def flush(
         self, source: MqttSource, writer: DurableWriter, previous: asyncio.Task[None] | None

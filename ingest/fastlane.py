@@ -1,13 +1,15 @@
 """The ingest fast lane: well-formed messages straight from JSON to line protocol.
 
 Nearly every message a city's sensors send is well formed: a flat object or a gateway pack
-of flat objects, float and int values inside their ranges, integer timestamps. For those,
-decoding, validating and encoding are fused into one pass over each reading, with each
-sensor's series head and each type's field rules prepared once. Anything else (a bad
-value, an RFC 3339 time, SenML, nesting, a possible duplicate key) makes the lane answer
-``None``, and the message takes the general path (codec → validation → line protocol),
-which decides and explains every rejection. So the lane can only be faster, never
-different: tests/test_fastlane.py checks its output equals the general path's.
+of flat objects whose values are in range, with an integer timestamp. And a sensor sends
+the same keys in the same order, reading after reading. So for each sensor type and key
+order ("shape") the lane compiles one small function that checks every value against the
+catalogue's constants and writes the line, with orjson writing the fields when they are
+all floats and booleans. Anything else (a bad value, an RFC 3339 time, SenML, nesting, a
+possible duplicate key, a shape past the cap) makes the lane step aside, and the message
+takes the general path (codec → validation → line protocol), which decides and explains
+every rejection. So the lane can only be faster, never different: tests/test_fastlane.py
+checks its output equals the general path's over generated messages.
 """
 
 from __future__ import annotations
@@ -18,24 +20,24 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from sensornet.catalogue import Catalogue, SensorType
+from sensornet.catalogue import ID_RE, Catalogue, SensorType
 from sensornet.codec import MAX_READINGS_PER_MESSAGE
 from sensornet.errors import LineProtocolError
-from sensornet.lineprotocol import encode_field_value, escape_name, format_float, series_head
+from sensornet.lineprotocol import encode_field_value, series_head
 from sensornet.registry.store import DeviceInfo
 from sensornet.validation import MAX_FUTURE_NS, MAX_PAST_NS
 
 # The keys a reading may carry beside its quantities, and the tag keys of every series.
 _READING_KEYS = frozenset({"ts", "seq", "sensor", "values", "time"})
 _TAG_KEYS = frozenset({"sensor_id", "subdistrict"})
-_JSON_TO_FIELDS = bytes.maketrans(b":", b"=")
 _SEQ_LIMIT = 2**63  # int64, InfluxDB's integer
-_SECONDS_BELOW = 10**11  # the same magnitude rule as sensornet.timestamps
-_MILLIS_BELOW = 10**14
+SHAPES_PER_TYPE = 256  # past this (a sender varying its keys), readings go the general way
 
 _FLOAT, _INT, _BOOL, _CHOICE = range(4)
-# quantity id -> (escaped "key=", min, max, kind, encoded allowed strings)
-FieldRules = dict[str, tuple[str, float, float, int, dict[str, str]]]
+# quantity id -> (min, max, kind, encoded allowed strings)
+FieldRules = dict[str, tuple[float, float, int, dict[str, str]]]
+Line = tuple[str, int | None]  # a line and the reading's seq
+ShapeLine = Callable[[dict[str, Any], str, int, int], Line | None]
 
 
 class Out(Protocol):
@@ -44,26 +46,25 @@ class Out(Protocol):
 
 
 def field_rules(sensor_type: SensorType) -> FieldRules:
-    """Numbers with a closed range, booleans and closed sets of strings; free strings go
-    the general way."""
+    """Numbers with a closed range, booleans and closed sets of strings, under plain names
+    (they go into compiled code); free strings go the general way."""
     rules: FieldRules = {}
     for q in sensor_type.quantities.values():
-        if q.id in _READING_KEYS or q.id in _TAG_KEYS:
+        if not ID_RE.match(q.id) or q.id in _READING_KEYS or q.id in _TAG_KEYS:
             continue
-        prefix = escape_name("field key", q.id) + "="
         if q.kind == "float" and q.min is not None and q.max is not None:
-            rules[q.id] = (prefix, q.min, q.max, _FLOAT, {})
+            rules[q.id] = (q.min, q.max, _FLOAT, {})
         elif q.kind == "int" and q.min is not None and q.max is not None:
             if q.min >= -_SEQ_LIMIT and q.max < _SEQ_LIMIT:  # int64, so always encodable
-                rules[q.id] = (prefix, q.min, q.max, _INT, {})
+                rules[q.id] = (q.min, q.max, _INT, {})
         elif q.kind == "bool":
-            rules[q.id] = (prefix, 0, 0, _BOOL, {})
+            rules[q.id] = (0, 0, _BOOL, {})
         elif q.kind == "string" and q.allowed is not None:
             try:
                 choices = {v: encode_field_value(q.id, v) for v in q.allowed}
             except LineProtocolError:
                 continue
-            rules[q.id] = (prefix, 0, 0, _CHOICE, choices)
+            rules[q.id] = (0, 0, _CHOICE, choices)
     return rules
 
 
@@ -72,7 +73,6 @@ class _Plan:
     device: DeviceInfo
     head: str
     rules: FieldRules
-    plain_keys: bool  # every field key is written as is (no escaping)
     shapes: dict[tuple[str, ...], ShapeLine | None]  # shared by the sensors of a type
 
 
@@ -108,9 +108,8 @@ class FastLane:
             )
         except LineProtocolError:
             return None
-        plain = all(rule[0] == key + "=" for key, rule in rules.items())
         shapes = self._shapes.setdefault(device.type, {})
-        plan = self._plans[sensor_id] = _Plan(device, head, rules, plain, shapes)
+        plan = self._plans[sensor_id] = _Plan(device, head, rules, shapes)
         return plan
 
     def readings(
@@ -162,7 +161,7 @@ class FastLane:
                     if plan is not None and (
                         plan.device.gateway_id == gateway_id or sensor_id == gateway_id
                     ):
-                        keys += len(item)  # before _line takes ts, seq and sensor out
+                        keys += len(item)  # before the line writer takes ts, seq, sensor out
                         line = _write(item, plan, now_ns, arrival_ns + index)
             if line is None:
                 del lines[start:], stored[start:]
@@ -175,143 +174,73 @@ class FastLane:
         return True
 
 
-def _write(
-    reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int
-) -> tuple[str, int | None] | None:
+def _write(reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int) -> Line | None:
     keys = tuple(reading)
     try:
         shape = plan.shapes[keys]
     except KeyError:
-        shape = compile_shape(keys, plan.rules) if plan.plain_keys else None
-        if len(plan.shapes) < SHAPES_PER_TYPE:
-            plan.shapes[keys] = shape
-    if shape is not None:
-        line = shape(reading, plan.head, now_ns, arrival_ns)
-        if line is not None:
-            return line
-    return _line(reading, plan, now_ns, arrival_ns)
+        if len(plan.shapes) >= SHAPES_PER_TYPE:
+            return None
+        shape = plan.shapes[keys] = compile_shape(keys, plan.rules)
+    return None if shape is None else shape(reading, plan.head, now_ns, arrival_ns)
 
 
-def _line(
-    reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int
-) -> tuple[str, int | None] | None:
-    """One reading's line and seq when every value is plain and valid, else ``None``.
-    Takes ``ts``, ``seq`` and ``sensor`` out of ``reading``."""
-    rules = plan.rules
-    ts: Any = None
-    seq: Any = None
-    fields = 0
-    floats_and_bools = plan.plain_keys
-    for key, value in reading.items():
-        rule = rules.get(key)
-        if rule is None:
-            if key == "ts":
-                ts = value
-            elif key == "seq":
-                seq = value
-            elif key != "sensor":
-                return None
-            continue
-        fields += 1
-        kind = rule[3]
-        if kind == _FLOAT and type(value) is float:
-            if not rule[1] <= value <= rule[2]:  # False for NaN too
-                return None
-        elif kind != _BOOL or type(value) is not bool:
-            floats_and_bools = False
-    if not fields:
-        return None
-    if seq is not None and (type(seq) is not int or not 0 <= seq < _SEQ_LIMIT):
-        return None
-    ts_ns = _accepted_ns(arrival_ns if ts is None else ts, ts is None, now_ns)
-    if ts_ns is None:
-        return None
-    if len(reading) != fields:
-        if ts is not None:
-            del reading["ts"]
-        if seq is not None:
-            del reading["seq"]
-        if len(reading) != fields:
-            del reading["sensor"]
-    if floats_and_bools:
-        # The common case: orjson writes every field at once, in payload order, as
-        # "key":value; the keys are plain names, so dropping quotes and turning colons
-        # into equals signs makes it line protocol (floats in the same text as
-        # sensornet.lineprotocol writes them).
-        text: str | None = orjson.dumps(reading)[1:-1].translate(_JSON_TO_FIELDS, b'"').decode()
-    else:
-        text = _fields_text(reading, rules)
-    if text is None:
-        return None
-    if seq is not None:
-        text += f",seq={seq}i"
-    return f"{plan.head} {text} {ts_ns}", seq
-
-
-def _accepted_ns(ts: Any, is_ns: bool, now_ns: int) -> int | None:
-    """A device time (integer seconds or ms) or an arrival time (ns) as ns, if it is
-    inside the accepted window."""
-    if is_ns:
-        ts_ns = ts
-    elif type(ts) is not int or ts <= 0:
-        return None
-    elif ts < _SECONDS_BELOW:
-        ts_ns = ts * 1_000_000_000
-    elif ts < _MILLIS_BELOW:
-        ts_ns = ts * 1_000_000
-    else:
-        return None
-    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:
-        return None
-    return int(ts_ns)
-
-
-# --- shapes: one compiled line writer per sensor type and key order ---------------------
-#
-# Sensors of a type send the same keys in the same order, reading after reading. For each
-# such shape whose quantities are all floats and booleans, a small function is compiled
-# that checks each value with constants instead of looking its rule up: a third of the
-# lane's time per reading. What it cannot take it answers ``None`` for, before changing
-# anything, and the reading takes ``_line``.
-
-ShapeLine = Callable[[dict[str, Any], str, int, int], "tuple[str, int | None] | None"]
-SHAPES_PER_TYPE = 256  # past this (a sender varying its keys), readings take _line
 _SHAPE_GLOBALS = {
     "dumps": orjson.dumps,
-    "TABLE": _JSON_TO_FIELDS,
+    "TABLE": bytes.maketrans(b":", b"="),  # "key":value -> key=value, once quotes are gone
     "QUOTE": b'"',
     "SEQ_LIMIT": _SEQ_LIMIT,
-    "SECONDS_BELOW": _SECONDS_BELOW,
-    "MILLIS_BELOW": _MILLIS_BELOW,
+    "SECONDS_BELOW": 10**11,  # the same magnitude rule as sensornet.timestamps
+    "MILLIS_BELOW": 10**14,
     "MAX_PAST_NS": MAX_PAST_NS,
     "MAX_FUTURE_NS": MAX_FUTURE_NS,
 }
 
 
 def compile_shape(keys: tuple[str, ...], rules: FieldRules) -> ShapeLine | None:
+    """The line writer for readings with exactly these keys in this order, or ``None``
+    when the shape is not the lane's. The writer answers ``None`` for any value it does
+    not take, and the reading goes the general way (which re-decodes the payload)."""
     quantities = [k for k in keys if k in rules]
     if not quantities or any(k not in rules and k not in ("ts", "seq", "sensor") for k in keys):
         return None
     code = ["def line(r, head, now_ns, arrival_ns):"]
-    for key in quantities:
-        prefix, low, high, kind, _ = rules[key]
-        if prefix != key + "=" or kind not in (_FLOAT, _BOOL):
-            return None
-        if kind == _FLOAT:
+    namespace = dict(_SHAPE_GLOBALS)
+    fields = []  # each field's part of an f-string, when orjson cannot write them all
+    for n, key in enumerate(quantities):
+        low, high, kind, choices = rules[key]
+        v = f"v{n}"
+        code.append(f"    {v} = r[{key!r}]")
+        if kind == _FLOAT:  # an integer is taken too, as the float it stands for
             code += [
-                f"    v = r[{key!r}]",
-                f"    if type(v) is not float or not {float(low)!r} <= v <= {float(high)!r}:",
+                f"    if type({v}) is float:",
+                f"        if not {float(low)!r} <= {v} <= {float(high)!r}:",
+                "            return None",
+                f"    elif type({v}) is int and {float(low)!r} <= {v} <= {float(high)!r}:",
+                f"        r[{key!r}] = {v} = float({v})",
+                "    else:",
                 "        return None",
             ]
+            fields.append(f"{key}={{dumps({v}).decode()}}")
+            continue
+        if kind == _INT:
+            test = f"type({v}) is not int or not {low!r} <= {v} <= {high!r}"
+            fields.append(f"{key}={{{v}}}i")
+        elif kind == _BOOL:
+            test = f"type({v}) is not bool"
+            fields.append(f"{key}={{'true' if {v} else 'false'}}")
         else:
-            code += [f"    if type(r[{key!r}]) is not bool:", "        return None"]
+            namespace[f"CHOICES{n}"] = choices
+            test = f"type({v}) is not str or {v} not in CHOICES{n}"
+            fields.append(f"{key}={{CHOICES{n}[{v}]}}")
+        code += [f"    if {test}:", "        return None"]
     if "seq" in keys:
         code += [
             "    seq = r['seq']",
             "    if type(seq) is not int or not 0 <= seq < SEQ_LIMIT:",
             "        return None",
         ]
-    if "ts" in keys:  # _accepted_ns, inline
+    if "ts" in keys:  # integer seconds or milliseconds (sensornet.timestamps)
         code += [
             "    ts_ns = r['ts']",
             "    if type(ts_ns) is not int or ts_ns <= 0:",
@@ -324,46 +253,20 @@ def compile_shape(keys: tuple[str, ...], rules: FieldRules) -> ShapeLine | None:
             "        return None",
         ]
     else:
-        code += ["    ts_ns = arrival_ns"]
+        code.append("    ts_ns = arrival_ns")
     code += [
         "    if not now_ns - MAX_PAST_NS <= ts_ns <= now_ns + MAX_FUTURE_NS:",
         "        return None",
     ]
-    code += [f"    del r[{k!r}]" for k in keys if k not in rules]
-    code += ["    text = dumps(r)[1:-1].translate(TABLE, QUOTE).decode()"]
-    if "seq" in keys:
-        code += ['    return f"{head} {text},seq={seq}i {ts_ns}", seq']
+    if all(rules[k][2] in (_FLOAT, _BOOL) for k in quantities):
+        # floats and booleans: orjson writes them all, in payload order, as "key":value
+        code += [f"    del r[{k!r}]" for k in keys if k not in rules]
+        code.append("    text = dumps(r)[1:-1].translate(TABLE, QUOTE).decode()")
     else:
-        code += ['    return f"{head} {text} {ts_ns}", None']
-    namespace = dict(_SHAPE_GLOBALS)
-    exec("\n".join(code), namespace)  # noqa: S102 - names and constants from the catalogue
+        code.append(f'    text = f"{",".join(fields)}"')
+    if "seq" in keys:
+        code.append('    return f"{head} {text},seq={seq}i {ts_ns}", seq')
+    else:
+        code.append('    return f"{head} {text} {ts_ns}", None')
+    exec("\n".join(code), namespace)  # noqa: S102 - plain catalogue ids and constants only
     return cast(ShapeLine, namespace["line"])
-
-
-def _fields_text(reading: dict[str, Any], rules: FieldRules) -> str | None:
-    """Fields one by one, for readings with integers or strings."""
-    parts = []
-    for key, value in reading.items():
-        prefix, low, high, kind, choices = rules[key]
-        value_type = type(value)
-        if kind == _FLOAT:
-            if value_type is float:
-                parts.append(prefix + format_float(value))
-            elif value_type is int and low <= value <= high:
-                parts.append(prefix + format_float(float(value)))
-            else:
-                return None
-        elif kind == _INT:
-            if value_type is not int or not low <= value <= high:
-                return None
-            parts.append(f"{prefix}{value}i")
-        elif kind == _BOOL:
-            if value_type is not bool:
-                return None
-            parts.append(prefix + ("true" if value else "false"))
-        else:
-            encoded = choices.get(value) if value_type is str else None
-            if encoded is None:
-                return None
-            parts.append(prefix + encoded)
-    return ",".join(parts)

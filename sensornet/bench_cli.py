@@ -35,6 +35,18 @@ def bench_ingest(
     typer.echo(json.dumps(result))
 
 
+@bench_app.command("pipeline")
+def bench_pipeline(
+    readings: Annotated[int, typer.Option(help="Readings per measured run")] = 100_000,
+    rounds: Annotated[int, typer.Option(help="Runs; the best counts")] = 3,
+) -> None:
+    """CPU per message of the ingest pipeline alone: fast lane vs general path, and the
+    MQTT frame parsing (no broker, no InfluxDB)."""
+    from ingest.bench_pipeline import run
+
+    typer.echo(json.dumps(run(readings, rounds)))
+
+
 @bench_app.command("query")
 def query(
     sensors: Annotated[int, typer.Option(help="Simulated sensors")] = 2000,

@@ -1,0 +1,108 @@
+"""``sensornet bench pipeline``: CPU per message of the ingest pipeline alone (no broker,
+no InfluxDB), the fast lane against the general path on the same messages, plus the MQTT
+frame parsing. Process CPU time, best of a few rounds, so other load on the machine
+disturbs it less than wall time."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from ingest.bench import BENCH_GATEWAY, make_readings, messages
+from ingest.mqtt_source import InboundMessage, MqttSource
+from ingest.pipeline import Pipeline
+from sensornet.catalogue import load_catalogue
+from sensornet.runtime import default_fleet
+
+PREFIX = "city/v1"
+BATCH = 5000
+
+
+def _pipeline_us(fleet: list[Any], n: int, pack: int, fast: bool, rounds: int) -> float:
+    devices = {d.id: d for d in fleet}
+    pipeline = Pipeline(load_catalogue(), devices.get, PREFIX, use_fast_lane=fast)
+    now = time.time_ns()
+    batch = [
+        InboundMessage(topic.decode(), payload, 1, None, now)
+        for topic, payload in messages(PREFIX, make_readings(fleet, n), pack)
+    ]
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        stored = 0
+        for i in range(0, len(batch), BATCH):
+            result = pipeline.process(batch[i : i + BATCH], now)
+            stored += len(result.stored)
+        best = min(best, time.process_time() - started)
+        if stored != n:
+            raise RuntimeError(f"pipeline stored {stored} of {n}")
+    return best / n * 1e6
+
+
+def _frames_us(fleet: list[Any], n: int, rounds: int) -> float:
+    """PUBLISH packets as Mosquitto sends them (QoS 1, no properties), read 64 KiB at a time."""
+    stream = bytearray()
+    for topic, payload in messages(PREFIX, make_readings(fleet, n), 1):
+        body = len(topic).to_bytes(2, "big") + topic + (1).to_bytes(2, "big") + b"\0" + payload
+        size, length = len(body), bytearray()
+        while True:
+            byte, size = size & 0x7F, size >> 7
+            length.append(byte | (0x80 if size else 0))
+            if not size:
+                break
+        stream += b"\x32" + length + body
+    data = bytes(stream)
+    best = float("inf")
+    got: list[InboundMessage] = []
+    source = _frame_reader(lambda msgs, size: got.extend(msgs))
+    for _ in range(rounds):
+        got.clear()
+        started = time.process_time()
+        buffer = b""
+        for at in range(0, len(data), 65536):
+            buffer += data[at : at + 65536]
+            buffer = buffer[source._read_packets(None, source.connection, buffer) :]
+        best = min(best, time.process_time() - started)
+        if len(got) != n:
+            raise RuntimeError(f"parsed {len(got)} of {n} packets")
+    return best / n * 1e6
+
+
+def _frame_reader(deliver: Any) -> Any:
+    """An MqttSource with no socket: only its frame parser is used."""
+
+    class Connection:
+        _last_data_in = 0.0
+
+    class Handler:
+        current_connection = Connection()
+
+    class Client:
+        _package_handler = Handler()
+
+    source = MqttSource.__new__(MqttSource)
+    source._client = Client()
+    source._deliver = deliver
+    source._next_arrival = 0
+    source.connection = Handler.current_connection  # type: ignore[attr-defined]
+    return source
+
+
+def run(readings: int, rounds: int) -> dict[str, Any]:
+    fleet = default_fleet(1000)
+    packed = [replace(d, gateway_id=BENCH_GATEWAY) for d in fleet]
+    figures = {
+        "single_fast_us": _pipeline_us(fleet, readings, 1, True, rounds),
+        "single_general_us": _pipeline_us(fleet, readings, 1, False, rounds),
+        "pack100_fast_us_per_reading": _pipeline_us(packed, readings, 100, True, rounds),
+        "pack100_general_us_per_reading": _pipeline_us(packed, readings, 100, False, rounds),
+        "frames_us": _frames_us(fleet, readings, rounds),
+    }
+    result: dict[str, Any] = {"bench": "pipeline", "readings": readings}
+    result |= {k: round(v, 2) for k, v in figures.items()}
+    result["single_speedup"] = round(figures["single_general_us"] / figures["single_fast_us"], 1)
+    result["pack_speedup"] = round(
+        figures["pack100_general_us_per_reading"] / figures["pack100_fast_us_per_reading"], 1
+    )
+    return result

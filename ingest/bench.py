@@ -271,44 +271,32 @@ async def _drain(
     # One keep-alive client: a new one per poll cost the bench 13 % of a core, taken from
     # the processes it measures.
     async with httpx.AsyncClient() as client:
-        return await _poll_drain(client, settings, proc, n, outage, influxd, progress)
-
-
-async def _poll_drain(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    proc: subprocess.Popen[bytes],
-    n: int,
-    outage: bool,
-    influxd: InfluxDB,
-    progress: Any,
-) -> dict[str, Any]:
-    port = settings.ingest_metrics_port
-    deadline = time.monotonic() + max(120.0, n / 2000)
-    started: float | None = None
-    spooled_at: float | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log = (settings.state_dir / "ingester.log").read_text(errors="replace")
-            raise RuntimeError(f"ingester exited: {log[-2000:]}")
-        m = await _metrics(client, port)
-        done = m.get("sensornet_ingest_received_readings_total", 0.0)
-        if started is None and done > 0:
-            started = m.get("sensornet_ingest_first_message_timestamp_seconds") or time.time()
-        if outage and spooled_at is None and m.get("sensornet_ingest_spooled_total", 0) >= n:
-            spooled_at = time.time()
-            if progress:
-                progress(f"all {n} readings spooled with InfluxDB down; restarting InfluxDB")
-            influxd.start()
-        finished = (m.get("sensornet_ingest_replayed_total", 0) >= n) if outage else done >= n
-        if finished and started is not None:
-            elapsed = time.time() - started
-            return {
-                "readings_per_s": n / elapsed,
-                "drain_s": round(elapsed, 2),
-                "rejected": int(m.get("rejected", 0)),
-            }
-        await asyncio.sleep(0.1)
-    log = (settings.state_dir / "ingester.log").read_text(errors="replace")
-    figures = await _metrics(client, port)
-    raise RuntimeError(f"ingester did not finish in time; metrics {figures}; log {log[-2000:]}")
+        port = settings.ingest_metrics_port
+        deadline = time.monotonic() + max(120.0, n / 2000)
+        started: float | None = None
+        spooled_at: float | None = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log = (settings.state_dir / "ingester.log").read_text(errors="replace")
+                raise RuntimeError(f"ingester exited: {log[-2000:]}")
+            m = await _metrics(client, port)
+            done = m.get("sensornet_ingest_received_readings_total", 0.0)
+            if started is None and done > 0:
+                started = m.get("sensornet_ingest_first_message_timestamp_seconds") or time.time()
+            if outage and spooled_at is None and m.get("sensornet_ingest_spooled_total", 0) >= n:
+                spooled_at = time.time()
+                if progress:
+                    progress(f"all {n} readings spooled with InfluxDB down; restarting InfluxDB")
+                influxd.start()
+            finished = (m.get("sensornet_ingest_replayed_total", 0) >= n) if outage else done >= n
+            if finished and started is not None:
+                elapsed = time.time() - started
+                return {
+                    "readings_per_s": n / elapsed,
+                    "drain_s": round(elapsed, 2),
+                    "rejected": int(m.get("rejected", 0)),
+                }
+            await asyncio.sleep(0.1)
+        log = (settings.state_dir / "ingester.log").read_text(errors="replace")
+        figures = await _metrics(client, port)
+        raise RuntimeError(f"ingester did not finish in time; metrics {figures}; log {log[-2000:]}")

@@ -112,16 +112,20 @@ class FastLane:
         plan = self._plans[sensor_id] = _Plan(device, head, rules, shapes)
         return plan
 
+    def _load(self, payload: bytes) -> Any:
+        """The decoded document, or ``None`` for the general path to explain."""
+        if len(payload) > self._max_bytes:
+            return None
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+
     def readings(
         self, payload: bytes, device_id: str, now_ns: int, arrival_ns: int, out: Out
     ) -> bool:
         """A one-sensor message into ``out``; ``False`` (and nothing added) if it steps aside."""
-        if len(payload) > self._max_bytes:
-            return False
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return False
+        doc = self._load(payload)
         if type(doc) is not dict or "sensor" in doc or payload.count(b":") != len(doc):
             return False
         plan = self._plans.get(device_id) or self._plan(device_id)
@@ -136,12 +140,7 @@ class FastLane:
 
     def pack(self, payload: bytes, gateway_id: str, now_ns: int, arrival_ns: int, out: Out) -> bool:
         """A gateway pack into ``out``; ``False`` (and nothing added) if it steps aside."""
-        if len(payload) > self._max_bytes:
-            return False
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return False
+        doc = self._load(payload)
         if type(doc) is not dict or len(doc) != 2 or "gw" not in doc:
             return False
         items = doc.get("readings")

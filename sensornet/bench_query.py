@@ -31,7 +31,8 @@ from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.latest import DEVICE_STATUS, latest_params, latest_query
 from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
-from sensornet.registry.store import DeviceInfo
+from sensornet.registry.keys import create_key
+from sensornet.registry.store import DeviceInfo, open_registry
 from sensornet.runtime import default_fleet, register_fleet
 from sensornet.services import InfluxDB, free_port
 from sensornet.settings import Settings
@@ -229,6 +230,9 @@ async def _bench(
 ) -> dict[str, Any]:  # fmt: skip
     fleet = default_fleet(sensors)
     await register_fleet(settings, fleet)
+    # Every data route needs a key: the API side pays for authentication like any client.
+    async with open_registry(settings.registry_database_url) as registry:
+        _, secret = await create_key(registry, "viewer", "bench", "bench")
     now = datetime.now(UTC).replace(microsecond=0)
     async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=600) as influx:
         await apply_storage_layout(influx, settings, catalogue)
@@ -254,7 +258,8 @@ async def _bench(
         )  # fmt: skip
         try:
             base = f"http://{settings.api_host}:{settings.api_port}"
-            async with httpx.AsyncClient(base_url=base, timeout=120) as api:
+            auth = {"Authorization": f"Bearer {secret}"}
+            async with httpx.AsyncClient(base_url=base, headers=auth, timeout=120) as api:
                 await _wait_ready(api)
                 results = {}
                 for case in cases(catalogue, fleet, now):

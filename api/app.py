@@ -24,6 +24,7 @@ from api import (
     registry_routes,
 )
 from api.auth import require
+from api.key_cache import KeyCache
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, rows
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ):
             app.state.influx = influx
             app.state.registry = registry
+            app.state.key_cache = KeyCache(registry, settings.api_key_cache_s)
             app.state.catalogue = load_catalogue()
             yield
 

@@ -1,7 +1,8 @@
 """API key authentication and role checks as FastAPI dependencies.
 
 ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). A missing, unknown or revoked
-key is 401 with ``WWW-Authenticate``; a valid key whose role is too low is 403.
+key is 401 with ``WWW-Authenticate``; a valid key whose role is too low is 403. Keys are
+looked up through ``api.key_cache`` (a revoked key stops working within seconds).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.key_cache import KeyCache
 from api.problems import Problem
-from sensornet.registry.keys import Principal, authenticate
+from sensornet.registry.keys import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `sensornet keys create`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -33,7 +35,8 @@ async def principal(
             "send Authorization: Bearer <API key>",
             headers=CHALLENGE,
         )
-    found = await authenticate(request.app.state.registry, secret)
+    cache: KeyCache = request.app.state.key_cache
+    found = await cache.principal(secret)
     if found is None:
         raise Problem(401, "Invalid API key", "the key is unknown or revoked", headers=CHALLENGE)
     return found

@@ -16,7 +16,7 @@ from api.problems import Problem
 from api.query_common import decode_cursor, device_or_404, encode_cursor, units
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.district import load_district
-from sensornet.influx import InfluxClient, rows
+from sensornet.influx import InfluxClient
 from sensornet.registry.store import DeviceInfo
 from sensornet.settings import Settings
 from sensornet.storage_layout import RAW, Resolution, choose_resolution, duration_s
@@ -68,7 +68,8 @@ async def _series(
     aggregate: str,
     limit: int,
     after: str,
-) -> tuple[Resolution, list[dict[str, Any]]]:
+) -> tuple[Resolution, list[str], list[list[Any]]]:
+    """The resolution read, InfluxDB's column names and its rows (time first)."""
     catalogue: Catalogue = request.app.state.catalogue
     sensor_type = catalogue.get(device.type)
     res = _resolution(request.app.state.settings, sensor_type, start, end, step)
@@ -82,7 +83,19 @@ async def _series(
         "limit": limit,
     }
     # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
-    return res, rows(await influx.query(q, params, epoch=""))
+    series = await influx.query(q, params, epoch="")
+    if not series:
+        return res, [], []
+    return res, series[0]["columns"], series[0].get("values") or []
+
+
+def in_order(columns: list[str], values: list[list[Any]], names: list[str]) -> list[list[Any]]:
+    """Rows as ``[time, *names]``: as InfluxDB sent them when the SELECT listed the
+    quantities in catalogue order (always, from ``range_queries``), else rearranged."""
+    if columns[:1] == ["time"] and columns[1:] == names:
+        return values
+    at = [columns.index("time"), *(columns.index(q) for q in names)]
+    return [[v[i] for i in at] for v in values]
 
 
 @router.get("/sensors/{sensor_id}/series", summary="A sensor's readings over a range")
@@ -101,12 +114,19 @@ async def sensor_series(
     device = await device_or_404(request, sensor_id)
     start, end = _range(start, end)
     after = decode_cursor(cursor) or EPOCH
-    res, found = await _series(request, device, start, end, step, aggregate, limit, after)
+    res, columns, values = await _series(request, device, start, end, step, aggregate, limit, after)
     unit_of = units(request.app.state.catalogue, device.type)
     aggregated_count = aggregate == "count" and (step or res is not RAW)
-    names = [q for q in unit_of if found and q in found[0]] if found else []
+    names = [q for q in unit_of if q in columns]
     readings = [
-        {"time": r["time"], "values": {q: r[q] for q in names if r[q] is not None}} for r in found
+        # most rows have every quantity: zip them in C, filter the rest
+        {"time": v[0], "values": dict(zip(names, v[1:], strict=True))}
+        if None not in v
+        else {
+            "time": v[0],
+            "values": {q: x for q, x in zip(names, v[1:], strict=True) if x is not None},
+        }
+        for v in in_order(columns, values, names)
     ]
     body = {
         "sensor_id": device.id,
@@ -117,7 +137,7 @@ async def sensor_series(
         "aggregate": aggregate if (step or res is not RAW) else None,
         "units": dict.fromkeys(unit_of, "count") if aggregated_count else unit_of,
         "readings": readings,
-        "next_cursor": encode_cursor(found[-1]["time"]) if len(found) == limit else None,
+        "next_cursor": encode_cursor(values[-1][0]) if len(values) == limit else None,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -147,14 +167,15 @@ async def sensor_series_csv(
             estimated_rows=estimate,
             max_rows=MAX_CSV_ROWS,
         )
-    _, found = await _series(request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH)
+    _, columns, values = await _series(
+        request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH
+    )
     unit_of = units(request.app.state.catalogue, device.type)
-    columns = [q for q in unit_of if any(q in r for r in found)] or list(unit_of)
+    names = [q for q in unit_of if values and q in columns] or list(unit_of)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in columns)])
-    for r in found:
-        writer.writerow([r["time"], *(r.get(q, "") for q in columns)])
+    writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)])
+    writer.writerows(in_order(columns, values, names) if values else ())  # None → empty
     name = f"{device.id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
     return Response(
         out.getvalue(),

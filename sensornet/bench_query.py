@@ -132,7 +132,7 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
 
     def query(q: str, params: dict[str, Any]) -> Direct:
         async def run(influx: InfluxClient) -> Any:
-            return await influx.query(q, params)
+            return await influx.query(q, params, epoch="")  # as the API asks: RFC 3339 times
 
         return run
 

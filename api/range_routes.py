@@ -12,11 +12,12 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api import range_queries
+from api.csv_rows import csv_lines
 from api.problems import Problem
 from api.query_common import decode_cursor, device_or_404, encode_cursor, units
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.district import load_district
-from sensornet.influx import InfluxClient
+from sensornet.influx import InfluxClient, first_series
 from sensornet.registry.store import DeviceInfo
 from sensornet.settings import Settings
 from sensornet.storage_layout import RAW, Resolution, choose_resolution, duration_s
@@ -59,6 +60,30 @@ def estimate_rows(sensor_type: SensorType, res: Resolution, span_s: float, step:
     return int(span_s / (step or res.step_s or sensor_type.interval_s)) + 1
 
 
+def _series_query(
+    request: Request,
+    device: DeviceInfo,
+    start: datetime,
+    end: datetime,
+    step: int | None,
+    aggregate: str,
+    limit: int,
+    after: str,
+) -> tuple[Resolution, str, dict[str, str | int | float | bool]]:
+    """The resolution to read, the InfluxQL and its parameters for a sensor's range."""
+    sensor_type = request.app.state.catalogue.get(device.type)
+    res = _resolution(request.app.state.settings, sensor_type, start, end, step)
+    q = range_queries.sensor_series(sensor_type, res, step, aggregate)
+    params: dict[str, str | int | float | bool] = {
+        "sensor_id": device.id,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "after": after,
+        "limit": limit,
+    }
+    return res, q, params
+
+
 async def _series(
     request: Request,
     device: DeviceInfo,
@@ -70,18 +95,8 @@ async def _series(
     after: str,
 ) -> tuple[Resolution, list[str], list[list[Any]]]:
     """The resolution read, InfluxDB's column names and its rows (time first)."""
-    catalogue: Catalogue = request.app.state.catalogue
-    sensor_type = catalogue.get(device.type)
-    res = _resolution(request.app.state.settings, sensor_type, start, end, step)
+    res, q, params = _series_query(request, device, start, end, step, aggregate, limit, after)
     influx: InfluxClient = request.app.state.influx
-    q = range_queries.sensor_series(sensor_type, res, step, aggregate)
-    params: dict[str, str | int | float | bool] = {
-        "sensor_id": device.id,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "after": after,
-        "limit": limit,
-    }
     # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
     series = await influx.query(q, params, epoch="")
     if not series:
@@ -167,18 +182,29 @@ async def sensor_series_csv(
             estimated_rows=estimate,
             max_rows=MAX_CSV_ROWS,
         )
-    _, columns, values = await _series(
-        request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH
-    )
+    _, q, params = _series_query(request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH)
+    influx: InfluxClient = request.app.state.influx
+    body = await influx.query_body(q, params, epoch="")
     unit_of = units(request.app.state.catalogue, device.type)
-    names = [q for q in unit_of if values and q in columns] or list(unit_of)
+    names = range_queries.quantities_for(sensor_type, aggregate if step or res is not RAW else None)
+    header = ["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)])
-    writer.writerows(in_order(columns, values, names) if values else ())  # None → empty
+    lines = csv_lines(body, names)
+    if lines is None:  # decode and write row by row (rare shapes: see api.csv_rows)
+        series = first_series(body)
+        columns = series[0]["columns"] if series else []
+        values = (series[0].get("values") or []) if series else []
+        names = [q for q in unit_of if values and q in columns] or list(unit_of)
+        writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)])
+        writer.writerows(in_order(columns, values, names) if values else ())  # None → empty
+        content: str | bytes = out.getvalue()
+    else:
+        writer.writerow(header)
+        content = out.getvalue().encode() + lines
     name = f"{device.id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
     return Response(
-        out.getvalue(),
+        content,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -134,6 +134,20 @@ class InfluxClient:
     ) -> list[dict[str, Any]]:
         """Run InfluxQL with values bound as ``$name`` parameters; returns the series list
         of the first statement (``[]`` when nothing matched)."""
+        body = await self.query_body(q, params, database=database, epoch=epoch, method=method)
+        return first_series(body)
+
+    async def query_body(
+        self,
+        q: str,
+        params: Mapping[str, ParamValue] | None = None,
+        *,
+        database: str | None = None,
+        epoch: str = "ns",
+        method: str = "GET",
+    ) -> bytes:
+        """As ``query``, but InfluxDB's JSON answer as it came (``first_series`` decodes
+        it), for callers that can use the bytes themselves."""
         form = f"q={_quoted(q)}&" + urlencode(
             {"db": database or self.database, "epoch": epoch}
             | ({"params": orjson.dumps(dict(params)).decode()} if params else {})
@@ -151,14 +165,20 @@ class InfluxClient:
             ) from exc
         if answer.status != 200:
             raise _status_error("/query", self.url, answer.status, answer.text)
-        results = orjson.loads(answer.body).get("results", [])
-        if not results:
-            return []
-        first = results[0]
-        if "error" in first:
-            raise InfluxError(f"InfluxQL error: {first['error']}", 200, first["error"])
-        series: list[dict[str, Any]] = first.get("series", [])
-        return series
+        return answer.body
+
+
+def first_series(body: bytes) -> list[dict[str, Any]]:
+    """The series of the first statement of a ``/query`` answer; raises ``InfluxError``
+    when InfluxDB reported an error for it."""
+    results = orjson.loads(body).get("results", [])
+    if not results:
+        return []
+    first = results[0]
+    if "error" in first:
+        raise InfluxError(f"InfluxQL error: {first['error']}", 200, first["error"])
+    series: list[dict[str, Any]] = first.get("series", [])
+    return series
 
 
 @lru_cache(maxsize=512)

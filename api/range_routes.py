@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api import range_queries
-from api.csv_rows import csv_lines
+from api.answer_rows import csv_lines, json_readings
 from api.problems import Problem
 from api.query_common import decode_cursor, device_or_404, encode_cursor, units
 from sensornet.catalogue import Catalogue, SensorType
@@ -84,26 +84,6 @@ def _series_query(
     return res, q, params
 
 
-async def _series(
-    request: Request,
-    device: DeviceInfo,
-    start: datetime,
-    end: datetime,
-    step: int | None,
-    aggregate: str,
-    limit: int,
-    after: str,
-) -> tuple[Resolution, list[str], list[list[Any]]]:
-    """The resolution read, InfluxDB's column names and its rows (time first)."""
-    res, q, params = _series_query(request, device, start, end, step, aggregate, limit, after)
-    influx: InfluxClient = request.app.state.influx
-    # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
-    series = await influx.query(q, params, epoch="")
-    if not series:
-        return res, [], []
-    return res, series[0]["columns"], series[0].get("values") or []
-
-
 def in_order(columns: list[str], values: list[list[Any]], names: list[str]) -> list[list[Any]]:
     """Rows as ``[time, *names]``: as InfluxDB sent them when the SELECT listed the
     quantities in catalogue order (always, from ``range_queries``), else rearranged."""
@@ -129,29 +109,49 @@ async def sensor_series(
     device = await device_or_404(request, sensor_id)
     start, end = _range(start, end)
     after = decode_cursor(cursor) or EPOCH
-    res, columns, values = await _series(request, device, start, end, step, aggregate, limit, after)
+    res, q, params = _series_query(request, device, start, end, step, aggregate, limit, after)
+    influx: InfluxClient = request.app.state.influx
+    # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
+    answer = await influx.query_body(q, params, epoch="")
     unit_of = units(request.app.state.catalogue, device.type)
-    aggregated_count = aggregate == "count" and (step or res is not RAW)
-    names = [q for q in unit_of if q in columns]
-    readings = [
-        # most rows have every quantity: zip them in C, filter the rest
-        {"time": v[0], "values": dict(zip(names, v[1:], strict=True))}
-        if None not in v
-        else {
-            "time": v[0],
-            "values": {q: x for q, x in zip(names, v[1:], strict=True) if x is not None},
-        }
-        for v in in_order(columns, values, names)
-    ]
-    body = {
+    aggregated = bool(step) or res is not RAW
+    head = {
         "sensor_id": device.id,
         "type": device.type,
         "subdistrict": device.subdistrict,
         "resolution": res.name,
         "step_s": step,
-        "aggregate": aggregate if (step or res is not RAW) else None,
-        "units": dict.fromkeys(unit_of, "count") if aggregated_count else unit_of,
-        "readings": readings,
+        "aggregate": aggregate if aggregated else None,
+        "units": dict.fromkeys(unit_of, "count")
+        if aggregate == "count" and aggregated
+        else unit_of,
+    }
+    sensor_type = request.app.state.catalogue.get(device.type)
+    names = range_queries.quantities_for(sensor_type, aggregate if aggregated else None)
+    fast = json_readings(answer, names)
+    if fast is not None:  # the readings' text straight from InfluxDB's (api.answer_rows)
+        readings, count, last = fast
+        cursor = encode_cursor(last) if count == limit else None
+        content = b"".join((
+            orjson.dumps(head)[:-1], b',"readings":[', readings, b'],"next_cursor":',
+            orjson.dumps(cursor), b"}",
+        ))  # fmt: skip
+        return Response(content, media_type="application/json")
+    series = first_series(answer)
+    columns = series[0]["columns"] if series else []
+    values: list[list[Any]] = (series[0].get("values") or []) if series else []
+    names = [q for q in unit_of if q in columns]
+    body = head | {
+        "readings": [
+            # most rows have every quantity: zip them in C, filter the rest
+            {"time": v[0], "values": dict(zip(names, v[1:], strict=True))}
+            if None not in v
+            else {
+                "time": v[0],
+                "values": {q: x for q, x in zip(names, v[1:], strict=True) if x is not None},
+            }
+            for v in in_order(columns, values, names)
+        ],
         "next_cursor": encode_cursor(values[-1][0]) if len(values) == limit else None,
     }
     return Response(orjson.dumps(body), media_type="application/json")
@@ -186,12 +186,13 @@ async def sensor_series_csv(
     influx: InfluxClient = request.app.state.influx
     body = await influx.query_body(q, params, epoch="")
     unit_of = units(request.app.state.catalogue, device.type)
-    names = range_queries.quantities_for(sensor_type, aggregate if step or res is not RAW else None)
+    aggregated = bool(step) or res is not RAW
+    names = range_queries.quantities_for(sensor_type, aggregate if aggregated else None)
     header = ["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)]
     out = io.StringIO()
     writer = csv.writer(out)
     lines = csv_lines(body, names)
-    if lines is None:  # decode and write row by row (rare shapes: see api.csv_rows)
+    if lines is None:  # decode and write row by row (rare shapes: see api.answer_rows)
         series = first_series(body)
         columns = series[0]["columns"] if series else []
         values = (series[0].get("values") or []) if series else []

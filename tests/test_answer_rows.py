@@ -1,6 +1,7 @@
-"""``api.csv_rows`` on real InfluxDB answers: whenever it gives lines, they are exactly what
-decoding the answer and writing it with ``csv.writer`` gives; and it does give them for the
-usual answer, so the export really takes the short way."""
+"""``api.answer_rows`` on real InfluxDB answers: whenever it gives CSV lines or JSON readings,
+they are exactly what decoding the answer and writing it again gives (``csv.writer``; a
+dict per row through orjson); and it does give them for the usual answer, so the export
+and ``/series`` really take the short way."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import csv
 import io
 import uuid
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.csv_rows import csv_lines
+from api.answer_rows import csv_lines, json_readings
 from sensornet.influx import InfluxClient, first_series
 from sensornet.lineprotocol import encode_lines, encode_point
 
@@ -31,7 +33,7 @@ async def _answer(influx: InfluxClient, rows: list[dict[str, Value]], fields: li
     return await influx.query_body(q, {"case": case}, epoch="")
 
 
-def _written(body: bytes, fields: list[str]) -> bytes:
+def _written(body: bytes) -> bytes:
     """The reference: decode, then csv.writer (what the export did for every answer)."""
     series = first_series(body)
     out = io.StringIO()
@@ -39,13 +41,34 @@ def _written(body: bytes, fields: list[str]) -> bytes:
     return out.getvalue().encode()
 
 
-async def _same(influx: InfluxClient, rows: list[dict[str, Value]], fields: list[str]) -> bool:
-    """Compares both ways; True when the short way was taken."""
+def _dumped(body: bytes, fields: list[str]) -> bytes:
+    """The reference: decode, a dict per row without nulls, orjson (what /series did)."""
+    series = first_series(body)
+    readings = [
+        {
+            "time": v[0],
+            "values": {f: x for f, x in zip(fields, v[1:], strict=True) if x is not None},
+        }
+        for v in (series[0]["values"] if series else [])
+    ]
+    return orjson.dumps(readings)
+
+
+async def _check(
+    influx: InfluxClient, rows: list[dict[str, Value]], fields: list[str]
+) -> tuple[bool, bool]:
+    """Compares both ways for CSV and JSON; says which took the short way."""
     body = await _answer(influx, rows, fields)
     lines = csv_lines(body, fields)
     if lines is not None:
-        assert lines == _written(body, fields), body
-    return lines is not None
+        assert lines == _written(body), body
+    readings = json_readings(body, fields)
+    if readings is not None:
+        text, count, last = readings
+        assert b"[" + text + b"]" == _dumped(body, fields), body
+        values = first_series(body)[0]["values"]
+        assert (count, last) == (len(values), values[-1][0])
+    return lines is not None, readings is not None
 
 
 async def test_the_usual_answer_takes_the_short_way(influx: InfluxClient) -> None:
@@ -59,18 +82,20 @@ async def test_the_usual_answer_takes_the_short_way(influx: InfluxClient) -> Non
         {"f": 1e15 + 0.5},
         {"f": 2.0**60},  # integral: InfluxDB writes it without a fraction
     ]  # and the times (1970-01-01T00:00:00.000000001Z...) have "0.0000" in them
-    assert await _same(influx, rows, ["f", "i", "b"])
+    assert await _check(influx, rows, ["f", "i", "b"]) == (True, False)  # nulls: not JSON
+    full = [r | {"i": 1, "b": True} for r in rows]
+    assert await _check(influx, full, ["f", "i", "b"]) == (True, True)
 
 
-async def test_values_python_writes_differently_take_the_long_way(influx: InfluxClient) -> None:
-    for row in (
-        {"f": 0.00005},  # 5e-05 in Python, 0.00005 from InfluxDB
-        {"f": 1e-7},  # an exponent
-        {"f": 1e22},
-        {"f": -0.0},
-        {"f": 1.5, "s": "a],[b"},  # a string value
-    ):
-        assert not await _same(influx, [{"f": 1.0}, row], ["f", "s"]), row
+async def test_values_read_back_differently_take_the_long_way(influx: InfluxClient) -> None:
+    # an exponent; -0 (decoded as 0); more than 64 bits (decoded as a float: 1e+20)
+    for row in ({"f": 1e-7}, {"f": 1e22}, {"f": -0.0}, {"f": 1e20}):
+        assert await _check(influx, [{"f": 1.0}, row], ["f"]) == (False, False), row
+    # a string value (the only string may be the time)
+    rows: list[dict[str, Value]] = [{"f": 1.0, "s": "x"}, {"f": 1.5, "s": "a],[b"}]
+    assert await _check(influx, rows, ["f", "s"]) == (False, False)
+    # 0.00005: csv.writer writes 5e-05, orjson writes 0.00005 as InfluxDB does
+    assert await _check(influx, [{"f": 0.00005}], ["f"]) == (False, True)
 
 
 async def test_no_rows_and_other_columns_take_the_long_way(influx: InfluxClient) -> None:
@@ -105,15 +130,18 @@ async def test_no_rows_and_other_columns_take_the_long_way(influx: InfluxClient)
 async def test_any_answer_the_short_way_gives_is_exact(
     influx: InfluxClient, rows: list[dict[str, Value]]
 ) -> None:
-    await _same(influx, rows, FIELDS)
+    await _check(influx, rows, FIELDS)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(
         st.fixed_dictionaries(
-            {"f": st.integers(-(10**9), 10**9).map(lambda n: n / 100)},
-            optional={"i": st.integers(-(2**40), 2**40), "b": st.booleans()},
+            {
+                "f": st.integers(-(10**9), 10**9).map(lambda n: n / 100),
+                "i": st.integers(-(2**40), 2**40),
+                "b": st.booleans(),
+            },
         ),
         min_size=1,
         max_size=30,
@@ -122,4 +150,4 @@ async def test_any_answer_the_short_way_gives_is_exact(
 async def test_plain_readings_always_take_the_short_way(
     influx: InfluxClient, rows: list[dict[str, Value]]
 ) -> None:
-    assert await _same(influx, rows, ["f", "i", "b"])
+    assert await _check(influx, rows, ["f", "i", "b"]) == (True, True)

@@ -41,12 +41,14 @@ def plain_rows(body: bytes, names: list[str]) -> bytes | None:
     if columns != ["time", *names]:
         return None
     rows = body[at_values + len(_VALUES) - 1 : -len(_TAIL) + 1]
+    rows_count = rows.count(b"],[") + 1
+    letters_e = rows.count(b"e")
     if (
         b',"' in rows  # a string value (only the time, first in its row, may be one)
-        or b"]" in rows[:-1].replace(b"],[", b"")  # rows are flat
+        or rows.count(b"]") != rows_count  # rows are flat
         or b"{" in rows
         or b"E" in rows
-        or rows.count(b"e") != rows.count(b"true") + rows.count(b"false")  # an exponent
+        or (letters_e and letters_e != rows.count(b"true") + rows.count(b"false"))  # 1e-07
         or b",-0," in rows  # -0 reads back as 0 (numbers follow a comma: time is first)
         or b",-0]" in rows
         or b"0" * 20 in rows.translate(_DIGITS_TO_ZERO)  # > 64 bits reads back as a float

@@ -24,6 +24,8 @@ from api import (
     registry_routes,
 )
 from api.auth import require
+from api.fast import FastRoutes
+from api.key_cache import KeyCache
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, rows
@@ -56,7 +58,8 @@ class Health(BaseModel):
     influxdb: bool
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, fast_routes: bool = True) -> FastAPI:
+    """``fast_routes=False`` leaves every request to FastAPI (tests compare the two)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ):
             app.state.influx = influx
             app.state.registry = registry
+            app.state.key_cache = KeyCache(registry, settings.api_key_cache_s)
             app.state.catalogue = load_catalogue()
             yield
 
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_routes.router, dependencies=viewer)
     app.include_router(alarm_routes.router, dependencies=viewer)
     app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
+    if fast_routes:
+        app.add_middleware(FastRoutes)  # the hot GET routes without FastAPI's layers
 
     @app.get("/health", response_model=Health)
     async def health(request: Request) -> Health:

@@ -1,7 +1,8 @@
 """API key authentication and role checks as FastAPI dependencies.
 
 ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). A missing, unknown or revoked
-key is 401 with ``WWW-Authenticate``; a valid key whose role is too low is 403.
+key is 401 with ``WWW-Authenticate``; a valid key whose role is too low is 403. Keys are
+looked up through ``api.key_cache`` (a revoked key stops working within seconds).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.datastructures import Headers
 
+from api.key_cache import KeyCache
 from api.problems import Problem
-from sensornet.registry.keys import Principal, authenticate
+from sensornet.registry.keys import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `sensornet keys create`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -25,7 +29,19 @@ async def principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
 ) -> Principal:
-    secret = bearer.credentials if bearer is not None else header
+    return await authenticated(request, bearer.credentials if bearer is not None else header)
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The key as the two security schemes above read it (Bearer first, else X-API-Key),
+    for ``api.fast``, which does not go through FastAPI's dependencies."""
+    scheme, credentials = get_authorization_scheme_param(headers.get("Authorization"))
+    if scheme.lower() == "bearer" and credentials:
+        return credentials
+    return headers.get("X-API-Key") or None
+
+
+async def authenticated(request: Request, secret: str | None) -> Principal:
     if not secret:
         raise Problem(
             401,
@@ -33,19 +49,24 @@ async def principal(
             "send Authorization: Bearer <API key>",
             headers=CHALLENGE,
         )
-    found = await authenticate(request.app.state.registry, secret)
+    cache: KeyCache = request.app.state.key_cache
+    found = await cache.principal(secret)
     if found is None:
         raise Problem(401, "Invalid API key", "the key is unknown or revoked", headers=CHALLENGE)
     return found
+
+
+def check_role(who: Principal, role: str) -> Principal:
+    if not who.has(role):
+        raise Problem(403, "Forbidden", f"this needs the {role} role; your key is {who.role}")
+    return who
 
 
 def require(role: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting callers whose role is ``role`` or higher."""
 
     async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
-        if not who.has(role):
-            raise Problem(403, "Forbidden", f"this needs the {role} role; your key is {who.role}")
-        return who
+        return check_role(who, role)
 
     return check
 

@@ -12,9 +12,9 @@ from api.query_common import (
     cached_json,
     decode_cursor,
     encode_cursor,
-    iso,
     registry_view,
     units,
+    utc,
     with_units,
 )
 from sensornet.catalogue import Catalogue
@@ -112,6 +112,7 @@ async def latest_values(
         )
     )
     latest = {k: v for part in found for k, v in part.items()}
+    unit_of = {t: units(catalogue, t) for t in {d.type for d in page}}
     items = []
     for d in page:
         reading = latest.get(d.id)
@@ -123,8 +124,8 @@ async def latest_values(
                 "status": d.status,
                 "lat": d.lat,
                 "lon": d.lon,
-                "time": iso(reading.time_ns) if reading else None,
-                "values": with_units(reading.values, units(catalogue, d.type)) if reading else {},
+                "time": utc(reading.time_ns) if reading else None,
+                "values": with_units(reading.values, unit_of[d.type]) if reading else {},
             }
         )
     more = len(devices) > limit

@@ -45,12 +45,26 @@ def _response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def known_problem(exc: Exception, instance: str) -> JSONResponse | None:
+    """The problem response for an error raised by a handler (ours or InfluxDB's), or None
+    for anything else; shared by the exception handlers and ``api.fast``."""
+    if isinstance(exc, Problem):
+        return _response(exc.status, exc.title, exc.detail, instance, exc.headers, **exc.extra)
+    if isinstance(exc, InfluxUnavailableError):
+        return _response(503, "Time-series store unavailable", str(exc), instance)
+    if isinstance(exc, InfluxError):
+        # e.g. the database is missing or InfluxDB refused the query: not our crash
+        return _response(502, "Time-series store error", str(exc), instance)
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return _response(
-            exc.status, exc.title, exc.detail, request.url.path, exc.headers, **exc.extra
-        )
+    @app.exception_handler(InfluxError)
+    async def _known(request: Request, exc: Exception) -> JSONResponse:
+        response = known_problem(exc, request.url.path)
+        assert response is not None
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -61,12 +75,3 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         return _response(422, "Invalid request", "see errors", request.url.path, errors=errors)
-
-    @app.exception_handler(InfluxUnavailableError)
-    async def _influx_down(request: Request, exc: InfluxUnavailableError) -> JSONResponse:
-        return _response(503, "Time-series store unavailable", str(exc), request.url.path)
-
-    @app.exception_handler(InfluxError)
-    async def _influx_error(request: Request, exc: InfluxError) -> JSONResponse:
-        # e.g. the database is missing or InfluxDB refused the query: not our crash
-        return _response(502, "Time-series store error", str(exc), request.url.path)

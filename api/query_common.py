@@ -8,7 +8,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -62,9 +62,16 @@ def with_units(values: Mapping[str, Any], unit_of: Mapping[str, str]) -> dict[st
     return {k: {"value": v, "unit": unit_of.get(k, "")} for k, v in values.items()}
 
 
-def iso(ns: int) -> str:
-    at = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
-    return at.isoformat().replace("+00:00", "Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc(ns: int) -> datetime:
+    """A UTC datetime (µs) for a body dumped with ``DUMP_OPTIONS``: orjson formats it in C
+    (RFC 3339, ``Z``, µs only when not zero), faster than ``isoformat`` per value."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+DUMP_OPTIONS = orjson.OPT_UTC_Z
 
 
 def encode_cursor(value: str) -> str:
@@ -85,7 +92,7 @@ def cached_json(request: Request, body: Any, max_age_s: int) -> Response:
 
     ``private``: the data endpoints will need credentials, so shared caches must not
     keep them."""
-    content = orjson.dumps(body)
+    content = orjson.dumps(body, option=DUMP_OPTIONS)
     etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age_s}"}
     match = request.headers.get("if-none-match", "")

@@ -12,11 +12,12 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api import range_queries
+from api.answer_rows import csv_lines, json_readings
 from api.problems import Problem
 from api.query_common import decode_cursor, device_or_404, encode_cursor, units
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.district import load_district
-from sensornet.influx import InfluxClient, rows
+from sensornet.influx import InfluxClient, first_series
 from sensornet.registry.store import DeviceInfo
 from sensornet.settings import Settings
 from sensornet.storage_layout import RAW, Resolution, choose_resolution, duration_s
@@ -59,7 +60,7 @@ def estimate_rows(sensor_type: SensorType, res: Resolution, span_s: float, step:
     return int(span_s / (step or res.step_s or sensor_type.interval_s)) + 1
 
 
-async def _series(
+def _series_query(
     request: Request,
     device: DeviceInfo,
     start: datetime,
@@ -68,11 +69,10 @@ async def _series(
     aggregate: str,
     limit: int,
     after: str,
-) -> tuple[Resolution, list[dict[str, Any]]]:
-    catalogue: Catalogue = request.app.state.catalogue
-    sensor_type = catalogue.get(device.type)
+) -> tuple[Resolution, str, dict[str, str | int | float | bool]]:
+    """The resolution to read, the InfluxQL and its parameters for a sensor's range."""
+    sensor_type = request.app.state.catalogue.get(device.type)
     res = _resolution(request.app.state.settings, sensor_type, start, end, step)
-    influx: InfluxClient = request.app.state.influx
     q = range_queries.sensor_series(sensor_type, res, step, aggregate)
     params: dict[str, str | int | float | bool] = {
         "sensor_id": device.id,
@@ -81,8 +81,16 @@ async def _series(
         "after": after,
         "limit": limit,
     }
-    # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
-    return res, rows(await influx.query(q, params, epoch=""))
+    return res, q, params
+
+
+def in_order(columns: list[str], values: list[list[Any]], names: list[str]) -> list[list[Any]]:
+    """Rows as ``[time, *names]``: as InfluxDB sent them when the SELECT listed the
+    quantities in catalogue order (always, from ``range_queries``), else rearranged."""
+    if columns[:1] == ["time"] and columns[1:] == names:
+        return values
+    at = [columns.index("time"), *(columns.index(q) for q in names)]
+    return [[v[i] for i in at] for v in values]
 
 
 @router.get("/sensors/{sensor_id}/series", summary="A sensor's readings over a range")
@@ -101,23 +109,50 @@ async def sensor_series(
     device = await device_or_404(request, sensor_id)
     start, end = _range(start, end)
     after = decode_cursor(cursor) or EPOCH
-    res, found = await _series(request, device, start, end, step, aggregate, limit, after)
+    res, q, params = _series_query(request, device, start, end, step, aggregate, limit, after)
+    influx: InfluxClient = request.app.state.influx
+    # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
+    answer = await influx.query_body(q, params, epoch="")
     unit_of = units(request.app.state.catalogue, device.type)
-    aggregated_count = aggregate == "count" and (step or res is not RAW)
-    names = [q for q in unit_of if found and q in found[0]] if found else []
-    readings = [
-        {"time": r["time"], "values": {q: r[q] for q in names if r[q] is not None}} for r in found
-    ]
-    body = {
+    aggregated = bool(step) or res is not RAW
+    head = {
         "sensor_id": device.id,
         "type": device.type,
         "subdistrict": device.subdistrict,
         "resolution": res.name,
         "step_s": step,
-        "aggregate": aggregate if (step or res is not RAW) else None,
-        "units": dict.fromkeys(unit_of, "count") if aggregated_count else unit_of,
-        "readings": readings,
-        "next_cursor": encode_cursor(found[-1]["time"]) if len(found) == limit else None,
+        "aggregate": aggregate if aggregated else None,
+        "units": dict.fromkeys(unit_of, "count")
+        if aggregate == "count" and aggregated
+        else unit_of,
+    }
+    sensor_type = request.app.state.catalogue.get(device.type)
+    names = range_queries.quantities_for(sensor_type, aggregate if aggregated else None)
+    fast = json_readings(answer, names)
+    if fast is not None:  # the readings' text straight from InfluxDB's (api.answer_rows)
+        readings, count, last = fast
+        cursor = encode_cursor(last) if count == limit else None
+        content = b"".join((
+            orjson.dumps(head)[:-1], b',"readings":[', readings, b'],"next_cursor":',
+            orjson.dumps(cursor), b"}",
+        ))  # fmt: skip
+        return Response(content, media_type="application/json")
+    series = first_series(answer)
+    columns = series[0]["columns"] if series else []
+    values: list[list[Any]] = (series[0].get("values") or []) if series else []
+    names = [q for q in unit_of if q in columns]
+    body = head | {
+        "readings": [
+            # most rows have every quantity: zip them in C, filter the rest
+            {"time": v[0], "values": dict(zip(names, v[1:], strict=True))}
+            if None not in v
+            else {
+                "time": v[0],
+                "values": {q: x for q, x in zip(names, v[1:], strict=True) if x is not None},
+            }
+            for v in in_order(columns, values, names)
+        ],
+        "next_cursor": encode_cursor(values[-1][0]) if len(values) == limit else None,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -147,17 +182,30 @@ async def sensor_series_csv(
             estimated_rows=estimate,
             max_rows=MAX_CSV_ROWS,
         )
-    _, found = await _series(request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH)
+    _, q, params = _series_query(request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH)
+    influx: InfluxClient = request.app.state.influx
+    body = await influx.query_body(q, params, epoch="")
     unit_of = units(request.app.state.catalogue, device.type)
-    columns = [q for q in unit_of if any(q in r for r in found)] or list(unit_of)
+    aggregated = bool(step) or res is not RAW
+    names = range_queries.quantities_for(sensor_type, aggregate if aggregated else None)
+    header = ["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in columns)])
-    for r in found:
-        writer.writerow([r["time"], *(r.get(q, "") for q in columns)])
+    lines = csv_lines(body, names)
+    if lines is None:  # decode and write row by row (rare shapes: see api.answer_rows)
+        series = first_series(body)
+        columns = series[0]["columns"] if series else []
+        values = (series[0].get("values") or []) if series else []
+        names = [q for q in unit_of if values and q in columns] or list(unit_of)
+        writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)])
+        writer.writerows(in_order(columns, values, names) if values else ())  # None → empty
+        content: str | bytes = out.getvalue()
+    else:
+        writer.writerow(header)
+        content = out.getvalue().encode() + lines
     name = f"{device.id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
     return Response(
-        out.getvalue(),
+        content,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

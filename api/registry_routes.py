@@ -252,4 +252,5 @@ async def revoke_key(request: Request, who: Admin, key_id: str) -> KeyOut:
         info = await keys.revoke_key(request.app.state.registry, key_id, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
+    request.app.state.key_cache.forget(key_id)
     return KeyOut(id=info.id, role=info.role, name=info.name, revoked=info.revoked)

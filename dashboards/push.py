@@ -1,9 +1,16 @@
 """Upload dashboards, the data source and alert rules through the Grafana HTTP API.
 
-A small client on httpx rather than ``grafana-client``: that package brings niquests and
-urllib3-future, whose install hook overwrites the environment's ``urllib3`` at every
-interpreter start (measured here: it broke requests-based tools such as schemathesis).
-The five endpoints used here are stable parts of Grafana's HTTP API (docs/decisions.md).
+A small client on httpx (already a dependency) rather than a Grafana client library; checked
+on 2026-11-25 (docs/decisions.md): every ``grafana-client`` release from 4.0.0 (March 2024)
+to the current 5.1.4 (October 2026) requires ``niquests>=3.4,<4`` with no extra to avoid it,
+and niquests (3.21.2) requires ``urllib3-future``, whose wheel installs a ``.pth`` hook that
+rewrites the environment's ``urllib3`` at every interpreter start (here it broke
+requests-based tools such as schemathesis). The last release on plain ``requests``, 3.11.2
+(March 2024), is the end of a line that gets no more releases. ``grafana-api-sdk`` 0.9.1
+(June 2026, on httpx) raises a bare ``Exception`` for a failed call (a missing object,
+which ``push`` creates, cannot be told from a refusal), opens a client per call and takes
+alert rules only as its own model. The five endpoints used here are stable parts of
+Grafana's HTTP API.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ real API in its own process, and measures per endpoint the API's p50/p95 latency
 of the same InfluxQL sent straight to InfluxDB, interleaved in the same run.
 
 ``overhead_ratio`` = API p50 / direct p50: what the API adds over the database itself.
+Both sides use the same HTTP client (``sensornet.http1``, the one ``InfluxClient`` queries
+with) and both decode the JSON they get, so the API side differs only by its extra hop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -21,17 +24,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import orjson
 
 from api import range_queries
 from api.health_routes import INGEST_LAST_TWO, REJECTS
 from api.latest_routes import page_queries
 from sensornet.catalogue import Catalogue, load_catalogue
+from sensornet.http1 import Http1Pool
 from sensornet.influx import InfluxClient
 from sensornet.latest import DEVICE_STATUS, latest_params, latest_query
 from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
-from sensornet.registry.store import DeviceInfo
+from sensornet.registry.keys import create_key
+from sensornet.registry.store import DeviceInfo, open_registry
 from sensornet.runtime import default_fleet, register_fleet
 from sensornet.services import InfluxDB, free_port
 from sensornet.settings import Settings
@@ -46,6 +52,7 @@ class Case:
     path: str
     params: dict[str, str]
     direct: Direct
+    json: bool = True  # the body is decoded, as InfluxClient decodes InfluxDB's
 
 
 def _values(catalogue: Catalogue, type_id: str, rng: random.Random) -> dict[str, FieldValue]:
@@ -125,7 +132,7 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
 
     def query(q: str, params: dict[str, Any]) -> Direct:
         async def run(influx: InfluxClient) -> Any:
-            return await influx.query(q, params)
+            return await influx.query(q, params, epoch="")  # as the API asks: RFC 3339 times
 
         return run
 
@@ -156,7 +163,7 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
                                                                 "end": now.isoformat()},
              query(range_queries.sensor_series(air, RAW, None, "mean"),
                    range_params | {"start": day.isoformat(), "end": now.isoformat(),
-                                   "limit": 200_000})),
+                                   "limit": 200_000}), json=False),
         Case("aggregates_7d_1h", "/aggregates",
              {"type": "air_quality", "quantity": "pm25", "start": week.isoformat(),
               "end": now.isoformat(), "step": "3600"},
@@ -176,19 +183,19 @@ def _pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
-async def measure(
-    api: httpx.AsyncClient, influx: InfluxClient, case: Case, rounds: int
-) -> dict[str, Any]:
+async def measure(api: Http1Pool, influx: InfluxClient, case: Case, rounds: int) -> dict[str, Any]:
     api_ms: list[float] = []
     direct_ms: list[float] = []
     for i in range(rounds + 3):  # 3 warm-up rounds
         t0 = time.perf_counter()
-        r = await api.get(case.path, params=case.params)
+        r = await api.request("GET", f"{case.path}?{urlencode(case.params)}".rstrip("?"))
+        if case.json and r.status == 200:
+            orjson.loads(r.body)
         t1 = time.perf_counter()
         await case.direct(influx)
         t2 = time.perf_counter()
-        if r.status_code != 200:
-            raise RuntimeError(f"{case.name}: API answered {r.status_code}: {r.text[:300]}")
+        if r.status != 200:
+            raise RuntimeError(f"{case.name}: API answered {r.status}: {r.text[:300]}")
         if i >= 3:
             api_ms.append((t1 - t0) * 1000)
             direct_ms.append((t2 - t1) * 1000)
@@ -199,7 +206,7 @@ async def measure(
         "direct_p50_ms": round(direct_p50, 2),
         "direct_p95_ms": round(_pct(direct_ms, 0.95), 2),
         "overhead_ratio": round(api_p50 / direct_p50, 3),
-        "bytes": len(r.content),
+        "bytes": len(r.body),
     }
 
 
@@ -229,6 +236,9 @@ async def _bench(
 ) -> dict[str, Any]:  # fmt: skip
     fleet = default_fleet(sensors)
     await register_fleet(settings, fleet)
+    # Every data route needs a key: the API side pays for authentication like any client.
+    async with open_registry(settings.registry_database_url) as registry:
+        _, secret = await create_key(registry, "viewer", "bench", "bench")
     now = datetime.now(UTC).replace(microsecond=0)
     async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=600) as influx:
         await apply_storage_layout(influx, settings, catalogue)
@@ -246,22 +256,29 @@ async def _bench(
             for k, v in settings.model_dump(mode="json").items()
             if v is not None
         }
+        # e.g. "-m cProfile -o prof.out" to profile the API under the bench (it is stopped
+        # with SIGINT, after which cProfile still writes its file)
+        python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
         server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
-            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
+            [sys.executable, *python_args, "-m", "uvicorn", "--factory", "api.app:create_app",
              "--host", settings.api_host, "--port", str(settings.api_port),
              "--log-level", "warning"],
             env=env,
         )  # fmt: skip
         try:
             base = f"http://{settings.api_host}:{settings.api_port}"
-            async with httpx.AsyncClient(base_url=base, timeout=120) as api:
+            auth = {"Authorization": f"Bearer {secret}"}
+            api = Http1Pool(base, timeout_s=120, headers=auth)
+            try:
                 await _wait_ready(api)
                 results = {}
                 for case in cases(catalogue, fleet, now):
                     results[case.name] = await measure(api, influx, case, rounds)
                     log(f"{case.name}: {results[case.name]}")
+            finally:
+                await api.aclose()
         finally:
-            server.terminate()
+            server.send_signal(signal.SIGINT)
             server.wait(30)
     return {
         "bench": "query",
@@ -278,13 +295,13 @@ async def _bench(
     }
 
 
-async def _wait_ready(api: httpx.AsyncClient) -> None:
+async def _wait_ready(api: Http1Pool) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
-            if (await api.get("/open/datasets")).status_code == 200:
+            if (await api.request("GET", "/open/datasets")).status == 200:
                 return
-        except httpx.TransportError:
+        except OSError:
             pass
         if time.monotonic() > deadline:
             raise RuntimeError("API did not start within 60 s")

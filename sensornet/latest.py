@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sensornet.catalogue import Catalogue, SensorType
-from sensornet.influx import InfluxClient, check_identifier, rows
+from sensornet.influx import InfluxClient, check_identifier
 
 #: How far back "latest" looks. Older readings would need a scan of all raw data; a sensor
 #: not heard for a day is offline whatever its interval (liveness: 6 intervals at most).
@@ -66,9 +66,17 @@ async def latest_of_type(
     series = await influx.query(q, latest_params(ids, subdistrict))
     fields = sensor_type.quantities
     out: dict[str, Latest] = {}
-    for row in rows(series):
-        values = {k: v for k, v in row.items() if k in fields and v is not None}
-        out[row["sensor_id"]] = Latest(int(row["time"]), values)
+    columns: list[str] = []
+    at: list[tuple[str, int]] = []
+    when = 0
+    for s in series:  # one series per sensor, all with the same columns
+        if s["columns"] != columns:
+            columns = s["columns"]
+            at = [(k, i) for i, k in enumerate(columns) if k in fields]
+            when = columns.index("time")
+        for v in s.get("values") or ():
+            values = {k: v[i] for k, i in at if v[i] is not None}
+            out[s["tags"]["sensor_id"]] = Latest(int(v[when]), values)
     return out
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_key_cache_s: float = Field(
+        2.0,
+        description="How long the API remembers a valid key (a revocation elsewhere "
+        "than through this API takes effect after this); 0 = look it up every request",
+    )
 
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
     ingest_share_group: str = Field(

@@ -3,6 +3,7 @@ through. Keys are created, used and revoked by an admin, and that is audited."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -13,8 +14,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from support import running
 
 from api.app import create_app
+from api.key_cache import KeyCache
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
+from sensornet.registry import keys
 from sensornet.registry.models import AuditEntry
 from sensornet.registry.store import open_registry
 from sensornet.runtime import run_api
@@ -157,3 +160,30 @@ async def test_admin_creates_and_revokes_keys_audited(
         ("revoke", f"key:{api_keys['admin'].split('_')[1]}"),
     ]
     assert created["key"] not in str([(a.before, a.after) for a in found])
+
+
+async def test_key_cache_remembers_live_keys_briefly(
+    settings: Settings, api_keys: dict[str, str]
+) -> None:
+    viewer = api_keys["viewer"]
+    async with open_registry(settings.registry_database_url) as engine:
+        cache = KeyCache(engine, ttl_s=0.3)
+        found = await cache.principal(viewer)
+        assert found is not None and found.role == "viewer"
+        assert await cache.principal("snk_forged") is None
+        assert await cache.principal("no-prefix") is None
+        await keys.revoke_key(engine, found.key_id, "cli:test")  # as `sensornet keys revoke`
+        assert await cache.principal(viewer) == found  # remembered: revoked elsewhere
+        await asyncio.sleep(0.35)
+        assert await cache.principal(viewer) is None  # ...for at most ttl_s
+        engineer = api_keys["engineer"]
+        who = await cache.principal(engineer)
+        assert who is not None
+        await keys.revoke_key(engine, who.key_id, "cli:test")
+        cache.forget(who.key_id)  # as DELETE /keys/{id} does
+        assert await cache.principal(engineer) is None
+        uncached = KeyCache(engine, ttl_s=0)
+        admin = await uncached.principal(api_keys["admin"])
+        assert admin is not None
+        await keys.revoke_key(engine, admin.key_id, "cli:test")
+        assert await uncached.principal(api_keys["admin"]) is None

@@ -1,9 +1,10 @@
-"""``dashboards push`` through grafana-client, against a replayed HTTP exchange.
+"""``dashboards push`` (its own small httpx client, dashboards/push.py says why not a
+Grafana client library), against a replayed HTTP exchange.
 
 No Grafana server can run on this machine (no package source offers one), so the push is
 tested against tests/data/grafana_push_exchange.json: the exchange with an empty Grafana,
 written from the Grafana HTTP API reference, served by a real HTTP server on a free port.
-The client library, HTTP and our code run for real; what cannot be checked here is that a
+The client, HTTP and our code run for real; what cannot be checked here is that a
 live Grafana accepts the payloads — the schema test and the panel-query tests cover the
 dashboards' content. If dashboards or alert rules change, regenerate the exchange.
 """

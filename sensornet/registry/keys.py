@@ -107,11 +107,9 @@ async def list_keys(engine: AsyncEngine) -> list[KeyInfo]:
         return [_info(r) for r in rows]
 
 
-async def authenticate(engine: AsyncEngine, secret: str) -> Principal | None:
-    """The principal of a live key, or None (unknown or revoked)."""
-    if not secret.startswith(KEY_PREFIX):
-        return None
-    digest = hash_key(secret)
+async def principal_of(engine: AsyncEngine, digest: str) -> Principal | None:
+    """The principal of the live key with this SHA-256 digest, or None (unknown or
+    revoked). The API calls it through ``api.key_cache``."""
     sessions = async_sessionmaker(engine)
     async with sessions() as session:
         row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))

@@ -53,6 +53,7 @@ class Ingester:
             1, min(s.ingest_batch_size, s.ingest_receive_maximum // (s.ingest_writes_in_flight + 1))
         )
         self._batch_ready = asyncio.Event()
+        self._draining = False
 
     def _on_messages(self, messages: list[InboundMessage], size: int) -> None:
         self._pending += messages
@@ -63,8 +64,9 @@ class Ingester:
         if self._full():
             self._batch_ready.set()
             if self._pending_bytes >= 2 * self.settings.ingest_batch_bytes and self._source:
-                # Packs carry many readings per message, so receive-maximum alone does not
-                # bound memory: stop reading the socket until this batch is taken.
+                # The memory bound (receive-maximum is not one: packs carry many readings,
+                # and Mosquitto 2.0.11 stops honouring it once acks flow): stop reading the
+                # socket until this batch is taken.
                 self._source.pause()
 
     def _full(self) -> bool:
@@ -92,7 +94,11 @@ class Ingester:
         self.stats.pending_bytes = self._pending_bytes
         if not self._full():
             self._batch_ready.clear()
-        if self._source and self._pending_bytes < 2 * self.settings.ingest_batch_bytes:
+        if (
+            self._source
+            and not self._draining
+            and self._pending_bytes < 2 * self.settings.ingest_batch_bytes
+        ):
             self._source.resume()
         return batch
 
@@ -125,6 +131,7 @@ class Ingester:
             self._source = source = self.source()
             async with source:
                 subscribed = asyncio.create_task(self._announce(source, ready))
+                side_tasks.append(subscribed)
                 in_flight: list[asyncio.Task[None]] = []
                 while not stop.is_set():
                     if subscribed.done():
@@ -137,8 +144,13 @@ class Ingester:
                         await in_flight[0]
                     previous = in_flight[-1] if in_flight else None
                     in_flight.append(asyncio.create_task(self.flush(source, writer, previous)))
-                # drain: write and ack what is in flight
-                in_flight.append(asyncio.create_task(self.flush(source, writer, None)))
+                # drain: read no more; write and ack, in order, all that was received
+                self._draining = True
+                source.pause()
+                while self._pending:
+                    previous = in_flight[-1] if in_flight else None
+                    in_flight.append(asyncio.create_task(self.flush(source, writer, previous)))
+                    await asyncio.sleep(0)  # the flush takes its batch
                 await asyncio.gather(*in_flight)
         except WriteAborted as exc:
             log.warning("stopped with unacknowledged readings (the broker keeps them): %s", exc)

@@ -121,6 +121,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "spool_readings": stats.spool_readings,
                 "batch_latency_ms": stats.batch_latency_s * 1000,
                 "lag_ms": stats.lag_s * 1000,
+                "pending_bytes": stats.pending_bytes,
             },
             ts,
         )

@@ -1,17 +1,19 @@
 """Bounded memory under load: with InfluxDB slow and a backlog of gateway packs waiting
 in the broker, the ingester stops reading its socket rather than hold more than about two
-batches of payload (measured by the ingester's own gauge), and still stores everything."""
+batches of payload (measured by the ingester's own gauge), and still stores everything;
+and when it stops, it drains all it holds."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import httpx
-from support import running
+from support import running, wait_until
 from test_faults import all_stored, create_session, publish, slow_influx
 
 from ingest.bench import BENCH_GATEWAY
-from sensornet.influx import InfluxClient
+from sensornet.accounting import count_stored
+from sensornet.influx import InfluxClient, rows
 from sensornet.runtime import default_fleet, register_fleet, run_ingester
 from sensornet.services import free_port
 from sensornet.settings import Settings
@@ -45,3 +47,32 @@ async def test_pending_payload_stays_bounded_while_influx_is_slow(
     )
     backlog = 20_000 * 100  # bytes, about 100 per reading
     assert BATCH_BYTES < peak <= 2 * BATCH_BYTES + IN_THE_PIPE < backlog / 3
+
+
+async def test_stopping_drains_everything_received(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """On stop (SIGTERM in production) the ingester reads no more, then writes and acks all
+    it has received, not just one batch: its last report shows nothing pending, and every
+    reading it received is stored."""
+    fleet = [replace(d, gateway_id=BENCH_GATEWAY) for d in default_fleet(50)]
+    async with slow_influx(
+        settings, ingest_batch_bytes=BATCH_BYTES, ingest_report_interval_s=0.2
+    ) as (proxy, slow):
+        proxy.delay_s = 0.2  # so the stop lands with most of the backlog still queued
+        await register_fleet(slow, fleet)
+        await create_session(slow)
+        await publish(slow, fleet, 50_000, pack=100)
+        async with running(run_ingester, slow):
+            await wait_until(lambda: _pending_seen(influx), timeout_s=60)
+    last = rows(await influx.query('SELECT * FROM "platform_ingest" ORDER BY time DESC LIMIT 1'))[0]
+    stored = await count_stored(influx, {d.type for d in fleet})
+    assert last["pending_bytes"] == 0
+    assert 0 < last["received_readings"] == last["stored"] == stored < 50_000
+
+
+async def _pending_seen(influx: InfluxClient) -> bool:
+    """A report showed payload waiting: the stop will find some to drain."""
+    answer = await influx.query('SELECT max("pending_bytes") FROM "platform_ingest"')
+    found = rows(answer)
+    return bool(found) and (found[0].get("max") or 0) > BATCH_BYTES

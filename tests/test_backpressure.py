@@ -19,9 +19,10 @@ from sensornet.services import free_port
 from sensornet.settings import Settings
 
 BATCH_BYTES = 32 * 1024
-# Once paused, what is already read from the socket still arrives: asyncio's StreamReader
-# holds up to twice its 64 KiB limit plus one socket read (256 KiB) before it stops.
-IN_THE_PIPE = 2 * 64 * 1024 + 256 * 1024
+# Past the threshold: the 64 KiB read that crossed it (plus a pack split across reads), and
+# what asyncio's StreamReader already holds: up to twice its 64 KiB limit plus one socket
+# read (256 KiB) before it stops reading.
+IN_THE_PIPE = 64 * 1024 + 20 * 1024 + 2 * 64 * 1024 + 256 * 1024
 
 
 async def test_pending_payload_stays_bounded_while_influx_is_slow(

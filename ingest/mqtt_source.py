@@ -159,26 +159,10 @@ class MqttSource:
             if not complete or end > size:
                 break  # the rest of this packet is still on its way
             if cmd >> 4 == 3 and not cmd & 4:  # PUBLISH at QoS 0 or 1
-                topic_end = at + 2 + ((data[at] << 8) | data[at + 1])
-                if cmd & 2 and topic_end + 2 < end and data[topic_end + 2] == 0:
-                    # QoS 1 without properties, the common case, inline
-                    payload_at = topic_end + 3
-                    message = InboundMessage(
-                        data[at + 2 : topic_end].decode("utf-8", "replace"),
-                        data[payload_at:end],
-                        (data[topic_end] << 8) | data[topic_end + 1],
-                        connection,
-                        arrived,
-                    )
-                else:
-                    qos = (cmd >> 1) & 1
-                    try:
-                        topic, mid, payload = _publish(data, at, end, qos)
-                    except IndexError:  # a malformed packet: gmqtt drops the connection
-                        return -1
-                    message = InboundMessage(
-                        topic, payload, mid, connection if qos else None, arrived
-                    )
+                try:
+                    message = self._message(data, at, end, cmd, connection, arrived)
+                except IndexError:  # a malformed packet: gmqtt drops the connection
+                    return -1
                 messages.append(message)
                 arrived += ((end - at) >> 3) + 1
                 received += len(message.payload)
@@ -193,6 +177,24 @@ class MqttSource:
         if messages:
             self._deliver(messages, received)
         return pos
+
+    @staticmethod
+    def _message(
+        data: bytes, at: int, end: int, cmd: int, connection: Any, arrived: int
+    ) -> InboundMessage:
+        topic_end = at + 2 + ((data[at] << 8) | data[at + 1])
+        if cmd & 2 and topic_end + 2 < end and data[topic_end + 2] == 0:
+            # QoS 1 without properties: the common case, inline
+            return InboundMessage(
+                data[at + 2 : topic_end].decode("utf-8", "replace"),
+                data[topic_end + 3 : end],
+                (data[topic_end] << 8) | data[topic_end + 1],
+                connection,
+                arrived,
+            )
+        qos = (cmd >> 1) & 1
+        topic, mid, payload = _publish(data, at, end, qos)
+        return InboundMessage(topic, payload, mid, connection if qos else None, arrived)
 
     def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
         if any(code >= 0x80 for code in qos):

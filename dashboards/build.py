@@ -268,6 +268,9 @@ def platform_health() -> JSON:
         ts("Spool size",
            f'SELECT last("spool_bytes") FROM "platform_ingest" WHERE $timeFilter {group}',
            "bytes"),
+        ts("Payload waiting for a batch (backpressure)",
+           f'SELECT max("pending_bytes") FROM "platform_ingest" WHERE $timeFilter {group}',
+           "bytes"),
         ts("InfluxDB write errors",
            f'SELECT non_negative_difference(last("write_errors")) FROM "platform_ingest" '
            f"WHERE $timeFilter {group}"),

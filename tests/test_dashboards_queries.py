@@ -54,7 +54,8 @@ async def _simulated_city(settings: Settings, influx: InfluxClient) -> list[Any]
             "platform_ingest", {"ingester": "ingester-1"},
             {"stored": 1000 * k, "received_readings": 1000 * k + 5, "rejected": k,
              "write_errors": k // 10, "spool_bytes": 100 * k, "spool_readings": k,
-             "batch_latency_ms": 20.0 + rng.random(), "lag_ms": 50.0 + rng.random()},
+             "batch_latency_ms": 20.0 + rng.random(), "lag_ms": 50.0 + rng.random(),
+             "pending_bytes": 4096 * (k % 5)},
             at,
         ))  # fmt: skip
         lines.append(

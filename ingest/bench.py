@@ -290,7 +290,11 @@ async def _drain(
                 influxd.start()
             finished = (m.get("sensornet_ingest_replayed_total", 0) >= n) if outage else done >= n
             if finished and started is not None:
-                elapsed = time.time() - started
+                # live drains end at the ingester's last ack, not at this poll (0.1 s later)
+                ended = (
+                    time.time() if outage else m["sensornet_ingest_last_batch_timestamp_seconds"]
+                )
+                elapsed = ended - started
                 return {
                     "readings_per_s": n / elapsed,
                     "drain_s": round(elapsed, 2),

@@ -36,6 +36,7 @@ class IngestStats:
     spool_near_full: bool = False
     influx_refusing: bool = False
     first_message_at: float | None = None
+    last_batch_at: float | None = None  # epoch of the last batch made durable and acked
     pending_bytes: int = 0  # received payload not yet taken into a batch
     pending_bytes_peak: int = 0
 
@@ -77,6 +78,7 @@ class StatsCollector(Collector):
             ("spool_near_full", int(s.spool_near_full), "1 when the spool is over 80% full"),
             ("influx_refusing", int(s.influx_refusing), "1 while InfluxDB refuses (401/403/404)"),
             ("first_message_timestamp_seconds", s.first_message_at or 0.0, "Epoch of 1st message"),
+            ("last_batch_timestamp_seconds", s.last_batch_at or 0.0, "Epoch of the last ack"),
             ("pending_bytes", s.pending_bytes, "Payload received, not yet in a batch"),
             ("pending_bytes_peak", s.pending_bytes_peak, "Most payload ever held pending"),
         )

@@ -187,22 +187,25 @@ class Ingester:
         refused = [i for i in await writer.write(lines) if i < len(result.lines)]
         if refused:
             await self._dead_letter_refused(writer, result.lines, refused, result.stored, now_ns)
-        stats = self.stats
-        stats.received_messages += len(batch)
-        stats.received_readings += len(result.stored) + len(result.rejects)
-        stats.stored += len(result.stored) - len(refused)
         for reject in result.rejects:
-            stats.rejected[reject.reason] += 1
             log.info(
                 "reject device=%.64r reason=%s detail=%.200s",
                 reject.device_id,
                 reject.reason,
                 reject.detail,
             )
-        stats.batches += 1
         if previous is not None:
             await asyncio.shield(previous)
         source.ack(batch)
+        # counted once acknowledged, with no await between: the figures and the time of
+        # the last ack always agree
+        stats = self.stats
+        stats.received_messages += len(batch)
+        stats.received_readings += len(result.stored) + len(result.rejects)
+        stats.stored += len(result.stored) - len(refused)
+        stats.rejected.update(reject.reason for reject in result.rejects)
+        stats.batches += 1
+        stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
         stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
 

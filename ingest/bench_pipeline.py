@@ -14,6 +14,7 @@ from ingest.bench import BENCH_GATEWAY, make_readings, messages
 from ingest.mqtt_source import InboundMessage, MqttSource
 from ingest.pipeline import Pipeline
 from sensornet.catalogue import load_catalogue
+from sensornet.mqtt_blast import publish_packet
 from sensornet.runtime import default_fleet, tune_gc_for_throughput
 
 PREFIX = "city/v1"
@@ -43,17 +44,10 @@ def _pipeline_us(fleet: list[Any], n: int, pack: int, fast: bool, rounds: int) -
 
 def _frames_us(fleet: list[Any], n: int, rounds: int) -> float:
     """PUBLISH packets as Mosquitto sends them (QoS 1, no properties), read 64 KiB at a time."""
-    stream = bytearray()
-    for topic, payload in messages(PREFIX, make_readings(fleet, n), 1):
-        body = len(topic).to_bytes(2, "big") + topic + (1).to_bytes(2, "big") + b"\0" + payload
-        size, length = len(body), bytearray()
-        while True:
-            byte, size = size & 0x7F, size >> 7
-            length.append(byte | (0x80 if size else 0))
-            if not size:
-                break
-        stream += b"\x32" + length + body
-    data = bytes(stream)
+    data = b"".join(
+        publish_packet(topic, payload, 1, properties=b"")
+        for topic, payload in messages(PREFIX, make_readings(fleet, n), 1)
+    )
     best = float("inf")
     got: list[InboundMessage] = []
     source = _frame_reader(lambda msgs, size: got.extend(msgs))

@@ -36,9 +36,18 @@ def connect_packet(client_id: str, username: str, password: str, keepalive: int 
     return b"\x10" + _varint(len(body)) + body
 
 
-def publish_packet(topic: bytes, payload: bytes, packet_id: int) -> bytes:
-    body_len = 2 + len(topic) + 2 + len(payload)
-    return b"\x32" + _varint(body_len) + _str(topic) + _U16.pack(packet_id) + payload
+def publish_packet(
+    topic: bytes, payload: bytes, packet_id: int | None, properties: bytes | None = None
+) -> bytes:
+    """QoS 1 with a packet id, QoS 0 without; ``properties`` makes it MQTT 5 (as a broker
+    sends it to an MQTT 5 client, ``b""`` for none)."""
+    body = _str(topic)
+    if packet_id is not None:
+        body += _U16.pack(packet_id)
+    if properties is not None:
+        body += _varint(len(properties)) + properties
+    body += payload
+    return (b"\x30" if packet_id is None else b"\x32") + _varint(len(body)) + body
 
 
 class Blaster:

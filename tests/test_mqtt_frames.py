@@ -8,31 +8,14 @@ from typing import Any
 
 from ingest.bench_pipeline import _frame_reader
 from ingest.mqtt_source import InboundMessage
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def publish(topic: bytes, payload: bytes, mid: int | None, properties: bytes = b"") -> bytes:
-    body = len(topic).to_bytes(2, "big") + topic
-    if mid is not None:
-        body += mid.to_bytes(2, "big")
-    body += varint(len(properties)) + properties + payload
-    return bytes([0x32 if mid is not None else 0x30]) + varint(len(body)) + body
-
+from sensornet.mqtt_blast import publish_packet
 
 STREAM = b"".join(
     [
-        publish(b"city/v1/AQ-1/readings", b'{"pm25": 1.5}', 1),
-        publish(b"city/v1/AQ-2/readings", b'{"pm25": 2.5}', 2, b"\x01\x01"),  # a property
-        publish(b"city/v1/AQ-3/status", b"online", None),  # QoS 0
-        publish(b"city/v1/GW-1/pack", b"x" * 300, 65535),  # a two-byte remaining length
+        publish_packet(b"city/v1/AQ-1/readings", b'{"pm25": 1.5}', 1, b""),
+        publish_packet(b"city/v1/AQ-2/readings", b'{"pm25": 2.5}', 2, b"\x01\x01"),  # a property
+        publish_packet(b"city/v1/AQ-3/status", b"online", None, b""),  # QoS 0
+        publish_packet(b"city/v1/GW-1/pack", b"x" * 300, 65535, b""),  # two-byte length
     ]
 )
 

@@ -16,8 +16,6 @@ from sensornet.registry.store import DeviceInfo
 from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate
 
-TOPIC_CACHE_SIZE = 200_000
-
 
 @dataclass(frozen=True, slots=True)
 class Reject:
@@ -50,17 +48,6 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
-        self._topics: dict[str, DeviceTopic | None] = {}
-
-    def _parse_topic(self, topic: str) -> DeviceTopic | None:
-        """Topics repeat (a few per device): parse each once, in a bounded cache."""
-        try:
-            return self._topics[topic]
-        except KeyError:
-            if len(self._topics) >= TOPIC_CACHE_SIZE:
-                self._topics.clear()
-            parsed = self._topics[topic] = parse_topic(self.topic_prefix, topic)
-            return parsed
 
     def process(
         self, messages: Sequence[InboundMessage], now_ns: int, registry_version: object = None
@@ -71,7 +58,7 @@ class Pipeline:
         fast = self.use_fast_lane
         readings, pack = self._fast.readings, self._fast.pack
         for m in messages:
-            parsed = self._parse_topic(m.topic)
+            parsed = parse_topic(self.topic_prefix, m.topic)
             if fast and parsed is not None:
                 kind = parsed.kind
                 arrived = m.arrived_ns or now_ns

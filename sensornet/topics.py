@@ -9,6 +9,7 @@ MQTT username, so one ACL pattern (``<prefix>/%u/#``) confines a device to its t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 TopicKind = Literal["readings", "status", "pack"]
@@ -33,8 +34,10 @@ def ingest_filters(prefix: str, share_group: str | None) -> list[str]:
     return filters
 
 
+@lru_cache(maxsize=200_000)
 def parse_topic(prefix: str, topic: str) -> DeviceTopic | None:
-    """Split a device topic; ``None`` for anything outside the layout."""
+    """Split a device topic; ``None`` for anything outside the layout. Cached: topics repeat
+    (a few per device) and the ingester parses one per message."""
     if not topic.startswith(prefix + "/"):
         return None
     rest = topic[len(prefix) + 1 :]

@@ -1,5 +1,5 @@
 """``sensornet bench query``: loads a stated volume of simulated history straight into a
-private InfluxDB (with the line-protocol encoder, batches of 5000), serves it through the
+private InfluxDB (the simulator's backfill), serves it through the
 real API in its own process, and measures per endpoint the API's p50/p95 latency and that
 of the same InfluxQL sent straight to InfluxDB, interleaved in the same run.
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -31,11 +30,13 @@ import orjson
 from api import range_queries
 from api.health_routes import INGEST_LAST_TWO, REJECTS
 from api.latest_routes import page_queries
+from gateway_sim.backfill import backfill
+from gateway_sim.signals import City
 from sensornet.catalogue import Catalogue, load_catalogue
+from sensornet.district import load_district
 from sensornet.http1 import Http1Pool
 from sensornet.influx import InfluxClient
 from sensornet.latest import DEVICE_STATUS, latest_params, latest_query
-from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import DeviceInfo, open_registry
 from sensornet.runtime import default_fleet, register_fleet
@@ -53,62 +54,6 @@ class Case:
     params: dict[str, str]
     direct: Direct
     json: bool = True  # the body is decoded, as InfluxClient decodes InfluxDB's
-
-
-def _values(catalogue: Catalogue, type_id: str, rng: random.Random) -> dict[str, FieldValue]:
-    out: dict[str, FieldValue] = {}
-    for q in catalogue.get(type_id).quantities.values():
-        if q.typical is not None:
-            v = rng.uniform(*q.typical)
-            out[q.id] = round(v, 2) if q.kind == "float" else int(v)
-        elif q.kind == "bool":
-            out[q.id] = rng.random() < 0.1
-        else:
-            out[q.id] = (q.allowed or ("auto",))[0]
-    return out
-
-
-async def load_history(
-    influx: InfluxClient,
-    catalogue: Catalogue,
-    fleet: Sequence[DeviceInfo],
-    end: datetime,
-    days: float,
-    progress: Callable[[int], None] = lambda n: None,
-) -> int:
-    """Every sensor at its type's interval over ``days`` before ``end``; one write in flight
-    while the next batch is encoded."""
-    rng = random.Random(151)
-    start_s = (end - timedelta(days=days)).timestamp()
-    end_s = end.timestamp()
-    batch: list[str] = []
-    pending: asyncio.Task[None] | None = None
-    total = 0
-
-    async def flush() -> None:
-        nonlocal pending, batch, total
-        if pending is not None:
-            await pending
-        body = encode_lines(batch)
-        total += len(batch)
-        progress(len(batch))
-        batch = []
-        pending = asyncio.create_task(influx.write(body))
-
-    for d in fleet:
-        step = catalogue.get(d.type).interval_s
-        tags = {"sensor_id": d.id, "subdistrict": d.subdistrict}
-        t = start_s + rng.uniform(0, step)
-        while t <= end_s:
-            batch.append(encode_point(d.type, tags, _values(catalogue, d.type, rng), int(t * 1e9)))
-            t += step
-            if len(batch) >= 5000:
-                await flush()
-    if batch:
-        await flush()
-    if pending is not None:
-        await pending
-    return total
 
 
 def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> list[Case]:
@@ -243,7 +188,10 @@ async def _bench(
     async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=600) as influx:
         await apply_storage_layout(influx, settings, catalogue)
         t0 = time.perf_counter()
-        points = await load_history(influx, catalogue, fleet, now, days)
+        # the simulator's backfill: the schema and signals the ingester would have stored
+        city = City(fleet, catalogue, load_district())
+        written = await backfill(influx, city, catalogue, days, end_s=now.timestamp())
+        points = sum(written.values())
         load_s = time.perf_counter() - t0
         log(f"loaded {points} points in {load_s:.0f} s")
         t0 = time.perf_counter()

@@ -1,22 +1,30 @@
-"""A sensor's rows straight from the bytes of InfluxDB's JSON answer, as CSV lines or as
-the ``readings`` of ``/sensors/{id}/series``, when that gives exactly what decoding the
-answer and writing it again (``csv.writer``, or ``orjson`` after building a dict per
-row) gives.
+"""A sensor's rows from the bytes of InfluxDB's JSON answer: the ``readings`` of
+``/sensors/{id}/series`` and the lines of its CSV export.
 
 Why: for a day of raw readings (1,440 rows) decoding, building the rows and writing them
-again took longer than InfluxDB's own query (docs/benchmarks.md). InfluxDB writes every
-number in the shortest form that reads back the same, which is what ``repr`` and orjson
-write too, so for the usual answer (RFC 3339 times, plain numbers, booleans) a row's text
-only needs its brackets, quotes or keys changed. Every check here is a C-speed scan of
-the bytes; any doubt (a string value, an exponent, ``-0``, a number too long for 64 bits,
-another shape of answer; for CSV also |x| < 1e-4, which Python writes as ``5e-05``; for
-JSON a null, which drops its key) returns None and the caller goes the usual way.
+again took longer than InfluxDB's own query (docs/benchmarks.md).
+
+- ``/series`` rows are ``[time, *quantities]`` arrays, InfluxDB's own shape, so the text
+  of its ``values`` array is passed on whenever the decoded answer proves it is exactly
+  that (one statement, one series, the expected columns in order); only other shapes are
+  rearranged and written again.
+- CSV lines: InfluxDB writes every number in the shortest form that reads back the same,
+  which is what ``repr`` writes too, so for the usual answer (RFC 3339 times, plain
+  numbers, booleans) a row's text only needs its brackets and quotes removed. Every check
+  is a C-speed scan of the bytes; any doubt (a string value, an exponent, ``-0``, a number
+  too long for 64 bits, |x| < 1e-4 which Python writes as ``5e-05``, another shape of
+  answer) returns None and the caller writes decoded rows with ``csv.writer``.
+
 tests/test_answer_rows.py compares both ways on real InfluxDB answers.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
+
+from sensornet.influx import first_series
 
 _HEAD = b'{"results":[{"statement_id":0,"series":[{"name":"'
 _COLUMNS = b'","columns":'
@@ -25,9 +33,10 @@ _TAIL = b"]]}]}]}\n"
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
-def plain_rows(body: bytes, names: list[str]) -> bytes | None:
-    """The text ``[...],...,[...]`` of the rows if the answer is one series with the
-    columns ``time, *names`` and plain values only; else None."""
+def _values_text(body: bytes, names: list[str]) -> bytes | None:
+    """The text ``[[...],...,[...]]`` of the rows if the answer is one statement with one
+    series whose columns are ``time, *names`` and which has nothing after its values (no
+    ``partial``); else None."""
     if not (body.startswith(_HEAD) and body.endswith(_TAIL)):
         return None
     at_columns = body.find(_COLUMNS, len(_HEAD))
@@ -40,7 +49,16 @@ def plain_rows(body: bytes, names: list[str]) -> bytes | None:
         return None
     if columns != ["time", *names]:
         return None
-    rows = body[at_values + len(_VALUES) - 1 : -len(_TAIL) + 1]
+    return body[at_values + len(_VALUES) - 2 : -len(_TAIL) + 2]
+
+
+def plain_rows(body: bytes, names: list[str]) -> bytes | None:
+    """The text ``[...],...,[...]`` of the rows if the answer is one series with the
+    columns ``time, *names`` and plain values only; else None."""
+    values = _values_text(body, names)
+    if values is None:
+        return None
+    rows = values[1:-1]
     rows_count = rows.count(b"],[") + 1
     letters_e = rows.count(b"e")
     if (
@@ -71,17 +89,30 @@ def csv_lines(body: bytes, names: list[str]) -> bytes | None:
     return lines + b"\r\n"
 
 
-def json_readings(body: bytes, names: list[str]) -> tuple[bytes, int, str] | None:
-    """``{"time": t, "values": {name: value, ...}}, ...`` (without the enclosing brackets),
-    the number of rows and the last row's time; None when a row lacks a value."""
-    rows = plain_rows(body, names)
-    if rows is None or b"null" in rows:
-        return None
-    values = rows[1:-1].replace(b"],[", b",").split(b",")
-    width = len(names) + 1
-    if len(values) % width:
-        return None
-    keys = b",".join(b'"%s":%%s' % name.encode() for name in names)  # names are identifiers
-    row = b'{"time":%s,"values":{' + keys + b"}},"
-    count = len(values) // width
-    return (row * count % tuple(values))[:-1], count, values[-width].strip(b'"').decode()
+def series_rows(body: bytes, names: list[str]) -> tuple[bytes, int, str | None]:
+    """The rows of a one-sensor answer as the JSON text ``[[time, *names], ...]``, their
+    count and the last row's time. Raises ``InfluxError`` when InfluxDB reported one.
+
+    The text is InfluxDB's own when the bytes prove it is exactly that array: one series
+    with columns ``time, *names`` (``_values_text``), and no ``{`` or ``,"`` in the rows,
+    so nothing but the times (first in each row, after ``[``) is a string; then every
+    ``[`` but the first starts a row, the last ``["`` starting the last one. Otherwise the answer is
+    decoded, put in that order (a column InfluxDB did not send as null) and dumped."""
+    rows = _values_text(body, names)
+    if rows is not None and b"{" not in rows and b',"' not in rows:
+        last = rows.rfind(b'["') + 2
+        return rows, rows.count(b"[") - 1, rows[last : rows.index(b'"', last)].decode()
+    series = first_series(body)
+    if not series:
+        return b"[]", 0, None
+    values: list[list[Any]] = series[0].get("values") or []
+    ordered = ordered_rows(series[0].get("columns", []), values, names)
+    return orjson.dumps(ordered), len(ordered), values[-1][0] if values else None
+
+
+def ordered_rows(columns: list[str], values: list[list[Any]], names: list[str]) -> list[list[Any]]:
+    """Rows as ``[time, *names]`` (a column InfluxDB did not send as null)."""
+    if columns == ["time", *names]:
+        return values
+    at = [columns.index(c) if c in columns else None for c in ("time", *names)]
+    return [[None if i is None else v[i] for i in at] for v in values]

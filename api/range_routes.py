@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api import range_queries
-from api.answer_rows import csv_lines, json_readings
+from api.answer_rows import csv_lines, ordered_rows, series_rows
 from api.problems import Problem
-from api.query_common import decode_cursor, device_or_404, encode_cursor, units
+from api.query_common import decode_cursor, device_or_404, encode_cursor
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.district import load_district
 from sensornet.influx import InfluxClient, first_series
@@ -60,37 +61,54 @@ def estimate_rows(sensor_type: SensorType, res: Resolution, span_s: float, step:
     return int(span_s / (step or res.step_s or sensor_type.interval_s)) + 1
 
 
-def _series_query(
-    request: Request,
-    device: DeviceInfo,
-    start: datetime,
-    end: datetime,
-    step: int | None,
-    aggregate: str,
-    limit: int,
-    after: str,
-) -> tuple[Resolution, str, dict[str, str | int | float | bool]]:
-    """The resolution to read, the InfluxQL and its parameters for a sensor's range."""
-    sensor_type = request.app.state.catalogue.get(device.type)
-    res = _resolution(request.app.state.settings, sensor_type, start, end, step)
-    q = range_queries.sensor_series(sensor_type, res, step, aggregate)
-    params: dict[str, str | int | float | bool] = {
+@dataclass(frozen=True)
+class SeriesPlan:
+    """What a range of one sensor type at one resolution needs besides its sensor and
+    times: the InfluxQL, the quantities it returns (in that order) and their units. The
+    same for every request of that shape, so made once per shape (``series_plan``)."""
+
+    resolution: Resolution
+    query: str
+    names: list[str]
+    units: dict[str, str]
+    aggregate: str | None  # None: raw readings
+
+
+def series_plan(
+    request: Request, sensor_type: SensorType, res: Resolution, step: int | None, aggregate: str
+) -> SeriesPlan:
+    plans: dict[tuple[str, str, int | None, str], SeriesPlan] | None = getattr(
+        request.app.state, "series_plans", None
+    )
+    if plans is None:
+        plans = request.app.state.series_plans = {}
+    key = (sensor_type.id, res.name, step, aggregate)
+    plan = plans.get(key)
+    if plan is None:
+        aggregated = aggregate if step or res is not RAW else None
+        names = range_queries.quantities_for(sensor_type, aggregated)
+        unit_of = {q.id: q.unit for q in sensor_type.quantities.values()}
+        plan = plans[key] = SeriesPlan(
+            resolution=res,
+            query=range_queries.sensor_series(sensor_type, res, step, aggregate),
+            names=names,
+            # a count has no physical unit
+            units={q: "count" if aggregated == "count" else unit_of[q] for q in names},
+            aggregate=aggregated,
+        )
+    return plan
+
+
+def _series_params(
+    device: DeviceInfo, start: datetime, end: datetime, after: str, limit: int
+) -> dict[str, str | int | float | bool]:
+    return {
         "sensor_id": device.id,
         "start": start.isoformat(),
         "end": end.isoformat(),
         "after": after,
         "limit": limit,
     }
-    return res, q, params
-
-
-def in_order(columns: list[str], values: list[list[Any]], names: list[str]) -> list[list[Any]]:
-    """Rows as ``[time, *names]``: as InfluxDB sent them when the SELECT listed the
-    quantities in catalogue order (always, from ``range_queries``), else rearranged."""
-    if columns[:1] == ["time"] and columns[1:] == names:
-        return values
-    at = [columns.index("time"), *(columns.index(q) for q in names)]
-    return [[v[i] for i in at] for v in values]
 
 
 @router.get("/sensors/{sensor_id}/series", summary="A sensor's readings over a range")
@@ -109,52 +127,28 @@ async def sensor_series(
     device = await device_or_404(request, sensor_id)
     start, end = _range(start, end)
     after = decode_cursor(cursor) or EPOCH
-    res, q, params = _series_query(request, device, start, end, step, aggregate, limit, after)
+    sensor_type = request.app.state.catalogue.get(device.type)
+    res = _resolution(request.app.state.settings, sensor_type, start, end, step)
+    plan = series_plan(request, sensor_type, res, step, aggregate)
     influx: InfluxClient = request.app.state.influx
     # epoch="": InfluxDB answers RFC 3339 times, passed through as they are
-    answer = await influx.query_body(q, params, epoch="")
-    unit_of = units(request.app.state.catalogue, device.type)
-    aggregated = bool(step) or res is not RAW
+    answer = await influx.query_body(
+        plan.query, _series_params(device, start, end, after, limit), epoch=""
+    )
+    rows, count, last = series_rows(answer, plan.names)
     head = {
         "sensor_id": device.id,
         "type": device.type,
         "subdistrict": device.subdistrict,
-        "resolution": res.name,
+        "resolution": plan.resolution.name,
         "step_s": step,
-        "aggregate": aggregate if aggregated else None,
-        "units": dict.fromkeys(unit_of, "count")
-        if aggregate == "count" and aggregated
-        else unit_of,
+        "aggregate": plan.aggregate,
+        "columns": ["time", *plan.names],
+        "units": plan.units,
+        "next_cursor": encode_cursor(last) if count == limit and last else None,
     }
-    sensor_type = request.app.state.catalogue.get(device.type)
-    names = range_queries.quantities_for(sensor_type, aggregate if aggregated else None)
-    fast = json_readings(answer, names)
-    if fast is not None:  # the readings' text straight from InfluxDB's (api.answer_rows)
-        readings, count, last = fast
-        cursor = encode_cursor(last) if count == limit else None
-        content = b"".join((
-            orjson.dumps(head)[:-1], b',"readings":[', readings, b'],"next_cursor":',
-            orjson.dumps(cursor), b"}",
-        ))  # fmt: skip
-        return Response(content, media_type="application/json")
-    series = first_series(answer)
-    columns = series[0]["columns"] if series else []
-    values: list[list[Any]] = (series[0].get("values") or []) if series else []
-    names = [q for q in unit_of if q in columns]
-    body = head | {
-        "readings": [
-            # most rows have every quantity: zip them in C, filter the rest
-            {"time": v[0], "values": dict(zip(names, v[1:], strict=True))}
-            if None not in v
-            else {
-                "time": v[0],
-                "values": {q: x for q, x in zip(names, v[1:], strict=True) if x is not None},
-            }
-            for v in in_order(columns, values, names)
-        ],
-        "next_cursor": encode_cursor(values[-1][0]) if len(values) == limit else None,
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    content = b"".join((orjson.dumps(head)[:-1], b',"readings":', rows, b"}"))
+    return Response(content, media_type="application/json")
 
 
 @router.get("/sensors/{sensor_id}/series.csv", summary="A sensor's readings as CSV")
@@ -182,26 +176,23 @@ async def sensor_series_csv(
             estimated_rows=estimate,
             max_rows=MAX_CSV_ROWS,
         )
-    _, q, params = _series_query(request, device, start, end, step, aggregate, MAX_CSV_ROWS, EPOCH)
+    plan = series_plan(request, sensor_type, res, step, aggregate)
     influx: InfluxClient = request.app.state.influx
-    body = await influx.query_body(q, params, epoch="")
-    unit_of = units(request.app.state.catalogue, device.type)
-    aggregated = bool(step) or res is not RAW
-    names = range_queries.quantities_for(sensor_type, aggregate if aggregated else None)
-    header = ["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)]
+    params = _series_params(device, start, end, EPOCH, MAX_CSV_ROWS)
+    body = await influx.query_body(plan.query, params, epoch="")
+    names, unit = plan.names, plan.units
+    header = ["time", *(f"{q} [{unit[q]}]" if unit[q] else q for q in names)]
     out = io.StringIO()
     writer = csv.writer(out)
+    writer.writerow(header)
     lines = csv_lines(body, names)
     if lines is None:  # decode and write row by row (rare shapes: see api.answer_rows)
         series = first_series(body)
-        columns = series[0]["columns"] if series else []
-        values = (series[0].get("values") or []) if series else []
-        names = [q for q in unit_of if values and q in columns] or list(unit_of)
-        writer.writerow(["time", *(f"{q} [{unit_of[q]}]" if unit_of[q] else q for q in names)])
-        writer.writerows(in_order(columns, values, names) if values else ())  # None → empty
+        if series:
+            values = series[0].get("values") or []
+            writer.writerows(ordered_rows(series[0]["columns"], values, names))
         content: str | bytes = out.getvalue()
     else:
-        writer.writerow(header)
         content = out.getvalue().encode() + lines
     name = f"{device.id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
     return Response(

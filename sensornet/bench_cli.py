@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from gateway_sim.bench import bench_simulate
+from sensornet.errors import ConfigError
 
 bench_app = typer.Typer(help="Benchmarks; each prints one JSON line.", no_args_is_help=True)
 bench_app.command("simulate")(bench_simulate)
@@ -52,6 +53,9 @@ def query(
     sensors: Annotated[int, typer.Option(help="Simulated sensors")] = 2000,
     days: Annotated[float, typer.Option(help="Days of history at each type's interval")] = 7.0,
     rounds: Annotated[int, typer.Option(help="Measured requests per endpoint")] = 40,
+    endpoint: Annotated[
+        list[str] | None, typer.Option(help="Only these cases (repeatable), e.g. series_7d_1h")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
 ) -> None:
     """Load history into a private InfluxDB, then time every query endpoint through the
@@ -62,5 +66,8 @@ def query(
         if not as_json:
             console.print(line)
 
-    result = asyncio.run(run_bench(sensors, days, rounds, log))
+    try:
+        result = asyncio.run(run_bench(sensors, days, rounds, log, endpoint or []))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--endpoint") from exc
     typer.echo(json.dumps(result))

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Self
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -148,10 +148,9 @@ class InfluxClient:
     ) -> bytes:
         """As ``query``, but InfluxDB's JSON answer as it came (``first_series`` decodes
         it), for callers that can use the bytes themselves."""
-        form = f"q={_quoted(q)}&" + urlencode(
-            {"db": database or self.database, "epoch": epoch}
-            | ({"params": orjson.dumps(dict(params)).decode()} if params else {})
-        )
+        form = f"q={_quoted(q)}&db={_quoted(database or self.database)}&epoch={_quoted(epoch)}"
+        if params:
+            form += "&params=" + quote(orjson.dumps(dict(params)).decode(), safe="")
         try:
             if method == "GET":
                 answer = await self._queries.request("GET", "/query?" + form)

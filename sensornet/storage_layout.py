@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from sensornet.catalogue import Catalogue, Quantity, SensorType
 from sensornet.errors import ConfigError
@@ -47,6 +48,7 @@ HOUR = Resolution("1h", "agg_1h", 3600)
 RESOLUTIONS = (RAW, MINUTE, HOUR)
 
 
+@lru_cache(maxsize=64)
 def duration_s(text: str) -> float:
     """``30d`` → seconds; ``INF`` → infinity. Refuses anything InfluxQL would not take."""
     m = _DURATION.match(text)

@@ -113,7 +113,11 @@ async def test_series_raw_downsampled_paged_and_csv(
         assert raw["resolution"] == "raw" and raw["aggregate"] is None
         assert 170 <= len(raw["readings"]) <= 181  # 3 h at 60 s
         assert raw["units"]["pm25"] == "µg/m³"
-        assert raw["readings"][0]["time"].endswith("Z")
+        assert raw["columns"] == ["time", "pm25", "pm10", "no2", "o3", "co"]
+        assert raw["columns"][1:] == list(raw["units"])
+        assert all(len(row) == len(raw["columns"]) for row in raw["readings"])
+        assert raw["readings"][0][0].endswith("Z")
+        pm25 = raw["columns"].index("pm25")
         hourly = (
             await http.get(
                 f"/sensors/{air.id}/series",
@@ -122,8 +126,8 @@ async def test_series_raw_downsampled_paged_and_csv(
         ).json()
         assert hourly["resolution"] == "1h" and hourly["aggregate"] == "max"
         assert 3 <= len(hourly["readings"]) <= 4
-        top = max(r["values"]["pm25"] for r in raw["readings"])
-        assert max(r["values"]["pm25"] for r in hourly["readings"]) == top
+        top = max(r[pm25] for r in raw["readings"])
+        assert max(r[hourly["columns"].index("pm25")] for r in hourly["readings"]) == top
         minutes = (
             await http.get(
                 f"/sensors/{air.id}/series",
@@ -131,7 +135,8 @@ async def test_series_raw_downsampled_paged_and_csv(
             )
         ).json()
         assert minutes["resolution"] == "1m"
-        assert sum(r["values"]["pm25"] for r in minutes["readings"]) == len(raw["readings"])
+        counts = [r[minutes["columns"].index("pm25")] for r in minutes["readings"]]
+        assert sum(counts) == len(raw["readings"])
         assert minutes["units"]["pm25"] == "count"
         # pages of 50 rebuild the raw answer
         got, cursor = [], None
@@ -149,6 +154,7 @@ async def test_series_raw_downsampled_paged_and_csv(
         table = list(csv.reader(io.StringIO(r.text)))
         assert table[0][:2] == ["time", "pm25 [µg/m³]"]
         assert len(table) == len(raw["readings"]) + 1
+        assert [float(x) for x in table[1][1:]] == raw["readings"][0][1:]
         # too much: a clear 4xx with the estimate, not a timeout
         r = await http.get(
             f"/sensors/{air.id}/series.csv", params={"start": "2000-01-01T00:00:00Z"}

@@ -3,47 +3,25 @@ cursors and HTTP caching. Reads only; every InfluxQL value is a bound parameter.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from fastapi import Request, Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.problems import Problem
 from sensornet.catalogue import Catalogue
-from sensornet.registry.store import DeviceInfo, load_devices
+from sensornet.registry.store import DeviceCache, DeviceInfo
 
 
-class RegistryView:
-    """The registry's sensors, reloaded at most every ``ttl_s`` (like the ingester's cache),
-    so a query endpoint does not read SQL on every request."""
-
-    def __init__(self, engine: AsyncEngine, ttl_s: float = 2.0) -> None:
-        self._engine, self._ttl_s = engine, ttl_s
-        self._devices: dict[str, DeviceInfo] = {}
-        self._at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def devices(self) -> Mapping[str, DeviceInfo]:
-        if time.monotonic() - self._at >= self._ttl_s:
-            async with self._lock:
-                if time.monotonic() - self._at >= self._ttl_s:
-                    self._devices = await load_devices(self._engine)
-                    self._at = time.monotonic()
-        return self._devices
-
-
-def registry_view(request: Request) -> RegistryView:
-    view: RegistryView | None = getattr(request.app.state, "registry_view", None)
+def registry_view(request: Request) -> DeviceCache:
+    """The registry's sensors for query endpoints, so they do not read SQL per request."""
+    view: DeviceCache | None = getattr(request.app.state, "registry_view", None)
     if view is None:
-        view = RegistryView(request.app.state.registry)
-        request.app.state.registry_view = view
+        view = request.app.state.registry_view = DeviceCache(request.app.state.registry)
     return view
 
 

@@ -105,9 +105,10 @@ async def latest_values(
         devices = [d for d in devices if d.id > after]
     page = devices[:limit]
     influx = request.app.state.influx
+    on_page = {d.id for d in page}
     found = await asyncio.gather(
         *(
-            latest_of_type(influx, catalogue.get(t), ids, subdistrict)
+            latest_of_type(influx, catalogue.get(t), ids, subdistrict, only=on_page)
             for t, ids in page_queries(page).items()
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,8 +60,10 @@ async def latest_of_type(
     sensor_type: SensorType,
     ids: Sequence[str] = (),
     subdistrict: str | None = None,
+    only: Container[str] | None = None,
 ) -> dict[str, Latest]:
-    """Latest reading of each sensor of one type (all of them when ``ids`` is empty)."""
+    """Latest reading of each sensor of one type (all of them when ``ids`` is empty),
+    of the sensors in ``only`` when given (the query may read more: see ``/latest``)."""
     q = latest_query(sensor_type, len(ids), subdistrict is not None)
     series = await influx.query(q, latest_params(ids, subdistrict))
     fields = sensor_type.quantities
@@ -70,13 +72,16 @@ async def latest_of_type(
     at: list[tuple[str, int]] = []
     when = 0
     for s in series:  # one series per sensor, all with the same columns
+        sensor_id = s["tags"]["sensor_id"]
+        if only is not None and sensor_id not in only:
+            continue
         if s["columns"] != columns:
             columns = s["columns"]
             at = [(k, i) for i, k in enumerate(columns) if k in fields]
             when = columns.index("time")
         for v in s.get("values") or ():
             values = {k: v[i] for k, i in at if v[i] is not None}
-            out[s["tags"]["sensor_id"]] = Latest(int(v[when]), values)
+            out[sensor_id] = Latest(int(v[when]), values)
     return out
 
 

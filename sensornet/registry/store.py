@@ -114,11 +114,12 @@ _DEVICE_COLUMNS = (
 
 
 async def load_devices(engine: AsyncEngine) -> dict[str, DeviceInfo]:
-    """Every sensor, by id. Plain rows, not ORM objects: 3 ms instead of 23-60 ms for
-    2,000 sensors (docs/benchmarks.md), which the caches below pay every few seconds."""
+    """Every sensor, by id, in id order (as Python orders strings, whatever the database's
+    collation), so pages by id need no sort per request. Plain rows, not ORM objects: 3 ms
+    instead of 23-60 ms for 2,000 sensors, which the caches below pay every few seconds."""
     async with engine.connect() as connection:
-        rows = await connection.execute(select(*_DEVICE_COLUMNS))
-        return {row[0]: DeviceInfo(*row) for row in rows}
+        rows = (await connection.execute(select(*_DEVICE_COLUMNS))).all()
+    return {row[0]: DeviceInfo(*row) for row in sorted(rows, key=lambda row: str(row[0]))}
 
 
 async def devices_fingerprint(engine: AsyncEngine) -> tuple[int, object]:

@@ -30,6 +30,7 @@ from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, rows
 from sensornet.registry.store import DeviceInfo, get_device, open_registry
+from sensornet.runtime import influx_client
 from sensornet.settings import Settings
 
 MAX_RANGE_ROWS = 10_000
@@ -64,15 +65,8 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        password = settings.influx_password.get_secret_value() if settings.influx_password else None
         async with (
-            InfluxClient(
-                settings.influx_url,
-                settings.influx_db,
-                username=settings.influx_user,
-                password=password,
-                timeout_s=settings.influx_timeout_s,
-            ) as influx,
+            influx_client(settings) as influx,
             open_registry(settings.registry_database_url) as registry,
         ):
             app.state.influx = influx

@@ -128,13 +128,16 @@ class Http1Pool:
         timeout_s: float = 10.0,
         headers: Mapping[str, str] | None = None,
         basic_auth: tuple[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` verifies an https origin (default: the system's CAs)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        https = parts.scheme == "https"
+        self._ssl = (ssl_context or ssl.create_default_context()) if https else None
         self._prefix = parts.path.rstrip("/")
         head = {"Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": "sensornet"}
         if basic_auth is not None:

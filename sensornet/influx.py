@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import gzip
 import re
+import ssl
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -53,8 +55,12 @@ class InfluxClient:
         password: str | None = None,
         timeout_s: float = 10.0,
         gzip_writes: bool = False,
+        ca_file: Path | None = None,
     ) -> None:
+        """``ca_file``: CA certificates to verify an https InfluxDB (default: the system's);
+        writes and queries trust the same ones."""
         self.url = url.rstrip("/")
+        trust = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
         self.database = database
         self.gzip_writes = gzip_writes
         auth = (username, password or "") if username else None
@@ -63,12 +69,14 @@ class InfluxClient:
             auth=auth,
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            verify=trust or True,
         )
         self._queries = Http1Pool(
             self.url,
             max_connections=8,
             timeout_s=timeout_s,
             basic_auth=(username, password or "") if username else None,
+            ssl_context=trust,
         )
 
     async def __aenter__(self) -> Self:

@@ -26,6 +26,7 @@ def influx_client(settings: Settings) -> InfluxClient:
         username=settings.influx_user,
         password=password,
         timeout_s=settings.influx_timeout_s,
+        ca_file=settings.influx_ca_file,
     )
 
 

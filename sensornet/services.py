@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -240,6 +241,8 @@ class InfluxDB(LocalService):
 
     rpc_port: int = 0
     auth_enabled: bool = False
+    #: serve https with this certificate chain and key (PEM) instead of http
+    tls: tuple[Path, Path] | None = None
 
     @property
     def config_file(self) -> Path:
@@ -249,13 +252,24 @@ class InfluxDB(LocalService):
         return [find_binary("influxd") or "influxd", "run", "-config", str(self.config_file)]
 
     def ready(self) -> bool:
+        scheme = "https" if self.tls else "http"
+        # a liveness probe of our own child: its certificate is the caller's to verify
+        context = ssl._create_unverified_context() if self.tls else None  # noqa: S323
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.port}/ping", timeout=0.5) as r:
+            with urllib.request.urlopen(  # noqa: S310 - scheme is http(s), set above
+                f"{scheme}://{self.host}:{self.port}/ping", timeout=0.5, context=context
+            ) as r:
                 return int(r.status) == 204
         except OSError:
             return False
 
     def configure(self) -> None:
+        https = (
+            f'  https-enabled = true\n  https-certificate = "{self.tls[0]}"\n'
+            f'  https-private-key = "{self.tls[1]}"\n'
+            if self.tls
+            else ""
+        )
         self.config_file.write_text(
             f"""# written by sensornet.services
 reporting-disabled = true
@@ -279,7 +293,7 @@ bind-address = "{self.host}:{self.rpc_port}"
   auth-enabled = {str(self.auth_enabled).lower()}
   log-enabled = false
   max-body-size = 0
-[logging]
+{https}[logging]
   level = "warn"
   suppress-logo = true
 [continuous_queries]

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     influx_user: str | None = None
     influx_password: SecretStr | None = None
     influx_timeout_s: float = 10.0
+    influx_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) to verify an https InfluxDB; default: the system's",
+    )
     influx_raw_retention: str = Field("30d", description="How long raw readings are kept")
     influx_1m_retention: str = Field("400d", description="How long 1-minute aggregates are kept")
     influx_1h_retention: str = Field("INF", description="How long 1-hour aggregates are kept")

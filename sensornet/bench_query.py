@@ -35,7 +35,7 @@ from gateway_sim.signals import City
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.district import load_district
 from sensornet.errors import ConfigError
-from sensornet.http1 import Http1Pool
+from sensornet.http1 import Answer, Http1Pool
 from sensornet.influx import InfluxClient
 from sensornet.latest import DEVICE_STATUS, latest_params, latest_query
 from sensornet.registry.keys import create_key
@@ -130,21 +130,37 @@ def _pct(samples: list[float], p: float) -> float:
 
 
 async def measure(api: Http1Pool, influx: InfluxClient, case: Case, rounds: int) -> dict[str, Any]:
+    """Interleaved; which side goes first alternates, so neither always finds InfluxDB
+    just woken by the other."""
     api_ms: list[float] = []
     direct_ms: list[float] = []
-    for i in range(rounds + 3):  # 3 warm-up rounds
+    target = f"{case.path}?{urlencode(case.params)}".rstrip("?")
+
+    async def through_api() -> Answer:
         t0 = time.perf_counter()
-        r = await api.request("GET", f"{case.path}?{urlencode(case.params)}".rstrip("?"))
+        r = await api.request("GET", target)
         if case.json and r.status == 200:
             orjson.loads(r.body)
-        t1 = time.perf_counter()
-        await case.direct(influx)
-        t2 = time.perf_counter()
+        api_ms.append((time.perf_counter() - t0) * 1000)
         if r.status != 200:
             raise RuntimeError(f"{case.name}: API answered {r.status}: {r.text[:300]}")
-        if i >= 3:
-            api_ms.append((t1 - t0) * 1000)
-            direct_ms.append((t2 - t1) * 1000)
+        return r
+
+    async def direct() -> None:
+        t0 = time.perf_counter()
+        await case.direct(influx)
+        direct_ms.append((time.perf_counter() - t0) * 1000)
+
+    for i in range(rounds + 4):
+        if i % 2:
+            await direct()
+            r = await through_api()
+        else:
+            r = await through_api()
+            await direct()
+        if i < 4:  # warm-up rounds
+            api_ms.clear()
+            direct_ms.clear()
     api_p50, direct_p50 = statistics.median(api_ms), statistics.median(direct_ms)
     return {
         "api_p50_ms": round(api_p50, 2),

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
+from starlette.types import ASGIApp
 
 from api import (
     accounting_routes,
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
             app.state.catalogue = load_catalogue()
             yield
 
-    app = FastAPI(
+    app = _SensornetAPI(
+        fast_routes=fast_routes,
         title="Sensornet city sensor API",
         version="0.1.0",
         description="Readings, sensors and platform health of the city perception network.",
@@ -91,8 +93,6 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.include_router(health_routes.router, dependencies=viewer)
     app.include_router(alarm_routes.router, dependencies=viewer)
     app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
-    if fast_routes:
-        app.add_middleware(FastRoutes)  # the hot GET routes without FastAPI's layers
 
     @app.get("/health", response_model=Health)
     async def health(request: Request) -> Health:
@@ -137,6 +137,20 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         return _readings(request.app.state.catalogue, device, rows(series))
 
     return app
+
+
+class _SensornetAPI(FastAPI):
+    """FastAPI with ``api.fast`` in front of its whole middleware stack: the hot GET routes
+    skip every FastAPI layer (error pages, telemetry, body limit), and an unexpected error
+    there reaches uvicorn, which answers 500 as ServerErrorMiddleware would."""
+
+    def __init__(self, *, fast_routes: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._fast_routes = fast_routes
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return FastRoutes(stack) if self._fast_routes else stack
 
 
 async def _tcp_reachable(host: str, port: int) -> bool:

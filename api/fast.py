@@ -172,6 +172,6 @@ class FastRoutes:
         except Exception as exc:
             problem = known_problem(exc, request.url.path)
             if problem is None:
-                raise  # to ServerErrorMiddleware, as from FastAPI's path
+                raise  # to uvicorn, which logs it and answers 500
             response = problem
         await response(scope, receive, send)

@@ -5,9 +5,9 @@ Why: for a day of raw readings (1,440 rows) decoding, building the rows and writ
 again took longer than InfluxDB's own query (docs/benchmarks.md).
 
 - ``/series`` rows are ``[time, *quantities]`` arrays, InfluxDB's own shape, so the text
-  of its ``values`` array is passed on whenever the decoded answer proves it is exactly
-  that (one statement, one series, the expected columns in order); only other shapes are
-  rearranged and written again.
+  of its ``values`` array is passed on whenever the bytes prove it is exactly that (one
+  statement, one series, the expected columns in order, no string but the times); other
+  answers are decoded, rearranged and written again.
 - CSV lines: InfluxDB writes every number in the shortest form that reads back the same,
   which is what ``repr`` writes too, so for the usual answer (RFC 3339 times, plain
   numbers, booleans) a row's text only needs its brackets and quotes removed. Every check
@@ -96,8 +96,9 @@ def series_rows(body: bytes, names: list[str]) -> tuple[bytes, int, str | None]:
     The text is InfluxDB's own when the bytes prove it is exactly that array: one series
     with columns ``time, *names`` (``_values_text``), and no ``{`` or ``,"`` in the rows,
     so nothing but the times (first in each row, after ``[``) is a string; then every
-    ``[`` but the first starts a row, the last ``["`` starting the last one. Otherwise the answer is
-    decoded, put in that order (a column InfluxDB did not send as null) and dumped."""
+    ``[`` but the first starts a row, the last ``["`` starting the last one. Otherwise the
+    answer is decoded, put in that order (a column InfluxDB did not send as null) and
+    dumped."""
     rows = _values_text(body, names)
     if rows is not None and b"{" not in rows and b',"' not in rows:
         last = rows.rfind(b'["') + 2

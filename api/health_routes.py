@@ -77,7 +77,11 @@ async def platform_health(request: Request) -> dict[str, Any]:
     latest = await latest_of_types(influx, catalogue, sorted({d.type for d in devices}))
     now = time.time_ns()
     per_area: dict[str, Counter[str]] = {}
+    unknown_type = 0  # the registry names a type the catalogue no longer has
     for d in devices:
+        if d.type not in catalogue.types:
+            unknown_type += 1
+            continue
         seen = latest.get(d.id)
         state = liveness(
             seen.time_ns if seen else None,
@@ -97,4 +101,5 @@ async def platform_health(request: Request) -> dict[str, Any]:
         "rejects_by_reason": dict(sorted(rejects.items())),
         "devices": total,
         "devices_by_subdistrict": by_area,
+        "devices_of_unknown_type": unknown_type,
     }

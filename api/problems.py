@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sensornet.errors import InfluxError, InfluxUnavailableError
+from sensornet.errors import InfluxError, InfluxUnavailableError, UnknownSensorType
 
 PROBLEM = "application/problem+json"
 
@@ -50,6 +50,8 @@ def known_problem(exc: Exception, instance: str) -> JSONResponse | None:
     for anything else; shared by the exception handlers and ``api.fast``."""
     if isinstance(exc, Problem):
         return _response(exc.status, exc.title, exc.detail, instance, exc.headers, **exc.extra)
+    if isinstance(exc, UnknownSensorType):  # a registry older than the catalogue
+        return _response(409, "Sensor type not in the catalogue", str(exc), instance)
     if isinstance(exc, InfluxUnavailableError):
         return _response(503, "Time-series store unavailable", str(exc), instance)
     if isinstance(exc, InfluxError):
@@ -61,6 +63,7 @@ def known_problem(exc: Exception, instance: str) -> JSONResponse | None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     @app.exception_handler(InfluxError)
+    @app.exception_handler(UnknownSensorType)
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         response = known_problem(exc, request.url.path)
         assert response is not None

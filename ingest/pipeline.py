@@ -3,6 +3,7 @@ tested and benchmarked alone; the service around it owns the sockets."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ from sensornet.lineprotocol import encode_point
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate
+
+log = logging.getLogger("sensornet.ingest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,37 @@ class Pipeline:
     def process(
         self, messages: Sequence[InboundMessage], now_ns: int, registry_version: object = None
     ) -> BatchResult:
-        """``registry_version`` changes whenever the devices behind ``lookup`` do."""
+        """``registry_version`` changes whenever the devices behind ``lookup`` do.
+
+        Bad input is refused with a reason, never raised. Should a message still raise (a
+        bug), the batch is processed again one message at a time, and the one that raises
+        becomes an ``internal_error`` dead letter: logged with its traceback, and neither
+        the batch nor the ingester stalls on it."""
         self._fast.registry_seen(registry_version)
+        try:
+            return self._process(messages, now_ns)
+        except Exception:
+            return self._process_each(messages, now_ns)
+
+    def _process_each(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
+        out = BatchResult()
+        for m in messages:
+            try:
+                one = self._process([m], now_ns)
+            except Exception as exc:
+                log.exception("pipeline error on %.200r; kept as a dead letter", m.topic)
+                parsed = parse_topic(self.topic_prefix, m.topic)
+                detail = f"{type(exc).__name__}: {exc}"[:500]
+                device = parsed.device_id if parsed else None
+                out.rejects.append(Reject(device, "internal_error", detail, m.topic, m.payload))
+                continue
+            out.lines += one.lines
+            out.stored += one.stored
+            out.rejects += one.rejects
+            out.status += one.status
+        return out
+
+    def _process(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
         out = BatchResult()
         fast = self.use_fast_lane
         readings, pack = self._fast.readings, self._fast.pack

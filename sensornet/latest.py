@@ -88,6 +88,8 @@ async def latest_of_type(
 async def latest_of_types(
     influx: InfluxClient, catalogue: Catalogue, type_ids: Sequence[str]
 ) -> dict[str, Latest]:
-    """Latest reading of every sensor of several types, queried concurrently."""
-    found = await asyncio.gather(*(latest_of_type(influx, catalogue.get(t)) for t in type_ids))
+    """Latest reading of every sensor of several types, queried concurrently; a type the
+    catalogue no longer has is skipped (its sensors have no latest reading)."""
+    known = [catalogue.types[t] for t in type_ids if t in catalogue.types]
+    found = await asyncio.gather(*(latest_of_type(influx, t) for t in known))
     return {k: v for part in found for k, v in part.items()}

@@ -87,7 +87,11 @@ def validate(
         return Rejection("unknown_sensor", f"sensor {sensor_id!r:.80} is not registered")
     if not device.reporting:
         return Rejection(f"sensor_{device.status}", f"sensor {device.id} is {device.status}")
-    sensor_type = catalogue.get(device.type)
+    sensor_type = catalogue.types.get(device.type)
+    if sensor_type is None:  # registered before its type left the catalogue
+        return Rejection(
+            "unknown_type", f"sensor {device.id} has type {device.type!r:.80}, not in the catalogue"
+        )
     fallback_ns = now_ns if arrival_ns is None else arrival_ns
     ts_ns = fallback_ns if raw.ts_ns is None else raw.ts_ns
     if ts_ns > now_ns + MAX_FUTURE_NS:

@@ -22,6 +22,8 @@ SL = DeviceInfo("SL-1", "street_light", "beizhan", 31.25, 121.46, "active")
 TF = DeviceInfo("TF-1", "traffic_flow", "beizhan", 31.25, 121.46, "active")
 RETIRED = DeviceInfo("RT-1", "air_quality", "beizhan", 31.25, 121.46, "retired")
 PLANNED = DeviceInfo("PL-1", "air_quality", "beizhan", 31.25, 121.46, "planned")
+# registered before its type left the catalogue (an upgrade renamed or dropped it)
+ORPHAN = DeviceInfo("OT-1", "tram_counter", "beizhan", 31.25, 121.46, "active")
 NOW = int(time.time())
 
 
@@ -64,6 +66,7 @@ CASES: list[tuple[str, str, bytes, str]] = [
     ("a,b=c d", "readings", j({"pm25": 1.0}), "unknown_sensor"),
     ("RT-1", "readings", j({"pm25": 1.0}), "sensor_retired"),
     ("PL-1", "readings", j({"pm25": 1.0}), "sensor_planned"),
+    ("OT-1", "readings", j({"trams": 3}), "unknown_type"),
     ("AQ-1", "readings", b'{"pm25": ' + b"1" * 300_000 + b"}", "oversize"),
     ("AQ-1", "readings", j([{"pm25": 1.0}] * 10_001), "too_many"),
     ("SL-1", "readings", j({"mode": "disco"}), "not_allowed"),
@@ -89,7 +92,7 @@ async def test_hostile_payloads_become_dead_letters_with_reasons(
     settings: Settings, influx: InfluxClient
 ) -> None:
     assert len(CASES) >= 30
-    await register_fleet(settings, [AQ, AQ2, SL, TF, RETIRED, PLANNED])
+    await register_fleet(settings, [AQ, AQ2, SL, TF, RETIRED, PLANNED, ORPHAN])
     p = settings.topic_prefix
     stream = []
     for i, (device, kind, payload, _) in enumerate(CASES):
@@ -120,6 +123,7 @@ async def test_hostile_payloads_become_dead_letters_with_reasons(
         "SL-1",
         "RT-1",
         "PL-1",
+        "OT-1",
         "NOPE-1",
         "NOPE-2",
         "GW-1",

@@ -242,3 +242,36 @@ async def test_platform_health(
     assert body["devices"]["online"] >= len(reporting) - 1 - len(slow)
     area = body["devices_by_subdistrict"][fleet[0].subdistrict]
     assert area["offline"] >= 1
+
+
+async def test_a_sensor_whose_type_left_the_catalogue_breaks_nothing_else(
+    settings: Settings, influx: InfluxClient, engineer_headers: dict[str, str]
+) -> None:
+    """A registry older than the catalogue (a type renamed or dropped in an upgrade): the
+    lists still answer and show the sensor without values; its own routes say why."""
+    fleet = await _district(settings, influx, hours=1)
+    orphan = dataclasses.replace(fleet[0], id="TRAM-1", type="tram_counter")
+    await register_fleet(settings, [orphan])
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    async with (
+        running(run_api, settings),
+        httpx.AsyncClient(base_url=_base(settings), headers=engineer_headers) as http,
+    ):
+        latest = await http.get("/latest")
+        assert latest.status_code == 200, latest.text
+        items = {i["sensor_id"]: i for i in latest.json()["items"]}
+        assert items["TRAM-1"]["time"] is None and items["TRAM-1"]["values"] == {}
+        assert items[fleet[0].id]["values"]  # the others keep their readings
+        health = await http.get("/platform/health")
+        assert health.status_code == 200, health.text
+        for path in (
+            "/sensors/TRAM-1/series",
+            "/sensors/TRAM-1/series.csv",
+            "/sensors/TRAM-1/latest",
+            "/sensors/TRAM-1/view",
+            "/devices/TRAM-1/accounting",
+        ):
+            r = await http.get(path, params={"start": start})
+            assert r.status_code == 409, (path, r.status_code, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert "tram_counter" in r.json()["detail"], path

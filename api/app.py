@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
-from starlette.types import ASGIApp
+from starlette.types import Receive, Scope, Send
 
 from api import (
     accounting_routes,
@@ -140,17 +140,23 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
 
 
 class _SensornetAPI(FastAPI):
-    """FastAPI with ``api.fast`` in front of its whole middleware stack: the hot GET routes
-    skip every FastAPI layer (error pages, telemetry, body limit), and an unexpected error
-    there reaches uvicorn, which answers 500 as ServerErrorMiddleware would."""
+    """FastAPI with ``api.fast`` in front of all of it: the hot GET routes skip every
+    FastAPI layer (its per-request telemetry check, error pages, body limit), and an
+    unexpected error there reaches uvicorn, which answers 500 as ServerErrorMiddleware
+    would. Everything else goes through FastAPI unchanged."""
 
     def __init__(self, *, fast_routes: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._fast_routes = fast_routes
+        self._fast = FastRoutes(super().__call__) if fast_routes else None
 
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        return FastRoutes(stack) if self._fast_routes else stack
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._fast is None or scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:  # as FastAPI and Starlette set them for their handlers
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        await self._fast(scope, receive, send)
 
 
 async def _tcp_reachable(host: str, port: int) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,6 +65,25 @@ def text(value: str) -> Any:
     return value
 
 
+def _pairs(query_string: bytes) -> list[tuple[str, str]]:
+    """``parse_qsl(..., keep_blank_values=True)`` of the query, unquoting only the parts
+    that need it; a part without ``=`` gives an empty value (which ``arguments`` leaves to
+    FastAPI), as ``parse_qsl`` does."""
+    if not query_string:
+        return []
+    pairs = []
+    for part in query_string.decode("latin-1").split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        pairs.append((name, value))
+    return pairs
+
+
 AGGREGATE = word("mean", "min", "max", "count")
 STEP = integer(1, 30 * 86400)
 
@@ -78,7 +97,7 @@ class FastRoute:
 
     def arguments(self, path_args: dict[str, str], query_string: bytes) -> dict[str, Any] | None:
         args: dict[str, Any] = dict(path_args)
-        for name, raw in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        for name, raw in _pairs(query_string):
             parse = self.query.get(name)
             if parse is None or name in args or not raw:
                 return None

@@ -9,8 +9,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 from query_fixtures import write_history
 
 from api import fast
@@ -158,3 +161,15 @@ async def test_fast_path_takes_only_what_fastapi_routes_there(settings: Settings
         }  # fmt: skip
         await plain(scope, receive, send)  # 401 or 404: no key, no state needed
         assert scope.get("endpoint") is route.endpoint, path
+
+
+@given(
+    st.binary(max_size=60)
+    | st.lists(
+        st.sampled_from([b"a", b"=", b"&", b"%2B", b"+", b"%", b"\xe4", b"%E4%B8%AD", b""]),
+        max_size=12,
+    ).map(b"".join)
+)
+def test_query_pairs_are_parse_qsl(query: bytes) -> None:
+    text = query.decode("latin-1")
+    assert fast._pairs(query) == parse_qsl(text, keep_blank_values=True)

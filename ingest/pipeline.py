@@ -47,6 +47,7 @@ class Pipeline:
     topic_prefix: str
     max_payload_bytes: int = 256 * 1024
     use_fast_lane: bool = True
+    is_gateway: Callable[[str], bool] = lambda device_id: False  # may publish its status
     _fast: FastLane = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +113,7 @@ class Pipeline:
             )
             return
         if parsed.kind == "status":
-            if self.lookup(parsed.device_id) is None:
+            if self.lookup(parsed.device_id) is None and not self.is_gateway(parsed.device_id):
                 out.rejects.append(
                     Reject(
                         parsed.device_id,

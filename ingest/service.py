@@ -37,7 +37,11 @@ class Ingester:
         self.influx = influx
         self.devices = devices
         self.pipeline = Pipeline(
-            catalogue, devices.get, settings.topic_prefix, settings.ingest_max_payload_bytes
+            catalogue,
+            devices.get,
+            settings.topic_prefix,
+            settings.ingest_max_payload_bytes,
+            is_gateway=devices.is_gateway,
         )
         self.stats = IngestStats()
         self.spool = Spool(

@@ -10,7 +10,7 @@ import pytest
 from pg_server import BACKENDS, registry_on
 from sqlalchemy import delete, select, update
 
-from sensornet.registry.models import Sensor
+from sensornet.registry.models import Gateway, Sensor
 from sensornet.registry.store import DeviceCache, open_registry, upsert_devices
 from sensornet.runtime import default_fleet
 from sensornet.settings import Settings
@@ -78,3 +78,25 @@ async def test_a_ttl_keeps_requests_from_checking_each_time(settings: Settings) 
         assert len(await cache.devices()) == 1  # within the TTL
         await cache.refresh(force=True)
         assert len(await cache.devices()) == 2
+
+
+async def test_gateways_named_by_sensors_are_registered_and_seen(settings: Settings) -> None:
+    fleet = [d for d in default_fleet(60) if d.gateway_id is not None][:3]
+    assert fleet, "the default fleet attaches some sensors to gateways"
+    async with open_registry(settings.registry_database_url) as engine:
+        await upsert_devices(engine, fleet)
+        async with engine.connect() as connection:
+            rows = (await connection.execute(select(Gateway.id, Gateway.subdistrict))).all()
+        first = {d.gateway_id: d.subdistrict for d in reversed(fleet)}
+        assert sorted(rows) == sorted(first.items())  # placed with their first sensor
+        cache = DeviceCache(engine, ttl_s=0)
+        await cache.refresh()
+        gateway = fleet[0].gateway_id
+        assert gateway is not None and cache.is_gateway(gateway)
+        assert not cache.is_gateway(fleet[0].id)
+        async with engine.begin() as connection:  # retired through the registry
+            await connection.execute(
+                update(Gateway).where(Gateway.id == gateway).values(status="retired")
+            )
+        await cache.refresh()
+        assert not cache.is_gateway(gateway)

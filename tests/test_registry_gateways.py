@@ -67,6 +67,7 @@ async def test_gateway_publishes_packs_only_for_its_sensors(
                 "readings": [{"sensor": "NS-G1", "laeq": 50.5}, {"sensor": "NS-G2", "laeq": 60.5}],
             }
             client.publish(f"{p}/GW-1/pack", orjson.dumps(pack), qos=1)
+            client.publish(f"{p}/GW-1/status", b"online", qos=1)  # a gateway's own status
 
             async def letters() -> list[dict[str, Any]]:
                 return rows(await influx.query('SELECT * FROM "dead_letter"'))
@@ -76,6 +77,8 @@ async def test_gateway_publishes_packs_only_for_its_sensors(
         stored = rows(await influx.query('SELECT * FROM "noise"'))
         assert [(r["sensor_id"], r["laeq"]) for r in stored] == [("NS-G1", 50.5)]
         assert [(r["device"], r["reason"]) for r in refused] == [("NS-G2", "foreign_gateway")]
+        said = rows(await influx.query('SELECT * FROM "device_status"'))
+        assert [(r["sensor_id"], r["state"]) for r in said] == [("GW-1", "online")]
 
         retired = await http.post("/gateways/GW-1/retire")
         assert retired.json()["status"] == "retired"

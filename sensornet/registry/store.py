@@ -16,7 +16,7 @@ from sensornet.catalogue import Catalogue
 from sensornet.district import District
 from sensornet.errors import SensornetError
 from sensornet.registry.migrate import migrate
-from sensornet.registry.models import REPORTING_STATUSES, Sensor, utcnow
+from sensornet.registry.models import REPORTING_STATUSES, Gateway, Sensor, utcnow
 
 SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -77,8 +77,21 @@ async def upsert_devices(
 
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     changed = 0
+    devices = list(devices)
     async with sessions() as session, session.begin():
         existing = {s.id: s for s in (await session.scalars(select(Sensor))).all()}
+        gateways = set((await session.scalars(select(Gateway.id))).all())
+        for d in devices:  # a gateway a sensor names exists, placed at its first sensor
+            if d.gateway_id is not None and d.gateway_id not in gateways:
+                now = utcnow()
+                gateway = Gateway(
+                    id=d.gateway_id, subdistrict=d.subdistrict, lat=d.lat, lon=d.lon,
+                    status="active", created_at=now, updated_at=now,
+                )  # fmt: skip
+                session.add(gateway)
+                gateways.add(d.gateway_id)
+                after = {"subdistrict": d.subdistrict, "lat": d.lat, "lon": d.lon}
+                audit(session, actor, "register", "gateway", d.gateway_id, None, after)
         for d in devices:
             row = existing.get(d.id)
             if row is None:
@@ -122,14 +135,24 @@ async def load_devices(engine: AsyncEngine) -> dict[str, DeviceInfo]:
     return {row[0]: DeviceInfo(*row) for row in sorted(rows, key=lambda row: str(row[0]))}
 
 
-async def devices_fingerprint(engine: AsyncEngine) -> tuple[int, object]:
-    """(count, newest ``updated_at``): changes whenever a sensor is added, removed or
-    changed through the registry (every write sets ``updated_at``); one indexed query."""
+async def devices_fingerprint(engine: AsyncEngine) -> tuple[object, ...]:
+    """Count and newest ``updated_at`` of sensors and of gateways: changes whenever one is
+    added, removed or changed through the registry (every write sets ``updated_at``)."""
     async with engine.connect() as connection:
-        count, newest = (
+        sensors = (
             await connection.execute(select(func.count(), func.max(Sensor.updated_at)))
         ).one()
-        return int(count), newest
+        gateways = (
+            await connection.execute(select(func.count(), func.max(Gateway.updated_at)))
+        ).one()
+        return (*sensors, *gateways)
+
+
+async def load_gateway_ids(engine: AsyncEngine) -> frozenset[str]:
+    """The gateways that may report (not retired)."""
+    async with engine.connect() as connection:
+        ids = await connection.scalars(select(Gateway.id).where(Gateway.status != "retired"))
+        return frozenset(ids.all())
 
 
 async def get_device(engine: AsyncEngine, sensor_id: str) -> DeviceInfo | None:
@@ -152,8 +175,9 @@ class DeviceCache:
         self._engine = engine
         self._ttl_s, self._full_reload_s = ttl_s, full_reload_s
         self._devices: dict[str, DeviceInfo] = {}
+        self._gateways: frozenset[str] = frozenset()
         self._checked_at = self._loaded_at = float("-inf")
-        self._fingerprint: tuple[int, object] | None = None
+        self._fingerprint: tuple[object, ...] | None = None
         self._lock = asyncio.Lock()
         self.version = 0  # changes exactly when the devices do: readers may cache by it
 
@@ -171,6 +195,7 @@ class DeviceCache:
                 or now - self._loaded_at >= self._full_reload_s
             ):
                 devices = await load_devices(self._engine)
+                self._gateways = await load_gateway_ids(self._engine)
                 if devices != self._devices:
                     self._devices = devices
                     self.version += 1
@@ -184,6 +209,10 @@ class DeviceCache:
 
     def get(self, sensor_id: str) -> DeviceInfo | None:
         return self._devices.get(sensor_id)
+
+    def is_gateway(self, device_id: str) -> bool:
+        """A registered gateway that is not retired (it may publish its status)."""
+        return device_id in self._gateways
 
     def __len__(self) -> int:
         return len(self._devices)

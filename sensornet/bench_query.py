@@ -30,6 +30,7 @@ import orjson
 from api import range_queries
 from api.health_routes import INGEST_LAST_TWO, REJECTS
 from api.latest_routes import page_queries
+from api.range_routes import EPOCH
 from gateway_sim.backfill import backfill
 from gateway_sim.signals import City
 from sensornet.catalogue import Catalogue, load_catalogue
@@ -82,7 +83,7 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
 
         return run
 
-    range_params = {"sensor_id": sensor.id, "after": 0}
+    range_params = {"sensor_id": sensor.id, "after": EPOCH}  # as the API binds a first page
     health_types = sorted({d.type for d in fleet})
 
     async def health_direct(influx: InfluxClient) -> Any:

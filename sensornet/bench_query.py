@@ -181,7 +181,8 @@ async def run_bench(
     only: Sequence[str] = (),
 ) -> dict[str, Any]:
     catalogue = load_catalogue()
-    known = [c.name for c in cases(catalogue, default_fleet(sensors), datetime.now(UTC))]
+    fleet = default_fleet(sensors)
+    known = [c.name for c in cases(catalogue, fleet, datetime.now(UTC))]
     if unknown := set(only) - set(known):
         raise ConfigError(f"unknown endpoint case {sorted(unknown)}; known: {known}")
     with tempfile.TemporaryDirectory(prefix="sensornet-bench-") as tmp:
@@ -195,16 +196,15 @@ async def run_bench(
                 influx_db="bench", api_port=free_port(), opendata_burst=1_000_000,
                 opendata_rate_per_s=1_000_000.0, _env_file=None,
             )  # fmt: skip
-            return await _bench(settings, catalogue, sensors, days, rounds, log, only)
+            return await _bench(settings, catalogue, fleet, days, rounds, log, only)
         finally:
             influxd.stop()
 
 
 async def _bench(
-    settings: Settings, catalogue: Catalogue, sensors: int, days: float, rounds: int,
-    log: Callable[[str], None], only: Sequence[str],
+    settings: Settings, catalogue: Catalogue, fleet: list[DeviceInfo], days: float,
+    rounds: int, log: Callable[[str], None], only: Sequence[str],
 ) -> dict[str, Any]:  # fmt: skip
-    fleet = default_fleet(sensors)
     await register_fleet(settings, fleet)
     # Every data route needs a key: the API side pays for authentication like any client.
     async with open_registry(settings.registry_database_url) as registry:
@@ -257,7 +257,7 @@ async def _bench(
             server.wait(30)
     return {
         "bench": "query",
-        "sensors": sensors,
+        "sensors": len(fleet),
         "days": days,
         "points": points,
         "load_s": round(load_s, 1),

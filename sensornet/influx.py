@@ -75,7 +75,7 @@ class InfluxClient:
             self.url,
             max_connections=8,
             timeout_s=timeout_s,
-            basic_auth=(username, password or "") if username else None,
+            basic_auth=auth,
             ssl_context=trust,
         )
 

@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -62,10 +62,12 @@ async def open_registry(url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+#: The registry columns behind each field of ``DeviceInfo``, in its order.
+_DEVICE_COLUMNS = tuple(getattr(Sensor, f.name) for f in fields(DeviceInfo))
+
+
 def _info(row: Sensor) -> DeviceInfo:
-    return DeviceInfo(
-        row.id, row.type, row.subdistrict, row.lat, row.lon, row.status, row.gateway_id
-    )
+    return DeviceInfo(*(getattr(row, f.name) for f in fields(DeviceInfo)))
 
 
 async def upsert_devices(
@@ -118,12 +120,6 @@ async def upsert_devices(
                 audit(session, actor, "update", "sensor", d.id, before, snapshot(row))
                 changed += 1
     return changed
-
-
-_DEVICE_COLUMNS = (
-    Sensor.id, Sensor.type, Sensor.subdistrict, Sensor.lat, Sensor.lon, Sensor.status,
-    Sensor.gateway_id,
-)  # fmt: skip
 
 
 async def load_devices(engine: AsyncEngine) -> dict[str, DeviceInfo]:

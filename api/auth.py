@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from starlette.datastructures import Headers
 
 from api.key_cache import KeyCache
 from api.problems import Problem
@@ -32,13 +31,22 @@ async def principal(
     return await authenticated(request, bearer.credentials if bearer is not None else header)
 
 
-def presented_key(headers: Headers) -> str | None:
+def presented_key(raw: list[tuple[bytes, bytes]]) -> str | None:
     """The key as the two security schemes above read it (Bearer first, else X-API-Key),
-    for ``api.fast``, which does not go through FastAPI's dependencies."""
-    scheme, credentials = get_authorization_scheme_param(headers.get("Authorization"))
-    if scheme.lower() == "bearer" and credentials:
-        return credentials
-    return headers.get("X-API-Key") or None
+    for ``api.fast``, which does not go through FastAPI's dependencies. ``raw`` is the ASGI
+    scope's header list (lower-case names; the first of a repeated header counts, as
+    ``Headers.get`` reads them)."""
+    authorization = api_key = None
+    for name, value in raw:
+        if name == b"authorization" and authorization is None:
+            authorization = value
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value
+    if authorization is not None:
+        scheme, credentials = get_authorization_scheme_param(authorization.decode("latin-1"))
+        if scheme.lower() == "bearer" and credentials:
+            return credentials
+    return api_key.decode("latin-1") if api_key else None
 
 
 async def authenticated(request: Request, secret: str | None) -> Principal:

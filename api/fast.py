@@ -186,7 +186,8 @@ class FastRoutes:
             if route.role is None:
                 opendata_routes.rate_limited(request)
             else:
-                check_role(await authenticated(request, presented_key(request.headers)), route.role)
+                secret = presented_key(scope["headers"])
+                check_role(await authenticated(request, secret), route.role)
             response = await route.endpoint(request, **args)
         except Exception as exc:
             problem = known_problem(exc, request.url.path)

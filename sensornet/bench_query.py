@@ -130,9 +130,21 @@ def _pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
-async def measure(api: Http1Pool, influx: InfluxClient, case: Case, rounds: int) -> dict[str, Any]:
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    api: Http1Pool, influx: InfluxClient, case: Case, rounds: int, api_pid: int
+) -> dict[str, Any]:
     """Interleaved; which side goes first alternates, so neither always finds InfluxDB
-    just woken by the other."""
+    just woken by the other. Also the API process's CPU per request over the measured
+    rounds: steadier than latency on a shared machine, and what the API itself spends."""
     api_ms: list[float] = []
     direct_ms: list[float] = []
     target = f"{case.path}?{urlencode(case.params)}".rstrip("?")
@@ -152,7 +164,10 @@ async def measure(api: Http1Pool, influx: InfluxClient, case: Case, rounds: int)
         await case.direct(influx)
         direct_ms.append((time.perf_counter() - t0) * 1000)
 
+    cpu_start: float | None = None
     for i in range(rounds + 4):
+        if i == 4:
+            cpu_start = process_cpu_s(api_pid)
         if i % 2:
             await direct()
             r = await through_api()
@@ -162,6 +177,7 @@ async def measure(api: Http1Pool, influx: InfluxClient, case: Case, rounds: int)
         if i < 4:  # warm-up rounds
             api_ms.clear()
             direct_ms.clear()
+    cpu_end = process_cpu_s(api_pid)
     api_p50, direct_p50 = statistics.median(api_ms), statistics.median(direct_ms)
     return {
         "api_p50_ms": round(api_p50, 2),
@@ -169,6 +185,9 @@ async def measure(api: Http1Pool, influx: InfluxClient, case: Case, rounds: int)
         "direct_p50_ms": round(direct_p50, 2),
         "direct_p95_ms": round(_pct(direct_ms, 0.95), 2),
         "overhead_ratio": round(api_p50 / direct_p50, 3),
+        "api_cpu_ms_per_request": None
+        if cpu_start is None or cpu_end is None
+        else round((cpu_end - cpu_start) * 1000 / rounds, 3),
         "bytes": len(r.body),
     }
 
@@ -248,7 +267,7 @@ async def _bench(
                 for case in cases(catalogue, fleet, now):
                     if only and case.name not in only:
                         continue
-                    results[case.name] = await measure(api, influx, case, rounds)
+                    results[case.name] = await measure(api, influx, case, rounds, server.pid)
                     log(f"{case.name}: {results[case.name]}")
             finally:
                 await api.aclose()

@@ -26,6 +26,7 @@ def test_bench_query_reports_every_endpoint() -> None:
     for name, endpoint in figures["endpoints"].items():
         assert endpoint["api_p50_ms"] > 0 and endpoint["direct_p50_ms"] > 0, name
         assert endpoint["bytes"] > 2, name  # an answer with content, checked 200 by the bench
+        assert endpoint["api_cpu_ms_per_request"] >= 0, name  # read from /proc (Linux)
 
 
 def test_bench_query_one_endpoint_and_an_unknown_one() -> None:

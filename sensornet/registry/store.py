@@ -200,7 +200,8 @@ class DeviceCache:
 
     async def devices(self) -> Mapping[str, DeviceInfo]:
         """The sensors, refreshed first when due."""
-        await self.refresh()
+        if time.monotonic() - self._checked_at >= self._ttl_s:  # else no coroutine at all
+            await self.refresh()
         return self._devices
 
     def get(self, sensor_id: str) -> DeviceInfo | None:

@@ -56,6 +56,14 @@ def query(
     endpoint: Annotated[
         list[str] | None, typer.Option(help="Only these cases (repeatable), e.g. series_7d_1h")
     ] = None,
+    hop: Annotated[
+        bool,
+        typer.Option(
+            "--hop",
+            help="Also through a bare forwarder in the API's place: what one more process "
+            "hop costs on this machine, the floor for overhead_ratio",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
 ) -> None:
     """Load history into a private InfluxDB, then time every query endpoint through the
@@ -67,7 +75,7 @@ def query(
             console.print(line)
 
     try:
-        result = asyncio.run(run_bench(sensors, days, rounds, log, endpoint or []))
+        result = asyncio.run(run_bench(sensors, days, rounds, log, endpoint or [], hop))
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--endpoint") from exc
     typer.echo(json.dumps(result))

@@ -11,6 +11,7 @@ with) and both decode the JSON they get, so the API side differs only by its ext
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,7 @@ class Case:
     params: dict[str, str]
     direct: Direct
     json: bool = True  # the body is decoded, as InfluxClient decodes InfluxDB's
+    influxql: tuple[str, dict[str, Any]] | None = None  # the one query ``direct`` sends
 
 
 def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> list[Case]:
@@ -77,11 +79,20 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
 
         return run
 
-    def query(q: str, params: dict[str, Any]) -> Direct:
+    def ranged(
+        name: str,
+        path: str,
+        api_params: dict[str, str],
+        q: str,
+        params: dict[str, Any],
+        json: bool = True,
+    ) -> Case:
+        """A case whose API answer comes from one InfluxQL query."""
+
         async def run(influx: InfluxClient) -> Any:
             return await influx.query(q, params, epoch="")  # as the API asks: RFC 3339 times
 
-        return run
+        return Case(name, path, api_params, run, json, (q, params))
 
     range_params = {"sensor_id": sensor.id, "after": EPOCH}  # as the API binds a first page
     health_types = sorted({d.type for d in fleet})
@@ -97,30 +108,30 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
              latest_direct(page_queries(page))),
         Case("latest_type", "/latest", {"type": "air_quality", "limit": "1000"},
              latest_direct(page_queries([d for d in by_id if d.type == "air_quality"][:1000]))),
-        Case("series_raw_1d", f"/sensors/{sensor.id}/series", {"start": day.isoformat()},
-             query(range_queries.sensor_series(air, RAW, None, "mean"),
-                   range_params | {"start": day.isoformat(), "end": now.isoformat(),
-                                   "limit": 1000})),
-        Case("series_7d_1h", f"/sensors/{sensor.id}/series",
-             {"start": week.isoformat(), "end": now.isoformat(), "step": "3600"},
-             query(range_queries.sensor_series(air, HOUR, 3600, "mean"),
-                   range_params | {"start": week.isoformat(), "end": now.isoformat(),
-                                   "limit": 1000})),
-        Case("csv_raw_1d", f"/sensors/{sensor.id}/series.csv", {"start": day.isoformat(),
-                                                                "end": now.isoformat()},
-             query(range_queries.sensor_series(air, RAW, None, "mean"),
-                   range_params | {"start": day.isoformat(), "end": now.isoformat(),
-                                   "limit": 200_000}), json=False),
-        Case("aggregates_7d_1h", "/aggregates",
-             {"type": "air_quality", "quantity": "pm25", "start": week.isoformat(),
-              "end": now.isoformat(), "step": "3600"},
-             query(range_queries.subdistrict_aggregate(air, "pm25", HOUR, 3600, "mean", False),
-                   {"start": week.isoformat(), "end": now.isoformat()})),
-        Case("opendata_air_7d", "/open/datasets/air_quality_hourly/data",
-             {"start": week.isoformat(), "end": now.isoformat()},
-             query(range_queries.subdistrict_aggregates(
-                 air, ("pm25", "pm10", "no2", "o3", "co"), HOUR, 3600, "mean"),
-                 {"start": week.isoformat(), "end": now.isoformat()})),
+        ranged("series_raw_1d", f"/sensors/{sensor.id}/series", {"start": day.isoformat()},
+               range_queries.sensor_series(air, RAW, None, "mean"),
+               range_params | {"start": day.isoformat(), "end": now.isoformat(),
+                               "limit": 1000}),
+        ranged("series_7d_1h", f"/sensors/{sensor.id}/series",
+               {"start": week.isoformat(), "end": now.isoformat(), "step": "3600"},
+               range_queries.sensor_series(air, HOUR, 3600, "mean"),
+               range_params | {"start": week.isoformat(), "end": now.isoformat(),
+                               "limit": 1000}),
+        ranged("csv_raw_1d", f"/sensors/{sensor.id}/series.csv", {"start": day.isoformat(),
+                                                                  "end": now.isoformat()},
+               range_queries.sensor_series(air, RAW, None, "mean"),
+               range_params | {"start": day.isoformat(), "end": now.isoformat(),
+                               "limit": 200_000}, json=False),
+        ranged("aggregates_7d_1h", "/aggregates",
+               {"type": "air_quality", "quantity": "pm25", "start": week.isoformat(),
+                "end": now.isoformat(), "step": "3600"},
+               range_queries.subdistrict_aggregate(air, "pm25", HOUR, 3600, "mean", False),
+               {"start": week.isoformat(), "end": now.isoformat()}),
+        ranged("opendata_air_7d", "/open/datasets/air_quality_hourly/data",
+               {"start": week.isoformat(), "end": now.isoformat()},
+               range_queries.subdistrict_aggregates(
+                   air, ("pm25", "pm10", "no2", "o3", "co"), HOUR, 3600, "mean"),
+               {"start": week.isoformat(), "end": now.isoformat()}),
         Case("platform_health", "/platform/health", {}, health_direct),
     ]  # fmt: skip
 
@@ -198,7 +209,9 @@ async def run_bench(
     rounds: int,
     log: Callable[[str], None],
     only: Sequence[str] = (),
+    with_hop: bool = False,
 ) -> dict[str, Any]:
+    """``with_hop``: each one-query endpoint also through ``sensornet.bench_hop``."""
     catalogue = load_catalogue()
     fleet = default_fleet(sensors)
     known = [c.name for c in cases(catalogue, fleet, datetime.now(UTC))]
@@ -215,14 +228,14 @@ async def run_bench(
                 influx_db="bench", api_port=free_port(), opendata_burst=1_000_000,
                 opendata_rate_per_s=1_000_000.0, _env_file=None,
             )  # fmt: skip
-            return await _bench(settings, catalogue, fleet, days, rounds, log, only)
+            return await _bench(settings, catalogue, fleet, days, rounds, log, only, with_hop)
         finally:
             influxd.stop()
 
 
 async def _bench(
     settings: Settings, catalogue: Catalogue, fleet: list[DeviceInfo], days: float,
-    rounds: int, log: Callable[[str], None], only: Sequence[str],
+    rounds: int, log: Callable[[str], None], only: Sequence[str], with_hop: bool,
 ) -> dict[str, Any]:  # fmt: skip
     await register_fleet(settings, fleet)
     # Every data route needs a key: the API side pays for authentication like any client.
@@ -248,32 +261,35 @@ async def _bench(
             for k, v in settings.model_dump(mode="json").items()
             if v is not None
         }
-        # e.g. "-m cProfile -o prof.out" to profile the API under the bench (it is stopped
-        # with SIGINT, after which cProfile still writes its file)
-        python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
-        server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
-            [sys.executable, *python_args, "-m", "uvicorn", "--factory", "api.app:create_app",
-             "--host", settings.api_host, "--port", str(settings.api_port),
-             "--log-level", "warning"],
-            env=env,
-        )  # fmt: skip
-        try:
-            base = f"http://{settings.api_host}:{settings.api_port}"
-            auth = {"Authorization": f"Bearer {secret}"}
-            api = Http1Pool(base, timeout_s=120, headers=auth)
-            try:
-                await _wait_ready(api)
-                results = {}
-                for case in cases(catalogue, fleet, now):
-                    if only and case.name not in only:
-                        continue
-                    results[case.name] = await measure(api, influx, case, rounds, server.pid)
-                    log(f"{case.name}: {results[case.name]}")
-            finally:
-                await api.aclose()
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(30)
+        async with contextlib.AsyncExitStack() as stack:
+            api_server, api = await stack.enter_async_context(_served(
+                "api.app:create_app", settings.api_port, env, "/open/datasets",
+                {"Authorization": f"Bearer {secret}"},
+            ))  # fmt: skip
+            hop_server = hop = None
+            if with_hop:  # a forwarder in the API's place: the floor for one more hop
+                hop_server, hop = await stack.enter_async_context(_served(
+                    "sensornet.bench_hop:create_app", free_port(), env,
+                    "/query?q=SHOW+DATABASES", {},
+                ))  # fmt: skip
+            results: dict[str, dict[str, Any]] = {}
+            for case in cases(catalogue, fleet, now):
+                if only and case.name not in only:
+                    continue
+                results[case.name] = await measure(api, influx, case, rounds, api_server.pid)
+                if hop is not None and hop_server is not None and case.influxql is not None:
+                    q, params = case.influxql
+                    through_hop = Case(case.name, "/query", {
+                        "q": q, "db": settings.influx_db, "epoch": "",
+                        "params": orjson.dumps(params).decode(),
+                    }, case.direct)  # fmt: skip
+                    hop_figures = await measure(hop, influx, through_hop, rounds, hop_server.pid)
+                    results[case.name]["hop"] = {
+                        "hop_p50_ms": hop_figures["api_p50_ms"],
+                        "direct_p50_ms": hop_figures["direct_p50_ms"],
+                        "hop_ratio": hop_figures["overhead_ratio"],
+                    }
+                log(f"{case.name}: {results[case.name]}")
     return {
         "bench": "query",
         "sensors": len(fleet),
@@ -289,14 +305,32 @@ async def _bench(
     }
 
 
-async def _wait_ready(api: Http1Pool) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if (await api.request("GET", "/open/datasets")).status == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("API did not start within 60 s")
-        await asyncio.sleep(0.2)
+@contextlib.asynccontextmanager
+async def _served(
+    factory: str, port: int, env: dict[str, str], ready_path: str, headers: dict[str, str]
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], Http1Pool]]:
+    """An ASGI app under uvicorn in its own process, as ``sensornet api`` serves the API
+    (access log off), and a client to it once ``ready_path`` answers 200."""
+    # e.g. "-m cProfile -o prof.out" to profile the API under the bench (it is stopped
+    # with SIGINT, after which cProfile still writes its file)
+    python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
+        [sys.executable, *python_args, "-m", "uvicorn", "--factory", factory,
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env,
+    )  # fmt: skip
+    client = Http1Pool(f"http://127.0.0.1:{port}", timeout_s=120, headers=headers)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                if (await client.request("GET", ready_path)).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{factory} did not start within 60 s")
+            await asyncio.sleep(0.2)
+        yield server, client
+    finally:
+        await client.aclose()
+        server.send_signal(signal.SIGINT)
+        server.wait(30)

@@ -29,13 +29,16 @@ def test_bench_query_reports_every_endpoint() -> None:
         assert endpoint["api_cpu_ms_per_request"] >= 0, name  # read from /proc (Linux)
 
 
-def test_bench_query_one_endpoint_and_an_unknown_one() -> None:
+def test_bench_query_one_endpoint_with_the_hop_and_an_unknown_one() -> None:
     argv = ["bench", "query", "--sensors", "20", "--days", "1", "--rounds", "2", "--json"]
-    result = CliRunner().invoke(app, [*argv, "--endpoint", "series_7d_1h"])
+    result = CliRunner().invoke(app, [*argv, "--endpoint", "series_7d_1h", "--hop"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert list(figures["endpoints"]) == ["series_7d_1h"]
     assert figures["series_7d_1h_api_p95_ms"] > 0
+    # the same query through the bare forwarder (the bench checks it answered 200)
+    hop = figures["endpoints"]["series_7d_1h"]["hop"]
+    assert hop["hop_p50_ms"] > 0 and hop["direct_p50_ms"] > 0
     wrong = CliRunner().invoke(app, [*argv, "--endpoint", "series_1y"])
     assert wrong.exit_code == 2
     assert "series_1y" in wrong.output and "series_7d_1h" in wrong.output

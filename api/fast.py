@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,6 +65,22 @@ def text(value: str) -> Any:
     return value
 
 
+# An RFC 3339 time in a query is usually sent with these two escaped (``urlencode`` does)
+_TIME_ESCAPES = (("%3A", ":"), ("%3a", ":"), ("%2B", "+"), ("%2b", "+"))
+
+
+def _unquoted(text: str) -> str:
+    """``unquote_plus(text)``; the escapes of a time by ``str.replace``, anything else by
+    ``unquote_plus``. Exact: the characters they decode to contain no ``%``, and
+    ``unquote`` decodes each escape on its own, so it may finish the job."""
+    if "+" in text:
+        text = text.replace("+", " ")
+    for escape, char in _TIME_ESCAPES:
+        if escape in text:
+            text = text.replace(escape, char)
+    return unquote(text) if "%" in text else text
+
+
 def _pairs(query_string: bytes) -> list[tuple[str, str]]:
     """``parse_qsl(..., keep_blank_values=True)`` of the query, unquoting only the parts
     that need it; a part without ``=`` gives an empty value (which ``arguments`` leaves to
@@ -77,9 +93,9 @@ def _pairs(query_string: bytes) -> list[tuple[str, str]]:
             continue
         name, _, value = part.partition("=")
         if "%" in name or "+" in name:
-            name = unquote_plus(name)
+            name = _unquoted(name)
         if "%" in value or "+" in value:
-            value = unquote_plus(value)
+            value = _unquoted(value)
         pairs.append((name, value))
     return pairs
 

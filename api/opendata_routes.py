@@ -82,6 +82,11 @@ async def dataset(request: Request, dataset_id: str) -> dict[str, Any]:
     return _meta(load_opendata(), request.app.state.catalogue, _dataset(dataset_id))
 
 
+def _step_start(at: datetime, step_s: int) -> datetime:
+    """The start of the ``step_s`` bucket ``at`` falls in (InfluxDB's buckets: from the epoch)."""
+    return datetime.fromtimestamp(int(at.timestamp()) // step_s * step_s, UTC)
+
+
 @router.get("/datasets/{dataset_id}/data", summary="A dataset's aggregated data")
 async def dataset_data(
     request: Request,
@@ -101,14 +106,20 @@ async def dataset_data(
     catalogue: Catalogue = request.app.state.catalogue
     settings: Settings = request.app.state.settings
     sensor_type = catalogue.get(d.type)
+    now = datetime.now(UTC)
+    # Finished steps only: the aggregate of the step in progress changes until it ends
+    end = min(end, _step_start(now, d.step_s))
     res = choose_resolution(
-        start, end, datetime.now(UTC), interval_s=sensor_type.interval_s,
+        start, end, now, interval_s=sensor_type.interval_s,
         raw_retention_s=duration_s(settings.influx_raw_retention),
         minute_retention_s=duration_s(settings.influx_1m_retention), step_s=d.step_s,
     )  # fmt: skip
     q = range_queries.subdistrict_aggregates(sensor_type, d.quantities, res, d.step_s, d.aggregate)
     influx: InfluxClient = request.app.state.influx
-    series = await influx.query(q, {"start": start.isoformat(), "end": end.isoformat()}, epoch="")
+    series = []
+    if start < end:
+        params = {"start": start.isoformat(), "end": end.isoformat()}
+        series = await influx.query(q, params, epoch="")
     records = []
     for s in series:
         area = (s.get("tags") or {}).get("subdistrict")

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     influx_raw_retention: str = Field("30d", description="How long raw readings are kept")
     influx_1m_retention: str = Field("400d", description="How long 1-minute aggregates are kept")
     influx_1h_retention: str = Field("INF", description="How long 1-hour aggregates are kept")
+    influx_1h_refresh: str = Field(
+        "5m",
+        description="How often the hourly aggregates are computed again, the current hour "
+        "included (its aggregate is at most this old); InfluxQL duration",
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -91,16 +91,32 @@ def aggregate_select(database: str, sensor_type: SensorType, target: Resolution)
     )
 
 
+def hour_refresh_checked(text: str) -> str:
+    """``SENSORNET_INFLUX_1H_REFRESH``: whole minutes from 1m to 60m (or 1h)."""
+    m = _DURATION.match(text)
+    if not m or m.group(1) == "INF" or m.group(3) not in "mh" or not 60 <= duration_s(text) <= 3600:
+        raise ConfigError(f"hourly aggregate refresh {text!r}: use 1m to 60m, e.g. 5m")
+    return text
+
+
 def cq_name(sensor_type: SensorType, target: Resolution) -> str:
     return f"cq_{target.name}_{sensor_type.id}"
 
 
-def continuous_query(database: str, sensor_type: SensorType, target: Resolution) -> str:
-    resample = "10m" if target is MINUTE else "2h"
-    step = f"{target.step_s // 60}m" if target is MINUTE else "1h"
+def continuous_query(
+    database: str, sensor_type: SensorType, target: Resolution, hour_refresh: str = "5m"
+) -> str:
+    """The minute CQ runs each minute over the last 10; the hourly one every
+    ``hour_refresh`` over the last 2 hours, which includes the current hour: run more often
+    than its GROUP BY interval, a CQ also writes the interval still in progress, and
+    overwrites it until it ends (docs/storage.md)."""
+    if target is MINUTE:
+        resample, step = "RESAMPLE FOR 10m", "1m"
+    else:
+        resample, step = f"RESAMPLE EVERY {hour_refresh_checked(hour_refresh)} FOR 2h", "1h"
     return (
         f'CREATE CONTINUOUS QUERY "{cq_name(sensor_type, target)}" ON "{database}" '
-        f"RESAMPLE FOR {resample} BEGIN {aggregate_select(database, sensor_type, target)} "
+        f"{resample} BEGIN {aggregate_select(database, sensor_type, target)} "
         f"GROUP BY time({step}), * END"
     )
 
@@ -135,6 +151,7 @@ async def apply_storage_layout(
     db = check_identifier(settings.influx_db)
     for text in retentions(settings).values():
         duration_s(text)
+    hour_refresh_checked(settings.influx_1h_refresh)
     await influx.create_database(db)
     existing = {
         row[0]
@@ -155,7 +172,10 @@ async def apply_storage_layout(
             name = cq_name(sensor_type, target)
             if name in cqs:
                 await influx.query(f'DROP CONTINUOUS QUERY "{name}" ON "{db}"', method="POST")
-            await influx.query(continuous_query(db, sensor_type, target), method="POST")
+            await influx.query(
+                continuous_query(db, sensor_type, target, settings.influx_1h_refresh),
+                method="POST",
+            )
 
 
 async def _continuous_queries(influx: InfluxClient, db: str) -> set[str]:

@@ -69,3 +69,33 @@ async def test_open_data_over_http(
         # other endpoints are not rate-limited by the open-data bucket
         assert (await http.get("/latest", headers=viewer_headers)).status_code == 200
         assert (await http.get("/latest")).status_code == 401  # anonymous: open data only
+
+
+async def test_open_data_publishes_finished_hours_only(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """The hourly aggregates hold the hour in progress too (the CQ refreshes it); open data
+    publishes an hour once it has ended, and says up to when in ``end``."""
+    catalogue = load_catalogue()
+    await apply_storage_layout(influx, settings, catalogue)
+    fleet = [d for d in default_fleet(140) if d.type == "air_quality"][:3]
+    await register_fleet(settings, fleet)
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    await write_history(influx, catalogue, fleet, hours=2, end=now, step_s=120)
+    await backfill_aggregates(
+        influx, catalogue, hour - timedelta(hours=1), hour + timedelta(hours=1)
+    )
+    current = await influx.query(
+        'SELECT count("pm25_mean") FROM "agg_1h"."air_quality" WHERE time >= $h',
+        {"h": hour.isoformat()},
+    )
+    assert current, "the hour in progress is in the hourly policy"
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    async with running(run_api, settings), httpx.AsyncClient(base_url=base) as http:
+        params = {"start": (hour - timedelta(hours=1)).isoformat()}  # end: now, by default
+        data = (await http.get("/open/datasets/air_quality_hourly/data", params=params)).json()
+    published_until = datetime.fromisoformat(data["end"])
+    assert published_until in (hour, hour + timedelta(hours=1))  # the API's own clock
+    times = {datetime.fromisoformat(r["time"]) for r in data["records"]}
+    assert times == {published_until - timedelta(hours=1)}

@@ -157,3 +157,31 @@ async def test_continuous_query_fills_minute_aggregates(
     found = await wait_until(aggregated, timeout_s=120, interval_s=1)
     assert all(r["laeq_count"] in (1, 2, 3, 4, 5, 6) for r in found)
     assert all(50 <= r["laeq_mean"] <= 75 for r in found)
+
+
+async def test_continuous_query_keeps_the_current_hour(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """The real hourly CQ, refreshed every minute here (every 5 by default): the hour in
+    progress gets its aggregate long before it ends (this waits up to about a minute)."""
+    catalogue = load_catalogue()
+    await apply_storage_layout(
+        influx, settings.model_copy(update={"influx_1h_refresh": "1m"}), catalogue
+    )
+    fleet = [d for d in default_fleet(30) if d.type == "noise"][:1]
+    written_at = datetime.now(UTC)
+    await write_history(influx, catalogue, fleet, hours=0.05, step_s=10)
+    hour = written_at.replace(minute=0, second=0, microsecond=0)
+
+    async def current_hour() -> list[dict[str, Any]]:
+        return rows(
+            await influx.query(
+                'SELECT "laeq_mean", "laeq_count" FROM "agg_1h"."noise" '
+                "WHERE sensor_id = $s AND time >= $hour",
+                {"s": fleet[0].id, "hour": hour.isoformat()},
+            )
+        )
+
+    found = await wait_until(current_hour, timeout_s=150, interval_s=1)
+    assert sum(r["laeq_count"] for r in found) >= 1
+    assert all(50 <= r["laeq_mean"] <= 75 for r in found)

@@ -70,8 +70,8 @@ _TIME_ESCAPES = (("%3A", ":"), ("%3a", ":"), ("%2B", "+"), ("%2b", "+"))
 
 
 def _unquoted(text: str) -> str:
-    """``unquote_plus(text)``; the escapes of a time by ``str.replace``, anything else by
-    ``unquote_plus``. Exact: the characters they decode to contain no ``%``, and
+    """``unquote_plus(text)``: ``+`` and the escapes of a time by ``str.replace``, any other
+    escape by ``unquote``. Exact: the characters replaced in contain no ``%``, and
     ``unquote`` decodes each escape on its own, so it may finish the job."""
     if "+" in text:
         text = text.replace("+", " ")

@@ -4,6 +4,8 @@ real API in its own process, and measures per endpoint the API's p50/p95 latency
 of the same InfluxQL sent straight to InfluxDB, interleaved in the same run.
 
 ``overhead_ratio`` = API p50 / direct p50: what the API adds over the database itself.
+``--hop`` also sends each one-query endpoint's InfluxQL through ``sensornet.bench_hop``, a
+bare forwarder in the API's place: ``hop_ratio`` is the floor one more process hop sets.
 Both sides use the same HTTP client (``sensornet.http1``, the one ``InfluxClient`` queries
 with) and both decode the JSON they get, so the API side differs only by its extra hop.
 """

@@ -282,11 +282,9 @@ async def _bench(
                     continue
                 results[case.name] = await measure(api, influx, case, rounds, api_server.pid)
                 if hop is not None and hop_server is not None and case.influxql is not None:
-                    q, params = case.influxql
-                    through_hop = Case(case.name, "/query", {
-                        "q": q, "db": settings.influx_db, "epoch": "",
-                        "params": orjson.dumps(params).decode(),
-                    }, case.direct)  # fmt: skip
+                    q, params = case.influxql  # the very request ``direct`` sends
+                    target = "/query?" + influx.query_form(q, params, epoch="")
+                    through_hop = Case(case.name, target, {}, case.direct)
                     hop_figures = await measure(hop, influx, through_hop, rounds, hop_server.pid)
                     results[case.name]["hop"] = {
                         "hop_p50_ms": hop_figures["api_p50_ms"],

@@ -145,6 +145,20 @@ class InfluxClient:
         body = await self.query_body(q, params, database=database, epoch=epoch, method=method)
         return first_series(body)
 
+    def query_form(
+        self,
+        q: str,
+        params: Mapping[str, ParamValue] | None = None,
+        *,
+        database: str | None = None,
+        epoch: str = "ns",
+    ) -> str:
+        """The ``/query`` form (URL query or POST body) for ``q`` with bound ``params``."""
+        form = f"q={_quoted(q)}&db={_quoted(database or self.database)}&epoch={_quoted(epoch)}"
+        if params:
+            form += "&params=" + quote(orjson.dumps(dict(params)).decode(), safe="")
+        return form
+
     async def query_body(
         self,
         q: str,
@@ -156,9 +170,7 @@ class InfluxClient:
     ) -> bytes:
         """As ``query``, but InfluxDB's JSON answer as it came (``first_series`` decodes
         it), for callers that can use the bytes themselves."""
-        form = f"q={_quoted(q)}&db={_quoted(database or self.database)}&epoch={_quoted(epoch)}"
-        if params:
-            form += "&params=" + quote(orjson.dumps(dict(params)).decode(), safe="")
+        form = self.query_form(q, params, database=database, epoch=epoch)
         try:
             if method == "GET":
                 answer = await self._queries.request("GET", "/query?" + form)

@@ -270,9 +270,9 @@ async def _bench(
                 "api.app:create_app", settings.api_port, env, "/open/datasets",
                 {"Authorization": f"Bearer {secret}"},
             ))  # fmt: skip
-            hop_server = hop = None
-            if with_hop:  # a forwarder in the API's place: the floor for one more hop
-                hop_server, hop = await stack.enter_async_context(_served(
+            hop = None  # a forwarder in the API's place: the floor for one more hop
+            if with_hop:
+                hop = await stack.enter_async_context(_served(
                     "sensornet.bench_hop:create_app", free_port(), env,
                     "/query?q=SHOW+DATABASES", {},
                 ))  # fmt: skip
@@ -281,11 +281,14 @@ async def _bench(
                 if only and case.name not in only:
                     continue
                 results[case.name] = await measure(api, influx, case, rounds, api_server.pid)
-                if hop is not None and hop_server is not None and case.influxql is not None:
+                if hop is not None and case.influxql is not None:
+                    hop_server, hop_client = hop
                     q, params = case.influxql  # the very request ``direct`` sends
                     target = "/query?" + influx.query_form(q, params, epoch="")
                     through_hop = Case(case.name, target, {}, case.direct)
-                    hop_figures = await measure(hop, influx, through_hop, rounds, hop_server.pid)
+                    hop_figures = await measure(
+                        hop_client, influx, through_hop, rounds, hop_server.pid
+                    )
                     results[case.name]["hop"] = {
                         "hop_p50_ms": hop_figures["api_p50_ms"],
                         "direct_p50_ms": hop_figures["direct_p50_ms"],

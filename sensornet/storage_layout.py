@@ -104,7 +104,7 @@ def cq_name(sensor_type: SensorType, target: Resolution) -> str:
 
 
 def continuous_query(
-    database: str, sensor_type: SensorType, target: Resolution, hour_refresh: str = "5m"
+    database: str, sensor_type: SensorType, target: Resolution, hour_refresh: str
 ) -> str:
     """The minute CQ runs each minute over the last 10; the hourly one every
     ``hour_refresh`` over the last 2 hours, which includes the current hour: run more often

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,23 +14,14 @@ from gmqtt.storage import PersistentStorage
 
 from gateway_sim.payloads import STATUS_OFFLINE, STATUS_ONLINE
 from sensornet.errors import SensornetError
+from sensornet.mqtt_blast import publish_packet
 from sensornet.topics import device_topic
 
 log = logging.getLogger("gateway_sim")
 
 
-_U16 = struct.Struct("!H")
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 30.0
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 class SimulatorError(SensornetError):
@@ -160,9 +150,7 @@ class Link:
         out = bytearray()
         for topic, payload in messages:
             mid = ids.next_id()
-            t = topic.encode()
-            body = _U16.pack(len(t)) + t + _U16.pack(mid) + b"\x00" + payload
-            packet = b"\x32" + _varint(len(body)) + body
+            packet = publish_packet(topic.encode(), payload, mid, b"")
             self.storage.push_message(mid, packet)
             out += packet
         connection.send_package(bytes(out))

@@ -315,7 +315,8 @@ async def _served(
     factory: str, port: int, env: dict[str, str], ready_path: str, headers: dict[str, str]
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], Http1Pool]]:
     """An ASGI app under uvicorn in its own process, as ``sensornet api`` serves the API
-    (access log off), and a client to it once ``ready_path`` answers 200."""
+    but logging warnings only (``sensornet api`` also writes uvicorn's access log line per
+    request, which the bench leaves out), and a client to it once ``ready_path`` answers 200."""
     # e.g. "-m cProfile -o prof.out" to profile the API under the bench (it is stopped
     # with SIGINT, after which cProfile still writes its file)
     python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()

@@ -56,18 +56,11 @@ def query(
     endpoint: Annotated[
         list[str] | None, typer.Option(help="Only these cases (repeatable), e.g. series_7d_1h")
     ] = None,
-    hop: Annotated[
-        bool,
-        typer.Option(
-            "--hop",
-            help="Also through a bare forwarder in the API's place: what one more process "
-            "hop costs on this machine, the floor for overhead_ratio",
-        ),
-    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
 ) -> None:
     """Load history into a private InfluxDB, then time every query endpoint through the
-    API and the same InfluxQL straight to InfluxDB (docs/benchmarks.md)."""
+    API, the same InfluxQL straight to InfluxDB and (one-query endpoints) through a bare
+    forwarder, the floor; judge each against the query-overhead target (docs/benchmarks.md)."""
     from sensornet.bench_query import run_bench
 
     def log(line: str) -> None:
@@ -75,7 +68,7 @@ def query(
             console.print(line)
 
     try:
-        result = asyncio.run(run_bench(sensors, days, rounds, log, endpoint or [], hop))
+        result = asyncio.run(run_bench(sensors, days, rounds, log, endpoint or []))
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--endpoint") from exc
     typer.echo(json.dumps(result))

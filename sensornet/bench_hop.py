@@ -1,4 +1,4 @@
-"""The query API's extra hop with none of its work, for ``sensornet bench query --hop``.
+"""The query API's extra hop with none of its work, for ``sensornet bench query``.
 
 An ASGI app, served by uvicorn as the API is, that forwards ``GET /query?...`` to InfluxDB
 unchanged over the API's own client (``sensornet.http1``) and answers InfluxDB's status and

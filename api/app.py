@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
-from starlette.types import Receive, Scope, Send
 
 from api import (
     accounting_routes,
@@ -61,7 +60,8 @@ class Health(BaseModel):
 
 
 def create_app(settings: Settings | None = None, *, fast_routes: bool = True) -> FastAPI:
-    """``fast_routes=False`` leaves every request to FastAPI (tests compare the two)."""
+    """``fast_routes=False`` leaves every request to FastAPI (tests compare the two); with
+    it, ``api.fast`` is the innermost middleware, so any added later wraps it."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -76,14 +76,15 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
             app.state.catalogue = load_catalogue()
             yield
 
-    app = _SensornetAPI(
-        fast_routes=fast_routes,
+    app = FastAPI(
         title="Sensornet city sensor API",
         version="0.1.0",
         description="Readings, sensors and platform health of the city perception network.",
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if fast_routes:
+        app.add_middleware(FastRoutes, api=app)
     problems.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)
@@ -137,26 +138,6 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         return _readings(request.app.state.catalogue, device, rows(series))
 
     return app
-
-
-class _SensornetAPI(FastAPI):
-    """FastAPI with ``api.fast`` in front of all of it: the hot GET routes skip every
-    FastAPI layer (its per-request telemetry check, error pages, body limit), and an
-    unexpected error there reaches uvicorn, which answers 500 as ServerErrorMiddleware
-    would. Everything else goes through FastAPI unchanged."""
-
-    def __init__(self, *, fast_routes: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._fast = FastRoutes(super().__call__) if fast_routes else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._fast is None or scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        if self.root_path:  # as FastAPI and Starlette set them for their handlers
-            scope["root_path"] = self.root_path
-        scope["app"] = self
-        await self._fast(scope, receive, send)
 
 
 async def _tcp_reachable(host: str, port: int) -> bool:

@@ -12,7 +12,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.security.utils import get_authorization_scheme_param
 
 from api.key_cache import KeyCache
 from api.problems import Problem
@@ -29,24 +28,6 @@ async def principal(
     header: Annotated[str | None, Security(_header)],
 ) -> Principal:
     return await authenticated(request, bearer.credentials if bearer is not None else header)
-
-
-def presented_key(raw: list[tuple[bytes, bytes]]) -> str | None:
-    """The key as the two security schemes above read it (Bearer first, else X-API-Key),
-    for ``api.fast``, which does not go through FastAPI's dependencies. ``raw`` is the ASGI
-    scope's header list (lower-case names; the first of a repeated header counts, as
-    ``Headers.get`` reads them)."""
-    authorization = api_key = None
-    for name, value in raw:
-        if name == b"authorization" and authorization is None:
-            authorization = value
-        elif name == b"x-api-key" and api_key is None:
-            api_key = value
-    if authorization is not None:
-        scheme, credentials = get_authorization_scheme_param(authorization.decode("latin-1"))
-        if scheme.lower() == "bearer" and credentials:
-            return credentials
-    return api_key.decode("latin-1") if api_key else None
 
 
 async def authenticated(request: Request, secret: str | None) -> Principal:

@@ -47,7 +47,7 @@ def _response(
 
 def known_problem(exc: Exception, instance: str) -> JSONResponse | None:
     """The problem response for an error raised by a handler (ours or InfluxDB's), or None
-    for anything else; shared by the exception handlers and ``api.fast``."""
+    for anything else."""
     if isinstance(exc, Problem):
         return _response(exc.status, exc.title, exc.detail, instance, exc.headers, **exc.extra)
     if isinstance(exc, UnknownSensorType):  # a registry older than the catalogue

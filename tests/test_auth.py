@@ -8,17 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.security.utils import get_authorization_scheme_param
-from hypothesis import given
-from hypothesis import strategies as st
 from pg_server import BACKENDS, registry_on
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from starlette.datastructures import Headers
 from support import running
 
 from api.app import create_app
-from api.auth import presented_key
 from api.key_cache import KeyCache
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
@@ -192,29 +187,3 @@ async def test_key_cache_remembers_live_keys_briefly(
         assert admin is not None
         await keys.revoke_key(engine, admin.key_id, "cli:test")
         assert await uncached.principal(api_keys["admin"]) is None
-
-
-def _starlette_reading(raw: list[tuple[bytes, bytes]]) -> str | None:
-    """How the route dependencies read the key, through Starlette's ``Headers``."""
-    headers = Headers(raw=raw)
-    scheme, credentials = get_authorization_scheme_param(headers.get("Authorization"))
-    if scheme.lower() == "bearer" and credentials:
-        return credentials
-    return headers.get("X-API-Key") or None
-
-
-_header_value = st.sampled_from(
-    [b"", b"Bearer snk_a", b"bearer snk_b", b"Bearer ", b"Basic eDp5", b"Bearer  snk_c ", b"snk_d"]
-)
-
-
-@given(
-    st.lists(
-        st.tuples(st.sampled_from([b"authorization", b"x-api-key", b"host"]), _header_value),
-        max_size=5,
-    )
-)
-def test_presented_key_reads_headers_as_starlette_does(raw: list[tuple[bytes, bytes]]) -> None:
-    """``api.fast`` reads the raw header list itself: repeated, empty and mixed headers
-    must give the key the FastAPI route would see."""
-    assert presented_key(raw) == _starlette_reading(raw)

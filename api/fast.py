@@ -83,6 +83,7 @@ class Plan:
     path_fields: dict[str, Any]  # alias -> FastAPI's field (validates as FastAPI does)
     query_fields: dict[str, Any]
     required: frozenset[str]  # query aliases without a default
+    defaults: tuple[tuple[str, str, Any], ...]  # (alias, name, default) of the others
     steps: tuple[Step, ...]
 
     def arguments(
@@ -108,9 +109,9 @@ class Plan:
             kwargs[field.name] = value
         if not self.required <= given:
             return None
-        for alias, field in self.query_fields.items():
+        for alias, name, default in self.defaults:
             if alias not in given:
-                kwargs[field.name] = copy.deepcopy(field.default)
+                kwargs[name] = default if type(default) in _IMMUTABLE else copy.deepcopy(default)
         return path_params, kwargs
 
 
@@ -175,6 +176,9 @@ def _steps(dependencies: list[Dependant]) -> tuple[Step, ...] | None:
     return tuple(steps)
 
 
+#: Defaults used as they are; any other is copied for each request, as FastAPI does
+_IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes, datetime, date})
+
 #: Types a path or query value is validated into here; a list (repeated parameter), a
 #: model (parameters as a model) or JSON is read differently by FastAPI, so is left to it.
 _SCALARS = (str, int, float, bool, type(None), datetime, date)
@@ -217,6 +221,7 @@ def plan_for(route: Any) -> Plan | None:
     steps = _steps(dependant.dependencies)
     if steps is None:
         return None
+    query = dependant.query_params
     return Plan(
         route=original,
         path=route.path,
@@ -224,8 +229,11 @@ def plan_for(route: Any) -> Plan | None:
         request_params=_request_params(dependant),
         convertors=dict(route.param_convertors),
         path_fields={f.alias: f for f in dependant.path_params},
-        query_fields={f.alias: f for f in dependant.query_params},
-        required=frozenset(f.alias for f in dependant.query_params if f.field_info.is_required()),
+        query_fields={f.alias: f for f in query},
+        required=frozenset(f.alias for f in query if f.field_info.is_required()),
+        defaults=tuple(
+            (f.alias, f.name, f.default) for f in query if not f.field_info.is_required()
+        ),
         steps=steps,
     )
 
@@ -256,7 +264,7 @@ async def _solve(
         if step.use_cache and step.call in cache:
             value = cache[step.call]
         else:
-            kwargs = await _solve(step.needs, request, cache)
+            kwargs = await _solve(step.needs, request, cache) if step.needs else {}
             for name in step.request_params:
                 kwargs[name] = request
             if step.is_async:

@@ -138,8 +138,9 @@ def _yields(call: Callable[..., Any]) -> bool:
 
 
 def _nothing_shared(d: Dependant) -> bool:
-    """No header, cookie or body to read, nor a response, background tasks, connection
-    or security scopes to share with FastAPI's machinery."""
+    """No header, cookie or body to read, nor a websocket, response, background tasks or
+    security scopes to share with FastAPI's machinery (the request itself may be taken,
+    as a ``Request`` or an ``HTTPConnection``)."""
     return (
         not (d.header_params or d.cookie_params or d.body_params)
         and d.websocket_param_name is None

@@ -5,10 +5,12 @@ accounted for with a reason."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,6 +75,14 @@ class IngesterProcess:
         return self.proc.wait(timeout=60)
 
 
+#: Readings are timed by their sequence number alone, 100 ms apart from an hour ago, so
+#: the readings of two ``publish`` calls in one test never share a time. make_readings
+#: ends its readings "now": two calls that started an exact multiple of 100 ms apart gave
+#: a sensor's later readings the times of its earlier ones, InfluxDB kept one point per
+#: time, and a test waited for readings that had been overwritten (5250 of 10000).
+EPOCH_MS = int(time.time() * 1000) - 3_600_000
+
+
 @pytest.fixture
 def fleet() -> list[DeviceInfo]:
     return default_fleet(50)
@@ -81,7 +91,10 @@ def fleet() -> list[DeviceInfo]:
 async def publish(
     settings: Settings, fleet: list[DeviceInfo], n: int, skip: int = 0, pack: int = 1
 ) -> None:
-    readings = list(make_readings(fleet, n + skip))[skip:]
+    readings = [
+        dataclasses.replace(r, ts_ms=EPOCH_MS + r.seq * 100)
+        for r in list(make_readings(fleet, n + skip))[skip:]
+    ]
     blaster = Blaster(
         settings.mqtt_host,
         settings.mqtt_port,
@@ -255,7 +268,8 @@ async def test_poison_message_among_good_ones(
     victim = next(d for d in fleet if d.type == "air_quality")
     sample = next(r for r in make_readings(fleet, 200) if r.device.id == victim.id)
     # an earlier, wrongly typed write makes every float pm25 of this shard a conflict
-    conflict = f'air_quality,sensor_id=OTHER,subdistrict=x pm25="text" {sample.ts_ms * 10**6 - 1}'
+    ts_ns = (EPOCH_MS + sample.seq * 100) * 10**6 - 1  # the time publish gives it, less 1 ns
+    conflict = f'air_quality,sensor_id=OTHER,subdistrict=x pm25="text" {ts_ns}'
     await influx.write(conflict.encode() + b"\n")
     async with running(run_ingester, settings):
         await publish(settings, fleet, 200)

@@ -10,7 +10,7 @@ import time
 from ingest.deadletter import dead_letter_line, status_line
 from ingest.metrics import IngestStats, platform_lines
 from ingest.mqtt_source import InboundMessage, MqttSource
-from ingest.pipeline import Pipeline, Reject
+from ingest.pipeline import BatchResult, Pipeline, Reject
 from ingest.spool import Spool
 from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
@@ -21,6 +21,9 @@ from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
 
 log = logging.getLogger("sensornet.ingest")
+
+REGISTRY_CHECK_S = 0.5  # how often the registry cache is asked (it refreshes when due)
+REGISTRY_WAIT_S = 30.0  # a registry slower than this counts as unreachable
 
 
 class Ingester:
@@ -128,6 +131,7 @@ class Ingester:
         side_tasks = [
             asyncio.create_task(writer.replay_forever(), name="spool-replay"),
             asyncio.create_task(self._report_forever(stop), name="platform-stats"),
+            asyncio.create_task(self._refresh_registry_forever(stop), name="registry"),
         ]
         try:
             # A queued backlog flows in before the SUBACK does: the pause must already work
@@ -143,7 +147,7 @@ class Ingester:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.ingest_batch_interval_s):
                             await self._batch_ready.wait()
-                    in_flight = [t for t in in_flight if not t.done()]
+                    in_flight = self._reap(in_flight)
                     if len(in_flight) >= self.settings.ingest_writes_in_flight:
                         await in_flight[0]
                     previous = in_flight[-1] if in_flight else None
@@ -164,6 +168,43 @@ class Ingester:
             await asyncio.gather(*side_tasks, return_exceptions=True)
             await self._report()
 
+    @staticmethod
+    def _reap(in_flight: list[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
+        """The flushes still running. A finished one is read, not dropped: one that raised
+        ends the loop (flush retries every failure itself, so that is ``WriteAborted``, on
+        stop), and the flushes behind it never ack past it."""
+        for task in in_flight:
+            if task.done():
+                task.result()
+        return [t for t in in_flight if not t.done()]
+
+    async def _refresh_registry_forever(self, stop: asyncio.Event) -> None:
+        """The registry is read here, not in the flushes: when it is down or slow, batches
+        go on with the cached sensors (alarm raised, failures counted) and never wait."""
+        delay = REGISTRY_CHECK_S
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(REGISTRY_WAIT_S):
+                    await self.devices.refresh()
+            except Exception as exc:
+                self.stats.failures["registry"] += 1
+                if not self.stats.registry_stale:
+                    log.error(
+                        "ALARM registry unreachable, using the %d cached sensors: %r",
+                        len(self.devices),
+                        exc,
+                    )
+                self.stats.registry_stale = True
+                delay = min(delay * 2, 30.0)
+            else:
+                if self.stats.registry_stale:
+                    log.warning("registry reachable again")
+                self.stats.registry_stale = False
+                delay = REGISTRY_CHECK_S
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+
     async def _announce(self, source: MqttSource, ready: asyncio.Event | None) -> None:
         await source.subscribed()
         log.info("ingester %s subscribed", self.settings.ingest_client_id)
@@ -181,8 +222,50 @@ class Ingester:
         started = time.monotonic()
         if self.stats.first_message_at is None:
             self.stats.first_message_at = time.time()
-        await self.devices.refresh()
-        now_ns = time.time_ns()
+        result, refused = await self._until_durable(batch, writer, time.time_ns())
+        if previous is not None:
+            await asyncio.shield(previous)
+        source.ack(batch)
+        # counted once acknowledged, with no await between: the figures and the time of
+        # the last ack always agree
+        stats = self.stats
+        stats.received_messages += len(batch)
+        stats.received_readings += len(result.stored) + len(result.rejects)
+        stats.stored += len(result.stored) - len(refused)
+        stats.rejected.update(reject.reason for reject in result.rejects)
+        stats.batches += 1
+        stats.last_batch_at = time.time()
+        stats.batch_latency_s = time.monotonic() - started
+        stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+
+    async def _until_durable(
+        self, batch: list[InboundMessage], writer: DurableWriter, now_ns: int
+    ) -> tuple[BatchResult, list[int]]:
+        """``_process_and_write`` until it succeeds. The writer retries and spools every
+        failure it knows; anything else (a bug) is logged with its traceback, counted and
+        retried with backoff while the batches behind wait: none is acked before this one,
+        and none dropped. ``WriteAborted`` on stop: the broker keeps the batch."""
+        delay = 0.5
+        while True:
+            try:
+                return await self._process_and_write(batch, writer, now_ns)
+            except WriteAborted:
+                raise
+            except Exception:
+                self.stats.failures["internal"] += 1
+                log.exception(
+                    "ALARM a batch of %d messages was not made durable; retrying", len(batch)
+                )
+            if writer.stop.is_set():
+                raise WriteAborted("stopping with a batch not made durable")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await writer.stop.wait()  # on stop: one more try, then give up
+            delay = min(delay * 2, 30.0)
+
+    async def _process_and_write(
+        self, batch: list[InboundMessage], writer: DurableWriter, now_ns: int
+    ) -> tuple[BatchResult, list[int]]:
         result = self.pipeline.process(batch, now_ns, self.devices.version)
         lines = result.lines + [
             dead_letter_line(r, now_ns + i) for i, r in enumerate(result.rejects)
@@ -198,20 +281,7 @@ class Ingester:
                 reject.reason,
                 reject.detail,
             )
-        if previous is not None:
-            await asyncio.shield(previous)
-        source.ack(batch)
-        # counted once acknowledged, with no await between: the figures and the time of
-        # the last ack always agree
-        stats = self.stats
-        stats.received_messages += len(batch)
-        stats.received_readings += len(result.stored) + len(result.rejects)
-        stats.stored += len(result.stored) - len(refused)
-        stats.rejected.update(reject.reason for reject in result.rejects)
-        stats.batches += 1
-        stats.last_batch_at = time.time()
-        stats.batch_latency_s = time.monotonic() - started
-        stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+        return result, refused
 
     async def _dead_letter_refused(
         self,

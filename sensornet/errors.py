@@ -53,6 +53,22 @@ class InfluxUnavailableError(InfluxError):
     """5xx, timeout or connection failure: retry later, spool meanwhile."""
 
 
+class InfluxRateLimitedError(InfluxUnavailableError):
+    """429: InfluxDB (2.x, 3.x, Cloud) asks for fewer writes; ``retry_after_s`` is its
+    ``Retry-After`` in seconds (None when it sent none). Retried no sooner, then spooled."""
+
+    def __init__(
+        self, message: str, status: int = 429, body: str = "", retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, status, body)
+        self.retry_after_s = retry_after_s
+
+
+class InfluxUnexpectedStatusError(InfluxUnavailableError):
+    """A status the client has no rule for (e.g. 422, 3xx, a 2xx other than 204 on a write).
+    Nothing says the data was stored, so it is handled as unavailable: retry, then spool."""
+
+
 class CatalogueError(SensornetError):
     """A catalogue or district file is malformed; the message names file, entry and problem."""
 

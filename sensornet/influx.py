@@ -14,7 +14,9 @@ from __future__ import annotations
 import gzip
 import re
 import ssl
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
@@ -27,8 +29,10 @@ from sensornet.errors import (
     InfluxError,
     InfluxFatalError,
     InfluxPartialWriteError,
+    InfluxRateLimitedError,
     InfluxTooLargeError,
     InfluxUnavailableError,
+    InfluxUnexpectedStatusError,
 )
 from sensornet.http1 import Http1Pool
 
@@ -124,12 +128,18 @@ class InfluxClient:
             response = await self._http.post("/write", params=params, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise InfluxUnavailableError(f"InfluxDB at {self.url} timed out on /write") from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # transport, protocol or decoding: no answer to trust
             raise InfluxUnavailableError(
                 f"InfluxDB at {self.url} unreachable: {exc.__class__.__name__}"
             ) from exc
         if response.status_code != 204:
-            raise _status_error("/write", self.url, response.status_code, response.text)
+            raise _status_error(
+                "/write",
+                self.url,
+                response.status_code,
+                response.text,
+                response.headers.get("Retry-After"),
+            )
 
     async def query(
         self,
@@ -206,7 +216,34 @@ def _quoted(q: str) -> str:
     return quote(q, safe="")
 
 
-def _status_error(endpoint: str, url: str, status: int, text: str) -> InfluxError:
+#: A Retry-After longer than this is capped: the spool holds the readings meanwhile, and
+#: an outage that long is one the operator hears about from the spool alarm anyway.
+MAX_RETRY_AFTER_S = 60.0
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """An HTTP ``Retry-After`` (delay in seconds, or an HTTP date) as seconds from now,
+    between 0 and ``MAX_RETRY_AFTER_S``; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (now or time.time())
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _status_error(
+    endpoint: str, url: str, status: int, text: str, retry_after: str | None = None
+) -> InfluxError:
+    """Every status maps to a class. A write answered with a status without a rule here
+    is "unavailable" (retried, then spooled), never taken as stored nor dropped."""
     body = text[:2000]
     where = f"InfluxDB at {url} answered {status} on {endpoint}"
     if status == 400:
@@ -217,8 +254,17 @@ def _status_error(endpoint: str, url: str, status: int, text: str) -> InfluxErro
         return InfluxFatalError(f"{where}: database missing? {body}", status, body)
     if status == 413:
         return InfluxTooLargeError(f"{where}: batch too large", status, body)
+    if status == 429:
+        seconds = retry_after_seconds(retry_after)
+        return InfluxRateLimitedError(
+            f"{where} (rate limited, retry after {seconds}s): {body}", status, body, seconds
+        )
     if status >= 500:
         return InfluxUnavailableError(f"{where}: {body}", status, body)
+    if endpoint == "/write":  # nothing says it was stored: retry, then spool
+        return InfluxUnexpectedStatusError(
+            f"{where}, a status with no rule here: handled as unavailable: {body}", status, body
+        )
     return InfluxError(f"{where}: {body}", status, body)
 
 

@@ -1,10 +1,10 @@
 """Errors as RFC 9457 problem details (``application/problem+json``).
 
 What a caller reads is written for the caller: our own ``Problem``s say what to change in
-the request. Failures behind the API (InfluxDB down or refusing, a registry older than the
-catalogue, any unexpected exception) answer a fixed title and detail with an ``error_id``;
-the cause — InfluxDB's URL and answer, the exception and its traceback — goes to the
-server log on a line with that id, and never into the response (docs/security.md).
+the request. Failures behind the API (InfluxDB down or refusing, any unexpected exception)
+answer a fixed title and detail with an ``error_id``; the cause — InfluxDB's URL and
+answer, the exception and its traceback — goes to the server log on a line with that id,
+and never into the response (docs/security.md).
 """
 
 from __future__ import annotations
@@ -91,14 +91,10 @@ def known_problem(exc: Exception, instance: str) -> JSONResponse | None:
     for anything else; shared by the exception handlers and ``api.fast``."""
     if isinstance(exc, Problem):
         return _problem_response(exc, instance)
-    if isinstance(exc, UnknownSensorType):  # a registry older than the catalogue
-        problem = concealed(
-            exc,
-            409,
-            "Sensor type not in the catalogue",
-            "The registry names a sensor type this API's catalogue does not have.",
-            instance=instance,
-        )
+    if isinstance(exc, UnknownSensorType):
+        # a registry older than the catalogue; our own message, naming only the sensor's
+        # type (which the caller may read in the registry) and the catalogue's types
+        problem = Problem(409, "Sensor type not in the catalogue", str(exc))
     elif isinstance(exc, InfluxUnavailableError):
         problem = concealed(
             exc,

@@ -61,15 +61,15 @@ def assert_concealed(
 ) -> str:
     """The answer is a problem with an error id and none of ``secrets``; the log has the
     id with the cause. Returns the id."""
+    for secret in secrets:
+        assert secret not in r.text, (r.request.url, secret, r.text)
+        assert secret not in str(r.headers)
     assert r.status_code == status, (r.request.url, r.status_code, r.text)
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
     error_id = body["error_id"]
     assert re.fullmatch(r"[0-9a-f]{16}", error_id)
     assert error_id in body["detail"]
-    for secret in secrets:
-        assert secret not in r.text, (r.request.url, secret, r.text)
-        assert secret not in str(r.headers)
     logged = [m.getMessage() for m in caplog.records if error_id in m.getMessage()]
     assert logged, f"error id {error_id} not in the server log"
     return logged[0]

@@ -11,7 +11,7 @@ from support import running
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.opendata import RateLimiter, load_opendata
-from sensornet.runtime import default_fleet, register_fleet, run_api
+from wiring.parts import default_fleet, register_fleet, run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout, backfill_aggregates
 

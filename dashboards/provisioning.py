@@ -18,7 +18,7 @@ FOLDER_TITLE = "Sensornet"
 
 
 def datasource(influx_url: str, database: str, user: str | None = None) -> JSON:
-    """The InfluxDB (InfluxQL) data source; a read-only user in production (DESIGN.md)."""
+    """The InfluxDB (InfluxQL) data source; a read-only user in production (docs/security.md)."""
     out: JSON = {
         "name": "Sensornet InfluxDB",
         "uid": DATASOURCE["uid"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from sensornet.cli import app
+from cli.main import app
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 

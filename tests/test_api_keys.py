@@ -18,13 +18,13 @@ from sqlalchemy import Engine, event, update
 from support import running, wait_until
 from typer.testing import CliRunner
 
-from sensornet.cli import app as cli_app
+from cli.main import app as cli_app
 from sensornet.influx import InfluxClient
 from sensornet.registry import keys
 from sensornet.registry.models import ApiKey
 from sensornet.registry.store import open_registry
-from sensornet.runtime import run_api
 from sensornet.settings import Settings
+from wiring.parts import run_api
 
 
 @pytest.fixture(params=BACKENDS)

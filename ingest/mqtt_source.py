@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ from typing import Any, Self
 
 import gmqtt
 from gmqtt.mqtt.package import Package
+
+from sensornet.mqtt_tls import MqttTls
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +81,14 @@ class MqttSource:
         session_expiry_s: int,
         receive_maximum: int,
         await_subscription: bool = True,
+        tls: MqttTls | None = None,
     ) -> None:
         """``await_subscription=False``: entering returns at CONNACK, and the caller awaits
         ``subscribed()`` while it consumes, since a queued backlog arrives before the SUBACK
         and may need consuming (and acking) for the SUBACK to get through."""
         self._await_subscription = await_subscription
         self._host, self._port = host, port
+        self._tls = tls
         self._filters = list(topic_filters)
         self._deliver = on_messages
         # Readings without a timestamp get their message's arrival time (plus their index
@@ -215,7 +220,17 @@ class MqttSource:
             self._client.subscribe(gmqtt.Subscription(topic_filter, qos=1))
 
     async def __aenter__(self) -> Self:
-        await self._client.connect(self._host, self._port, keepalive=30)
+        try:
+            await self._client.connect(
+                self._host,
+                self._port,
+                ssl=self._tls.context() if self._tls else False,
+                keepalive=30,
+            )
+        except (ssl.SSLError, ConnectionResetError) as exc:
+            if self._tls is None:
+                raise
+            raise self._tls.failure(exc, self._host, self._port) from exc
         self.connected_once = True
         if self._await_subscription:
             await self.subscribed()

@@ -9,10 +9,12 @@ PUBACKs, so "sent" means "acknowledged by the broker".
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
 from collections.abc import Iterable
 
 from sensornet.errors import ServiceError
+from sensornet.mqtt_tls import MqttTls
 
 _U16 = struct.Struct("!H")
 
@@ -61,18 +63,27 @@ class Blaster:
         username: str,
         password: str,
         window: int = 20_000,
+        tls: MqttTls | None = None,
     ) -> None:
         if not 0 < window < 65_535:
             raise ValueError("window must be below 65535 (16-bit packet ids)")
         self._addr = (host, port)
+        self._tls = tls
         self._connect = connect_packet(client_id, username, password)
         self.window = window
         self.acked = 0
 
     async def publish_all(self, messages: Iterable[tuple[bytes, bytes]]) -> int:
-        reader, writer = await asyncio.open_connection(*self._addr)
-        writer.write(self._connect)
-        connack = await reader.readexactly(4)
+        try:
+            reader, writer = await asyncio.open_connection(
+                *self._addr, ssl=self._tls.context() if self._tls else None
+            )
+            writer.write(self._connect)
+            connack = await reader.readexactly(4)  # a refused client certificate shows here
+        except (ssl.SSLError, ConnectionResetError) as exc:
+            if self._tls is None:
+                raise
+            raise self._tls.failure(exc, *self._addr) from exc
         if connack[0] != 0x20 or connack[3] != 0:
             raise ServiceError(f"broker refused the connection (CONNACK code {connack[3]})")
         slots = asyncio.Semaphore(self.window)

@@ -12,19 +12,28 @@ from collections.abc import AsyncIterator, Sequence
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.influx import InfluxClient
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceCache, DeviceInfo, open_registry, upsert_devices
 from sensornet.settings import Settings
 
 log = logging.getLogger("sensornet")
 
 
-def influx_client(settings: Settings) -> InfluxClient:
-    password = settings.influx_password.get_secret_value() if settings.influx_password else None
+def influx_client(settings: Settings, *, read_only: bool = False) -> InfluxClient:
+    """``read_only``: as the API and Grafana, with ``SENSORNET_INFLUX_READ_USER`` when set."""
+    user, secret = (
+        settings.influx_reader
+        if read_only
+        else (
+            settings.influx_user,
+            settings.influx_password,
+        )
+    )
     return InfluxClient(
         settings.influx_url,
         settings.influx_db,
-        username=settings.influx_user,
-        password=password,
+        username=user,
+        password=secret.get_secret_value() if secret else None,
         timeout_s=settings.influx_timeout_s,
         ca_file=settings.influx_ca_file,
     )
@@ -101,6 +110,7 @@ async def run_simulator(
         interval_scale=interval_scale,
         speed=speed,
         credentials=credentials,
+        tls=MqttTls.from_settings(settings),
     )
     await publisher.run(stop)
 

@@ -21,14 +21,10 @@ log = logging.getLogger("sensornet")
 
 def influx_client(settings: Settings, *, read_only: bool = False) -> InfluxClient:
     """``read_only``: as the API and Grafana, with ``SENSORNET_INFLUX_READ_USER`` when set."""
-    user, secret = (
-        settings.influx_reader
-        if read_only
-        else (
-            settings.influx_user,
-            settings.influx_password,
-        )
-    )
+    if read_only:
+        user, secret = settings.influx_reader
+    else:
+        user, secret = settings.influx_user, settings.influx_password
     return InfluxClient(
         settings.influx_url,
         settings.influx_db,

@@ -48,14 +48,20 @@ class Settings(BaseSettings):
     influx_url: str = "http://127.0.0.1:8086"
     influx_rpc_port: int = 8088
     influx_db: str = "sensornet"
-    influx_user: str | None = None
+    influx_user: str | None = Field(
+        None,
+        description="InfluxDB user of the part that runs: in deployments the ingester's "
+        "(write), the alarm runner's or the storage layout's (admin); deploy/README.md",
+    )
     influx_password: SecretStr | None = None
     influx_read_user: str | None = Field(
         None,
         description="Read-only InfluxDB user of the API and of Grafana's data source; "
         "unset: SENSORNET_INFLUX_USER",
     )
-    influx_read_password: SecretStr | None = None
+    influx_read_password: SecretStr | None = Field(
+        None, description="Password of SENSORNET_INFLUX_READ_USER"
+    )
     influx_timeout_s: float = 10.0
     influx_ca_file: Path | None = Field(
         None,

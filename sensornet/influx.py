@@ -212,7 +212,14 @@ def _status_error(endpoint: str, url: str, status: int, text: str) -> InfluxErro
     if status == 400:
         return InfluxPartialWriteError(f"{where}: {body}", status, body)
     if status in (401, 403):
-        return InfluxFatalError(f"{where}: check SENSORNET_INFLUX_USER/PASSWORD", status, body)
+        # InfluxDB's answer names the right that is missing ("requires admin privilege")
+        return InfluxFatalError(
+            f"{where}: {body.strip()}; check this part's InfluxDB user "
+            f"(SENSORNET_INFLUX_USER/PASSWORD; the API's SENSORNET_INFLUX_READ_USER/PASSWORD; "
+            f"deploy/README.md)",
+            status,
+            body,
+        )
     if status == 404:
         return InfluxFatalError(f"{where}: database missing? {body}", status, body)
     if status == 413:

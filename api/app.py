@@ -31,10 +31,9 @@ from api.fast import FastRoutes
 from api.key_cache import KeyCache
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
-from sensornet.influx import InfluxClient, rows
+from sensornet.influx import InfluxClient, influx_client, rows
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo, get_device, open_registry
-from sensornet.runtime import influx_client
 from sensornet.settings import Settings
 
 log = logging.getLogger("sensornet.api")

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gateway_sim.device_connection import DeviceConnection
 from gateway_sim.faults import (
     SKEW_S,
     FaultPlan,
@@ -28,7 +29,6 @@ from gateway_sim.faults import (
     inject,
     out_of_range,
 )
-from gateway_sim.links import Link
 from gateway_sim.payloads import Item, flat, gateway_pack, senml_pack
 from gateway_sim.signals import City
 from gateway_sim.weather import Weather
@@ -106,8 +106,8 @@ class LivePublisher:
         self.city = City(self._fleet, catalogue, district, seed=seed, weather=weather)
         self._foreign = foreign_targets({d.id: d.type for d in self._fleet}, catalogue)
         self.stats = PublisherStats()
-        self._links: dict[str, Link] = {}  # device or gateway id -> its link
-        self._shared: list[Link] = []
+        self._links: dict[str, DeviceConnection] = {}  # device or gateway id -> its link
+        self._shared: list[DeviceConnection] = []
         self._packs: dict[str, list[list[Item]]] = {}
         self._last_ts = [0] * len(self._fleet)
 
@@ -121,14 +121,16 @@ class LivePublisher:
     async def _connect(self) -> None:
         tag = uuid.uuid4().hex[:6]
         self._shared = [
-            Link(f"sim-{tag}-{k}", self._user, self._password, self._prefix, tls=self._tls)
+            DeviceConnection(
+                f"sim-{tag}-{k}", self._user, self._password, self._prefix, tls=self._tls
+            )
             for k in range(self._connections)
         ]
         own = []
         for k, sender in enumerate(self._senders()):
             password = self._credentials.get(sender)
             if password is not None:
-                link = Link(
+                link = DeviceConnection(
                     f"{sender}-{tag}",
                     sender,
                     password,

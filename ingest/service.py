@@ -9,7 +9,7 @@ import time
 
 from ingest.deadletter import dead_letter_line, status_line
 from ingest.metrics import IngestStats, platform_lines
-from ingest.mqtt_source import InboundMessage, MqttSource
+from ingest.mqtt_source import MqttSource
 from ingest.pipeline import Pipeline, Reject
 from ingest.spool import Spool
 from ingest.writer import DurableWriter, WriteAborted
@@ -17,6 +17,7 @@ from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
 from sensornet.mqtt_tls import MqttTls
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.topics import ingest_filters

@@ -1,6 +1,6 @@
 """MQTT over TLS for every client of the platform: what to trust, and why a handshake failed.
 
-Each client (ingester, simulator links, ``Blaster``, the API's health check) takes an
+Each client (ingester, simulator links, ``BulkPublisher``, the API's health check) takes an
 ``MqttTls`` (or ``None`` for plain MQTT) rather than an ``ssl.SSLContext``: it is plain
 data, so it crosses into the load generator's worker processes, and it keeps the file
 names an error message must name. Its context is made once per process and shared,

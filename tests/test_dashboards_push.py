@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from dashboards.push import GrafanaHttp, GrafanaPushError, push
-from sensornet.services import free_port
+from wiring.services import free_port
 
 EXCHANGE = Path(__file__).parent / "data" / "grafana_push_exchange.json"
 

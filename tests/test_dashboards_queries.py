@@ -27,9 +27,9 @@ from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.registry.store import open_registry
-from sensornet.runtime import default_fleet, register_fleet
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import default_fleet, register_fleet
 
 AREA = "jiangninglu"  # every type gets a sensor here, so the Subdistrict dashboard has data
 

@@ -20,11 +20,11 @@ import trustme
 import yaml
 from typer.testing import CliRunner
 
-from sensornet.cli import app
-from sensornet.mqtt_blast import Blaster
+from cli.main import app
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.mqtt_tls import MqttTls
-from sensornet.services import ensure_binaries, find_binary, free_port
 from sensornet.settings import Settings
+from wiring.services import ensure_binaries, find_binary, free_port
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
@@ -210,7 +210,7 @@ def test_the_shipped_tls_listener_runs_on_a_real_mosquitto(tmp_path: Path) -> No
     listener = listener.replace("/mosquitto/certs/", f"{certs}/")
     listener = listener.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
     conf = tmp_path / "mosquitto.conf"
-    # as sensornet.services does: stay the user who owns the temporary files
+    # as wiring.services does: stay the user who owns the temporary files
     conf.write_text(
         f"per_listener_settings false\nallow_anonymous true\nuser {getpass.getuser()}\n{listener}"
     )
@@ -221,7 +221,7 @@ def test_the_shipped_tls_listener_runs_on_a_real_mosquitto(tmp_path: Path) -> No
         start_new_session=True,
     )
     try:
-        blaster = Blaster(
+        blaster = BulkPublisher(
             "127.0.0.1", port, "deploy-tls", "anyone", "", tls=MqttTls(certs / "ca.crt")
         )
 

@@ -19,15 +19,15 @@ from support import running, wait_until
 
 from sensornet.alarms.rules import load_rules
 from sensornet.alarms.runner import AlarmRunner
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.catalogue import load_catalogue
 from sensornet.errors import InfluxError, InfluxFatalError
-from sensornet.influx import InfluxClient, rows
-from sensornet.mqtt_blast import Blaster
+from sensornet.influx import InfluxClient, influx_client, rows
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import DeviceInfo, open_registry
-from sensornet.runtime import influx_client, prepare_storage, register_fleet, run_api, run_ingester
-from sensornet.services import InfluxDB, Mosquitto, ensure_binaries, free_port
 from sensornet.settings import Settings
+from wiring.parts import prepare_storage, register_fleet, run_api, run_ingester
+from wiring.services import InfluxDB, Mosquitto, ensure_binaries, free_port
 
 README = Path(__file__).parent.parent / "deploy" / "README.md"
 AQ = DeviceInfo("AQ-AUTH", "air_quality", "jingansi", 31.22, 121.45, "active")
@@ -125,8 +125,10 @@ async def test_each_part_reaches_influxdb_with_only_the_rights_it_needs(
         running(run_api, as_api),
         influx_client(as_api, read_only=True) as api_influx,
     ):
-        blaster = Blaster(as_api.mqtt_host, broker.port, "auth-blast", "simulator", FLEET_PASSWORD)
-        assert await blaster.publish_all(readings) == 5
+        publisher = BulkPublisher(
+            as_api.mqtt_host, broker.port, "auth-blast", "simulator", FLEET_PASSWORD
+        )
+        assert await publisher.publish_all(readings) == 5
         base = f"http://{as_api.api_host}:{as_api.api_port}"
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=base, headers=headers) as http:

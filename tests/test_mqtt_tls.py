@@ -1,5 +1,5 @@
 """MQTT over TLS on a real Mosquitto whose TLS listener has a certificate from a throwaway
-CA (``trustme``): the ingester, the simulator (live and load modes), ``Blaster`` and the
+CA (``trustme``): the ingester, the simulator (live and load modes), ``BulkPublisher`` and the
 API's health check connect with TLS when ``SENSORNET_MQTT_TLS`` is on and verify the
 broker; a client that does not trust it is refused with an error that says what to fix;
 the broker's plain listener keeps working for local clients."""
@@ -20,20 +20,20 @@ from conftest import FLEET_PASSWORD, INGEST_PASSWORD, make_broker
 from pydantic import ValidationError
 from support import running, wait_until
 
-from gateway_sim.links import Link
+from gateway_sim.device_connection import DeviceConnection
 from gateway_sim.load import LoadPlan, run_load
 from gateway_sim.publisher import LivePublisher
 from gateway_sim.report import stored_counts
 from ingest.mqtt_source import MqttSource
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.catalogue import load_catalogue
 from sensornet.errors import ConfigError, MqttTlsError
 from sensornet.influx import InfluxClient
-from sensornet.mqtt_blast import Blaster
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import default_fleet, register_fleet, run_api, run_ingester
-from sensornet.services import InfluxDB, Mosquitto, free_port
 from sensornet.settings import Settings
+from wiring.parts import default_fleet, register_fleet, run_api, run_ingester
+from wiring.services import InfluxDB, Mosquitto, free_port
 
 
 @dataclass(frozen=True)
@@ -98,19 +98,21 @@ def _readings(settings: Settings, sensor: str, seqs: range) -> list[tuple[bytes,
     return [(topic, orjson.dumps({"ts": now_ms + s, "seq": s, "pm25": 10.0})) for s in seqs]
 
 
-def _blaster(settings: Settings, port: int, tls: MqttTls | None) -> Blaster:
-    return Blaster(settings.mqtt_host, port, f"blast-{port}", "simulator", FLEET_PASSWORD, tls=tls)
+def _bulk(settings: Settings, port: int, tls: MqttTls | None) -> BulkPublisher:
+    return BulkPublisher(
+        settings.mqtt_host, port, f"bulk-{port}", "simulator", FLEET_PASSWORD, tls=tls
+    )
 
 
-async def test_ingester_stores_what_live_simulator_and_blaster_send_over_tls(
+async def test_ingester_stores_what_live_simulator_and_bulk_publisher_send_over_tls(
     tls_settings: Settings, tls_broker: Mosquitto
 ) -> None:
     settings, tls = tls_settings, MqttTls.from_settings(tls_settings)
     assert tls is not None
     catalogue = load_catalogue()
     fleet = default_fleet(3)
-    blasted = DeviceInfo("AQ-TLS", "air_quality", "jingansi", 31.22, 121.45, "active")
-    await register_fleet(settings, [*fleet, blasted])
+    bulk_sensor = DeviceInfo("AQ-TLS", "air_quality", "jingansi", 31.22, 121.45, "active")
+    await register_fleet(settings, [*fleet, bulk_sensor])
     publisher = LivePublisher(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
@@ -125,7 +127,7 @@ async def test_ingester_stores_what_live_simulator_and_blaster_send_over_tls(
         tls=tls,
     )
     start_ns = time.time_ns() - 10**9
-    types = {d.id: d.type for d in [*fleet, blasted]}
+    types = {d.id: d.type for d in [*fleet, bulk_sensor]}
     async with (
         InfluxClient(settings.influx_url, settings.influx_db) as influx,
         running(run_ingester, settings),
@@ -134,19 +136,19 @@ async def test_ingester_stores_what_live_simulator_and_blaster_send_over_tls(
         await influx.create_database()
         await publisher.run(asyncio.Event(), max_rounds=2)
         assert (
-            await _blaster(settings, tls_broker.tls_port, tls).publish_all(
-                _readings(settings, blasted.id, range(5))
+            await _bulk(settings, tls_broker.tls_port, tls).publish_all(
+                _readings(settings, bulk_sensor.id, range(5))
             )
             == 5
         )
         # the same broker's plain listener still serves local clients
         assert (
-            await _blaster(settings, tls_broker.port, None).publish_all(
-                _readings(settings, blasted.id, range(5, 8))
+            await _bulk(settings, tls_broker.port, None).publish_all(
+                _readings(settings, bulk_sensor.id, range(5, 8))
             )
             == 3
         )
-        want = {d.id: 2 for d in fleet} | {blasted.id: 8}
+        want = {d.id: 2 for d in fleet} | {bulk_sensor.id: 8}
 
         async def all_stored() -> bool:
             return dict(await stored_counts(influx, types, catalogue, start_ns)) == want
@@ -202,7 +204,7 @@ async def test_a_client_that_does_not_trust_the_broker_is_refused_clearly(
     system_only = MqttTls()  # the system's CAs do not know the throwaway CA
     untrusted = "not signed by a CA the system trusts .*SENSORNET_MQTT_CA_FILE"
     with pytest.raises(MqttTlsError, match=f"127.0.0.1:{port} failed: .*{untrusted}"):
-        await _blaster(settings, port, system_only).publish_all(_readings(settings, "X", range(1)))
+        await _bulk(settings, port, system_only).publish_all(_readings(settings, "X", range(1)))
     source = MqttSource(
         host=settings.mqtt_host,
         port=port,
@@ -218,15 +220,15 @@ async def test_a_client_that_does_not_trust_the_broker_is_refused_clearly(
     with pytest.raises(MqttTlsError, match=untrusted):
         async with source:
             pass
-    link = Link("untrusting-link", "simulator", FLEET_PASSWORD, settings.topic_prefix,
+    link = DeviceConnection("untrusting-link", "simulator", FLEET_PASSWORD, settings.topic_prefix,
                 tls=system_only)  # fmt: skip
     with pytest.raises(MqttTlsError, match=untrusted):
         await link.connect(settings.mqtt_host, port, attempts=3)
     # the wrong CA file is named, and so is a host name the certificate does not carry
     wrong = MqttTls(pki.other_ca_file)
     with pytest.raises(MqttTlsError, match=f"CA in SENSORNET_MQTT_CA_FILE={pki.other_ca_file}"):
-        await _blaster(settings, port, wrong).publish_all(_readings(settings, "X", range(1)))
-    by_name = Blaster("localhost", port, "by-name", "simulator", FLEET_PASSWORD,
+        await _bulk(settings, port, wrong).publish_all(_readings(settings, "X", range(1)))
+    by_name = BulkPublisher("localhost", port, "by-name", "simulator", FLEET_PASSWORD,
                       tls=MqttTls(pki.ca_file))  # fmt: skip
     with pytest.raises(MqttTlsError, match="not issued for 'localhost': set SENSORNET_MQTT_HOST"):
         await by_name.publish_all(_readings(settings, "X", range(1)))
@@ -247,7 +249,7 @@ async def test_tls_on_the_plain_port_is_told_to_check_the_port(
 ) -> None:
     tls = MqttTls.from_settings(tls_settings)
     with pytest.raises(MqttTlsError, match=f"is {tls_broker.port} the broker's TLS listener"):
-        await _blaster(tls_settings, tls_broker.port, tls).publish_all(
+        await _bulk(tls_settings, tls_broker.port, tls).publish_all(
             _readings(tls_settings, "X", range(1))
         )
 
@@ -260,11 +262,9 @@ async def test_a_broker_requiring_client_certificates(
     try:
         with_cert = MqttTls(pki.ca_file, pki.client)
         messages = _readings(tls_settings, "X", range(2))
-        assert await _blaster(tls_settings, broker.tls_port, with_cert).publish_all(messages) == 2
+        assert await _bulk(tls_settings, broker.tls_port, with_cert).publish_all(messages) == 2
         with pytest.raises(MqttTlsError, match=r"client certificate \(SENSORNET_MQTT_CERT_FILE\)"):
-            await _blaster(tls_settings, broker.tls_port, MqttTls(pki.ca_file)).publish_all(
-                messages
-            )
+            await _bulk(tls_settings, broker.tls_port, MqttTls(pki.ca_file)).publish_all(messages)
     finally:
         broker.stop()
 

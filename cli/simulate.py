@@ -179,6 +179,7 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     from gateway_sim.faults import GroundTruth
     from gateway_sim.publisher import LivePublisher
     from sensornet.catalogue import load_catalogue
+    from sensornet.mqtt_tls import MqttTls
     from wiring.parts import stop_on_signals
 
     truth = GroundTruth(o["truth_path"] if o["plan"].rate > 0 else None)
@@ -197,6 +198,7 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         connections=o["connections"],
         faults=o["plan"],
         ground_truth=truth,
+        tls=MqttTls.from_settings(settings),
     )
     async with stop_on_signals() as stop:
         if o["duration"] is not None:
@@ -209,6 +211,7 @@ def _load(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     from gateway_sim.load import LoadPlan, merge_truth, run_load
+    from sensornet.mqtt_tls import MqttTls
 
     plan = LoadPlan(
         host=settings.mqtt_host,
@@ -224,6 +227,7 @@ def _load(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         credentials=o["credentials"],
         faults=o["plan"],
         truth_path=o["truth_path"] if o["plan"].rate > 0 else None,
+        tls=MqttTls.from_settings(settings),
     )
     started = time.monotonic()
     with Progress(

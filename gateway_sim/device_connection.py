@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ import gmqtt
 
 from gateway_sim.payloads import STATUS_OFFLINE, STATUS_ONLINE
 from sensornet.errors import SensornetError
+from sensornet.mqtt_tls import MqttTls
 from sensornet.mqtt_wire import CountingStorage, GmqttHooks, publish_packet
 from sensornet.topics import device_topic
 
@@ -40,8 +42,10 @@ class DeviceConnection:
         *,
         will_device: str | None = None,
         max_in_flight: int = 1000,
+        tls: MqttTls | None = None,
     ) -> None:
         self.prefix = prefix
+        self.tls = tls
         will = None
         if will_device is not None:
             will = gmqtt.Message(
@@ -85,10 +89,17 @@ class DeviceConnection:
         delay = 0.2
         for attempt in range(attempts):
             try:
-                await self.client.connect(host, port, keepalive=60)
+                ssl_context = self.tls.context() if self.tls else False
+                await self.client.connect(host, port, ssl=ssl_context, keepalive=60)
                 return
+            except ssl.SSLCertVerificationError as exc:
+                if self.tls is None:
+                    raise
+                raise self.tls.failure(exc, host, port) from exc  # no retry can help
             except (TimeoutError, OSError, gmqtt.mqtt.handler.MQTTConnectError) as exc:
                 if attempt == attempts - 1:
+                    if isinstance(exc, ssl.SSLError | ConnectionResetError) and self.tls:
+                        raise self.tls.failure(exc, host, port) from exc
                     raise SimulatorError(
                         f"cannot connect to MQTT {host}:{port}: {exc}; is the broker up "
                         f"(sensornet services up) and SENSORNET_MQTT_FLEET_PASSWORD right?"

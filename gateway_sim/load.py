@@ -33,6 +33,7 @@ from gateway_sim.payloads import Item
 from gateway_sim.signals import City
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import device_topic
 
@@ -55,6 +56,7 @@ class LoadPlan:
     faults: FaultPlan = field(default_factory=FaultPlan)
     truth_path: Path | None = None
     connect_concurrency: int = 200
+    tls: MqttTls | None = None  # plain data: each worker process makes its own context
 
 
 @dataclass
@@ -110,6 +112,7 @@ async def _worker_main(
             plan.password,
             plan.prefix,
             max_in_flight=plan.max_in_flight,
+            tls=plan.tls,
         )
         for k in range(max(1, connections))
     ]
@@ -126,6 +129,7 @@ async def _worker_main(
                 plan.prefix,
                 will_device=sensor,
                 max_in_flight=plan.max_in_flight,
+                tls=plan.tls,
             )
             own.append(link)
         else:

@@ -35,6 +35,7 @@ from gateway_sim.weather import Weather
 from sensornet.catalogue import Catalogue
 from sensornet.district import District, load_district
 from sensornet.lineprotocol import FieldValue
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import device_topic
 
@@ -77,8 +78,10 @@ class LivePublisher:
         ground_truth: GroundTruth | None = None,
         gateway_flush_s: float = 2.0,
         storm_after_s: float | None = 60.0,
+        tls: MqttTls | None = None,
     ) -> None:
         self._host, self._port = host, port
+        self._tls = tls
         self._user, self._password = username, password
         self._prefix = topic_prefix
         self._fleet = list(fleet)
@@ -118,7 +121,9 @@ class LivePublisher:
     async def _connect(self) -> None:
         tag = uuid.uuid4().hex[:6]
         self._shared = [
-            DeviceConnection(f"sim-{tag}-{k}", self._user, self._password, self._prefix)
+            DeviceConnection(
+                f"sim-{tag}-{k}", self._user, self._password, self._prefix, tls=self._tls
+            )
             for k in range(self._connections)
         ]
         own = []
@@ -126,7 +131,12 @@ class LivePublisher:
             password = self._credentials.get(sender)
             if password is not None:
                 link = DeviceConnection(
-                    f"{sender}-{tag}", sender, password, self._prefix, will_device=sender
+                    f"{sender}-{tag}",
+                    sender,
+                    password,
+                    self._prefix,
+                    will_device=sender,
+                    tls=self._tls,
                 )
                 own.append(link)
             else:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import gmqtt
 
+from sensornet.mqtt_tls import MqttTls
 from sensornet.mqtt_wire import PUBACKS, FrameReader, GmqttHooks, InboundMessage, parse_publish
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,14 @@ class MqttSource:
         session_expiry_s: int,
         receive_maximum: int,
         await_subscription: bool = True,
+        tls: MqttTls | None = None,
     ) -> None:
         """``await_subscription=False``: entering returns at CONNACK, and the caller awaits
         ``subscribed()`` while it consumes, since a queued backlog arrives before the SUBACK
         and may need consuming (and acking) for the SUBACK to get through."""
         self._await_subscription = await_subscription
         self._host, self._port = host, port
+        self._tls = tls
         self._filters = list(topic_filters)
         self._deliver = on_messages
         self.connected_once = False
@@ -97,7 +101,17 @@ class MqttSource:
             self._client.subscribe(gmqtt.Subscription(topic_filter, qos=1))
 
     async def __aenter__(self) -> Self:
-        await self._client.connect(self._host, self._port, keepalive=30)
+        try:
+            await self._client.connect(
+                self._host,
+                self._port,
+                ssl=self._tls.context() if self._tls else False,
+                keepalive=30,
+            )
+        except (ssl.SSLError, ConnectionResetError) as exc:
+            if self._tls is None:
+                raise
+            raise self._tls.failure(exc, self._host, self._port) from exc
         self.connected_once = True
         if self._await_subscription:
             await self.subscribed()

@@ -9,9 +9,11 @@ PUBACKs, so "sent" means "acknowledged by the broker".
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
 
 from sensornet.errors import ServiceError
+from sensornet.mqtt_tls import MqttTls
 from sensornet.mqtt_wire import (
     DISCONNECT,
     MAX_PACKET_ID,
@@ -33,18 +35,28 @@ class BulkPublisher:
         username: str,
         password: str,
         window: int = 20_000,
+        tls: MqttTls | None = None,
     ) -> None:
         if not 0 < window < MAX_PACKET_ID:
             raise ValueError("window must be below 65535 (16-bit packet ids)")
         self._addr = (host, port)
+        self._tls = tls
         self._connect = connect_packet(client_id, username, password)
         self.window = window
         self.acked = 0
 
     async def publish_all(self, messages: Iterable[tuple[bytes, bytes]]) -> int:
-        reader, writer = await asyncio.open_connection(*self._addr)
-        writer.write(self._connect)
-        code = connack_code(await reader.readexactly(4))
+        try:
+            reader, writer = await asyncio.open_connection(
+                *self._addr, ssl=self._tls.context() if self._tls else None
+            )
+            writer.write(self._connect)
+            connack = await reader.readexactly(4)  # a refused client certificate shows here
+        except (ssl.SSLError, ConnectionResetError) as exc:
+            if self._tls is None:
+                raise
+            raise self._tls.failure(exc, *self._addr) from exc
+        code = connack_code(connack)
         if code != 0:
             raise ServiceError(f"broker refused the connection (CONNACK code {code})")
         slots = asyncio.Semaphore(self.window)

@@ -213,7 +213,14 @@ def _status_error(endpoint: str, url: str, status: int, text: str) -> InfluxErro
     if status == 400:
         return InfluxPartialWriteError(f"{where}: {body}", status, body)
     if status in (401, 403):
-        return InfluxFatalError(f"{where}: check SENSORNET_INFLUX_USER/PASSWORD", status, body)
+        # InfluxDB's answer names the right that is missing ("requires admin privilege")
+        return InfluxFatalError(
+            f"{where}: {body.strip()}; check this part's InfluxDB user "
+            f"(SENSORNET_INFLUX_USER/PASSWORD; the API's SENSORNET_INFLUX_READ_USER/PASSWORD; "
+            f"deploy/README.md)",
+            status,
+            body,
+        )
     if status == 404:
         return InfluxFatalError(f"{where}: database missing? {body}", status, body)
     if status == 413:
@@ -236,14 +243,18 @@ def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def influx_client(settings: Settings) -> InfluxClient:
-    """The client every part builds from its settings (URL, database, credentials, CA)."""
-    password = settings.influx_password.get_secret_value() if settings.influx_password else None
+def influx_client(settings: Settings, *, read_only: bool = False) -> InfluxClient:
+    """The client every part builds from its settings (URL, database, credentials, CA).
+    ``read_only``: as the API and Grafana, with ``SENSORNET_INFLUX_READ_USER`` when set."""
+    if read_only:
+        user, secret = settings.influx_reader
+    else:
+        user, secret = settings.influx_user, settings.influx_password
     return InfluxClient(
         settings.influx_url,
         settings.influx_db,
-        username=settings.influx_user,
-        password=password,
+        username=user,
+        password=secret.get_secret_value() if secret else None,
         timeout_s=settings.influx_timeout_s,
         ca_file=settings.influx_ca_file,
     )

@@ -179,3 +179,11 @@ def test_build_writes_dashboards_and_provisioning(tmp_path: Path) -> None:
     uids = [r["uid"] for r in rules["groups"][0]["rules"]]
     assert "sn-pm25_aqi" in uids and "sn-waterlogging_depth-beizhan" in uids
     assert len(uids) == len(set(uids))
+
+
+def test_the_data_source_queries_as_the_read_user_and_keeps_no_password(tmp_path: Path) -> None:
+    write_provisioning(tmp_path, "http://influxdb:8086", "sensornet", user="sensornet_read")
+    text = (tmp_path / "provisioning/datasources/sensornet.yaml").read_text()
+    source = yaml.safe_load(text)["datasources"][0]
+    assert source["user"] == "sensornet_read"
+    assert source["secureJsonData"] == {"password": "$SENSORNET_GRAFANA_INFLUX_PASSWORD"}

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.influx import influx_client
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceCache, DeviceInfo, open_registry, upsert_devices
 from sensornet.settings import Settings
 
@@ -90,6 +91,7 @@ async def run_simulator(
         interval_scale=interval_scale,
         speed=speed,
         credentials=credentials,
+        tls=MqttTls.from_settings(settings),
     )
     await publisher.run(stop)
 

@@ -193,10 +193,35 @@ class Mosquitto(LocalService):
     acl: str = ""
     max_queued_messages: int = 2_000_000
     autosave_interval_s: int = 5
+    #: also listen for MQTT over TLS on ``tls_port`` with this certificate chain and key (PEM)
+    tls: tuple[Path, Path] | None = None
+    tls_port: int = 0
+    #: with ``tls``: require a client certificate signed by this CA (PEM)
+    tls_client_ca: Path | None = None
 
     @property
     def config_file(self) -> Path:
         return self.home / "mosquitto.conf"
+
+    def ready(self) -> bool:
+        return _port_open(self.host, self.port) and (
+            self.tls is None or _port_open(self.host, self.tls_port)
+        )
+
+    def tls_listener(self) -> str:
+        """The TLS listener's lines (deploy/mosquitto/mosquitto.conf has the same)."""
+        if self.tls is None:
+            return ""
+        lines = [
+            "# MQTT over TLS; the client's password and ACL apply as on the plain listener",
+            f"listener {self.tls_port} {self.host}",
+            f"certfile {self.tls[0]}",
+            f"keyfile {self.tls[1]}",
+            "tls_version tlsv1.2",
+        ]
+        if self.tls_client_ca is not None:
+            lines += ["require_certificate true", f"cafile {self.tls_client_ca}"]
+        return "\n".join(lines) + "\n"
 
     def argv(self) -> list[str]:
         return [find_binary("mosquitto") or "mosquitto", "-c", str(self.config_file)]
@@ -231,7 +256,7 @@ log_type error
 log_type warning
 log_type notice
 connection_messages true
-"""
+{self.tls_listener()}"""
         )
 
 

@@ -6,7 +6,6 @@ retried or spooled, and acks stay in order: every reading ends in InfluxDB exact
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,14 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import running, wait_until
 from test_faults import EPOCH_MS, all_stored, publish, replace_settings
 
-from ingest.bench import line_of, make_readings
+from gateway_sim.synthetic import make_readings
 from ingest.spool import QUARANTINE
 from sensornet.accounting import count_stored
 from sensornet.influx import MAX_RETRY_AFTER_S, InfluxClient, retry_after_seconds
+from sensornet.lineprotocol import encode_point
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import default_fleet, register_fleet, run_ingester
-from sensornet.services import free_port
 from sensornet.settings import Settings
+from wiring.parts import default_fleet, register_fleet, run_ingester
+from wiring.services import free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -204,8 +204,15 @@ async def test_truncated_and_corrupt_segments_are_quarantined_and_replay_goes_on
     unreplayed, and stored what a truncated one's cut line happened to parse as."""
     ingest = through(settings)
     await register_fleet(settings, fleet)
-    readings = make_readings(fleet, 400)  # timed as publish times them
-    lines = [line_of(dataclasses.replace(r, ts_ms=EPOCH_MS + r.seq * 100)) for r in readings]
+    lines = [  # the lines the ingester writes for these readings, timed as publish times them
+        encode_point(
+            r.device.type,
+            {"sensor_id": r.device.id, "subdistrict": r.device.subdistrict},
+            {**r.values, "seq": r.seq},
+            (EPOCH_MS + r.seq * 100) * 1_000_000,
+        )
+        for r in make_readings(fleet, 400)
+    ]
     good, bad = lines[:300], lines[300:]
     spool = settings.state_dir / "spool" / settings.ingest_client_id
     spool.mkdir(parents=True)

@@ -10,13 +10,15 @@ from itertools import islice
 
 from ingest.deadletter import count_dropped, dead_letter_lines, log_rejects, status_line
 from ingest.metrics import IngestStats, platform_lines
-from ingest.mqtt_source import InboundMessage, MqttSource
-from ingest.pipeline import Pipeline, Reject
+from ingest.mqtt_source import MqttSource
+from ingest.pipeline import BatchResult, Pipeline, Reject
 from ingest.spool import Spool
 from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
+from sensornet.mqtt_tls import MqttTls
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
@@ -122,6 +124,7 @@ class Ingester:
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_receive_maximum,
             await_subscription=False,
+            tls=MqttTls.from_settings(s),
         )
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -188,20 +191,7 @@ class Ingester:
         now_ns = time.time_ns()
         result = self.pipeline.process(batch, now_ns, self.devices.version)
         log_rejects(result.rejects)
-        lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
-        # Dead letters go with the readings, and in writes of their own past that: built
-        # as they are written, so a batch of poison holds one write's worth of them.
-        letters = dead_letter_lines(result.rejects, now_ns)
-        lines += islice(letters, LETTERS_PER_WRITE)
-        dropped: list[int] = []
-        refused: list[int] = []
-        for i in await writer.write(lines):
-            (refused if i < len(result.lines) else dropped).append(i)
-        dropped_lines = [lines[i] for i in dropped]
-        while chunk := list(islice(letters, LETTERS_PER_WRITE)):
-            dropped_lines += [chunk[i] for i in await writer.write(chunk)]
-        if dropped_lines:
-            count_dropped(self.stats, dropped_lines)
+        refused = await self._write(writer, result, now_ns)
         if refused:
             await self._dead_letter_refused(writer, result.lines, refused, result.stored, now_ns)
         if previous is not None:
@@ -219,6 +209,28 @@ class Ingester:
         stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
         stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+
+    async def _write(self, writer: DurableWriter, result: BatchResult, now_ns: int) -> list[int]:
+        """Make a batch's readings, status and dead letters durable; returns the indices
+        of the readings InfluxDB refused. Dead letters go with the readings, and past one
+        write's worth in writes of their own: they are made as they are written, so a
+        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter
+        and status lines are counted (``count_dropped``)."""
+        lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
+        letters = dead_letter_lines(result.rejects, now_ns)
+        lines += islice(letters, LETTERS_PER_WRITE)
+        refused: list[int] = []
+        dropped: list[str] = []
+        for i in await writer.write(lines):
+            if i < len(result.lines):
+                refused.append(i)
+            else:
+                dropped.append(lines[i])
+        while chunk := list(islice(letters, LETTERS_PER_WRITE)):
+            dropped += [chunk[i] for i in await writer.write(chunk)]
+        if dropped:
+            count_dropped(self.stats, dropped)
+        return refused
 
     async def _dead_letter_refused(
         self,

@@ -50,7 +50,7 @@ class IngesterProcess:
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sensornet.cli", "ingest", "--verbose"],
+                [sys.executable, "-m", "cli.main", "ingest", "--verbose"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -9,11 +9,11 @@ import orjson
 from support import running, wait_until
 
 from sensornet.accounting import device_account
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient, rows
-from sensornet.mqtt_blast import Blaster
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
 
 MINE = DeviceInfo("AQ-1", "air_quality", "jingansi", 31.22, 121.45, "active", "GW-1")
 OTHER = DeviceInfo("AQ-2", "air_quality", "beizhan", 31.25, 121.46, "active", "GW-2")
@@ -47,7 +47,7 @@ async def test_refusals_are_booked_under_the_publisher_and_unknown_ids_share_one
     stream.append((f"{p}/GW-1/pack".encode(), orjson.dumps(own)))
     expected = MADE_UP + len(pack["readings"]) + 2
     async with running(run_ingester, settings):
-        blaster = Blaster(
+        blaster = BulkPublisher(
             settings.mqtt_host,
             settings.mqtt_port,
             "identity",

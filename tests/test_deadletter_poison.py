@@ -13,12 +13,12 @@ from ingester_process import IngesterProcess
 from support import wait_until
 
 from sensornet.accounting import device_account
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.codec import MAX_READINGS_PER_MESSAGE
 from sensornet.influx import InfluxClient, rows
-from sensornet.mqtt_blast import Blaster
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet
 from sensornet.settings import Settings
+from wiring.parts import register_fleet
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -63,7 +63,7 @@ async def test_poison_packs_cost_memory_once_per_message_and_the_next_reading_is
     ingester.start()
     try:
         await wait_until(lambda: _subscribed(ingester), timeout_s=60)
-        blaster = Blaster(
+        blaster = BulkPublisher(
             settings.mqtt_host,
             settings.mqtt_port,
             "poison",

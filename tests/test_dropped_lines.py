@@ -11,12 +11,12 @@ import orjson
 from faultproxy import FaultProxy
 from support import running, wait_until
 
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient, rows
-from sensornet.mqtt_blast import Blaster
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_ingester
-from sensornet.services import free_port
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
+from wiring.services import free_port
 
 AQ = DeviceInfo("AQ-1", "air_quality", "jingansi", 31.22, 121.45, "active")
 
@@ -36,7 +36,7 @@ async def conflicting_types(influx: InfluxClient) -> None:
 
 async def publish(settings: Settings, *messages: tuple[str, bytes]) -> None:
     p = settings.topic_prefix
-    blaster = Blaster(
+    blaster = BulkPublisher(
         settings.mqtt_host,
         settings.mqtt_port,
         "dropped",

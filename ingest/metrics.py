@@ -31,6 +31,8 @@ class IngestStats:
     # what kept a batch from being made durable, or the spool from being replayed, by
     # cause: registry, spool_full, spool_write, spool_corrupt, internal
     failures: Counter[str] = field(default_factory=Counter)
+    # dead-letter and status lines InfluxDB refused, by measurement: logged, not stored
+    dropped_lines: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     batch_latency_s: float = 0.0
     lag_s: float = 0.0
@@ -81,6 +83,14 @@ class StatsCollector(Collector):
         for cause, count in sorted(s.failures.items()):
             failures.add_metric([cause], count)
         yield failures
+        dropped = CounterMetricFamily(
+            _P + "dropped_lines",
+            "Dead-letter and status lines InfluxDB refused: logged, not stored",
+            labels=["measurement"],
+        )
+        for measurement, count in sorted(s.dropped_lines.items()):
+            dropped.add_metric([measurement], count)
+        yield dropped
         gauges: tuple[tuple[str, float, str], ...] = (
             ("batch_latency_seconds", s.batch_latency_s, "Last batch: receive to ack"),
             ("lag_seconds", s.lag_s, "Last batch: oldest message arrival to durable"),
@@ -133,6 +143,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "replayed": stats.replayed,
                 "write_errors": sum(stats.write_errors.values()),
                 "failures": sum(stats.failures.values()),
+                "dropped_lines": sum(stats.dropped_lines.values()),
                 "spool_bytes": stats.spool_bytes,
                 "spool_readings": stats.spool_readings,
                 "batch_latency_ms": stats.batch_latency_s * 1000,

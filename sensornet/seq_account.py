@@ -222,11 +222,6 @@ class _Walk:
         self.next_steering = 0  # index into ``steering`` of the first one after the row
         self.runs: list[_Run] = []
         self.unplaced = 0
-        # what _count_returns already knows for one count: (epoch, count, modulus), the
-        # steering index of a row that continues it (-1: none yet) and how far it looked
-        self._looked_for: tuple[int, int, int | None] | None = None
-        self._found = -1
-        self._looked_to = 0
 
     def run(self) -> SeqAccount:
         for i, row in enumerate(self.rows):
@@ -252,7 +247,7 @@ class _Walk:
                     return  # a late dead letter of an earlier epoch
                 current.add(u, row, modulus)
                 return
-            if self._count_returns(current):
+            if self._count_returns(current, row.seq):
                 self._straggler(row)
                 return
         if row.refused and not self.letters_steer and not self._opens_count(i, row):
@@ -262,23 +257,19 @@ class _Walk:
         self.runs.append(_Run(began, row.seq, row.seq, row.time_ns, row.time_ns, None))
         self.runs[-1].add(row.seq, row)
 
-    def _count_returns(self, current: _Run) -> bool:
-        """Whether one of the next steering rows continues ``current``'s count.
-
-        Remembers, while the count stays where it is, which rows were already looked at:
-        a device sending random seqs costs one look per row, not ``lookahead``."""
-        key = (len(self.runs), current.count_at, current.modulus)
-        if key != self._looked_for:
-            self._looked_for, self._found, self._looked_to = key, -1, self.next_steering
-        if self._found >= self.next_steering:
-            return self._found < self.next_steering + self.lookahead
-        end = min(self.next_steering + self.lookahead, len(self.steering))
-        for k in range(max(self._looked_to, self.next_steering), end):
-            if current.step(self.rows[self.steering[k]].seq, self.tolerance, self.wrap_window):
-                self._found = k
-                self._looked_to = k + 1
+    def _count_returns(self, current: _Run, drop: int) -> bool:
+        """Whether one of the next steering rows jumps back up to ``current``'s count from
+        where ``drop`` went: then ``drop`` was a straggler. Rows that count on from the
+        drop instead (a restarted counter, however close it gets) do not."""
+        run_top = current.position(drop)
+        for k in self._ahead():
+            seq = self.rows[k].seq
+            stepped = current.step(seq, self.tolerance, self.wrap_window)
+            if stepped is not None and stepped[0] - run_top > self.tolerance:
                 return True
-        self._looked_to = end
+            u = current.position(seq)
+            if u >= run_top - self.tolerance:
+                run_top = max(run_top, u)
         return False
 
     def _opens_count(self, i: int, row: SeqRow) -> bool:

@@ -61,6 +61,25 @@ def test_a_reboot_starts_a_new_epoch() -> None:
     assert [e.began for e in account.epochs] == ["window", "reset"]
 
 
+def test_a_reboot_that_counts_back_up_near_the_old_count_is_still_a_reboot() -> None:
+    """Just past a wrap the count is low: the new run soon comes within the tolerance."""
+    top = 2**16
+    before = stored([top - 2, top - 1, *range(41)])
+    after = stored(list(range(12)), t0=100 * S)
+    account = account_seqs(before + after)
+    assert summary(account) == [(top - 2, 40, 0, 0), (0, 11, 0, 0)]
+    assert (account.resets, account.wraps) == (1, 1)
+
+
+def test_stragglers_in_pairs_are_not_a_reboot() -> None:
+    """Two runs with overlapping timestamps: readings of the older one land between those
+    of the newer, sometimes two in a row."""
+    mixed = [*range(50), 100, 50, 51, 101, 52, 102, 103, 53, 54, 104]
+    account = account_seqs(stored(mixed))
+    assert summary(account) == [(0, 104, 45, 0)]  # 55..99 never came
+    assert account.resets == 0
+
+
 def test_a_16_bit_counter_wraps() -> None:
     top = 2**16
     rows = stored([top - 4, top - 3, top - 1, 0, 1, 3])  # top-2 and 2 lost

@@ -36,11 +36,19 @@ def _rfc3339(ns: int) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
+# InfluxDB's times are int64 nanoseconds: 1677-09-21 to 2262-04-11
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+
+
 def _window(start: datetime | None, end: datetime | None, now: datetime) -> Window:
+    for at in (start, end):
+        if at is not None and at.tzinfo is None:
+            raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
+        if at is not None and not EARLIEST <= at <= LATEST:
+            raise Problem(422, "Time out of range", "InfluxDB keeps times from 1678 to 2261")
     end = end or now
     start = start or end - DEFAULT_WINDOW
-    if start.tzinfo is None or end.tzinfo is None:
-        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
     if not start < end:
         raise Problem(422, "Empty range", "start must be before end")
     if end - start > MAX_WINDOW:

@@ -175,10 +175,15 @@ async def count_stored(influx: InfluxClient, measurements: set[str]) -> int:
 def settle_margin_ns(settings: Settings) -> int:
     """How long after a time the ingester may still be writing readings stamped before it:
     a reading waits up to a batch interval to be taken, behind up to ``writes in flight``
-    batches taken one interval apart, and its write may last InfluxDB's timeout before
-    the ingester spools it (a spooled reading is what ``spool_backlog`` reports)."""
+    batches taken one interval apart; its write may last InfluxDB's timeout before the
+    ingester spools it, and a spooled reading shows in ``spool_backlog`` from the
+    ingester's next report on."""
     s = settings
-    seconds = s.ingest_batch_interval_s * (s.ingest_writes_in_flight + 1) + s.influx_timeout_s
+    seconds = (
+        s.ingest_batch_interval_s * (s.ingest_writes_in_flight + 1)
+        + s.influx_timeout_s
+        + s.ingest_report_interval_s
+    )
     return int(seconds * 1e9)
 
 

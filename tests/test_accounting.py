@@ -26,8 +26,9 @@ NS = DeviceInfo("NS-1", "noise", "jingansi", 31.22, 121.45, "active")
 
 @pytest.fixture
 def quick(settings: Settings) -> Settings:
-    """A short InfluxDB timeout keeps the settling margin (docs/accounting.md) at ~2 s."""
-    return settings.model_copy(update={"influx_timeout_s": 2.0})
+    """A short InfluxDB timeout and report interval keep the settling margin
+    (docs/accounting.md) at ~3 s."""
+    return settings.model_copy(update={"influx_timeout_s": 2.0, "ingest_report_interval_s": 1.0})
 
 
 @pytest.fixture
@@ -191,6 +192,8 @@ async def test_the_window_is_bounded_and_a_cut_answer_says_so(
         assert too_long.json()["title"] == "Range too long" and too_long.json()["max_days"] == 7
         naive = await http.get("/devices/AQ-1/accounting", params={"end": "2026-01-01T00:00:00"})
         assert naive.status_code == 422
+        ancient = await http.get("/devices/AQ-1/accounting", params={"end": "0001-01-01T00:00Z"})
+        assert ancient.status_code == 422
         backwards = {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
         assert (await http.get("/devices/AQ-1/accounting", params=backwards)).status_code == 422
 

@@ -227,10 +227,9 @@ def write_devices(home: Path, entries: Mapping[str, str]) -> None:
 
 
 def broker_home(settings: Settings) -> Path:
-    """Where the local broker of these settings keeps its files (``services``' layout)."""
-    from sensornet.services import platform_services
-
-    return platform_services(settings)[0].home
+    """Where the local broker of these settings keeps its files (``wiring.services``
+    starts it there)."""
+    return settings.state_dir.resolve() / "mosquitto"
 
 
 async def credential_status(engine: AsyncEngine, device_id: str) -> CredentialStatus:

@@ -14,11 +14,12 @@ import pytest
 from support import running, wait_until
 
 from sensornet.accounting import count_stored, settle_margin_ns
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient
-from sensornet.mqtt_blast import Blaster
+from sensornet.mqtt_wire import GmqttHooks
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_api, run_ingester
 
 AQ = DeviceInfo("AQ-1", "air_quality", "jingansi", 31.22, 121.45, "active")
 NS = DeviceInfo("NS-1", "noise", "jingansi", 31.22, 121.45, "active")
@@ -49,8 +50,8 @@ async def publish(settings: Settings, readings: Iterable[dict[str, Any]]) -> Non
     """QoS 1 to AQ-1's topic; returns once the broker acknowledged every one."""
     topic = f"{settings.topic_prefix}/AQ-1/readings".encode()
     password = settings.mqtt_fleet_password.get_secret_value()
-    blaster = Blaster(settings.mqtt_host, settings.mqtt_port, "acc", "simulator", password)
-    await blaster.publish_all((topic, orjson.dumps(r)) for r in readings)
+    publisher = BulkPublisher(settings.mqtt_host, settings.mqtt_port, "acc", "simulator", password)
+    await publisher.publish_all((topic, orjson.dumps(r)) for r in readings)
 
 
 async def account_once(
@@ -220,7 +221,7 @@ async def test_last_will_marks_a_device_offline(
                     return bool(body["status"] == expected)
 
                 await wait_until(lambda: state("online"))
-                device._connection._transport.abort()  # vanishes without DISCONNECT
+                GmqttHooks(device).abort()  # vanishes without DISCONNECT
                 await wait_until(lambda: state("offline"))
                 body = (await http.get("/devices/NS-1/accounting")).json()
                 assert body["liveness"] == "offline"

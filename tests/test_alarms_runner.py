@@ -13,9 +13,9 @@ from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
 from sensornet.registry.store import DeviceInfo, open_registry
-from sensornet.runtime import register_fleet, run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import register_fleet, run_api
 
 WL = DeviceInfo("WL-T1", "waterlogging", "jingansi", 31.2235, 121.447, "active")
 MH = DeviceInfo("MH-T1", "manhole_cover", "beizhan", 31.247, 121.475, "active")

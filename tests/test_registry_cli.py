@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from sensornet.broker_auth import verify
-from sensornet.cli import app
 
 
 @pytest.fixture

@@ -1,23 +1,25 @@
-"""``sensornet``: the one front door for every job. Output for machines is JSON."""
+"""``sensornet``: the one front door for every job. Output for machines is JSON.
+
+This package is the top layer: it may import every other one, and none imports it
+(``make test`` checks the layers with import-linter; docs/decisions.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from dashboards.cli import app as dashboards_app
-from sensornet.alarms.cli import app as alarms_app
-from sensornet.bench_cli import bench_app
-from sensornet.cli_registry import keys_app, registry_app
+from cli.alarms import app as alarms_app
+from cli.bench import bench_app
+from cli.common import StateDir, console, run_or_exit, settings_from, setup_logging
+from cli.dashboards import app as dashboards_app
+from cli.registry import keys_app, registry_app
+from cli.simulate import simulate
+from cli.storage import app as storage_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
-from sensornet.storage_cli import app as storage_app
 
 app = typer.Typer(
     help="City sensor network platform: broker, ingest, API, simulator.",
@@ -34,37 +36,13 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")
-console = Console(stderr=True)
-
-StateDir = Annotated[Path | None, typer.Option(help="State directory (SENSORNET_STATE_DIR)")]
-
-
-def settings_from(**overrides: Any) -> Settings:
-    """Settings from env/.env with CLI flags (non-None) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for chatty in ("httpx", "gmqtt"):  # one line per request/packet is noise, not a log
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-
-
-def _run(coro: Any) -> None:
-    try:
-        asyncio.run(coro)
-    except SensornetError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+app.command("simulate")(simulate)
 
 
 @services_app.command("up")
 def services_up(state_dir: StateDir = None, install: bool = True) -> None:
     """Start the broker and InfluxDB (installing the Debian packages if missing)."""
-    from sensornet.services import ensure_binaries, platform_services
+    from wiring.services import ensure_binaries, platform_services
 
     settings = settings_from(state_dir=state_dir)
     try:
@@ -81,7 +59,7 @@ def services_up(state_dir: StateDir = None, install: bool = True) -> None:
 
 
 async def _prepare(settings: Settings) -> None:
-    from sensornet.runtime import prepare_storage
+    from wiring.parts import prepare_storage
 
     await prepare_storage(settings)
 
@@ -89,7 +67,7 @@ async def _prepare(settings: Settings) -> None:
 @services_app.command("down")
 def services_down(state_dir: StateDir = None) -> None:
     """Stop the broker and InfluxDB cleanly."""
-    from sensornet.services import platform_services
+    from wiring.services import platform_services
 
     for service in platform_services(settings_from(state_dir=state_dir)):
         service.stop()
@@ -99,7 +77,7 @@ def services_down(state_dir: StateDir = None) -> None:
 @services_app.command("status")
 def services_status(state_dir: StateDir = None) -> None:
     """Print one JSON line: each service, its pid, port and readiness."""
-    from sensornet.services import platform_services
+    from wiring.services import platform_services
 
     out = {
         s.name: {"pid": s.pid(), "port": s.port, "ready": s.running() and s.ready()}
@@ -114,9 +92,9 @@ def ingest(
     verbose: bool = False,
 ) -> None:
     """Run one ingester until SIGINT/SIGTERM (then it writes and acks what is in flight)."""
-    from sensornet.runtime import run_ingester, stop_on_signals, tune_gc_for_throughput
+    from wiring.parts import run_ingester, stop_on_signals, tune_gc_for_throughput
 
-    _logging(verbose)
+    setup_logging(verbose)
     settings = settings_from(ingest_client_id=client_id)
     tune_gc_for_throughput()
 
@@ -124,7 +102,7 @@ def ingest(
         async with stop_on_signals() as stop:
             await run_ingester(settings, stop)
 
-    _run(main())
+    run_or_exit(main())
 
 
 @app.command()
@@ -148,7 +126,7 @@ def demo(
     keep_services: Annotated[bool, typer.Option(help="Leave broker/InfluxDB running")] = False,
 ) -> None:
     """Everything at once: services, registry, ingester, API and a live district."""
-    from sensornet.demo import run_demo
+    from wiring.demo import run_demo
 
     settings = settings_from(state_dir=state_dir)
     try:
@@ -157,15 +135,6 @@ def demo(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 
-
-def _register_parts() -> None:
-    """Commands that live with their part of the product (imported lazily inside)."""
-    from gateway_sim.cli import simulate
-
-    app.command("simulate")(simulate)
-
-
-_register_parts()
 
 if __name__ == "__main__":
     app()

@@ -22,7 +22,7 @@ import typer
 from sensornet.errors import SensornetError
 
 if TYPE_CHECKING:
-    from sensornet.services import Mosquitto
+    from wiring.services import Mosquitto
 
 PREFIX = "city/v1"
 USER = "simulator"
@@ -59,7 +59,7 @@ def ceiling(
     2.0.11 quits after ~35k lines without an error, so inputs are cut into 25k-line
     files (complete when checked with a subscriber). ``count_acks`` counts PUBACKs from
     its debug output instead, which proves every message but slows the client."""
-    from sensornet.services import find_binary
+    from wiring.services import find_binary
 
     binary = find_binary("mosquitto_pub") or "mosquitto_pub"
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,8 +122,8 @@ def bench_simulate(
     from gateway_sim.signals import City
     from sensornet.catalogue import load_catalogue
     from sensornet.district import load_district
-    from sensornet.services import Mosquitto, broker_acl, ensure_binaries, free_port
     from sensornet.topics import device_topic
+    from wiring.services import Mosquitto, broker_acl, ensure_binaries, free_port
 
     ensure_binaries()
     raise_file_limit()

@@ -17,8 +17,8 @@ app = typer.Typer(help="InfluxDB retention policies and continuous queries (docs
 @app.command("apply")
 def apply() -> None:
     """Create the database, retention policies and continuous queries (idempotent)."""
-    from sensornet.runtime import prepare_storage
     from sensornet.settings import Settings
+    from wiring.parts import prepare_storage
 
     settings = Settings()
     asyncio.run(prepare_storage(settings))
@@ -32,7 +32,7 @@ def backfill(
 ) -> None:
     """Compute the 1m/1h aggregates of a past window (after an import or a long outage)."""
     from sensornet.catalogue import load_catalogue
-    from sensornet.runtime import influx_client
+    from sensornet.influx import influx_client
     from sensornet.settings import Settings
     from sensornet.storage_layout import backfill_aggregates
 

@@ -1,7 +1,7 @@
 """The query API's extra hop with none of its work, for ``sensornet bench query --hop``.
 
 An ASGI app, served by uvicorn as the API is, that forwards ``GET /query?...`` to InfluxDB
-unchanged over the API's own client (``sensornet.http1``) and answers InfluxDB's status and
+unchanged over the API's own client (``sensornet.keepalive_http``) and answers InfluxDB's status and
 bytes. What the bench measures through it is the floor any HTTP API in its own process
 pays on that machine for one more process hop (docs/benchmarks.md).
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from starlette.types import Receive, Scope, Send
 
-from sensornet.http1 import Http1Pool
+from sensornet.keepalive_http import KeepAlivePool
 from sensornet.settings import Settings
 
 
 class ForwardQueries:
     def __init__(self, influx_url: str) -> None:
         self._influx_url = influx_url
-        self._pool: Http1Pool | None = None
+        self._pool: KeepAlivePool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -34,7 +34,7 @@ class ForwardQueries:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._pool = Http1Pool(self._influx_url, timeout_s=120)
+                self._pool = KeepAlivePool(self._influx_url, timeout_s=120)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._pool is not None:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
+from cli.common import console, run_or_exit, settings_from, setup_logging
+
 REGISTRY_SETTLE_S = 2.5  # ingest's DeviceCache TTL (2 s) plus a margin
 
 
@@ -91,9 +91,8 @@ def simulate(
     """Run the simulated district (live, load or backfill), optionally with faults and a
     final report of sent vs stored vs refused vs missing."""
     from gateway_sim.faults import FAULT_KINDS, FaultPlan
-    from sensornet.cli import _logging, _run, settings_from
 
-    _logging(verbose)
+    setup_logging(verbose)
     settings = settings_from()
     kinds = tuple(k.strip() for k in fault_kinds.split(",")) if fault_kinds else FAULT_KINDS
     unknown = set(kinds) - set(FAULT_KINDS)
@@ -122,12 +121,12 @@ def simulate(
         "report": report,
         "as_json": as_json,
     }
-    _run(_simulate(settings, options))
+    run_or_exit(_simulate(settings, options))
 
 
 async def _simulate(settings: Any, o: dict[str, Any]) -> None:
     from gateway_sim.fleet import fleet_from_registry
-    from sensornet.runtime import default_fleet, register_fleet
+    from wiring.parts import default_fleet, register_fleet
 
     if o["from_registry"]:
         fleet = await fleet_from_registry(settings.registry_database_url)
@@ -157,7 +156,7 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
     if o["report"]:
         from gateway_sim.report import account
         from sensornet.catalogue import load_catalogue
-        from sensornet.runtime import influx_client
+        from sensornet.influx import influx_client
 
         async with influx_client(settings) as influx:
             result = await account(
@@ -180,7 +179,8 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     from gateway_sim.faults import GroundTruth
     from gateway_sim.publisher import LivePublisher
     from sensornet.catalogue import load_catalogue
-    from sensornet.runtime import stop_on_signals
+    from sensornet.mqtt_tls import MqttTls
+    from wiring.parts import stop_on_signals
 
     truth = GroundTruth(o["truth_path"] if o["plan"].rate > 0 else None)
     publisher = LivePublisher(
@@ -198,6 +198,7 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         connections=o["connections"],
         faults=o["plan"],
         ground_truth=truth,
+        tls=MqttTls.from_settings(settings),
     )
     async with stop_on_signals() as stop:
         if o["duration"] is not None:
@@ -210,6 +211,7 @@ def _load(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     from gateway_sim.load import LoadPlan, merge_truth, run_load
+    from sensornet.mqtt_tls import MqttTls
 
     plan = LoadPlan(
         host=settings.mqtt_host,
@@ -225,6 +227,7 @@ def _load(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         credentials=o["credentials"],
         faults=o["plan"],
         truth_path=o["truth_path"] if o["plan"].rate > 0 else None,
+        tls=MqttTls.from_settings(settings),
     )
     started = time.monotonic()
     with Progress(
@@ -264,7 +267,8 @@ async def _backfill(settings: Any, fleet: list[Any], o: dict[str, Any]) -> tuple
     from gateway_sim.weather import Weather
     from sensornet.catalogue import load_catalogue
     from sensornet.district import load_district
-    from sensornet.runtime import influx_client, prepare_storage
+    from sensornet.influx import influx_client
+    from wiring.parts import prepare_storage
 
     await prepare_storage(settings)
     district = load_district()

@@ -1,5 +1,6 @@
-"""Long-running parts wired from settings: used by the CLI, the demo, benchmarks and tests,
-so every entry point runs the same assembly."""
+"""The product's parts (ingester, API, simulator, storage layout) assembled from settings:
+used by the CLI, the demo, benchmarks and tests, so every entry point runs the same
+assembly. This layer may import every part; the parts import only the core."""
 
 from __future__ import annotations
 
@@ -11,23 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
-from sensornet.influx import InfluxClient
+from sensornet.influx import influx_client
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceCache, DeviceInfo, open_registry, upsert_devices
 from sensornet.settings import Settings
 
 log = logging.getLogger("sensornet")
-
-
-def influx_client(settings: Settings) -> InfluxClient:
-    password = settings.influx_password.get_secret_value() if settings.influx_password else None
-    return InfluxClient(
-        settings.influx_url,
-        settings.influx_db,
-        username=settings.influx_user,
-        password=password,
-        timeout_s=settings.influx_timeout_s,
-        ca_file=settings.influx_ca_file,
-    )
 
 
 async def prepare_storage(settings: Settings) -> None:
@@ -101,6 +91,7 @@ async def run_simulator(
         interval_scale=interval_scale,
         speed=speed,
         credentials=credentials,
+        tls=MqttTls.from_settings(settings),
     )
     await publisher.run(stop)
 

@@ -23,13 +23,19 @@ def build(
         str | None, typer.Option(help="Dashboards folder as Grafana sees it (containers)")
     ] = None,
 ) -> None:
-    """Write dashboards/*.json and provisioning/{datasources,dashboards,alerting}."""
+    """Write dashboards/*.json and provisioning/{datasources,dashboards,alerting}; the data
+    source queries as SENSORNET_INFLUX_READ_USER, its password from Grafana's environment
+    variable SENSORNET_GRAFANA_INFLUX_PASSWORD."""
     from dashboards.provisioning import write_provisioning
     from sensornet.settings import Settings
 
     settings = Settings()
     written = write_provisioning(
-        out, influx_url or settings.influx_url, settings.influx_db, dashboards_path
+        out,
+        influx_url or settings.influx_url,
+        settings.influx_db,
+        dashboards_path,
+        user=settings.influx_reader[0],
     )
     typer.echo(json.dumps({"folder": str(out), "files": [str(p) for p in written]}))
 
@@ -51,8 +57,14 @@ def push(
     settings = Settings()
     grafana = GrafanaHttp(url, token)
     try:
+        user, password = settings.influx_reader
         report = do_push(
-            grafana, influx_url or settings.influx_url, settings.influx_db, with_alerts=alerts
+            grafana,
+            influx_url or settings.influx_url,
+            settings.influx_db,
+            with_alerts=alerts,
+            user=user,
+            password=password.get_secret_value() if password else None,
         )
     finally:
         grafana.close()

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensornet.broker_auth import assemble_password_file, write_static_users
+from sensornet.broker_auth import assemble_password_file, broker_home, write_static_users
 from sensornet.errors import ServiceError
 from sensornet.settings import Settings
 
@@ -193,10 +193,35 @@ class Mosquitto(LocalService):
     acl: str = ""
     max_queued_messages: int = 2_000_000
     autosave_interval_s: int = 5
+    #: also listen for MQTT over TLS on ``tls_port`` with this certificate chain and key (PEM)
+    tls: tuple[Path, Path] | None = None
+    tls_port: int = 0
+    #: with ``tls``: require a client certificate signed by this CA (PEM)
+    tls_client_ca: Path | None = None
 
     @property
     def config_file(self) -> Path:
         return self.home / "mosquitto.conf"
+
+    def ready(self) -> bool:
+        return _port_open(self.host, self.port) and (
+            self.tls is None or _port_open(self.host, self.tls_port)
+        )
+
+    def tls_listener(self) -> str:
+        """The TLS listener's lines (deploy/mosquitto/mosquitto.conf has the same)."""
+        if self.tls is None:
+            return ""
+        lines = [
+            "# MQTT over TLS; the client's password and ACL apply as on the plain listener",
+            f"listener {self.tls_port} {self.host}",
+            f"certfile {self.tls[0]}",
+            f"keyfile {self.tls[1]}",
+            "tls_version tlsv1.2",
+        ]
+        if self.tls_client_ca is not None:
+            lines += ["require_certificate true", f"cafile {self.tls_client_ca}"]
+        return "\n".join(lines) + "\n"
 
     def argv(self) -> list[str]:
         return [find_binary("mosquitto") or "mosquitto", "-c", str(self.config_file)]
@@ -209,7 +234,7 @@ class Mosquitto(LocalService):
         passwd = assemble_password_file(self.home)
         (self.home / "acl").write_text(self.acl)
         self.config_file.write_text(
-            f"""# written by sensornet.services; see docs/broker.md for the reasons
+            f"""# written by wiring.services; see docs/broker.md for the reasons
 per_listener_settings false
 # stay the user who started us: the state directory is ours, not the mosquitto user's
 user {getpass.getuser()}
@@ -231,7 +256,7 @@ log_type error
 log_type warning
 log_type notice
 connection_messages true
-"""
+{self.tls_listener()}"""
         )
 
 
@@ -271,7 +296,7 @@ class InfluxDB(LocalService):
             else ""
         )
         self.config_file.write_text(
-            f"""# written by sensornet.services
+            f"""# written by wiring.services
 reporting-disabled = true
 bind-address = "{self.host}:{self.rpc_port}"
 [meta]
@@ -304,7 +329,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 
 def broker_acl(prefix: str, ingest_user: str, fleet_user: str) -> str:
     """Devices write only below their own id (``%u``); the ingester only reads."""
-    return f"""# written by sensornet.services
+    return f"""# written by wiring.services
 user {ingest_user}
 topic read {prefix}/+/readings
 topic read {prefix}/+/pack
@@ -319,12 +344,11 @@ pattern write {prefix}/%u/status
 """
 
 
-def platform_services(settings: Settings, home: Path | None = None) -> tuple[Mosquitto, InfluxDB]:
+def platform_services(settings: Settings) -> tuple[Mosquitto, InfluxDB]:
     """The broker and InfluxDB this settings object describes, under its state dir."""
-    root = (home or settings.state_dir).resolve()
     broker = Mosquitto(
         name="mosquitto",
-        home=root / "mosquitto",
+        home=broker_home(settings),
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         users={
@@ -336,7 +360,7 @@ def platform_services(settings: Settings, home: Path | None = None) -> tuple[Mos
     )
     influx = InfluxDB(
         name="influxd",
-        home=root / "influxdb",
+        home=settings.state_dir.resolve() / "influxdb",
         host="127.0.0.1",
         port=settings.influx_port,
         rpc_port=settings.influx_rpc_port,

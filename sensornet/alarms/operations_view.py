@@ -38,7 +38,7 @@ def liveness_states(
     return out
 
 
-def opsview_lines(
+def operations_view_lines(
     devices: Iterable[DeviceInfo],
     states: Mapping[str, Liveness],
     active: Iterable[AlarmRecord],

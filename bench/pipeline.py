@@ -10,12 +10,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ingest.bench import BENCH_GATEWAY, make_readings, messages
-from ingest.mqtt_source import InboundMessage, MqttSource
+from gateway_sim.synthetic import SYNTHETIC_GATEWAY, make_readings, messages
 from ingest.pipeline import Pipeline
 from sensornet.catalogue import load_catalogue
-from sensornet.mqtt_blast import publish_packet
-from sensornet.runtime import default_fleet, tune_gc_for_throughput
+from sensornet.mqtt_wire import FrameReader, InboundMessage, publish_packet
+from wiring.parts import default_fleet, tune_gc_for_throughput
 
 PREFIX = "city/v1"
 BATCH = 5000
@@ -50,38 +49,18 @@ def _frames_us(fleet: list[Any], n: int, rounds: int) -> float:
     )
     best = float("inf")
     got: list[InboundMessage] = []
-    source = _frame_reader(lambda msgs, size: got.extend(msgs))
+    frames = FrameReader(lambda msgs, size: got.extend(msgs), lambda cmd, body: None)
     for _ in range(rounds):
         got.clear()
         started = time.process_time()
         buffer = b""
         for at in range(0, len(data), 65536):
             buffer += data[at : at + 65536]
-            buffer = buffer[source._read_packets(None, source.connection, buffer) :]
+            buffer = buffer[frames.read(buffer, None) :]
         best = min(best, time.process_time() - started)
         if len(got) != n:
             raise RuntimeError(f"parsed {len(got)} of {n} packets")
     return best / n * 1e6
-
-
-def _frame_reader(deliver: Any) -> Any:
-    """An MqttSource with no socket: only its frame parser is used."""
-
-    class Connection:
-        _last_data_in = 0.0
-
-    class Handler:
-        current_connection = Connection()
-
-    class Client:
-        _package_handler = Handler()
-
-    source = MqttSource.__new__(MqttSource)
-    source._client = Client()
-    source._deliver = deliver
-    source._next_arrival = 0
-    source.connection = Handler.current_connection  # type: ignore[attr-defined]
-    return source
 
 
 def run(readings: int, rounds: int) -> dict[str, Any]:
@@ -96,7 +75,7 @@ def run(readings: int, rounds: int) -> dict[str, Any]:
 
 def _run(readings: int, rounds: int) -> dict[str, Any]:
     fleet = default_fleet(1000)
-    packed = [replace(d, gateway_id=BENCH_GATEWAY) for d in fleet]
+    packed = [replace(d, gateway_id=SYNTHETIC_GATEWAY) for d in fleet]
     figures = {
         "single_fast_us": _pipeline_us(fleet, readings, 1, True, rounds),
         "single_general_us": _pipeline_us(fleet, readings, 1, False, rounds),

@@ -7,7 +7,7 @@
 For each: time to provision N, and the latency of adding device N+1 to a broker that
 already has N, until that device can actually connect.
 
-    .venv/bin/python scripts/bench_broker_auth.py --devices 10000
+    .venv/bin/python -m bench.broker_auth --devices 10000
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import gmqtt
 
 from sensornet.broker_auth import mosquitto_hash, write_devices
-from sensornet.services import LocalService, Mosquitto, broker_acl, find_binary, free_port
+from wiring.services import LocalService, Mosquitto, broker_acl, find_binary, free_port
 
 DYNSEC = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 PREFIX = "city/v1"
@@ -120,9 +121,14 @@ class DynsecBroker(LocalService):
 async def bench_dynsec(n: int, home: Path, single: int, batch: int) -> dict[str, float]:
     broker = DynsecBroker(name="dynsec", home=home, port=free_port())
     broker.start()
-    replies: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client = gmqtt.Client("bench-admin")
-    client.on_message = lambda c, t, p, q, props: replies.put_nowait(json.loads(p)) or 0
+
+    def on_message(client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        replies.put_nowait(json.loads(payload))
+        return 0
+
+    client.on_message = on_message
     client.set_auth_credentials("admin", "adminpw")
     try:
         await client.connect("127.0.0.1", broker.port)
@@ -133,7 +139,7 @@ async def bench_dynsec(n: int, home: Path, single: int, batch: int) -> dict[str,
                 "$CONTROL/dynamic-security/v1", json.dumps({"commands": commands}), qos=1
             )
             got = await asyncio.wait_for(replies.get(), 120)
-            errors = [r for r in got["responses"] if r.get("error")]  # type: ignore[union-attr]
+            errors = [r for r in got["responses"] if r.get("error")]
             assert not errors, errors[:3]
 
         await asyncio.sleep(0.2)

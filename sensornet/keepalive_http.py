@@ -116,7 +116,7 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
 
-class Http1Pool:
+class KeepAlivePool:
     """Keep-alive connections to one ``http://`` or ``https://`` origin (with an optional
     path prefix); ``request`` sends one request and returns the whole answer."""
 

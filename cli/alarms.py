@@ -14,8 +14,8 @@ app = typer.Typer(help="Threshold alarms (rules: sensornet/data/alarm_rules.yaml
 def run() -> None:
     """Evaluate the rules continuously until SIGINT/SIGTERM."""
     from sensornet.alarms.runner import run_alarms
-    from sensornet.runtime import stop_on_signals
     from sensornet.settings import Settings
+    from wiring.parts import stop_on_signals
 
     async def main() -> None:
         async with stop_on_signals() as stop:

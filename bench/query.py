@@ -4,9 +4,9 @@ real API in its own process, and measures per endpoint the API's p50/p95 latency
 of the same InfluxQL sent straight to InfluxDB, interleaved in the same run.
 
 ``overhead_ratio`` = API p50 / direct p50: what the API adds over the database itself.
-``--hop`` also sends each one-query endpoint's InfluxQL through ``sensornet.bench_hop``, a
+``--hop`` also sends each one-query endpoint's InfluxQL through ``bench.forwarder``, a
 bare forwarder in the API's place: ``hop_ratio`` is the floor one more process hop sets.
-Both sides use the same HTTP client (``sensornet.http1``, the one ``InfluxClient`` queries
+Both sides use the same HTTP client (``sensornet.keepalive_http``, the one ``InfluxClient`` queries
 with) and both decode the JSON they get, so the API side differs only by its extra hop.
 """
 
@@ -39,15 +39,15 @@ from gateway_sim.signals import City
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.district import load_district
 from sensornet.errors import ConfigError
-from sensornet.http1 import Answer, Http1Pool
 from sensornet.influx import InfluxClient
+from sensornet.keepalive_http import Answer, KeepAlivePool
 from sensornet.latest import DEVICE_STATUS, latest_params, latest_query
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import DeviceInfo, open_registry
-from sensornet.runtime import default_fleet, register_fleet
-from sensornet.services import InfluxDB, free_port
 from sensornet.settings import Settings
 from sensornet.storage_layout import HOUR, RAW, apply_storage_layout, backfill_aggregates
+from wiring.parts import default_fleet, register_fleet
+from wiring.services import InfluxDB, free_port
 
 Direct = Callable[[InfluxClient], Awaitable[Any]]
 
@@ -155,7 +155,7 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 async def measure(
-    api: Http1Pool, influx: InfluxClient, case: Case, rounds: int, api_pid: int
+    api: KeepAlivePool, influx: InfluxClient, case: Case, rounds: int, api_pid: int
 ) -> dict[str, Any]:
     """Interleaved; which side goes first alternates, so neither always finds InfluxDB
     just woken by the other. Also the API process's CPU per request over the measured
@@ -215,7 +215,7 @@ async def run_bench(
     only: Sequence[str] = (),
     with_hop: bool = False,
 ) -> dict[str, Any]:
-    """``with_hop``: each one-query endpoint also through ``sensornet.bench_hop``."""
+    """``with_hop``: each one-query endpoint also through ``bench.forwarder``."""
     catalogue = load_catalogue()
     fleet = default_fleet(sensors)
     known = [c.name for c in cases(catalogue, fleet, datetime.now(UTC))]
@@ -273,7 +273,7 @@ async def _bench(
             hop = None  # a forwarder in the API's place: the floor for one more hop
             if with_hop:
                 hop = await stack.enter_async_context(_served(
-                    "sensornet.bench_hop:create_app", free_port(), env,
+                    "bench.forwarder:create_app", free_port(), env,
                     "/query?q=SHOW+DATABASES", {},
                 ))  # fmt: skip
             results: dict[str, dict[str, Any]] = {}
@@ -313,7 +313,7 @@ async def _bench(
 @contextlib.asynccontextmanager
 async def _served(
     factory: str, port: int, env: dict[str, str], ready_path: str, headers: dict[str, str]
-) -> AsyncIterator[tuple[subprocess.Popen[bytes], Http1Pool]]:
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], KeepAlivePool]]:
     """An ASGI app under uvicorn in its own process, as ``sensornet api`` serves the API
     but logging warnings only (``sensornet api`` also writes uvicorn's access log line per
     request, which the bench leaves out), and a client to it once ``ready_path`` answers 200."""
@@ -325,7 +325,7 @@ async def _served(
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env,
     )  # fmt: skip
-    client = Http1Pool(f"http://127.0.0.1:{port}", timeout_s=120, headers=headers)
+    client = KeepAlivePool(f"http://127.0.0.1:{port}", timeout_s=120, headers=headers)
     try:
         deadline = time.monotonic() + 60
         while True:

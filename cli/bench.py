@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gateway_sim.bench import bench_simulate
+from bench.simulate import bench_simulate
 from sensornet.errors import ConfigError
 
 bench_app = typer.Typer(help="Benchmarks; each prints one JSON line.", no_args_is_help=True)
@@ -29,7 +29,7 @@ def bench_ingest(
     json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
 ) -> None:
     """Drain of a queued session by the production ingester vs the InfluxDB ceiling."""
-    from ingest.bench import run_bench
+    from bench.ingest import run_bench
 
     say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
     result = asyncio.run(run_bench(readings, pack, sensors, outage, say))
@@ -43,7 +43,7 @@ def bench_pipeline(
 ) -> None:
     """CPU per message of the ingest pipeline alone: fast lane vs general path, and the
     MQTT frame parsing (no broker, no InfluxDB)."""
-    from ingest.bench_pipeline import run
+    from bench.pipeline import run
 
     typer.echo(json.dumps(run(readings, rounds)))
 
@@ -68,7 +68,7 @@ def query(
 ) -> None:
     """Load history into a private InfluxDB, then time every query endpoint through the
     API and the same InfluxQL straight to InfluxDB (docs/benchmarks.md)."""
-    from sensornet.bench_query import run_bench
+    from bench.query import run_bench
 
     def log(line: str) -> None:
         if not as_json:

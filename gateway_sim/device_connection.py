@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import gmqtt
-from gmqtt.storage import PersistentStorage
 
 from gateway_sim.payloads import STATUS_OFFLINE, STATUS_ONLINE
 from sensornet.errors import SensornetError
-from sensornet.mqtt_blast import publish_packet
+from sensornet.mqtt_tls import MqttTls
+from sensornet.mqtt_wire import CountingStorage, GmqttHooks, publish_packet
 from sensornet.topics import device_topic
 
 log = logging.getLogger("gateway_sim")
@@ -28,34 +29,7 @@ class SimulatorError(SensornetError):
     """The simulator could not reach the broker or the platform."""
 
 
-class _CountingStorage(PersistentStorage):  # type: ignore[misc]
-    """gmqtt's in-flight store, counting PUBACKs and waking a sender waiting for room."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-        self.acked = 0
-        self.room = asyncio.Event()
-        self.room.set()
-
-    def push_message(self, mid: int, raw_package: bytes) -> None:
-        super().push_message(mid, raw_package)
-        if len(self._messages) >= self.limit:
-            self.room.clear()
-
-    def remove_message_by_mid(self, mid: int) -> None:
-        if mid in self._messages:
-            self.acked += 1
-        super().remove_message_by_mid(mid)
-        if len(self._messages) < self.limit:
-            self.room.set()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._messages)
-
-
-class Link:
+class DeviceConnection:
     """One MQTT connection. ``status_of`` devices get a retained "online" on connect; the
     Last Will ("offline", retained) covers ``will_device`` when the link is a device's own."""
 
@@ -68,14 +42,16 @@ class Link:
         *,
         will_device: str | None = None,
         max_in_flight: int = 1000,
+        tls: MqttTls | None = None,
     ) -> None:
         self.prefix = prefix
+        self.tls = tls
         will = None
         if will_device is not None:
             will = gmqtt.Message(
                 device_topic(prefix, will_device, "status"), STATUS_OFFLINE, qos=1, retain=True
             )
-        self.storage = _CountingStorage(max_in_flight)
+        self.storage = CountingStorage(max_in_flight)
         self.client = gmqtt.Client(
             client_id, clean_session=True, will_message=will, persistent_storage=self.storage
         )
@@ -98,16 +74,9 @@ class Link:
         self.client.on_disconnect = self._on_disconnect
         self.sent = 0
         self.reconnects = 0
-        handler: Any = self.client._package_handler
-        ids, storage = handler.id_generator, self.storage
-
-        def puback(cmd: int, packet: bytes) -> None:
-            # gmqtt's own handler logs twice per PUBACK: a third of the generator's time
-            mid = (packet[0] << 8) | packet[1]
-            ids.free_id(mid)
-            storage.remove_message_by_mid(mid)
-
-        handler._handle_puback_packet = puback
+        self._hooks = GmqttHooks(self.client)
+        # gmqtt's own PUBACK handler logs twice per PUBACK: a third of the generator's time
+        self._hooks.on_puback(self.storage.remove_message_by_mid)
 
     def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
         self.client.reconnect_delay = RECONNECT_FIRST_S
@@ -120,10 +89,17 @@ class Link:
         delay = 0.2
         for attempt in range(attempts):
             try:
-                await self.client.connect(host, port, keepalive=60)
+                ssl_context = self.tls.context() if self.tls else False
+                await self.client.connect(host, port, ssl=ssl_context, keepalive=60)
                 return
+            except ssl.SSLCertVerificationError as exc:
+                if self.tls is None:
+                    raise
+                raise self.tls.failure(exc, host, port) from exc  # no retry can help
             except (TimeoutError, OSError, gmqtt.mqtt.handler.MQTTConnectError) as exc:
                 if attempt == attempts - 1:
+                    if isinstance(exc, ssl.SSLError | ConnectionResetError) and self.tls:
+                        raise self.tls.failure(exc, host, port) from exc
                     raise SimulatorError(
                         f"cannot connect to MQTT {host}:{port}: {exc}; is the broker up "
                         f"(sensornet services up) and SENSORNET_MQTT_FLEET_PASSWORD right?"
@@ -145,15 +121,13 @@ class Link:
         generator's largest cost; this builds the packets directly (MQTT 5, no
         properties) with ids from gmqtt's own pool, so its PUBACK handling and
         resend-on-reconnect store work unchanged."""
-        connection: Any = self.client._connection
-        ids = connection._protocol.id_generator
         out = bytearray()
         for topic, payload in messages:
-            mid = ids.next_id()
+            mid = self._hooks.next_packet_id()
             packet = publish_packet(topic.encode(), payload, mid, b"")
             self.storage.push_message(mid, packet)
             out += packet
-        connection.send_package(bytes(out))
+        self._hooks.send(bytes(out))
         self.sent += len(messages)
 
     async def room(self) -> None:
@@ -174,9 +148,7 @@ class Link:
 
     async def close(self, *, graceful: bool = True) -> None:
         if not graceful:
-            connection: Any = self.client._connection
-            if connection is not None:
-                connection._transport.abort()  # no DISCONNECT: the broker sends the Will
+            self._hooks.abort()  # no DISCONNECT: the broker sends the Will
             return
         if self.client.is_connected:
             await self.client.disconnect()

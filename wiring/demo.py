@@ -11,7 +11,8 @@ from sensornet.alarms.runner import run_alarms
 from sensornet.broker_auth import broker_home, issue_credentials, sync_broker
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import open_registry
-from sensornet.runtime import (
+from sensornet.settings import Settings
+from wiring.parts import (
     default_fleet,
     prepare_storage,
     register_fleet,
@@ -20,8 +21,7 @@ from sensornet.runtime import (
     run_simulator,
     stop_on_signals,
 )
-from sensornet.services import ensure_binaries, platform_services
-from sensornet.settings import Settings
+from wiring.services import ensure_binaries, platform_services
 
 DEMO_SPEED = 60.0  # a simulated day in 24 minutes: daily cycles show within the demo
 

@@ -16,67 +16,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
+from gateway_sim.synthetic import SYNTHETIC_GATEWAY, Reading, make_readings, messages
 from ingest.mqtt_source import MqttSource
 from sensornet.accounting import count_stored
-from sensornet.catalogue import load_catalogue
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
-from sensornet.mqtt_blast import Blaster
-from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import default_fleet, register_fleet
-from sensornet.services import InfluxDB, Mosquitto, broker_acl, free_port
 from sensornet.settings import Settings
-from sensornet.topics import device_topic
+from wiring.parts import default_fleet, register_fleet
+from wiring.services import InfluxDB, Mosquitto, broker_acl, free_port
 
 CEILING_BATCH = 5000
-BENCH_GATEWAY = "GW-BENCH"
-
-
-@dataclass(frozen=True)
-class Reading:
-    device: DeviceInfo
-    seq: int
-    ts_ms: int
-    values: dict[str, float | int | bool | str]
-
-
-def make_readings(fleet: list[DeviceInfo], n: int) -> Iterator[Reading]:
-    """N readings round-robin over the fleet, each sensor 100 ms apart, ending now."""
-    from gateway_sim.signals import City
-    from sensornet.district import load_district
-
-    per_sensor = -(-n // len(fleet))
-    base_ms = int(time.time() * 1000) - per_sensor * 100 - 60_000
-    city = City(fleet, load_catalogue(), load_district())
-    templates = city.readings(range(len(fleet)), [base_ms / 1000] * len(fleet))
-    for i in range(n):
-        k, j = divmod(i, len(fleet))
-        yield Reading(fleet[j], k, base_ms + k * 100, templates[j])
-
-
-def messages(prefix: str, readings: Iterator[Reading], pack: int) -> Iterator[tuple[bytes, bytes]]:
-    if pack <= 1:
-        for r in readings:
-            topic = device_topic(prefix, r.device.id, "readings").encode()
-            yield topic, orjson.dumps({"ts": r.ts_ms, "seq": r.seq, **r.values})
-        return
-    gateway_topic = device_topic(prefix, BENCH_GATEWAY, "pack").encode()
-    batch: list[dict[str, Any]] = []
-    for r in readings:
-        batch.append({"sensor": r.device.id, "ts": r.ts_ms, "seq": r.seq, **r.values})
-        if len(batch) == pack:
-            yield gateway_topic, orjson.dumps({"gw": BENCH_GATEWAY, "readings": batch})
-            batch = []
-    if batch:
-        yield gateway_topic, orjson.dumps({"gw": BENCH_GATEWAY, "readings": batch})
 
 
 def line_of(r: Reading) -> str:
@@ -167,7 +123,7 @@ async def _measure(
 ) -> dict[str, Any]:
     fleet = default_fleet(sensors)
     if pack > 1:  # packs are accepted only for the sensors attached to their gateway
-        fleet = [replace(d, gateway_id=BENCH_GATEWAY) for d in fleet]
+        fleet = [replace(d, gateway_id=SYNTHETIC_GATEWAY) for d in fleet]
     types = {d.type for d in fleet}
     await register_fleet(settings, fleet)
     async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=60) as influx:
@@ -188,7 +144,7 @@ async def _measure(
             receive_maximum=settings.ingest_receive_maximum,
         ):
             pass
-        blaster = Blaster(
+        blaster = BulkPublisher(
             settings.mqtt_host,
             settings.mqtt_port,
             "bench-publisher",
@@ -211,7 +167,7 @@ async def _measure(
             # e.g. "-m cProfile -o prof.out" to profile the ingester under load
             python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
             proc = subprocess.Popen(  # noqa: ASYNC220 - we need its pid for the RSS figure
-                [sys.executable, *python_args, "-m", "sensornet.cli", "ingest"],
+                [sys.executable, *python_args, "-m", "cli.main", "ingest"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

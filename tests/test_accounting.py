@@ -11,12 +11,11 @@ import gmqtt
 import httpx
 import orjson
 import pytest
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.accounting import count_stored, settle_margin_ns
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient
-from sensornet.mqtt_wire import GmqttHooks
 from sensornet.registry.store import DeviceInfo
 from sensornet.settings import Settings
 from wiring.parts import register_fleet, run_api, run_ingester
@@ -204,26 +203,24 @@ async def test_last_will_marks_a_device_offline(
 ) -> None:
     await register_fleet(settings, [NS])
     status = f"{settings.topic_prefix}/NS-1/status"
-    device = gmqtt.Client(
-        "NS-1", will_message=gmqtt.Message(status, b"offline", qos=1, retain=True)
-    )
-    device.set_auth_credentials("simulator", settings.mqtt_fleet_password.get_secret_value())
-    async with running(run_ingester, settings), running(run_api, settings):
-        await device.connect(settings.mqtt_host, settings.mqtt_port)
-        try:
-            device.publish(status, b"online", qos=1, retain=True)
-            device.publish(f"{settings.topic_prefix}/NS-1/readings", b'{"laeq": 55.0}', qos=1)
-            base = f"http://{settings.api_host}:{settings.api_port}"
-            async with httpx.AsyncClient(base_url=base, headers=viewer_headers) as http:
+    will = gmqtt.Message(status, b"offline", qos=1, retain=True)
+    password = settings.mqtt_fleet_password.get_secret_value()
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    async with (
+        running(run_ingester, settings),
+        running(run_api, settings),
+        mqtt_client("NS-1", settings.mqtt_port, "simulator", password, will_message=will) as device,
+        httpx.AsyncClient(base_url=base, headers=viewer_headers) as http,
+    ):
+        device.publish(status, b"online", retain=True)
+        device.publish(f"{settings.topic_prefix}/NS-1/readings", b'{"laeq": 55.0}')
 
-                async def state(expected: str) -> bool:
-                    body = (await http.get("/devices/NS-1/accounting")).json()
-                    return bool(body["status"] == expected)
+        async def state(expected: str) -> bool:
+            body = (await http.get("/devices/NS-1/accounting")).json()
+            return bool(body["status"] == expected)
 
-                await wait_until(lambda: state("online"))
-                GmqttHooks(device).abort()  # vanishes without DISCONNECT
-                await wait_until(lambda: state("offline"))
-                body = (await http.get("/devices/NS-1/accounting")).json()
-                assert body["liveness"] == "offline"
-        finally:
-            await device.disconnect()  # also stops its reconnecting after the abort
+        await wait_until(lambda: state("online"))
+        await device.vanish()  # without DISCONNECT: the broker sends the Will
+        await wait_until(lambda: state("offline"))
+        body = (await http.get("/devices/NS-1/accounting")).json()
+        assert body["liveness"] == "offline"

@@ -76,9 +76,12 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         ):
             app.state.influx = influx
             app.state.registry = registry
-            app.state.key_cache = KeyCache(registry, settings.api_key_cache_s)
+            app.state.key_cache = keys = KeyCache(
+                registry, settings.api_key_cache_s, settings.api_key_refused_cache_s
+            )
             app.state.catalogue = load_catalogue()
-            yield
+            async with keys.record_uses(settings.api_key_last_used_s):
+                yield
 
     app = _SensornetAPI(
         fast_routes=fast_routes,
@@ -147,9 +150,9 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
 
 class _SensornetAPI(FastAPI):
     """FastAPI with ``api.fast`` in front of all of it: the hot GET routes skip every
-    FastAPI layer (its per-request telemetry check, error pages, body limit), and an
-    unexpected error there reaches uvicorn, which answers 500 as ServerErrorMiddleware
-    would. Everything else goes through FastAPI unchanged."""
+    FastAPI layer (its per-request telemetry check, error pages, body limit); an error
+    there is answered by ``api.problems`` as on the FastAPI path (an unexpected one as a
+    500 problem with an error id). Everything else goes through FastAPI unchanged."""
 
     def __init__(self, *, fast_routes: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)

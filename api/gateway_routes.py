@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from api.auth import Engineer, Viewer
-from api.problems import Problem
+from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
@@ -33,7 +33,7 @@ def _problem(exc: SensornetError) -> Problem:
         return Problem(409, "Already registered", str(exc))
     if isinstance(exc, InvalidSensor):
         return Problem(422, "Invalid gateway entry", str(exc))
-    return Problem(400, "Registry error", str(exc))
+    return concealed(exc)  # not the caller's mistake: logged with an error id
 
 
 async def _sync(request: Request) -> None:

@@ -195,18 +195,39 @@ def list_(
 def create_key(
     role: Annotated[str, typer.Option(help="viewer, engineer or admin")] = "viewer",
     name: str = "",
+    expires_in: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 90d (m, h, d, w); default: until revoked")
+    ] = None,
     url: Url = None,
 ) -> None:
     """Create an API key and print it once (only its hash is kept)."""
-    info, secret = run(url, lambda engine: keys.create_key(engine, role, name, actor()))
-    _out({"id": info.id, "role": info.role, "name": info.name, "key": secret})
+
+    async def job(engine: AsyncEngine) -> tuple[keys.KeyInfo, str]:
+        lifetime = keys.parse_lifetime(expires_in) if expires_in else None
+        return await keys.create_key(engine, role, name, actor(), lifetime)
+
+    info, secret = run(url, job)
+    _out(_key(info) | {"key": secret})
+
+
+def _key(info: keys.KeyInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "role": info.role,
+        "name": info.name,
+        "created_at": info.created_at.isoformat(),
+        "expires_at": info.expires_at and info.expires_at.isoformat(),
+        "last_used_at": info.last_used_at and info.last_used_at.isoformat(),
+        "revoked": info.revoked,
+        "expired": info.expired,
+    }
 
 
 @keys_app.command("list")
 def list_keys(url: Url = None) -> None:
-    """Every key (never the secret)."""
-    found = run(url, keys.list_keys)
-    _out([{"id": k.id, "role": k.role, "name": k.name, "revoked": k.revoked} for k in found])
+    """Every key: role, created, expires, last used (as the API recorded it), revoked;
+    never the secret."""
+    _out([_key(k) for k in run(url, keys.list_keys)])
 
 
 @keys_app.command("revoke")

@@ -83,6 +83,19 @@ class Settings(BaseSettings):
         description="How long the API remembers a valid key (a revocation elsewhere "
         "than through this API takes effect after this); 0 = look it up every request",
     )
+    api_key_refused_cache_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long the API remembers an unknown, revoked or expired key, so "
+        "repeating it costs no registry lookup (a key restored from a backup is accepted "
+        "after this); 0 = look it up every request",
+    )
+    api_key_last_used_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often the API writes each key's last use to the registry (one "
+        "UPDATE per used key per period; last_used_at lags by at most this)",
+    )
 
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
     ingest_share_group: str = Field(

@@ -54,7 +54,7 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/alarms", "viewer", None),
     ("GET", "/alarms/history", "viewer", None),
     ("GET", "/alarms/rules", "viewer", None),
-    ("POST", "/alarms/{alarm_id}/acknowledge", "engineer", {"by": "ops"}),
+    ("POST", "/alarms/{alarm_id}/acknowledge", "engineer", {"note": "on it"}),
     ("POST", "/sensors", "engineer", NEW),
     ("PATCH", "/sensors/{sensor_id}", "engineer", {"firmware": "9"}),
     ("POST", "/sensors/{sensor_id}/move", "engineer", {"lat": 31.23, "lon": 121.45}),

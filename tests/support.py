@@ -40,10 +40,16 @@ async def running(
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(coro_fn(settings, stop, ready))
     waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait([task, waiter], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await asyncio.wait([task, waiter], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()  # left waiting when the part failed to start
     if task.done():
         task.result()  # raises the part's start-up error
-    assert ready.is_set(), f"{coro_fn.__name__} not ready within 30s"
+    if not ready.is_set():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise AssertionError(f"{coro_fn.__name__} not ready within 30s")
     try:
         yield stop
     finally:

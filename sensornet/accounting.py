@@ -11,6 +11,7 @@ seq arithmetic is ``sensornet.seq_account``; the rules are in docs/accounting.md
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,13 @@ class Window:
 
     start_ns: int
     end_ns: int
+
+    @classmethod
+    def recent(cls, span_s: float, ahead_s: float = 0.0) -> Window:
+        """The last ``span_s`` seconds up to now, and ``ahead_s`` beyond (a device's clock
+        may run up to 5 minutes ahead of the platform's, docs/payloads.md)."""
+        now = time.time_ns()
+        return cls(now - int(span_s * 1e9), now + int(ahead_s * 1e9))
 
 
 @dataclass
@@ -128,33 +136,35 @@ def account_from_rows(
     sensor_id: str, window: Window, series: list[dict[str, Any]], max_rows: int
 ) -> DeviceAccount:
     """The account of the rows InfluxDB returned for ``account_query``."""
-    by_name: dict[str, list[dict[str, Any]]] = {}
+    parts: dict[str, list[dict[str, Any]]] = {}
     for s in series:  # a long answer may come as several parts of one series
-        columns = s["columns"]
-        rows = by_name.setdefault(s["name"], [])
-        rows += [dict(zip(columns, v, strict=True)) for v in s.get("values") or []]
+        parts.setdefault(s["name"], []).append(s)
     end_ns = window.end_ns
-    for rows in by_name.values():
-        if len(rows) > max_rows:
-            end_ns = min(end_ns, int(rows[max_rows]["time"]))
+    for chunks in parts.values():
+        values = [v for chunk in chunks for v in chunk.get("values") or ()]
+        if len(values) > max_rows:
+            end_ns = min(end_ns, int(values[max_rows][0]))
     account = DeviceAccount(sensor_id, Window(window.start_ns, end_ns), end_ns == window.end_ns)
     reasons: Counter[str] = Counter()
     seq_rows = []
-    for name, rows in by_name.items():
+    for name, chunks in parts.items():
         refused = name == DEAD_LETTER
-        for row in rows:
-            t = int(row["time"])
-            if t >= end_ns:
-                break
-            if refused:
-                reasons[str(row.get("reason"))] += 1
-            else:
-                account.stored += 1
-            seq = row.get("seq")
-            if seq is None:
-                account.unsequenced += 1
-            else:
-                seq_rows.append(SeqRow(t, int(seq), refused))
+        for chunk in chunks:
+            columns = chunk["columns"]
+            at_seq, at_reason = columns.index("seq"), columns.index("reason")
+            for values in chunk.get("values") or ():
+                t = int(values[0])  # rows come in time order
+                if t >= end_ns:
+                    break
+                if refused:
+                    reasons[str(values[at_reason])] += 1
+                else:
+                    account.stored += 1
+                seq = values[at_seq]
+                if seq is None:
+                    account.unsequenced += 1
+                else:
+                    seq_rows.append(SeqRow(t, int(seq), refused))
     account.rejected = dict(sorted(reasons.items()))
     account.seqs = account_seqs(seq_rows)
     return account

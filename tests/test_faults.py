@@ -5,16 +5,12 @@ accounted for with a reason."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
+from ingester_process import IngesterProcess
 from support import running, wait_until
 
 from gateway_sim.synthetic import make_readings, messages
@@ -27,51 +23,6 @@ from wiring.parts import default_fleet, register_fleet, run_ingester
 from wiring.services import InfluxDB, Mosquitto, free_port
 
 pytestmark = pytest.mark.timeout(240)
-
-
-class IngesterProcess:
-    """``sensornet ingest`` as its own process, so it can be killed like in production."""
-
-    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
-        self.settings = settings
-        self.client_id = client_id or settings.ingest_client_id
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = settings.state_dir / f"{self.client_id}.log"
-
-    def start(self) -> None:
-        s = self.settings
-        env = {
-            **os.environ,
-            "SENSORNET_STATE_DIR": str(s.state_dir),
-            "SENSORNET_MQTT_PORT": str(s.mqtt_port),
-            "SENSORNET_MQTT_INGEST_PASSWORD": s.mqtt_ingest_password.get_secret_value(),
-            "SENSORNET_INFLUX_URL": s.influx_url,
-            "SENSORNET_INFLUX_DB": s.influx_db,
-            "SENSORNET_INFLUX_TIMEOUT_S": str(s.influx_timeout_s),
-            "SENSORNET_INGEST_CLIENT_ID": self.client_id,
-            "SENSORNET_INGEST_BATCH_SIZE": str(s.ingest_batch_size),
-            "SENSORNET_INGEST_RECEIVE_MAXIMUM": str(s.ingest_receive_maximum),
-            "SENSORNET_INGEST_SHARE_GROUP": s.ingest_share_group,
-            "SENSORNET_REGISTRY_URL": s.registry_database_url,
-        }
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "ingest", "--verbose"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
 
 
 @pytest.fixture
@@ -115,7 +66,7 @@ async def all_stored(influx: InfluxClient, fleet: list[DeviceInfo], n: int) -> N
     except AssertionError as exc:
         raise AssertionError(f"{seen[-1]} of {n} readings stored") from exc
     for device in fleet[:5]:  # no gaps, no duplicates, no restarts, per device
-        account = await device_account(influx, device.id, device.type, recent())
+        account = await device_account(influx, device.id, device.type, Window.recent(3600, 60))
         seqs = account.seqs
         assert (account.missing, account.rejected_total, seqs.resets) == (0, 0, 0), account
         assert account.stored == seqs.distinct == seqs.epochs[0].span, account
@@ -274,7 +225,7 @@ async def test_poison_message_among_good_ones(
     assert stored_others == 200 - aq  # every good reading of the batches is stored
     assert {r["reason"] for r in letters} == {"influx_rejected"}
     assert len(letters) == aq  # each refused reading accounted for, with its seq
-    account = await device_account(influx, victim.id, victim.type, recent())
+    account = await device_account(influx, victim.id, victim.type, Window.recent(3600, 60))
     assert account.rejected == {"influx_rejected": account.received}
 
 
@@ -295,13 +246,6 @@ async def test_two_ingesters_share_load_one_killed_and_restarted(
         a.start()  # comes back as itself: its session still holds its unacked share
         await all_stored(influx, fleet, 20_000)
         assert a.stop() == 0 and b.stop() == 0
-
-
-def recent() -> Window:
-    """The last hour and the next minute: every reading of a test (they end a minute ago),
-    every dead letter (stamped when refused)."""
-    now = time.time_ns()
-    return Window(now - 3600 * 10**9, now + 60 * 10**9)
 
 
 def replace_settings(settings: Settings, **changes: object) -> Settings:

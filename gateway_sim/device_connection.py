@@ -147,8 +147,10 @@ class DeviceConnection:
         return int(self.storage.acked)
 
     async def close(self, *, graceful: bool = True) -> None:
+        """Close, and stop gmqtt from reconnecting (it would for ever). ``graceful=False``:
+        drop the connection without DISCONNECT first, so the broker sends the Will."""
         if not graceful:
-            self._hooks.abort()  # no DISCONNECT: the broker sends the Will
-            return
-        if self.client.is_connected:
-            await self.client.disconnect()
+            self._hooks.abort()
+        # gmqtt's disconnect marks the client closed before the dropped connection is seen
+        # (no reconnect starts), and is harmless on a connection already gone
+        await self.client.disconnect()

@@ -126,8 +126,9 @@ class MqttSource:
         await self.close()
 
     async def close(self) -> None:
-        if self._client.is_connected:
-            await self._client.disconnect()
+        # Also when the connection is down: gmqtt's disconnect is what stops it from
+        # reconnecting (for ever, by default) after the ingester has stopped.
+        await self._client.disconnect()
 
     @property
     def is_connected(self) -> bool:

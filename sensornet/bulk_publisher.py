@@ -46,19 +46,39 @@ class BulkPublisher:
         self.acked = 0
 
     async def publish_all(self, messages: Iterable[tuple[bytes, bytes]]) -> int:
+        """Publish every message; the connection and its PUBACK reader are closed on every
+        way out, and a broker that drops the connection fails the call rather than hang it."""
         try:
             reader, writer = await asyncio.open_connection(
                 *self._addr, ssl=self._tls.context() if self._tls else None
             )
-            writer.write(self._connect)
-            connack = await reader.readexactly(4)  # a refused client certificate shows here
         except (ssl.SSLError, ConnectionResetError) as exc:
             if self._tls is None:
                 raise
             raise self._tls.failure(exc, *self._addr) from exc
-        code = connack_code(connack)
-        if code != 0:
-            raise ServiceError(f"broker refused the connection (CONNACK code {code})")
+        try:
+            try:
+                writer.write(self._connect)
+                connack = await reader.readexactly(4)  # a refused client certificate shows here
+            except (ssl.SSLError, ConnectionResetError) as exc:
+                if self._tls is None:
+                    raise
+                raise self._tls.failure(exc, *self._addr) from exc
+            code = connack_code(connack)
+            if code != 0:
+                raise ServiceError(f"broker refused the connection (CONNACK code {code})")
+            sent = await self._publish(reader, writer, messages)
+            writer.write(DISCONNECT)
+            return sent
+        finally:
+            writer.close()
+
+    async def _publish(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        messages: Iterable[tuple[bytes, bytes]],
+    ) -> int:
         slots = asyncio.Semaphore(self.window)
         done = asyncio.Event()
         sent = 0
@@ -67,7 +87,10 @@ class BulkPublisher:
         async def read_acks() -> None:
             buf = b""
             while True:
-                chunk = await reader.read(65536)
+                try:
+                    chunk = await reader.read(65536)
+                except ConnectionError as exc:
+                    raise ServiceError(f"broker closed the connection: {exc}") from exc
                 if not chunk:
                     raise ServiceError("broker closed the connection")
                 try:
@@ -81,31 +104,44 @@ class BulkPublisher:
                     done.set()
                     return
 
+        async def room() -> None:
+            """A free slot of a full window, or the PUBACK reader's error if it stopped."""
+            free = asyncio.ensure_future(slots.acquire())
+            await asyncio.wait([free, acks], return_when=asyncio.FIRST_COMPLETED)
+            if not free.done():
+                free.cancel()
+                acks.result()  # it only stops early on an error: raise it
+
         acks = asyncio.create_task(read_acks())
-        chunk = bytearray()
-        packet_id = 0
-        for topic, payload in messages:
-            if slots.locked() or len(chunk) > 256 * 1024:
-                writer.write(bytes(chunk))
-                chunk.clear()
-                await writer.drain()
-            await slots.acquire()
-            packet_id = packet_id % MAX_PACKET_ID + 1
-            chunk += publish_packet(topic, payload, packet_id)
-            sent += 1
-            if acks.done():
+        try:
+            chunk = bytearray()
+            packet_id = 0
+            for topic, payload in messages:
+                if slots.locked() or len(chunk) > 256 * 1024:
+                    writer.write(bytes(chunk))
+                    chunk.clear()
+                    await writer.drain()
+                if slots.locked():
+                    await room()
+                else:
+                    await slots.acquire()
+                packet_id = packet_id % MAX_PACKET_ID + 1
+                chunk += publish_packet(topic, payload, packet_id)
+                sent += 1
+                if acks.done():
+                    acks.result()
+            writer.write(bytes(chunk))
+            await writer.drain()
+            finished_sending = True
+            if self.acked >= sent:
+                done.set()
+            waiter = asyncio.create_task(done.wait())
+            try:
+                await asyncio.wait([acks, waiter], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if acks.done() and not done.is_set():
                 acks.result()
-        writer.write(bytes(chunk))
-        await writer.drain()
-        finished_sending = True
-        if self.acked >= sent:
-            done.set()
-        waiter = asyncio.create_task(done.wait())
-        await asyncio.wait([acks, waiter], return_when=asyncio.FIRST_COMPLETED)
-        if acks.done() and not done.is_set():
-            acks.result()
-        acks.cancel()
-        waiter.cancel()
-        writer.write(DISCONNECT)
-        writer.close()
-        return sent
+            return sent
+        finally:
+            acks.cancel()

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
 
+    accounting_max_rows: int = Field(
+        100_000,
+        description="Per-device accounting reads at most this many rows of readings (and "
+        "as many dead letters) per request; past it the answer covers less and says so",
+    )
+
     opendata_rate_per_s: float = Field(
         1.0, description="Open data: requests per second per client IP (token bucket refill)"
     )

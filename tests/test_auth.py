@@ -179,6 +179,9 @@ async def test_key_cache_remembers_live_keys_briefly(
         assert await cache.principal("no-prefix") is None
         await keys.revoke_key(engine, found.key_id, "cli:test")  # as `sensornet keys revoke`
         assert await cache.principal(viewer) == found  # remembered: revoked elsewhere
+        # The wait is the assertion ("forgotten once ttl_s has passed"), not a guess at
+        # how long something takes: the cache ages entries on the monotonic clock, and a
+        # sleep lasts at least what it asks for, so a loaded machine cannot break it.
         await asyncio.sleep(0.35)
         assert await cache.principal(viewer) is None  # ...for at most ttl_s
         engineer = api_keys["engineer"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 from support import running, wait_until
 
-from sensornet.accounting import device_account
+from sensornet.accounting import Window, device_account
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient, rows
 from sensornet.registry.store import DeviceInfo
@@ -80,5 +80,5 @@ async def test_refusals_are_booked_under_the_publisher_and_unknown_ids_share_one
         ("SL-1", "unknown_sensor", "NOPE-9", 9),
     ]
     # nothing SL-1 sent reached AQ-2's account: not its counts, not its seq range
-    other = await device_account(influx, OTHER.id, OTHER.type)
-    assert (other.rejected, other.min_seq, other.max_seq) == ({}, None, None)
+    other = await device_account(influx, OTHER.id, OTHER.type, Window.recent(3600, 60))
+    assert (other.rejected, other.first_seq, other.last_seq) == ({}, None, None)

@@ -3,11 +3,8 @@ a second line or an extra tag, and every refusal is a dead letter with its reaso
 
 from __future__ import annotations
 
-import asyncio
-
-import gmqtt
 import orjson
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.influx import InfluxClient, rows
 from sensornet.registry.store import DeviceInfo
@@ -18,13 +15,11 @@ GOOD = DeviceInfo("SL-1", "street_light", "jingansi", 31.22, 121.45, "active")
 
 
 async def publish_all(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
-    client = gmqtt.Client("hostile-test", clean_session=True)
-    client.set_auth_credentials("simulator", settings.mqtt_fleet_password.get_secret_value())
-    await client.connect(settings.mqtt_host, settings.mqtt_port)
-    for topic, payload in messages:
-        client.publish(topic, payload, qos=1)
-    await asyncio.sleep(0.3)
-    await client.disconnect()
+    password = settings.mqtt_fleet_password.get_secret_value()
+    async with mqtt_client("hostile-test", settings.mqtt_port, "simulator", password) as client:
+        for topic, payload in messages:
+            client.publish(topic, payload)
+        await client.acked()
 
 
 async def test_hostile_strings_never_split_lines_or_add_tags(

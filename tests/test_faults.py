@@ -27,12 +27,15 @@ from wiring.services import InfluxDB, Mosquitto, free_port
 pytestmark = pytest.mark.timeout(240)
 
 
-#: Readings are timed by their sequence number alone, 100 ms apart from an hour ago, so
-#: the readings of two ``publish`` calls in one test never share a time. make_readings
-#: ends its readings "now": two calls that started an exact multiple of 100 ms apart gave
-#: a sensor's later readings the times of its earlier ones, InfluxDB kept one point per
-#: time, and a test waited for readings that had been overwritten (5250 of 10000).
-EPOCH_MS = int(time.time() * 1000) - 3_600_000
+def readings_epoch_ms() -> int:
+    """Readings are timed ``epoch + seq * 100 ms``, the epoch a 10-minute mark 10 to 20
+    minutes ago, so the readings of two ``publish`` calls in one test never share a time.
+    make_readings ends its readings "now": two calls that started an exact multiple of
+    100 ms apart gave a sensor's later readings the times of its earlier ones, InfluxDB
+    kept one point per time, and a test waited for readings that had been overwritten
+    (5250 of 10000). Calls astride a mark are 10 minutes apart: no seq here (< 6,000)
+    reaches across."""
+    return int(time.time() * 1000) // 600_000 * 600_000 - 600_000
 
 
 @pytest.fixture
@@ -43,8 +46,9 @@ def fleet() -> list[DeviceInfo]:
 async def publish(
     settings: Settings, fleet: list[DeviceInfo], n: int, skip: int = 0, pack: int = 1
 ) -> None:
+    epoch = readings_epoch_ms()
     readings = [
-        dataclasses.replace(r, ts_ms=EPOCH_MS + r.seq * 100)
+        dataclasses.replace(r, ts_ms=epoch + r.seq * 100)
         for r in list(make_readings(fleet, n + skip))[skip:]
     ]
     blaster = BulkPublisher(
@@ -221,7 +225,7 @@ async def test_poison_message_among_good_ones(
     victim = next(d for d in fleet if d.type == "air_quality")
     sample = next(r for r in make_readings(fleet, 200) if r.device.id == victim.id)
     # an earlier, wrongly typed write makes every float pm25 of this shard a conflict
-    ts_ns = (EPOCH_MS + sample.seq * 100) * 10**6 - 1  # the time publish gives it, less 1 ns
+    ts_ns = (readings_epoch_ms() + sample.seq * 100) * 10**6 - 1  # (its shard is what counts)
     conflict = f'air_quality,sensor_id=OTHER,subdistrict=x pm25="text" {ts_ns}'
     await influx.write(conflict.encode() + b"\n")
     async with running(run_ingester, settings):

@@ -16,7 +16,7 @@ import pytest
 from faultproxy import FaultProxy
 from prometheus_client.parser import text_string_to_metric_families
 from support import running, wait_until
-from test_faults import EPOCH_MS, all_stored, publish, replace_settings
+from test_faults import all_stored, publish, readings_epoch_ms, replace_settings
 
 from gateway_sim.synthetic import make_readings
 from ingest.spool import QUARANTINE
@@ -204,12 +204,13 @@ async def test_truncated_and_corrupt_segments_are_quarantined_and_replay_goes_on
     unreplayed, and stored what a truncated one's cut line happened to parse as."""
     ingest = through(settings)
     await register_fleet(settings, fleet)
+    epoch = readings_epoch_ms()
     lines = [  # the lines the ingester writes for these readings, timed as publish times them
         encode_point(
             r.device.type,
             {"sensor_id": r.device.id, "subdistrict": r.device.subdistrict},
             {**r.values, "seq": r.seq},
-            (EPOCH_MS + r.seq * 100) * 1_000_000,
+            (epoch + r.seq * 100) * 1_000_000,
         )
         for r in make_readings(fleet, 400)
     ]

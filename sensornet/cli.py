@@ -14,6 +14,7 @@ from rich.console import Console
 from dashboards.cli import app as dashboards_app
 from sensornet.alarms.cli import app as alarms_app
 from sensornet.bench_cli import bench_app
+from sensornet.cli_broker import broker_app
 from sensornet.cli_registry import keys_app, registry_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
@@ -31,6 +32,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
+app.add_typer(broker_app, name="broker")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")

@@ -17,6 +17,9 @@ from sensornet.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries,
 from sensornet.settings import Settings
 
 INGEST_PASSWORD = "ingest-test-pw"
+#: The simulator's fleet identity (it may publish as any device) is test-only: the shipped
+#: shapes have none unless a simulator runs (sensornet.broker_auth.fleet_identity). Tests
+#: publish through it a lot, so the test broker has it as a static user from the start.
 FLEET_PASSWORD = "fleet-test-pw"
 
 

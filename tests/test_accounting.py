@@ -30,7 +30,7 @@ async def test_account_counts_stored_rejected_and_missing(
             settings.mqtt_port,
             "acc",
             "simulator",
-            settings.mqtt_fleet_password.get_secret_value(),
+            settings.fleet_password(),
         ).publish_all(stream)
         base = f"http://{settings.api_host}:{settings.api_port}"
         async with httpx.AsyncClient(base_url=base, headers=viewer_headers) as http:
@@ -64,7 +64,7 @@ async def test_last_will_marks_a_device_offline(
     device = gmqtt.Client(
         "NS-1", will_message=gmqtt.Message(status, b"offline", qos=1, retain=True)
     )
-    device.set_auth_credentials("simulator", settings.mqtt_fleet_password.get_secret_value())
+    device.set_auth_credentials("simulator", settings.fleet_password())
     async with running(run_ingester, settings), running(run_api, settings):
         await device.connect(settings.mqtt_host, settings.mqtt_port)
         device.publish(status, b"online", qos=1, retain=True)

@@ -19,7 +19,7 @@ GOOD = DeviceInfo("SL-1", "street_light", "jingansi", 31.22, 121.45, "active")
 
 async def publish_all(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
     client = gmqtt.Client("hostile-test", clean_session=True)
-    client.set_auth_credentials("simulator", settings.mqtt_fleet_password.get_secret_value())
+    client.set_auth_credentials("simulator", settings.fleet_password())
     await client.connect(settings.mqtt_host, settings.mqtt_port)
     for topic, payload in messages:
         client.publish(topic, payload, qos=1)

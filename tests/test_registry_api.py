@@ -162,7 +162,7 @@ async def test_retired_sensor_readings_are_refused(
         assert (await http.post("/sensors", json=sensor("AQ-R1", status="active"))).is_success
         assert (await http.post("/sensors/AQ-R1/retire")).is_success
         mqtt = gmqtt.Client("retired-test", clean_session=True)
-        mqtt.set_auth_credentials("simulator", settings.mqtt_fleet_password.get_secret_value())
+        mqtt.set_auth_credentials("simulator", settings.fleet_password())
         await mqtt.connect(settings.mqtt_host, settings.mqtt_port)
 
         async def refused() -> list[dict[str, Any]]:

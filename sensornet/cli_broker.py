@@ -4,10 +4,7 @@ systemd) where the broker is not one of ``sensornet services``."""
 from __future__ import annotations
 
 import asyncio
-import grp
 import json
-import os
-import pwd
 from typing import Annotated
 
 import typer
@@ -23,17 +20,14 @@ broker_app = typer.Typer(help="The broker's credential store.", no_args_is_help=
 
 @broker_app.command("setup")
 def setup(
-    owner: Annotated[str | None, typer.Option(help="User that owns the store (as root)")] = None,
-    group: Annotated[
-        str | None, typer.Option(help="The broker's group: may read the store (as root)")
-    ] = None,
     reload: Annotated[
         bool, typer.Option(help="Have a running broker reload and confirm (default: not yet)")
     ] = False,
 ) -> None:
     """Write the store (SENSORNET_BROKER_AUTH_DIR): the ingester's login, the ACL and the
     registry's devices; run before the broker starts, and after changing the ingester's
-    password. No fleet identity: the simulator adds it while it runs (test-only)."""
+    password. No fleet identity: the simulator adds it while it runs (test-only). Files
+    are mode 640: make the directory setgid to the broker's group (deploy/README.md)."""
     settings = Settings()
     target = broker_auth.broker_target(settings)
     auth_dir = target.auth_dir
@@ -61,15 +55,4 @@ def setup(
     except SensornetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    if owner is not None or group is not None:
-        uid = pwd.getpwnam(owner).pw_uid if owner else -1
-        gid = _gid(group) if group else -1
-        os.chown(auth_dir, uid, gid)
-        auth_dir.chmod(0o2770)  # new files inherit the broker's group
-        for path in auth_dir.iterdir():
-            os.chown(path, uid, gid)
     typer.echo(json.dumps({"auth_dir": str(auth_dir), "broker_devices": count}))
-
-
-def _gid(group: str) -> int:
-    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid

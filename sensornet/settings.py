@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sensornet.errors import ConfigError
@@ -132,15 +132,21 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
 
+    @field_validator("mqtt_fleet_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """compose passes ``${MQTT_FLEET_PASSWORD:-}``: empty means no fleet identity."""
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Self:
-        if (
-            self.environment == "production"
-            and self.mqtt_ingest_password.get_secret_value() == DEV_INGEST_PASSWORD
+        if self.environment == "production" and self.mqtt_ingest_password.get_secret_value() in (
+            DEV_INGEST_PASSWORD,
+            "",
         ):
             raise ValueError(
-                "SENSORNET_MQTT_INGEST_PASSWORD is the development default; set a secret "
-                "of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
+                "SENSORNET_MQTT_INGEST_PASSWORD is empty or the development default; set a "
+                "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
             )
         return self
 

@@ -5,19 +5,24 @@ registering at once lose nothing, and the fleet identity exists only while it is
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support import running
+from support import running, wait_until
+from typer.testing import CliRunner
 
 from sensornet.broker_auth import fleet_identity
 from sensornet.broker_files import _utf8, connack
+from sensornet.cli import app
 from sensornet.errors import ConfigError
 from sensornet.runtime import run_api
-from sensornet.services import Mosquitto, free_port, platform_services
+from sensornet.services import Mosquitto, find_binary, free_port, platform_services
 from sensornet.settings import Settings
 
 
@@ -155,3 +160,65 @@ async def test_revoked_device_is_cut_off_within_seconds(
         finally:
             writer.close()
         assert not accepted(settings, "NS-R", issued["mqtt_password"])
+
+
+async def test_compose_shape_reloads_through_run_sh(
+    settings: Settings, api_keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/mosquitto/run.sh with deploy/mosquitto/mosquitto.conf (paths made local): the
+    store comes from `sensornet broker setup`, the API writes it in "watch" mode."""
+    deploy = Path(__file__).parent.parent / "deploy" / "mosquitto"
+    auth, port = tmp_path / "broker-auth", free_port()
+    conf = (deploy / "mosquitto.conf").read_text().replace("/broker-auth", str(auth))
+    conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+    conf = conf.replace("/mosquitto/data/", f"{tmp_path}/")
+    (tmp_path / "m.conf").write_text(conf + f"user {getpass.getuser()}\n")
+    watched = settings.model_copy(
+        update={"mqtt_port": port, "broker_auth_dir": auth, "broker_reload": "watch"}
+    )
+    for name, value in {
+        "SENSORNET_STATE_DIR": str(tmp_path),
+        "SENSORNET_BROKER_AUTH_DIR": str(auth),
+        "SENSORNET_MQTT_INGEST_PASSWORD": settings.mqtt_ingest_password.get_secret_value(),
+    }.items():
+        monkeypatch.setenv(name, value)
+    setup = await asyncio.to_thread(CliRunner().invoke, app, ["broker", "setup"])
+    assert setup.exit_code == 0, setup.output
+    env = {
+        **os.environ,
+        "MOSQUITTO_CONF": str(tmp_path / "m.conf"),
+        "MOSQUITTO_BIN": find_binary("mosquitto") or "mosquitto",
+        "RELOAD_POLL_S": "0.2",
+    }
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a server process, stopped in finally
+        ["sh", str(deploy / "run.sh")], env=env, stdout=log, stderr=log
+    )
+    try:
+        assert await wait_until(lambda: _port_open(port))
+        ingest = (watched.mqtt_ingest_user, watched.mqtt_ingest_password.get_secret_value())
+        assert accepted(watched, *ingest)
+        assert not accepted(watched, "simulator", "fleet-test-pw")  # no fleet identity
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        headers = {"Authorization": f"Bearer {api_keys['engineer']}"}
+        async with (
+            running(run_api, watched),
+            httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as h,
+        ):
+            issued = (await h.post("/sensors", json=spec("NS-CW"))).json()
+            assert accepted(watched, "NS-CW", issued["mqtt_password"])
+            assert (await h.delete("/sensors/NS-CW/credentials")).status_code == 200
+            assert not accepted(watched, "NS-CW", issued["mqtt_password"])
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0  # the broker stopped cleanly with the script
+        log.close()
+
+
+async def _port_open(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True

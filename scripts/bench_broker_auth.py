@@ -1,6 +1,7 @@
 """Device registrations reaching a real Mosquitto with a fleet connected, two ways; one JSON line.
 
-  passwd:  the registry-derived password file (``sensornet.broker_auth``) + SIGHUP, hashes
+  passwd:  the product's path (``sensornet.broker_files.deliver``): the password file
+           rewritten under the store's lock, SIGHUP, confirmed by a canary login; hashes
            with ``DEVICE_ITERATIONS`` (and, sampled, with mosquitto_passwd's 101)
   dynsec:  the dynamic-security plugin over ``$CONTROL/dynamic-security/v1``; Mosquitto
            2.0.11's plugin does not substitute ``%u`` in ACLs (checked), so each device gets
@@ -34,7 +35,13 @@ from typing import Any
 
 import gmqtt
 
-from sensornet.broker_auth import DEVICE_ITERATIONS, mosquitto_hash, write_devices
+from sensornet.broker_files import (
+    DEVICE_ITERATIONS,
+    BrokerTarget,
+    deliver,
+    locked,
+    mosquitto_hash,
+)
 from sensornet.services import LocalService, Mosquitto, broker_acl, find_binary, free_port
 
 DYNSEC = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
@@ -163,19 +170,22 @@ class PasswdBench:
     def hash(self, user: str) -> str:
         return mosquitto_hash(password(user), iterations=self.iterations)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.broker.start()
-        write_devices(self.broker.home, self.entries)
-        last = next(reversed(self.entries))
-        wait_connect(self.broker.port, last, password(last))
+        self.target = BrokerTarget(self.broker.home, "signal", port=self.broker.port)
+        await self.deliver()
+
+    async def deliver(self) -> None:
+        async with locked(self.target.auth_dir):
+            await deliver(self.target, self.entries)
 
     async def register(self, user: str) -> None:
         self.entries[user] = self.hash(user)
-        await asyncio.to_thread(write_devices, self.broker.home, self.entries)
+        await self.deliver()
 
     async def register_bulk(self, users: list[str]) -> None:
         self.entries.update({u: self.hash(u) for u in users})
-        await asyncio.to_thread(write_devices, self.broker.home, self.entries)
+        await self.deliver()
 
 
 # --- dynamic security plugin ---------------------------------------------------------------
@@ -297,7 +307,7 @@ async def passwd_phase(
     tmp: Path, connected: int, register: int, iterations: int, bulk: bool, budget_s: float
 ) -> dict[str, Any]:
     bench = PasswdBench(tmp / f"passwd-{iterations}-{bulk}", connected, iterations)
-    bench.start()
+    await bench.start()
     writers = await hold_connections(bench.broker.port, list(bench.entries))
     pid = bench.broker.pid()
     assert pid is not None

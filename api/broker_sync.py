@@ -1,12 +1,13 @@
 """Credential changes reaching the broker, for the registry routes: refuse before writing
 anything when the broker cannot be reached, and report a change the broker did not confirm
-as a 503 problem that says what the registry kept and how to converge."""
+as a 503 problem that says what the registry kept and how to converge. The broker's own
+words (host, port, file paths) go to the log under the problem's error id."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from api.problems import Problem
+from api.problems import concealed
 from sensornet import broker_auth
 from sensornet.broker_auth import BrokerSyncError
 
@@ -22,7 +23,13 @@ async def ensure_broker(request: Request) -> None:
     try:
         await broker_auth.check_broker(_target(request))
     except BrokerSyncError as exc:
-        raise Problem(503, TITLE, f"nothing was changed: {exc}") from exc
+        raise concealed(
+            exc,
+            503,
+            TITLE,
+            "The MQTT broker cannot be reached; nothing was changed. Try again once it runs.",
+            instance=request.url.path,
+        ) from exc
 
 
 async def sync(request: Request, kept: str) -> int:
@@ -31,9 +38,11 @@ async def sync(request: Request, kept: str) -> int:
     try:
         return await broker_auth.sync_broker(request.app.state.registry, _target(request))
     except BrokerSyncError as exc:
-        raise Problem(
+        raise concealed(
+            exc,
             503,
             TITLE,
-            f"{kept}, but the broker did not confirm it: {exc}. Once the broker is back, "
-            "`sensornet registry sync-broker` makes it match the registry",
+            f"{kept}, but the MQTT broker did not confirm it. Once the broker is back, "
+            "`sensornet registry sync-broker` makes it match the registry.",
+            instance=request.url.path,
         ) from exc

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import latest_routes, opendata_routes, range_routes
 from api.auth import authenticated, check_role, presented_key
-from api.problems import known_problem
+from api.problems import internal_problem, known_problem
 
 Parse = Callable[[str], Any]  # returns NOT_PLAIN when FastAPI should judge the value
 NOT_PLAIN = object()
@@ -205,9 +205,8 @@ class FastRoutes:
                 secret = presented_key(scope["headers"])
                 check_role(await authenticated(request, secret), route.role)
             response = await route.endpoint(request, **args)
-        except Exception as exc:
-            problem = known_problem(exc, request.url.path)
-            if problem is None:
-                raise  # to uvicorn, which logs it and answers 500
-            response = problem
+        except Exception as exc:  # answered as the FastAPI path answers it (api.problems)
+            response = known_problem(exc, request.url.path) or internal_problem(
+                exc, request.url.path
+            )
         await response(scope, receive, send)

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from api.auth import Engineer, Viewer
 from api.broker_sync import ensure_broker, sync
-from api.problems import Problem
+from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
@@ -34,7 +34,7 @@ def _problem(exc: SensornetError) -> Problem:
         return Problem(409, "Already registered", str(exc))
     if isinstance(exc, InvalidSensor):
         return Problem(422, "Invalid gateway entry", str(exc))
-    return Problem(400, "Registry error", str(exc))
+    return concealed(exc)  # not the caller's mistake: logged with an error id
 
 
 @router.post("/gateways", status_code=201, response_model=RegisteredGateway)

@@ -4,6 +4,7 @@ audited with the caller's key id."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from api import bulk_routes, gateway_routes, sensor_view
 from api.auth import Admin, Engineer, Viewer
 from api.broker_sync import ensure_broker, sync
-from api.problems import Problem
+from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
@@ -44,18 +45,25 @@ router.include_router(bulk_routes.router)
 router.include_router(sensor_view.router)
 router.include_router(gateway_routes.router)
 
+#: The errors whose message is written for the caller (it names their mistake).
 _STATUS = {
     SensorNotFound: (404, "Unknown sensor"),
     SensorExists: (409, "Sensor already registered"),
     TransitionError: (409, "Status change not allowed"),
     InvalidSensor: (422, "Invalid sensor entry"),
     keys.ApiKeyError: (404, "Unknown API key"),
+    broker_auth.CredentialsError: (404, "Not registered"),
 }
 
 
 def problem(exc: SensornetError) -> Problem:
-    status, title = _STATUS.get(type(exc), (400, "Registry error"))
-    return Problem(status, title, str(exc))
+    """The caller's mistake as a problem with our message; anything else (a failure
+    behind the API) concealed with an error id (api.problems)."""
+    for kind in type(exc).__mro__:
+        if kind in _STATUS:
+            status, title = _STATUS[kind]
+            return Problem(status, title, str(exc))
+    return concealed(exc)
 
 
 def registry(request: Request) -> Registry:
@@ -227,28 +235,60 @@ async def sensor_history(
 class KeyIn(BaseModel):
     role: Literal["viewer", "engineer", "admin"] = "viewer"
     name: str = Field("", max_length=128)
+    expires_in: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]{0,6}[mhdw]$",
+        description="Lifetime, e.g. 90d (m, h, d, w; at most 3650d); none: until revoked",
+        examples=["90d"],
+    )
 
 
 class KeyOut(BaseModel):
     id: str
     role: str
     name: str
+    created_at: datetime
+    expires_at: datetime | None = Field(description="None: valid until revoked")
+    last_used_at: datetime | None = Field(
+        description="Recorded by the API once a minute at most (docs/registry.md)"
+    )
     revoked: bool
-    key: str | None = None
+    expired: bool
+    key: str | None = Field(None, description="The secret, in the creation answer only")
+
+
+def _key_out(info: keys.KeyInfo, secret: str | None = None) -> KeyOut:
+    return KeyOut(
+        id=info.id,
+        role=info.role,
+        name=info.name,
+        created_at=info.created_at,
+        expires_at=info.expires_at,
+        last_used_at=info.last_used_at,
+        revoked=info.revoked,
+        expired=info.expired,
+        key=secret,
+    )
 
 
 @router.post("/keys", status_code=201, response_model=KeyOut, tags=["keys"])
 async def create_key(request: Request, who: Admin, body: KeyIn) -> KeyOut:
-    info, secret = await keys.create_key(
-        request.app.state.registry, body.role, body.name, who.actor
-    )
-    return KeyOut(id=info.id, role=info.role, name=info.name, revoked=False, key=secret)
+    """Create a key; the secret is in this answer only (the registry keeps its hash)."""
+    try:
+        lifetime = keys.parse_lifetime(body.expires_in) if body.expires_in else None
+        info, secret = await keys.create_key(
+            request.app.state.registry, body.role, body.name, who.actor, lifetime
+        )
+    except keys.ApiKeyError as exc:
+        raise Problem(422, "Invalid API key request", str(exc)) from exc
+    request.app.state.key_cache.created(secret)
+    return _key_out(info, secret)
 
 
 @router.get("/keys", response_model=list[KeyOut], tags=["keys"])
 async def list_keys(request: Request, who: Admin) -> list[KeyOut]:
-    found = await keys.list_keys(request.app.state.registry)
-    return [KeyOut(id=k.id, role=k.role, name=k.name, revoked=k.revoked) for k in found]
+    """Every key with its role, creation, expiry, last use and revocation (no secrets)."""
+    return [_key_out(k) for k in await keys.list_keys(request.app.state.registry)]
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, tags=["keys"])
@@ -258,4 +298,4 @@ async def revoke_key(request: Request, who: Admin, key_id: str) -> KeyOut:
     except SensornetError as exc:
         raise problem(exc) from exc
     request.app.state.key_cache.forget(key_id)
-    return KeyOut(id=info.id, role=info.role, name=info.name, revoked=info.revoked)
+    return _key_out(info)

@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.fastlane import FastLane
-from ingest.mqtt_source import InboundMessage
 from sensornet.catalogue import Catalogue
 from sensornet.codec import decode_payload
 from sensornet.errors import LineProtocolError, PayloadError
 from sensornet.lineprotocol import encode_point
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate

@@ -9,13 +9,15 @@ import time
 
 from ingest.deadletter import dead_letter_line, status_line
 from ingest.metrics import IngestStats, platform_lines
-from ingest.mqtt_source import InboundMessage, MqttSource
+from ingest.mqtt_source import MqttSource
 from ingest.pipeline import Pipeline, Reject
 from ingest.spool import Spool
 from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
+from sensornet.mqtt_tls import MqttTls
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
@@ -119,6 +121,7 @@ class Ingester:
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_receive_maximum,
             await_subscription=False,
+            tls=MqttTls.from_settings(s),
         )
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:

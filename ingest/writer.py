@@ -1,6 +1,6 @@
 """Making a batch durable: InfluxDB when it answers, the fsync'd spool when it does not.
 
-How each InfluxDB answer is handled (DESIGN.md):
+How each InfluxDB answer is handled (docs/decisions.md, "Acknowledge after write"):
   204          stored
   400          partial write: the good lines stay; bisect to find the bad ones
   413          split the batch

@@ -41,6 +41,7 @@ from sensornet.broker_files import (
     mosquitto_hash,
 )
 from sensornet.errors import SensornetError
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.models import Gateway, Sensor, utcnow
 from sensornet.registry.service import audit
 from sensornet.settings import Settings
@@ -184,15 +185,22 @@ def install_static(auth_dir: Path, users: Mapping[str, str], acl: str) -> None:
     broker_files.write_part(auth_dir, ACL, STATIC, acl)
 
 
+def broker_home(settings: Settings) -> Path:
+    """Where the local broker of these settings keeps its files (``wiring.services``
+    starts it there); also its credential store unless SENSORNET_BROKER_AUTH_DIR says."""
+    return settings.state_dir.resolve() / "mosquitto"
+
+
 def broker_target(settings: Settings) -> BrokerTarget:
     """The credential store and broker these settings point at (docs/registry.md)."""
-    auth_dir = settings.broker_auth_dir or settings.state_dir / "mosquitto"
+    auth_dir = settings.broker_auth_dir or broker_home(settings)
     return BrokerTarget(
         auth_dir=auth_dir.resolve(),
         reload=settings.broker_reload,
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         confirm_timeout_s=settings.broker_confirm_timeout_s,
+        tls=MqttTls.from_settings(settings),
     )
 
 

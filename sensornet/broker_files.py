@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sensornet.errors import SensornetError
+from sensornet.errors import MqttTlsError, SensornetError
+from sensornet.mqtt_tls import MqttTls
 
 STATIC = "static"
 FLEET = "fleet"
@@ -74,6 +75,8 @@ class BrokerTarget:
     host: str = "127.0.0.1"
     port: int = 1883
     confirm_timeout_s: float = 30.0
+    #: the broker's TLS listener, as the platform's other clients reach it
+    tls: MqttTls | None = None
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
@@ -172,7 +175,14 @@ def _utf8(text: str) -> bytes:
     return struct.pack("!H", len(data)) + data
 
 
-def connack(host: str, port: int, username: str, password: str, timeout_s: float = 5.0) -> int:
+def connack(
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    timeout_s: float = 5.0,
+    tls: MqttTls | None = None,
+) -> int:
     """One MQTT 3.1.1 CONNECT (clean session) with these credentials: the CONNACK return
     code (0 accepted, 4/5 refused), -1 if the broker answered nothing."""
     body = _utf8("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 30)
@@ -183,7 +193,13 @@ def connack(host: str, port: int, username: str, password: str, timeout_s: float
         length.append(digit | (0x80 if remaining else 0))
         if not remaining:
             break
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout_s))
+        if tls is not None:
+            try:
+                sock = stack.enter_context(tls.context().wrap_socket(sock, server_hostname=host))
+            except OSError as exc:
+                raise tls.failure(exc, host, port) from exc
         sock.sendall(bytes([0x10]) + bytes(length) + body)
         reply = sock.recv(4)
         with contextlib.suppress(OSError):
@@ -198,8 +214,10 @@ async def confirm(target: BrokerTarget, canary_password: str) -> None:
     while time.monotonic() < deadline:
         try:
             code = await asyncio.to_thread(
-                connack, target.host, target.port, CANARY_USER, canary_password
+                connack, target.host, target.port, CANARY_USER, canary_password, 5.0, target.tls
             )
+        except MqttTlsError as exc:
+            raise BrokerSyncError(f"the credential change cannot be confirmed: {exc}") from exc
         except OSError as exc:
             last = f"cannot connect to {target.host}:{target.port}: {exc}"
         else:

@@ -15,6 +15,11 @@ class ServiceError(SensornetError):
     """A local service (broker, InfluxDB) could not be installed, started or reached."""
 
 
+class MqttTlsError(ServiceError):
+    """The TLS handshake with the broker failed; the message names the host, the CA file
+    and the setting to fix."""
+
+
 class PayloadError(SensornetError):
     """A payload cannot be decoded; ``reason`` is a stable machine-readable code."""
 

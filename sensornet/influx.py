@@ -1,10 +1,10 @@
 """Thin async client for InfluxDB's v1 ``/write`` and ``/query`` endpoints.
 
 These endpoints exist in InfluxDB 1.x, 2.x (v1 compatibility) and 3.x, so this one client
-serves every version (see DESIGN.md). Each HTTP status maps to one error class, so callers
+serves every version (docs/decisions.md). Each HTTP status maps to one error class, so callers
 decide retry / split / spool / stop by type, not by parsing messages.
 
-Queries go through ``sensornet.http1`` (keep-alive, no gzip): they are small and on the
+Queries go through ``sensornet.keepalive_http`` (keep-alive, no gzip): they are small and on the
 query API's hot path, where httpx's ~1 ms of CPU per request was most of the API's cost.
 Writes are large batches (per-request cost is negligible there) and stay on httpx.
 """
@@ -30,7 +30,8 @@ from sensornet.errors import (
     InfluxTooLargeError,
     InfluxUnavailableError,
 )
-from sensornet.http1 import Http1Pool
+from sensornet.keepalive_http import KeepAlivePool
+from sensornet.settings import Settings
 
 ParamValue = str | int | float | bool
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -71,7 +72,7 @@ class InfluxClient:
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             verify=trust or True,
         )
-        self._queries = Http1Pool(
+        self._queries = KeepAlivePool(
             self.url,
             max_connections=8,
             timeout_s=timeout_s,
@@ -212,7 +213,14 @@ def _status_error(endpoint: str, url: str, status: int, text: str) -> InfluxErro
     if status == 400:
         return InfluxPartialWriteError(f"{where}: {body}", status, body)
     if status in (401, 403):
-        return InfluxFatalError(f"{where}: check SENSORNET_INFLUX_USER/PASSWORD", status, body)
+        # InfluxDB's answer names the right that is missing ("requires admin privilege")
+        return InfluxFatalError(
+            f"{where}: {body.strip()}; check this part's InfluxDB user "
+            f"(SENSORNET_INFLUX_USER/PASSWORD; the API's SENSORNET_INFLUX_READ_USER/PASSWORD; "
+            f"deploy/README.md)",
+            status,
+            body,
+        )
     if status == 404:
         return InfluxFatalError(f"{where}: database missing? {body}", status, body)
     if status == 413:
@@ -233,3 +241,20 @@ def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row.update(tags)
             out.append(row)
     return out
+
+
+def influx_client(settings: Settings, *, read_only: bool = False) -> InfluxClient:
+    """The client every part builds from its settings (URL, database, credentials, CA).
+    ``read_only``: as the API and Grafana, with ``SENSORNET_INFLUX_READ_USER`` when set."""
+    if read_only:
+        user, secret = settings.influx_reader
+    else:
+        user, secret = settings.influx_user, settings.influx_password
+    return InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=user,
+        password=secret.get_secret_value() if secret else None,
+        timeout_s=settings.influx_timeout_s,
+        ca_file=settings.influx_ca_file,
+    )

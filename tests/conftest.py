@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from sensornet.influx import InfluxClient
-from sensornet.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
 from sensornet.settings import Settings
+from wiring.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
 
 INGEST_PASSWORD = "ingest-test-pw"
 #: The simulator's fleet identity (it may publish as any device) is test-only: the shipped

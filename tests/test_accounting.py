@@ -7,11 +7,12 @@ import httpx
 import orjson
 from support import running, wait_until
 
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient
-from sensornet.mqtt_blast import Blaster
+from sensornet.mqtt_wire import GmqttHooks
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_api, run_ingester
 
 AQ = DeviceInfo("AQ-1", "air_quality", "jingansi", 31.22, 121.45, "active")
 NS = DeviceInfo("NS-1", "noise", "jingansi", 31.22, 121.45, "active")
@@ -25,7 +26,7 @@ async def test_account_counts_stored_rejected_and_missing(
     sent = [s for s in range(10) if s not in (3, 4)]  # 3 and 4 never arrive
     stream = [(topic, orjson.dumps({"seq": s, "pm25": -1.0 if s == 5 else 10.0 + s})) for s in sent]
     async with running(run_ingester, settings), running(run_api, settings):
-        await Blaster(
+        await BulkPublisher(
             settings.mqtt_host,
             settings.mqtt_port,
             "acc",
@@ -77,7 +78,7 @@ async def test_last_will_marks_a_device_offline(
                 return bool(body["status"] == expected)
 
             await wait_until(lambda: state("online"))
-            device._connection._transport.abort()  # the device vanishes without DISCONNECT
+            GmqttHooks(device).abort()  # the device vanishes without DISCONNECT
             await wait_until(lambda: state("offline"))
             body = (await http.get("/devices/NS-1/accounting")).json()
             assert body["liveness"] == "offline"

@@ -25,9 +25,9 @@ from sensornet.influx import InfluxClient
 from sensornet.registry import keys
 from sensornet.registry.models import AuditEntry
 from sensornet.registry.store import open_registry
-from sensornet.runtime import run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import run_api
 
 GATEWAY = {"id": "GW-A1", "subdistrict": "beizhan", "lat": 31.247, "lon": 121.475}
 NEW = {"id": "AQ-A1", "type": "air_quality", "subdistrict": "jingansi", "lat": 31.22, "lon": 121.44}
@@ -54,7 +54,7 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/alarms", "viewer", None),
     ("GET", "/alarms/history", "viewer", None),
     ("GET", "/alarms/rules", "viewer", None),
-    ("POST", "/alarms/{alarm_id}/acknowledge", "engineer", {"by": "ops"}),
+    ("POST", "/alarms/{alarm_id}/acknowledge", "engineer", {"note": "on it"}),
     ("POST", "/sensors", "engineer", NEW),
     ("PATCH", "/sensors/{sensor_id}", "engineer", {"firmware": "9"}),
     ("POST", "/sensors/{sensor_id}/move", "engineer", {"lat": 31.23, "lon": 121.45}),

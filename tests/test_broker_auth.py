@@ -15,9 +15,9 @@ from support import running, wait_until
 
 from sensornet.broker_auth import mosquitto_hash, verify
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import run_api, run_ingester
-from sensornet.services import Mosquitto
 from sensornet.settings import Settings
+from wiring.parts import run_api, run_ingester
+from wiring.services import Mosquitto
 
 
 @pytest.fixture(params=BACKENDS)

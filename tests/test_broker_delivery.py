@@ -17,13 +17,13 @@ import pytest
 from support import running, wait_until
 from typer.testing import CliRunner
 
+from cli.main import app
 from sensornet.broker_auth import fleet_identity
 from sensornet.broker_files import _utf8, connack
-from sensornet.cli import app
 from sensornet.errors import ConfigError
-from sensornet.runtime import run_api
-from sensornet.services import Mosquitto, find_binary, free_port, platform_services
 from sensornet.settings import Settings
+from wiring.parts import run_api
+from wiring.services import Mosquitto, find_binary, free_port, platform_services
 
 
 def spec(sensor_id: str) -> dict[str, Any]:
@@ -169,10 +169,11 @@ async def test_compose_shape_reloads_through_run_sh(
     store comes from `sensornet broker setup`, the API writes it in "watch" mode."""
     deploy = Path(__file__).parent.parent / "deploy" / "mosquitto"
     auth, port = tmp_path / "broker-auth", free_port()
-    conf = (deploy / "mosquitto.conf").read_text().replace("/broker-auth", str(auth))
+    conf = (deploy / "mosquitto.conf").read_text().split("\nlistener 8883")[0]  # no TLS here
+    conf = conf.replace("/broker-auth", str(auth))
     conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     conf = conf.replace("/mosquitto/data/", f"{tmp_path}/")
-    (tmp_path / "m.conf").write_text(conf + f"user {getpass.getuser()}\n")
+    (tmp_path / "m.conf").write_text(f"{conf}\nuser {getpass.getuser()}\n")
     watched = settings.model_copy(
         update={"mqtt_port": port, "broker_auth_dir": auth, "broker_reload": "watch"}
     )

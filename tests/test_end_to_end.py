@@ -10,8 +10,8 @@ from support import running, wait_until
 from gateway_sim.publisher import LivePublisher
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
-from sensornet.runtime import default_fleet, register_fleet, run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import default_fleet, register_fleet, run_api, run_ingester
 
 
 async def test_published_readings_come_back_through_the_api(

@@ -16,14 +16,14 @@ import pytest
 from faultproxy import FaultProxy
 from support import running, wait_until
 
-from ingest.bench import make_readings, messages
+from gateway_sim.synthetic import make_readings, messages
 from sensornet.accounting import count_stored, device_account
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient, rows
-from sensornet.mqtt_blast import Blaster
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import default_fleet, register_fleet, run_ingester
-from sensornet.services import InfluxDB, Mosquitto, free_port
 from sensornet.settings import Settings
+from wiring.parts import default_fleet, register_fleet, run_ingester
+from wiring.services import InfluxDB, Mosquitto, free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -55,7 +55,7 @@ class IngesterProcess:
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sensornet.cli", "ingest", "--verbose"],
+                [sys.executable, "-m", "cli.main", "ingest", "--verbose"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -82,7 +82,7 @@ async def publish(
     settings: Settings, fleet: list[DeviceInfo], n: int, skip: int = 0, pack: int = 1
 ) -> None:
     readings = list(make_readings(fleet, n + skip))[skip:]
-    blaster = Blaster(
+    blaster = BulkPublisher(
         settings.mqtt_host,
         settings.mqtt_port,
         f"pub-{skip}",

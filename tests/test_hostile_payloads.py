@@ -10,11 +10,11 @@ from collections import Counter
 import orjson
 from support import running, wait_until
 
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient, rows
-from sensornet.mqtt_blast import Blaster
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
 
 AQ = DeviceInfo("AQ-1", "air_quality", "jingansi", 31.22, 121.45, "active")
 AQ2 = DeviceInfo("AQ-2", "air_quality", "jingansi", 31.22, 121.45, "active", "GW-1")
@@ -101,7 +101,7 @@ async def test_hostile_payloads_become_dead_letters_with_reasons(
             device, kind, good = GOOD[(i // 9) % len(GOOD)]
             stream.append((f"{p}/{device}/{kind}".encode(), good))
     async with running(run_ingester, settings):
-        blaster = Blaster(
+        blaster = BulkPublisher(
             settings.mqtt_host,
             settings.mqtt_port,
             "hostile",

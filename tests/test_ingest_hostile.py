@@ -11,8 +11,8 @@ from support import running, wait_until
 
 from sensornet.influx import InfluxClient, rows
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
 
 GOOD = DeviceInfo("SL-1", "street_light", "jingansi", 31.22, 121.45, "active")
 

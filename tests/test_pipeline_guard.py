@@ -10,9 +10,9 @@ import time
 import orjson
 import pytest
 
-from ingest.mqtt_source import InboundMessage
 from ingest.pipeline import Pipeline
 from sensornet.catalogue import load_catalogue
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
 
 NOW_NS = time.time_ns()

@@ -17,9 +17,9 @@ from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import default_fleet, register_fleet, run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout, backfill_aggregates
+from wiring.parts import default_fleet, register_fleet, run_api
 
 
 async def _district(settings: Settings, influx: InfluxClient, hours: float = 3) -> list[DeviceInfo]:

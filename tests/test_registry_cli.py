@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from sensornet.broker_auth import verify
-from sensornet.cli import app
-from sensornet.services import Mosquitto
+from wiring.services import Mosquitto
 
 
 @pytest.fixture

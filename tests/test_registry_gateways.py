@@ -13,8 +13,8 @@ from pg_server import BACKENDS, registry_on
 from support import running, wait_until
 
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import run_api, run_ingester
 
 
 @pytest.fixture(params=BACKENDS)

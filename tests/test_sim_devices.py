@@ -11,9 +11,9 @@ import gmqtt
 import pytest
 from support import wait_until
 
-from gateway_sim.links import Link
+from gateway_sim.device_connection import DeviceConnection
 from gateway_sim.payloads import STATUS_OFFLINE, STATUS_ONLINE
-from sensornet.services import Mosquitto, broker_acl, free_port
+from wiring.services import Mosquitto, broker_acl, free_port
 
 PREFIX = "city/v1"
 
@@ -53,7 +53,7 @@ class Listener:
 
 async def test_status_will_and_acl(device_broker: Mosquitto) -> None:
     port = device_broker.port
-    aq = Link("AQ-1-test", "AQ-1", "aq-pw", PREFIX, will_device="AQ-1")
+    aq = DeviceConnection("AQ-1-test", "AQ-1", "aq-pw", PREFIX, will_device="AQ-1")
     await aq.connect("127.0.0.1", port)
     aq.status("AQ-1", online=True)
     assert await aq.drain(5)
@@ -89,7 +89,7 @@ async def test_status_will_and_acl(device_broker: Mosquitto) -> None:
 
 async def test_connect_retries_with_backoff_until_the_broker_is_up(tmp_path: Path) -> None:
     port = free_port()
-    link = Link("late-device", "simulator", "fleet-pw", PREFIX)
+    link = DeviceConnection("late-device", "simulator", "fleet-pw", PREFIX)
     broker = Mosquitto(
         name="mosquitto",
         home=tmp_path / "late",
@@ -110,7 +110,7 @@ async def test_connect_retries_with_backoff_until_the_broker_is_up(tmp_path: Pat
 
 
 async def test_a_link_reconnects_after_the_broker_restarts(device_broker: Mosquitto) -> None:
-    link = Link("AQ-1-restart", "AQ-1", "aq-pw", PREFIX, will_device="AQ-1")
+    link = DeviceConnection("AQ-1-restart", "AQ-1", "aq-pw", PREFIX, will_device="AQ-1")
     await link.connect("127.0.0.1", device_broker.port)
     await asyncio.to_thread(device_broker.stop)
 

@@ -21,8 +21,8 @@ from gateway_sim.signals import City
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import register_fleet, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
 
 
 async def test_load_mode_with_faults_is_accounted_exactly(
@@ -116,7 +116,7 @@ async def test_simulate_command_reports_injected_faults(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "sensornet.cli",
+            "cli.main",
             "simulate",
             "--sensors",
             "30",

@@ -24,8 +24,6 @@ import asyncio
 import getpass
 import json
 import os
-import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -38,10 +36,12 @@ import gmqtt
 from sensornet.broker_files import (
     DEVICE_ITERATIONS,
     BrokerTarget,
+    connack,
     deliver,
     locked,
     mosquitto_hash,
 )
+from sensornet.mqtt_wire import connect_packet
 from wiring.services import LocalService, Mosquitto, broker_acl, find_binary, free_port
 
 DYNSEC = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
@@ -49,33 +49,9 @@ PREFIX = "city/v1"
 KINDS = ("readings", "status", "pack")
 
 
-def _utf8(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def connect_packet(client_id: str, username: str, password: str, keepalive: int = 0) -> bytes:
-    """MQTT 3.1.1 CONNECT, clean session, with credentials."""
-    body = _utf8("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", keepalive)
-    body += _utf8(client_id) + _utf8(username) + _utf8(password)
-    return bytes([0x10]) + _varint(len(body)) + body
-
-
 def connack_code(port: int, username: str, password: str) -> int:
     """Connect once; the CONNACK code (0 = accepted)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(connect_packet(f"probe-{username}", username, password, 30))
-        reply = s.recv(4)
-    return reply[3] if len(reply) == 4 else -1
+    return connack("127.0.0.1", port, username, password, 10.0)
 
 
 def wait_connect(port: int, user: str, password: str, timeout_s: float = 120) -> float:
@@ -107,7 +83,7 @@ async def hold_connections(port: int, users: list[str]) -> Held:
     async def one(user: str) -> None:
         async with gate:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(connect_packet(f"held-{user}", user, password(user)))
+            writer.write(connect_packet(f"held-{user}", user, password(user), keepalive=0))
             await writer.drain()
             ack = await reader.readexactly(4)
             if ack[3] != 0:

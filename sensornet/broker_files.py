@@ -30,13 +30,13 @@ import os
 import secrets
 import signal
 import socket
-import struct
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sensornet import mqtt_wire
 from sensornet.errors import MqttTlsError, SensornetError
 from sensornet.mqtt_tls import MqttTls
 
@@ -170,11 +170,6 @@ def signal_reload(auth_dir: Path) -> None:
         ) from exc
 
 
-def _utf8(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("!H", len(data)) + data
-
-
 def connack(
     host: str,
     port: int,
@@ -185,14 +180,7 @@ def connack(
 ) -> int:
     """One MQTT 3.1.1 CONNECT (clean session) with these credentials: the CONNACK return
     code (0 accepted, 4/5 refused), -1 if the broker answered nothing."""
-    body = _utf8("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 30)
-    body += _utf8(f"{username}-{secrets.token_hex(3)}") + _utf8(username) + _utf8(password)
-    length, remaining = bytearray(), len(body)
-    while True:
-        remaining, digit = divmod(remaining, 128)
-        length.append(digit | (0x80 if remaining else 0))
-        if not remaining:
-            break
+    packet = mqtt_wire.connect_packet(f"{username}-{secrets.token_hex(3)}", username, password)
     with contextlib.ExitStack() as stack:
         sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout_s))
         if tls is not None:
@@ -200,11 +188,12 @@ def connack(
                 sock = stack.enter_context(tls.context().wrap_socket(sock, server_hostname=host))
             except OSError as exc:
                 raise tls.failure(exc, host, port) from exc
-        sock.sendall(bytes([0x10]) + bytes(length) + body)
+        sock.sendall(packet)
         reply = sock.recv(4)
         with contextlib.suppress(OSError):
             sock.sendall(b"\xe0\x00")  # DISCONNECT
-    return reply[3] if len(reply) == 4 else -1
+    code = mqtt_wire.connack_code(reply)
+    return -1 if code is None else code
 
 
 async def confirm(target: BrokerTarget, canary_password: str) -> None:

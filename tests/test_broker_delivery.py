@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from sensornet.broker_auth import fleet_identity
-from sensornet.broker_files import _utf8, connack
+from sensornet.broker_files import connack
 from sensornet.errors import ConfigError
+from sensornet.mqtt_wire import connect_packet
 from sensornet.settings import Settings
 from wiring.parts import run_api
 from wiring.services import Mosquitto, find_binary, free_port, platform_services
@@ -151,9 +152,7 @@ async def test_revoked_device_is_cut_off_within_seconds(
         assert accepted(settings, "NS-R", issued["mqtt_password"])  # at once, no retry
         reader, writer = await asyncio.open_connection(settings.mqtt_host, settings.mqtt_port)
         try:
-            body = _utf8("MQTT") + bytes([4, 0xC2, 0, 0]) + _utf8("held-NS-R")
-            body += _utf8("NS-R") + _utf8(issued["mqtt_password"])
-            writer.write(bytes([0x10, len(body)]) + body)
+            writer.write(connect_packet("held-NS-R", "NS-R", issued["mqtt_password"], 0))
             assert (await reader.readexactly(4))[3] == 0
             assert (await h.delete("/sensors/NS-R/credentials")).status_code == 200
             assert await asyncio.wait_for(reader.read(), 20) == b""  # the broker closed it

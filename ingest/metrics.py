@@ -28,6 +28,8 @@ class IngestStats:
     spooled: int = 0
     replayed: int = 0
     write_errors: Counter[str] = field(default_factory=Counter)
+    # dead-letter and status lines InfluxDB refused, by measurement: logged, not stored
+    dropped_lines: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     batch_latency_s: float = 0.0
     lag_s: float = 0.0
@@ -70,6 +72,14 @@ class StatsCollector(Collector):
         for kind, count in sorted(s.write_errors.items()):
             errors.add_metric([kind], count)
         yield errors
+        dropped = CounterMetricFamily(
+            _P + "dropped_lines",
+            "Dead-letter and status lines InfluxDB refused: logged, not stored",
+            labels=["measurement"],
+        )
+        for measurement, count in sorted(s.dropped_lines.items()):
+            dropped.add_metric([measurement], count)
+        yield dropped
         gauges: tuple[tuple[str, float, str], ...] = (
             ("batch_latency_seconds", s.batch_latency_s, "Last batch: receive to ack"),
             ("lag_seconds", s.lag_s, "Last batch: oldest message arrival to durable"),
@@ -119,6 +129,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "spooled": stats.spooled,
                 "replayed": stats.replayed,
                 "write_errors": sum(stats.write_errors.values()),
+                "dropped_lines": sum(stats.dropped_lines.values()),
                 "spool_bytes": stats.spool_bytes,
                 "spool_readings": stats.spool_readings,
                 "batch_latency_ms": stats.batch_latency_s * 1000,

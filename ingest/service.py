@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from itertools import islice
 
-from ingest.deadletter import dead_letter_line, status_line
+from ingest.deadletter import count_dropped, dead_letter_lines, log_rejects, status_line
 from ingest.metrics import IngestStats, platform_lines
 from ingest.mqtt_source import MqttSource
-from ingest.pipeline import Pipeline, Reject
+from ingest.pipeline import BatchResult, Pipeline, Reject
 from ingest.spool import Spool
 from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
@@ -23,6 +24,8 @@ from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
 
 log = logging.getLogger("sensornet.ingest")
+
+LETTERS_PER_WRITE = 10_000  # dead-letter lines written at once (each at most ~22 KB)
 
 
 class Ingester:
@@ -187,20 +190,10 @@ class Ingester:
         await self.devices.refresh()
         now_ns = time.time_ns()
         result = self.pipeline.process(batch, now_ns, self.devices.version)
-        lines = result.lines + [
-            dead_letter_line(r, now_ns + i) for i, r in enumerate(result.rejects)
-        ]
-        lines += [status_line(device, payload, now_ns) for device, payload in result.status]
-        refused = [i for i in await writer.write(lines) if i < len(result.lines)]
+        log_rejects(result.rejects)
+        refused = await self._write(writer, result, now_ns)
         if refused:
             await self._dead_letter_refused(writer, result.lines, refused, result.stored, now_ns)
-        for reject in result.rejects:
-            log.info(
-                "reject device=%.64r reason=%s detail=%.200s",
-                reject.device_id,
-                reject.reason,
-                reject.detail,
-            )
         if previous is not None:
             await asyncio.shield(previous)
         source.ack(batch)
@@ -208,13 +201,36 @@ class Ingester:
         # the last ack always agree
         stats = self.stats
         stats.received_messages += len(batch)
-        stats.received_readings += len(result.stored) + len(result.rejects)
+        refused_by_reason = result.refused_by_reason()
+        stats.received_readings += len(result.stored) + refused_by_reason.total()
         stats.stored += len(result.stored) - len(refused)
-        stats.rejected.update(reject.reason for reject in result.rejects)
+        stats.rejected.update(refused_by_reason)
         stats.batches += 1
         stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
         stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+
+    async def _write(self, writer: DurableWriter, result: BatchResult, now_ns: int) -> list[int]:
+        """Make a batch's readings, status and dead letters durable; returns the indices
+        of the readings InfluxDB refused. Dead letters go with the readings, and past one
+        write's worth in writes of their own: they are made as they are written, so a
+        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter
+        and status lines are counted (``count_dropped``)."""
+        lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
+        letters = dead_letter_lines(result.rejects, now_ns)
+        lines += islice(letters, LETTERS_PER_WRITE)
+        refused: list[int] = []
+        dropped: list[str] = []
+        for i in await writer.write(lines):
+            if i < len(result.lines):
+                refused.append(i)
+            else:
+                dropped.append(lines[i])
+        while chunk := list(islice(letters, LETTERS_PER_WRITE)):
+            dropped += [chunk[i] for i in await writer.write(chunk)]
+        if dropped:
+            count_dropped(self.stats, dropped)
+        return refused
 
     async def _dead_letter_refused(
         self,
@@ -225,20 +241,24 @@ class Ingester:
         now_ns: int,
     ) -> None:
         """Lines InfluxDB refused (e.g. a field type conflict) become dead letters too."""
-        letters = []
-        for n, i in enumerate(refused):
+        rejects = []
+        for i in refused:
             sensor_id, seq = stored[i]
-            reject = Reject(
-                sensor_id,
-                "influx_rejected",
-                "InfluxDB refused the line",
-                "(batch)",
-                lines[i].encode(),
-                seq,
+            rejects.append(
+                Reject(
+                    sensor_id,
+                    "influx_rejected",
+                    "InfluxDB refused the line",
+                    "(batch)",
+                    lines[i].encode(),
+                    seq,
+                )
             )
-            letters.append(dead_letter_line(reject, now_ns + 1_000_000 + n))
-            self.stats.rejected["influx_rejected"] += 1
-        await writer.write(letters)
+        self.stats.rejected["influx_rejected"] += len(rejects)
+        letters = list(dead_letter_lines(rejects, now_ns + 1_000_000))
+        dropped = await writer.write(letters)
+        if dropped:
+            count_dropped(self.stats, [letters[i] for i in dropped])
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -15,9 +15,15 @@ import logging
 import random
 import time
 
-from ingest.deadletter import dead_letter_line
+from ingest.deadletter import (
+    DEAD_LETTER_MEASUREMENT,
+    STATUS_MEASUREMENT,
+    count_dropped,
+    dead_letter_lines,
+    measurement_of,
+    refused_line_reject,
+)
 from ingest.metrics import IngestStats
-from ingest.pipeline import Reject
 from ingest.spool import Spool
 from sensornet.errors import (
     InfluxFatalError,
@@ -32,6 +38,7 @@ from sensornet.lineprotocol import encode_lines
 log = logging.getLogger("sensornet.ingest")
 
 FATAL_RETRY_S = 30.0
+NOT_READINGS = frozenset({DEAD_LETTER_MEASUREMENT, STATUS_MEASUREMENT})
 
 
 class WriteAborted(SensornetError):
@@ -138,22 +145,24 @@ class DurableWriter:
             return first + await self.write_isolating(lines[half:], offset + half)
 
     async def _dead_letter_refused(self, refused: list[str]) -> None:
-        now_ns = time.time_ns()
-        letters = [
-            dead_letter_line(
-                Reject(
-                    None,
-                    "influx_rejected",
-                    "spooled line refused by InfluxDB",
-                    "(spool)",
-                    line.encode(),
-                ),
-                now_ns + i,
-            )
-            for i, line in enumerate(refused)
+        """Spooled reading lines InfluxDB refused become dead letters; refused dead-letter
+        and status lines are counted and logged (a letter of a letter could loop)."""
+        readings: list[str] = []
+        letters_or_status: list[str] = []
+        for line in refused:
+            is_reading = measurement_of(line) not in NOT_READINGS
+            (readings if is_reading else letters_or_status).append(line)
+        if letters_or_status:
+            count_dropped(self.stats, letters_or_status)
+        rejects = [
+            refused_line_reject(line, "spooled line refused by InfluxDB", "(spool)")
+            for line in readings
         ]
-        self.stats.rejected["influx_rejected"] += len(refused)
-        await self.write(letters)
+        self.stats.rejected["influx_rejected"] += len(rejects)
+        letters = list(dead_letter_lines(rejects, time.time_ns()))
+        dropped = await self.write(letters)
+        if dropped:
+            count_dropped(self.stats, [letters[i] for i in dropped])
 
     async def replay_forever(self) -> None:
         """Drain the spool oldest first while InfluxDB answers; live batches keep flowing

@@ -5,15 +5,12 @@ accounted for with a reason."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
+from ingester_process import IngesterProcess
 from support import running, wait_until
 
 from gateway_sim.synthetic import make_readings, messages
@@ -26,51 +23,6 @@ from wiring.parts import default_fleet, register_fleet, run_ingester
 from wiring.services import InfluxDB, Mosquitto, free_port
 
 pytestmark = pytest.mark.timeout(240)
-
-
-class IngesterProcess:
-    """``sensornet ingest`` as its own process, so it can be killed like in production."""
-
-    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
-        self.settings = settings
-        self.client_id = client_id or settings.ingest_client_id
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = settings.state_dir / f"{self.client_id}.log"
-
-    def start(self) -> None:
-        s = self.settings
-        env = {
-            **os.environ,
-            "SENSORNET_STATE_DIR": str(s.state_dir),
-            "SENSORNET_MQTT_PORT": str(s.mqtt_port),
-            "SENSORNET_MQTT_INGEST_PASSWORD": s.mqtt_ingest_password.get_secret_value(),
-            "SENSORNET_INFLUX_URL": s.influx_url,
-            "SENSORNET_INFLUX_DB": s.influx_db,
-            "SENSORNET_INFLUX_TIMEOUT_S": str(s.influx_timeout_s),
-            "SENSORNET_INGEST_CLIENT_ID": self.client_id,
-            "SENSORNET_INGEST_BATCH_SIZE": str(s.ingest_batch_size),
-            "SENSORNET_INGEST_RECEIVE_MAXIMUM": str(s.ingest_receive_maximum),
-            "SENSORNET_INGEST_SHARE_GROUP": s.ingest_share_group,
-            "SENSORNET_REGISTRY_URL": s.registry_database_url,
-        }
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "ingest", "--verbose"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
 
 
 @pytest.fixture

@@ -61,4 +61,7 @@ async def test_hostile_strings_never_split_lines_or_add_tags(
     assert all("evil" not in str(s) and s != "X" for s in series)
     reasons = sorted(str(r["reason"]) for r in letters)
     assert reasons == sorted(["unknown_sensor"] * len(hostile_ids) + ["not_allowed"] * 4)
-    assert {r["device"] for r in letters} <= {"SL-1", "_invalid"}
+    # one tag for every id the registry does not know, the raw (printable) id in a field
+    assert {r["device"] for r in letters} == {"SL-1", "_unknown"}
+    unknown = sorted(str(r["device_raw"]) for r in letters if r["device"] == "_unknown")
+    assert unknown == sorted(h.replace("\\", "?") for h in hostile_ids)

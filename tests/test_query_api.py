@@ -212,7 +212,13 @@ async def test_platform_health(
         encode_point(
             "platform_ingest",
             {"ingester": "ingester-1"},
-            {"stored": stored, "lag_ms": 12.5, "spool_readings": 3, "spool_bytes": 300},
+            {
+                "stored": stored,
+                "lag_ms": 12.5,
+                "spool_readings": 3,
+                "spool_bytes": 300,
+                "dropped_lines": 2,
+            },
             now - age_s * 10**9,
         )
         for stored, age_s in ((1000, 20), (1500, 10))
@@ -234,6 +240,7 @@ async def test_platform_health(
     assert body["stored_per_s"] == 50.0
     assert body["max_lag_ms"] == 12.5 and body["spool_readings"] == 3
     assert body["rejects_by_reason"] == {"range": 7}
+    assert [i["dropped_lines"] for i in body["ingesters"]] == [2]  # refused letters/status
     reporting = [d for d in fleet if d.reporting]
     assert sum(body["devices"].values()) == len(reporting)
     assert body["devices"]["offline"] >= 1  # said offline by its status topic

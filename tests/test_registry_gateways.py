@@ -76,7 +76,10 @@ async def test_gateway_publishes_packs_only_for_its_sensors(
             await client.disconnect()
         stored = rows(await influx.query('SELECT * FROM "noise"'))
         assert [(r["sensor_id"], r["laeq"]) for r in stored] == [("NS-G1", 50.5)]
-        assert [(r["device"], r["reason"]) for r in refused] == [("NS-G2", "foreign_gateway")]
+        # booked under the gateway that sent it, never into NS-G2's own account
+        assert [(r["device"], r["reason"], r["device_raw"]) for r in refused] == [
+            ("GW-1", "foreign_gateway", "NS-G2")
+        ]
         said = rows(await influx.query('SELECT * FROM "device_status"'))
         assert [(r["sensor_id"], r["state"]) for r in said] == [("GW-1", "online")]
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api import bulk_routes, gateway_routes, sensor_view
 from api.auth import Admin, Engineer, Viewer
+from api.broker_sync import ensure_broker, sync
 from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
@@ -81,16 +82,11 @@ class Credentials(BaseModel):
     broker_devices: int = Field(description="Devices the broker now accepts")
 
 
-async def _sync(request: Request) -> int:
-    engine = request.app.state.registry
-    return await broker_auth.sync_broker(
-        engine, broker_auth.broker_home(request.app.state.settings)
-    )
-
-
 @router.post("/sensors", status_code=201, response_model=Registered, tags=["registry"])
 async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Registered:
-    """Register a sensor and issue its MQTT password (shown in this response only)."""
+    """Register a sensor and issue its MQTT password (shown in this response only); it can
+    connect when this returns. 503 if the broker cannot take it (see the problem's detail)."""
+    await ensure_broker(request)
     try:
         out = await registry(request).register(spec, who.actor)
         issued = await broker_auth.issue_credentials(
@@ -98,7 +94,11 @@ async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Re
         )
     except SensornetError as exc:
         raise problem(exc) from exc
-    await _sync(request)
+    await sync(
+        request,
+        f"{spec.id} is registered with new credentials (not shown again: issue new ones "
+        f"with POST /sensors/{spec.id}/credentials)",
+    )
     body = out.model_dump() | {"has_credentials": True}
     return Registered(**body, mqtt_username=spec.id, mqtt_password=issued[spec.id])
 
@@ -106,6 +106,7 @@ async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Re
 @router.post("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
 async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
     """Issue (or rotate) a sensor's MQTT password; the old one stops working at once."""
+    await ensure_broker(request)
     try:
         await registry(request).get(sensor_id)
         issued = await broker_auth.issue_credentials(
@@ -113,7 +114,9 @@ async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) ->
         )
     except SensornetError as exc:
         raise problem(exc) from exc
-    count = await _sync(request)
+    count = await sync(
+        request, f"{sensor_id} has new credentials (not shown again: issue new ones)"
+    )
     return Credentials(
         sensor_id=sensor_id,
         mqtt_username=sensor_id,
@@ -124,13 +127,14 @@ async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) ->
 
 @router.delete("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
 async def revoke_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
-    """Revoke a sensor's MQTT password: it can no longer connect (no broker restart)."""
+    """Revoke a sensor's MQTT password: it is disconnected and can no longer connect."""
+    await ensure_broker(request)
     try:
         await registry(request).get(sensor_id)
         await broker_auth.revoke_credentials(request.app.state.registry, [sensor_id], who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    count = await _sync(request)
+    count = await sync(request, f"{sensor_id}'s credentials are revoked in the registry")
     return Credentials(sensor_id=sensor_id, mqtt_username=sensor_id, broker_devices=count)
 
 
@@ -190,17 +194,18 @@ async def change_status(
         out = await registry(request).set_status(sensor_id, change, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    await _sync(request)
+    await sync(request, f"{sensor_id} is now {change.status}")
     return out
 
 
 @router.post("/sensors/{sensor_id}/retire", response_model=SensorOut, tags=["registry"])
 async def retire_sensor(request: Request, who: Engineer, sensor_id: str) -> SensorOut:
+    await ensure_broker(request)
     try:
         out = await registry(request).retire(sensor_id, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    await _sync(request)  # a retired sensor leaves the broker's password file
+    await sync(request, f"{sensor_id} is retired")  # it leaves the broker's password file
     return out
 
 

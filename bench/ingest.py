@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,8 @@ async def run_bench(
             influx_db="bench",
             ingest_client_id="bench-ingester",
             ingest_metrics_port=free_port(),
+            # the bench's private broker: its publisher uses the (test-only) fleet identity
+            mqtt_fleet_password=secrets.token_urlsafe(16),
             _env_file=None,
         )
         broker = Mosquitto(
@@ -87,7 +90,7 @@ async def run_bench(
             port=settings.mqtt_port,
             users={
                 settings.mqtt_ingest_user: settings.mqtt_ingest_password.get_secret_value(),
-                settings.mqtt_fleet_user: settings.mqtt_fleet_password.get_secret_value(),
+                settings.mqtt_fleet_user: settings.fleet_password(),
             },
             acl=broker_acl(
                 settings.topic_prefix, settings.mqtt_ingest_user, settings.mqtt_fleet_user
@@ -149,7 +152,7 @@ async def _measure(
             settings.mqtt_port,
             "bench-publisher",
             settings.mqtt_fleet_user,
-            settings.mqtt_fleet_password.get_secret_value(),
+            settings.fleet_password(),
         )
         t = time.monotonic()
         sent_msgs = await blaster.publish_all(

@@ -13,6 +13,7 @@ import typer
 
 from cli.alarms import app as alarms_app
 from cli.bench import bench_app
+from cli.broker import broker_app
 from cli.common import StateDir, console, run_or_exit, settings_from, setup_logging
 from cli.dashboards import app as dashboards_app
 from cli.registry import keys_app, registry_app
@@ -33,6 +34,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
+app.add_typer(broker_app, name="broker")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")

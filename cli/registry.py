@@ -66,8 +66,9 @@ def _registry(engine: AsyncEngine) -> Registry:
 
 
 async def _sync(engine: AsyncEngine) -> None:
-    """After a status change: a retired sensor leaves the local broker's password file."""
-    await broker_auth.sync_broker(engine, broker_auth.broker_home(Settings()))
+    """After a status change: a retired sensor leaves the broker's password file. A broker
+    that does not confirm is an error (exit 1) naming what the registry kept."""
+    await broker_auth.sync_broker(engine, broker_auth.broker_target(Settings()))
 
 
 @registry_app.command("register")
@@ -315,13 +316,19 @@ def credentials(
         ids = list(sensor_ids or [])
         if missing:
             ids += await broker_auth.without_credentials(engine)
+        target = broker_auth.broker_target(settings)
+        await broker_auth.check_broker(target)  # nothing changes if it cannot be reached
         if revoke:
             count = await broker_auth.revoke_credentials(engine, ids, actor())
             result: dict[str, Any] = {"revoked": count}
         else:
             result = {"issued": await broker_auth.issue_credentials(engine, ids, actor())}
-        home = broker_auth.broker_home(settings)
-        result["broker_devices"] = await broker_auth.sync_broker(engine, home)
+        try:
+            result["broker_devices"] = await broker_auth.sync_broker(engine, target)
+        except broker_auth.BrokerSyncError as exc:
+            # the registry has the new hashes: keep the passwords, they work once the
+            # broker is back and `sensornet registry sync-broker` has run
+            result["broker_error"] = str(exc)
         return result
 
     result = run(url, job)
@@ -332,14 +339,22 @@ def credentials(
         result["issued"] = len(issued)
         result["written"] = str(output)
     _out(result)
+    if "broker_error" in result:
+        typer.echo(
+            f"error: the broker did not take the change: {result['broker_error']}; once it "
+            "is back, run `sensornet registry sync-broker`",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @registry_app.command("sync-broker")
 def sync_broker(url: Url = None) -> None:
-    """Rewrite the local broker's device password file from the registry and reload it."""
+    """Make the broker accept exactly the registry's devices (and confirm it did): the
+    reconcile after a broker outage or a restored backup."""
 
     async def job(engine: AsyncEngine) -> dict[str, Any]:
-        home = broker_auth.broker_home(Settings())
-        return {"broker_devices": await broker_auth.sync_broker(engine, home)}
+        target = broker_auth.broker_target(Settings())
+        return {"broker_devices": await broker_auth.sync_broker(engine, target)}
 
     _out(run(url, job))

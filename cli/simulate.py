@@ -139,10 +139,16 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
             await asyncio.sleep(REGISTRY_SETTLE_S)
     console.print(f"fleet: {len(fleet)} sensors, mode {o['mode'].value}")
     start_ns = time.time_ns() - 1_000_000_000
-    if o["mode"] is Mode.live:
-        truth = await _live(settings, fleet, o)
-    elif o["mode"] is Mode.load:
-        truth = await asyncio.to_thread(_load, settings, fleet, o)
+    if o["mode"] in (Mode.live, Mode.load):
+        from wiring.parts import fleet_login
+
+        # devices without their own credentials share the fleet identity (test-only),
+        # which exists in the broker only while this runs
+        async with fleet_login(settings, fleet, o["credentials"]) as o["fleet_password"]:
+            if o["mode"] is Mode.live:
+                truth = await _live(settings, fleet, o)
+            else:
+                truth = await asyncio.to_thread(_load, settings, fleet, o)
     else:
         truth, start_ns = await _backfill(settings, fleet, o)
     summary: dict[str, Any] = {
@@ -187,7 +193,7 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username=settings.mqtt_fleet_user,
-        password=settings.mqtt_fleet_password.get_secret_value(),
+        password=o["fleet_password"],
         topic_prefix=settings.topic_prefix,
         fleet=fleet,
         catalogue=load_catalogue(),
@@ -217,7 +223,7 @@ def _load(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username=settings.mqtt_fleet_user,
-        password=settings.mqtt_fleet_password.get_secret_value(),
+        password=o["fleet_password"],
         prefix=settings.topic_prefix,
         rate=o["rate"],
         duration_s=o["duration"] or 30.0,

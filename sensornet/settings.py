@@ -4,9 +4,14 @@ CLI flags override. ``docs/settings.md`` lists them all."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sensornet.errors import ConfigError
+
+DEV_INGEST_PASSWORD = "ingester-dev-secret"  # noqa: S105 - refused outside local use
 
 
 class Settings(BaseSettings):
@@ -16,6 +21,11 @@ class Settings(BaseSettings):
         env_prefix="SENSORNET_", env_file=".env", extra="ignore", frozen=True
     )
 
+    environment: Literal["local", "production"] = Field(
+        "local",
+        description="production refuses secrets left at their development defaults "
+        "(deploy/ sets it)",
+    )
     state_dir: Path = Field(Path(".state"), description="Where local services keep data/logs")
 
     mqtt_host: str = "127.0.0.1"
@@ -38,9 +48,28 @@ class Settings(BaseSettings):
     )
     topic_prefix: str = Field("city/v1", description="Prefix of every device topic")
     mqtt_ingest_user: str = "ingester"
-    mqtt_ingest_password: SecretStr = SecretStr("ingester-dev-secret")
-    mqtt_fleet_user: str = "simulator"
-    mqtt_fleet_password: SecretStr = SecretStr("simulator-dev-secret")
+    mqtt_ingest_password: SecretStr = SecretStr(DEV_INGEST_PASSWORD)
+    mqtt_fleet_user: str = Field(
+        "simulator", description="Test-only: the simulator's shared login (docs/simulator.md)"
+    )
+    mqtt_fleet_password: SecretStr | None = Field(
+        None,
+        description="Test-only: unset, the fleet identity (which may publish as any device) "
+        "does not exist; set, it exists only while a simulator using it runs",
+    )
+    broker_auth_dir: Path | None = Field(
+        None,
+        description="The broker's credential store (passwd, acl) that the API and CLI write; "
+        "default: the local broker's, <state_dir>/mosquitto",
+    )
+    broker_reload: Literal["signal", "watch"] = Field(
+        "signal",
+        description="signal: SIGHUP the broker whose pid is in the store (local services); "
+        "watch: the broker's host reloads when the files change (deploy/README.md)",
+    )
+    broker_confirm_timeout_s: float = Field(
+        30.0, description="A credential change the broker has not taken by then is an error"
+    )
     mqtt_max_queued_messages: int = Field(
         2_000_000, description="Per-session broker queue: 1 h of 10k sensors at 1/min is 600k"
     )
@@ -149,6 +178,33 @@ class Settings(BaseSettings):
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
+
+    @field_validator("mqtt_fleet_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """compose passes ``${MQTT_FLEET_PASSWORD:-}``: empty means no fleet identity."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Self:
+        if self.environment == "production" and self.mqtt_ingest_password.get_secret_value() in (
+            DEV_INGEST_PASSWORD,
+            "",
+        ):
+            raise ValueError(
+                "SENSORNET_MQTT_INGEST_PASSWORD is empty or the development default; set a "
+                "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
+            )
+        return self
+
+    def fleet_password(self) -> str:
+        """The fleet identity's password (test-only); an error naming the setting if unset."""
+        if self.mqtt_fleet_password is None:
+            raise ConfigError(
+                "the simulator's fleet identity is off (test-only): set "
+                "SENSORNET_MQTT_FLEET_PASSWORD, or give devices their own credentials"
+            )
+        return self.mqtt_fleet_password.get_secret_value()
 
     @model_validator(mode="after")
     def _tls_files_need_tls(self) -> Settings:

@@ -19,6 +19,9 @@ from sensornet.settings import Settings
 from wiring.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
 
 INGEST_PASSWORD = "ingest-test-pw"
+#: The simulator's fleet identity (it may publish as any device) is test-only: the shipped
+#: shapes have none unless a simulator runs (sensornet.broker_auth.fleet_identity). Tests
+#: publish through it a lot, so the test broker has it as a static user from the start.
 FLEET_PASSWORD = "fleet-test-pw"
 
 

@@ -48,7 +48,7 @@ async def api(
 async def publish(settings: Settings, readings: Iterable[dict[str, Any]]) -> None:
     """QoS 1 to AQ-1's topic; returns once the broker acknowledged every one."""
     topic = f"{settings.topic_prefix}/AQ-1/readings".encode()
-    password = settings.mqtt_fleet_password.get_secret_value()
+    password = settings.fleet_password()
     publisher = BulkPublisher(settings.mqtt_host, settings.mqtt_port, "acc", "simulator", password)
     await publisher.publish_all((topic, orjson.dumps(r)) for r in readings)
 
@@ -204,7 +204,7 @@ async def test_last_will_marks_a_device_offline(
     await register_fleet(settings, [NS])
     status = f"{settings.topic_prefix}/NS-1/status"
     will = gmqtt.Message(status, b"offline", qos=1, retain=True)
-    password = settings.mqtt_fleet_password.get_secret_value()
+    password = settings.fleet_password()
     base = f"http://{settings.api_host}:{settings.api_port}"
     async with (
         running(run_ingester, settings),

@@ -52,7 +52,7 @@ async def test_refusals_are_booked_under_the_publisher_and_unknown_ids_share_one
             settings.mqtt_port,
             "identity",
             "simulator",
-            settings.mqtt_fleet_password.get_secret_value(),
+            settings.fleet_password(),
         )
         await blaster.publish_all(stream)
 

@@ -71,7 +71,7 @@ async def test_poison_packs_cost_memory_once_per_message_and_the_next_reading_is
             settings.mqtt_port,
             "poison",
             "simulator",
-            settings.mqtt_fleet_password.get_secret_value(),
+            settings.fleet_password(),
         )
         await blaster.publish_all(stream)
 

@@ -71,12 +71,94 @@ def test_grafana_reads_what_dashboards_build_writes() -> None:
 
 def test_systemd_units_parse() -> None:
     units = sorted((DEPLOY / "systemd").glob("*.service"))
-    assert len(units) == 4
+    assert len(units) == 5
     for unit in units:
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.read_string(unit.read_text())
         assert {"Unit", "Service"} <= set(parser.sections()), unit.name
-        assert parser["Service"]["ExecStart"].startswith("/opt/sensornet/venv/bin/")
+        if unit.name != "sensornet-broker-reload.service":
+            assert parser["Service"]["ExecStart"].startswith("/opt/sensornet/venv/bin/")
+
+
+def _sensornet_services() -> dict[str, dict[str, Any]]:
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    return {n: s for n, s in services.items() if s.get("image") == "sensornet:local"}
+
+
+def _mosquitto_conf() -> dict[str, str]:
+    lines = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    return dict(line.split(" ", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_compose_broker_reads_the_store_the_platform_writes() -> None:
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    broker = services["mosquitto"]
+    conf = _mosquitto_conf()
+    store = str(Path(conf["password_file"]).parent)
+    assert str(Path(conf["acl_file"]).parent) == store
+    volume = next(v.split(":")[0] for v in broker["volumes"] if v.split(":")[1] == store)
+    assert broker["command"] == ["sh", "/mosquitto/config/run.sh"]  # reloads on change
+    assert "./mosquitto/run.sh:/mosquitto/config/run.sh:ro" in broker["volumes"]
+    assert broker["depends_on"]["broker-auth"] == {"condition": "service_completed_successfully"}
+    for name, service in _sensornet_services().items():
+        env = service["environment"]
+        if name == "grafana-files":  # builds dashboard files only, in a volume of its own
+            continue
+        assert env["SENSORNET_BROKER_AUTH_DIR"] == store, name
+        assert env["SENSORNET_BROKER_RELOAD"] == "watch", name
+        assert f"{volume}:{store}" in service["volumes"], name
+        assert env["SENSORNET_ENVIRONMENT"] == "production", name
+    assert services["broker-auth"]["command"] == ["broker", "setup"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert f"chown sensornet:1883 {store} && chmod 2770 {store}" in dockerfile
+
+
+def test_no_default_secrets_and_no_fleet_identity_unless_the_simulator_runs() -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+    defaults = re.findall(r"\$\{(\w*(?:PASSWORD|SECRET|TOKEN)\w*):-([^}]*)\}", text)
+    assert all(value == "" for _, value in defaults), defaults
+    for name, service in _sensornet_services().items():
+        fleet = service["environment"].get("SENSORNET_MQTT_FLEET_PASSWORD")
+        if name == "simulator":
+            assert service["profiles"] == ["simulator"]  # off unless asked for
+            assert fleet == "${MQTT_FLEET_PASSWORD:-}"
+        else:
+            assert fleet is None, name
+    assert "simulator" not in " ".join(_mosquitto_conf().values())
+    assert not (DEPLOY / "mosquitto" / "acl").exists()  # the ACL is generated, fleet-free
+    env = (DEPLOY / "sensornet.env.example").read_text()
+    assert "SENSORNET_MQTT_FLEET_PASSWORD=" not in env
+    assert "SENSORNET_ENVIRONMENT=production" in env
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        if "PASSWORD=" in line:
+            assert line.endswith("="), line  # no example secret to leave in place
+
+
+def test_systemd_api_writes_where_the_broker_reads_and_a_path_unit_reloads_it() -> None:
+    env = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "sensornet.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    store = env["SENSORNET_BROKER_AUTH_DIR"]
+    assert env["SENSORNET_BROKER_RELOAD"] == "watch"
+    api = _unit("sensornet-api.service")
+    assert store in api["Service"]["ReadWritePaths"].split()
+    path = _unit("sensornet-broker-reload.path")
+    assert path["Path"]["PathChanged"] == f"{store}/passwd"
+    reload = _unit(path["Path"]["Unit"])
+    assert reload["Service"]["ExecStart"] == "/bin/systemctl reload mosquitto.service"
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"password_file {store}/passwd" in readme and f"acl_file {store}/acl" in readme
+    assert f"install -d -m 2770 -o sensornet -g mosquitto {store}" in readme
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string((DEPLOY / "systemd" / name).read_text())
+    return parser
 
 
 def _services() -> dict[str, dict[str, Any]]:
@@ -144,12 +226,12 @@ def test_each_service_reaches_influxdb_as_its_own_user(monkeypatch: pytest.Monke
 def test_no_secret_has_a_default() -> None:
     for service in _services().values():
         for key, value in (service.get("environment") or {}).items():
-            if "PASSWORD" in key:
+            if "PASSWORD" in key and key != "SENSORNET_MQTT_FLEET_PASSWORD":  # test-only, below
                 _secret_variable(str(value).replace("$$", "$"))  # raises with the culprit
     example = (DEPLOY / ".env.example").read_text()
     for line in example.splitlines():
         if "PASSWORD=" in line:
-            assert line.split("=", 1)[1].startswith("change-me"), line
+            assert line.split("=", 1)[1] == "", line  # no example value to leave in place
     for env_file in (DEPLOY / "systemd").glob("*.env.example"):
         for line in env_file.read_text().splitlines():
             if "PASSWORD=" in line:

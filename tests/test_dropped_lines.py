@@ -41,7 +41,7 @@ async def publish(settings: Settings, *messages: tuple[str, bytes]) -> None:
         settings.mqtt_port,
         "dropped",
         "simulator",
-        settings.mqtt_fleet_password.get_secret_value(),
+        settings.fleet_password(),
     )
     await blaster.publish_all([(f"{p}/{topic}".encode(), payload) for topic, payload in messages])
 

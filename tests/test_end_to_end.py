@@ -24,7 +24,7 @@ async def test_published_readings_come_back_through_the_api(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username="simulator",
-        password=settings.mqtt_fleet_password.get_secret_value(),
+        password=settings.fleet_password(),
         topic_prefix=settings.topic_prefix,
         fleet=fleet,
         catalogue=catalogue,

@@ -56,7 +56,7 @@ async def publish(
         settings.mqtt_port,
         f"pub-{skip}",
         "simulator",
-        settings.mqtt_fleet_password.get_secret_value(),
+        settings.fleet_password(),
         window=500,
     )
     await blaster.publish_all(messages(settings.topic_prefix, iter(readings), pack))

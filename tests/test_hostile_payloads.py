@@ -106,7 +106,7 @@ async def test_hostile_payloads_become_dead_letters_with_reasons(
             settings.mqtt_port,
             "hostile",
             "simulator",
-            settings.mqtt_fleet_password.get_secret_value(),
+            settings.fleet_password(),
         )
         await blaster.publish_all(stream)
 

@@ -15,7 +15,7 @@ GOOD = DeviceInfo("SL-1", "street_light", "jingansi", 31.22, 121.45, "active")
 
 
 async def publish_all(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
-    password = settings.mqtt_fleet_password.get_secret_value()
+    password = settings.fleet_password()
     async with mqtt_client("hostile-test", settings.mqtt_port, "simulator", password) as client:
         for topic, payload in messages:
             client.publish(topic, payload)

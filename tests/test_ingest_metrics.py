@@ -32,7 +32,7 @@ async def test_metrics_count_received_stored_and_rejected_by_reason(
             settings.mqtt_port,
             "m",
             "simulator",
-            settings.mqtt_fleet_password.get_secret_value(),
+            settings.fleet_password(),
         )
         await blaster.publish_all(stream)
         url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"

@@ -159,7 +159,7 @@ async def test_retired_sensor_readings_are_refused(
     ):
         assert (await http.post("/sensors", json=sensor("AQ-R1", status="active"))).is_success
         assert (await http.post("/sensors/AQ-R1/retire")).is_success
-        password = settings.mqtt_fleet_password.get_secret_value()
+        password = settings.fleet_password()
         async with mqtt_client("retired-test", settings.mqtt_port, "simulator", password) as mqtt:
 
             async def refused() -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ def _publisher(settings: Settings, fleet: list, **kw: object) -> LivePublisher:
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username="simulator",
-        password=settings.mqtt_fleet_password.get_secret_value(),
+        password=settings.fleet_password(),
         topic_prefix=settings.topic_prefix,
         fleet=fleet,
         catalogue=catalogue,

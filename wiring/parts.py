@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
@@ -69,6 +69,28 @@ def default_fleet(count: int, seed: int = 151) -> list[DeviceInfo]:
     return build_fleet(load_catalogue(), load_district(), count, seed=seed)
 
 
+def senders(fleet: Sequence[DeviceInfo]) -> set[str]:
+    """Ids that log in to the broker: sensors (a gateway's too, for their status) and
+    the gateways whose packs carry their sensors' readings."""
+    return {d.id for d in fleet} | {d.gateway_id for d in fleet if d.gateway_id}
+
+
+@contextlib.asynccontextmanager
+async def fleet_login(
+    settings: Settings, fleet: Sequence[DeviceInfo], credentials: Mapping[str, str] | None
+) -> AsyncIterator[str]:
+    """The password for the simulator's shared login, when some device of ``fleet`` has no
+    credentials of its own: the fleet identity (test-only) then exists in the broker for
+    this block only. With every device's own credentials there is no shared login ("")."""
+    if senders(fleet) <= set(credentials or {}):
+        yield ""
+        return
+    from sensornet.broker_auth import fleet_identity
+
+    async with fleet_identity(settings):
+        yield settings.fleet_password()
+
+
 async def run_simulator(
     settings: Settings,
     fleet: Sequence[DeviceInfo],
@@ -80,20 +102,21 @@ async def run_simulator(
     """``speed`` > 1 runs the simulated city's clock faster (60: a day in 24 minutes)."""
     from gateway_sim.publisher import LivePublisher
 
-    publisher = LivePublisher(
-        host=settings.mqtt_host,
-        port=settings.mqtt_port,
-        username=settings.mqtt_fleet_user,
-        password=settings.mqtt_fleet_password.get_secret_value(),
-        topic_prefix=settings.topic_prefix,
-        fleet=fleet,
-        catalogue=load_catalogue(),
-        interval_scale=interval_scale,
-        speed=speed,
-        credentials=credentials,
-        tls=MqttTls.from_settings(settings),
-    )
-    await publisher.run(stop)
+    async with fleet_login(settings, fleet, credentials) as fleet_password:
+        publisher = LivePublisher(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=settings.mqtt_fleet_user,
+            password=fleet_password,
+            topic_prefix=settings.topic_prefix,
+            fleet=fleet,
+            catalogue=load_catalogue(),
+            interval_scale=interval_scale,
+            speed=speed,
+            credentials=credentials,
+            tls=MqttTls.from_settings(settings),
+        )
+        await publisher.run(stop)
 
 
 async def run_api(

@@ -20,7 +20,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensornet.broker_auth import assemble_password_file, broker_home, write_static_users
+from sensornet.broker_auth import broker_home, fleet_acl, install_static
+from sensornet.broker_files import ACL, PASSWD, assemble
 from sensornet.errors import ServiceError
 from sensornet.settings import Settings
 
@@ -229,10 +230,10 @@ class Mosquitto(LocalService):
     def configure(self) -> None:
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
-        # service users + the registry's devices (sensornet.broker_auth keeps the latter)
-        write_static_users(self.home, self.users)
-        passwd = assemble_password_file(self.home)
-        (self.home / "acl").write_text(self.acl)
+        # service users and the ACL here; the registry's devices come from sync_broker
+        # (sensornet.broker_files: the credential store in this directory)
+        install_static(self.home, self.users, self.acl)
+        assemble(self.home)
         self.config_file.write_text(
             f"""# written by wiring.services; see docs/broker.md for the reasons
 per_listener_settings false
@@ -240,8 +241,8 @@ per_listener_settings false
 user {getpass.getuser()}
 listener {self.port} {self.host}
 allow_anonymous false
-password_file {passwd}
-acl_file {self.home / "acl"}
+password_file {self.home / PASSWD}
+acl_file {self.home / ACL}
 persistence true
 persistence_location {data}/
 autosave_interval {self.autosave_interval_s}
@@ -327,18 +328,18 @@ bind-address = "{self.host}:{self.rpc_port}"
         )
 
 
-def broker_acl(prefix: str, ingest_user: str, fleet_user: str) -> str:
-    """Devices write only below their own id (``%u``); the ingester only reads."""
+def broker_acl(prefix: str, ingest_user: str, fleet_user: str | None = None) -> str:
+    """Devices write only below their own id (``%u``); the ingester only reads. The fleet
+    identity (test-only: the simulator's shared login, which may write as any device) gets
+    its line only when asked for."""
+    fleet = fleet_acl(prefix, fleet_user) + "\n" if fleet_user else ""
     return f"""# written by wiring.services
 user {ingest_user}
 topic read {prefix}/+/readings
 topic read {prefix}/+/pack
 topic read {prefix}/+/status
 
-user {fleet_user}
-topic write {prefix}/#
-
-pattern write {prefix}/%u/readings
+{fleet}pattern write {prefix}/%u/readings
 pattern write {prefix}/%u/pack
 pattern write {prefix}/%u/status
 """
@@ -351,11 +352,9 @@ def platform_services(settings: Settings) -> tuple[Mosquitto, InfluxDB]:
         home=broker_home(settings),
         host=settings.mqtt_host,
         port=settings.mqtt_port,
-        users={
-            settings.mqtt_ingest_user: settings.mqtt_ingest_password.get_secret_value(),
-            settings.mqtt_fleet_user: settings.mqtt_fleet_password.get_secret_value(),
-        },
-        acl=broker_acl(settings.topic_prefix, settings.mqtt_ingest_user, settings.mqtt_fleet_user),
+        # no fleet identity: a simulator that needs it adds it while it runs (fleet_identity)
+        users={settings.mqtt_ingest_user: settings.mqtt_ingest_password.get_secret_value()},
+        acl=broker_acl(settings.topic_prefix, settings.mqtt_ingest_user),
         max_queued_messages=settings.mqtt_max_queued_messages,
     )
     influx = InfluxDB(

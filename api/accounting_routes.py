@@ -1,32 +1,116 @@
-"""Per-device accounting: what the platform received, stored, rejected and missed."""
+"""Per-device accounting: what the platform received, stored, rejected and missed in a
+time window, whether that answer can still change, and the device's liveness."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from api.problems import Problem
-from sensornet.accounting import device_account, device_liveness
+from sensornet.accounting import (
+    Window,
+    device_account,
+    device_liveness,
+    settle_margin_ns,
+    spool_backlog,
+)
+from sensornet.catalogue import Catalogue
 from sensornet.registry.store import get_device
+from sensornet.settings import Settings
 
 router = APIRouter(tags=["accounting"])
 
+DEFAULT_WINDOW = timedelta(hours=24)
+MAX_WINDOW = timedelta(days=7)
+
+
+def _ns(at: datetime) -> int:
+    return int(at.timestamp()) * 10**9 + at.microsecond * 1000
+
+
+def _rfc3339(ns: int) -> str:
+    at = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns % 10**9 // 1000)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+# InfluxDB's times are int64 nanoseconds: 1677-09-21 to 2262-04-11
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+
+
+def _window(start: datetime | None, end: datetime | None, now: datetime) -> Window:
+    for at in (start, end):
+        if at is not None and at.tzinfo is None:
+            raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
+        if at is not None and not EARLIEST <= at <= LATEST:
+            raise Problem(422, "Time out of range", "InfluxDB keeps times from 1678 to 2261")
+    end = end or now
+    start = start or end - DEFAULT_WINDOW
+    if not start < end:
+        raise Problem(422, "Empty range", "start must be before end")
+    if end - start > MAX_WINDOW:
+        raise Problem(
+            422,
+            "Range too long",
+            f"an account covers at most {MAX_WINDOW.days} days: ask for several windows",
+            max_days=MAX_WINDOW.days,
+        )
+    return Window(_ns(start), _ns(end))
+
 
 @router.get("/devices/{sensor_id}/accounting")
-async def accounting(request: Request, sensor_id: str) -> dict[str, Any]:
-    """Received = stored + rejected; missing = gaps in the device's ``seq``; liveness from
-    the last reading against the type's interval, or the device's Last Will."""
+async def accounting(
+    request: Request,
+    sensor_id: str,
+    start: Annotated[
+        datetime | None, Query(description="RFC 3339, inclusive; default 24 h before end")
+    ] = None,
+    end: Annotated[datetime | None, Query(description="RFC 3339, exclusive; default now")] = None,
+) -> dict[str, Any]:
+    """Received = stored + rejected; missing = gaps in the device's ``seq`` per epoch
+    (docs/accounting.md); ``settling`` while the ingester may still write into the window;
+    liveness from the last reading against the type's interval, or the device's Last Will."""
+    now_ns = time.time_ns()
+    window = _window(start, end, datetime.fromtimestamp(now_ns / 1e9, UTC))
     device = await get_device(request.app.state.registry, sensor_id)
     if device is None:
         raise Problem(404, "Unknown sensor", f"no sensor {sensor_id!r} in the registry")
+    settings: Settings = request.app.state.settings
+    catalogue: Catalogue = request.app.state.catalogue
+    sensor_type = catalogue.get(device.type)
     influx = request.app.state.influx
-    account = await device_account(influx, sensor_id, device.type)
-    interval = request.app.state.catalogue.get(device.type).interval_s
-    alive = await device_liveness(influx, sensor_id, device.type, interval, time.time_ns())
+    account = await device_account(
+        influx,
+        sensor_id,
+        device.type,
+        window,
+        fields=list(sensor_type.quantities),
+        max_rows=settings.accounting_max_rows,
+    )
+    counted = account.window
+    margin = settle_margin_ns(settings)
+    recent = counted.end_ns > now_ns - margin
+    backlog = await spool_backlog(influx)
+    reasons = (["window_end_recent"] if recent else []) + (["spool_backlog"] if backlog else [])
+    alive = await device_liveness(
+        influx, sensor_id, device.type, sensor_type.interval_s, time.time_ns()
+    )
     return {
         **account.as_dict(),
+        "start": _rfc3339(counted.start_ns),
+        "end": _rfc3339(counted.end_ns),
+        "start_ns": counted.start_ns,
+        "end_ns": counted.end_ns,
+        "max_rows": settings.accounting_max_rows,
+        "settling": bool(reasons),
+        "settling_reasons": reasons,
+        "settles_at": _rfc3339(counted.end_ns + margin)
+        if reasons == ["window_end_recent"]
+        else None,
+        "spool_backlog": backlog,
         "last_seen_ns": alive.last_seen_ns,
         "status": alive.status,
         "liveness": alive.liveness,

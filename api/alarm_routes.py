@@ -6,11 +6,11 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.auth import require
+from api.auth import Engineer
 from api.problems import Problem
 from sensornet.alarms.rules import SEVERITIES, RuleSet, load_rules
 from sensornet.alarms.store import (
@@ -21,6 +21,7 @@ from sensornet.alarms.store import (
     create_alarm_tables,
 )
 from sensornet.catalogue import Catalogue
+from sensornet.registry.keys import Principal
 
 router = APIRouter(tags=["alarms"])
 
@@ -39,8 +40,18 @@ def _out(catalogue: Catalogue, a: AlarmRecord) -> dict[str, Any]:
 
 
 class Acknowledgement(BaseModel):
-    by: str = Field(min_length=1, max_length=128, description="Who acknowledges")
-    note: str | None = Field(None, max_length=1000)
+    """Who acknowledges is the caller's API key, never a field a client may fill in
+    (a ``by`` field is refused, so an old client learns its value is not what is kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=1000, description="Why, what is being done")
+
+
+def acknowledger(who: Principal) -> str:
+    """``key:<id>(<name>) [<role>]``, as the audit log names a key, within the column's
+    128 characters."""
+    return f"{Principal(who.key_id, who.name[:90], who.role).actor} [{who.role}]"
 
 
 @router.get("/alarms", summary="Alarms currently active")
@@ -79,15 +90,16 @@ async def history(
     }
 
 
-@router.post(
-    "/alarms/{alarm_id}/acknowledge",
-    summary="Acknowledge an alarm (engineer)",
-    dependencies=[Depends(require("engineer"))],
-)
+@router.post("/alarms/{alarm_id}/acknowledge", summary="Acknowledge an alarm (engineer)")
 async def acknowledge_alarm(
-    request: Request, alarm_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: Acknowledgement
+    request: Request,
+    who: Engineer,
+    alarm_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    body: Annotated[Acknowledgement | None, Body()] = None,
 ) -> Any:
-    record = await acknowledge(await _engine(request), alarm_id, body.by, body.note)
+    """Recorded as acknowledged by the calling key (its id, name and role)."""
+    note = body.note if body is not None else None
+    record = await acknowledge(await _engine(request), alarm_id, acknowledger(who), note)
     if record is None:
         raise Problem(404, "Unknown alarm", f"no alarm {alarm_id}")
     return _out(request.app.state.catalogue, record)

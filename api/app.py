@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,10 +30,12 @@ from api.fast import FastRoutes
 from api.key_cache import KeyCache
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
-from sensornet.influx import InfluxClient, rows
+from sensornet.influx import InfluxClient, influx_client, rows
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo, get_device, open_registry
-from sensornet.runtime import influx_client
 from sensornet.settings import Settings
+
+log = logging.getLogger("sensornet.api")
 
 MAX_RANGE_ROWS = 10_000
 
@@ -67,14 +71,17 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (
-            influx_client(settings) as influx,
+            influx_client(settings, read_only=True) as influx,
             open_registry(settings.registry_database_url) as registry,
         ):
             app.state.influx = influx
             app.state.registry = registry
-            app.state.key_cache = KeyCache(registry, settings.api_key_cache_s)
+            app.state.key_cache = keys = KeyCache(
+                registry, settings.api_key_cache_s, settings.api_key_refused_cache_s
+            )
             app.state.catalogue = load_catalogue()
-            yield
+            async with keys.record_uses(settings.api_key_last_used_s):
+                yield
 
     app = FastAPI(
         title="Sensornet city sensor API",
@@ -98,7 +105,9 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     @app.get("/health", response_model=Health)
     async def health(request: Request) -> Health:
         influx: InfluxClient = request.app.state.influx
-        broker = await _tcp_reachable(settings.mqtt_host, settings.mqtt_port)
+        broker = await _broker_reachable(
+            settings.mqtt_host, settings.mqtt_port, MqttTls.from_settings(settings)
+        )
         influx_ok = await influx.ping()
         return Health(
             status="ok" if broker and influx_ok else "degraded", broker=broker, influxdb=influx_ok
@@ -140,10 +149,18 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     return app
 
 
-async def _tcp_reachable(host: str, port: int) -> bool:
+async def _broker_reachable(host: str, port: int, tls: MqttTls | None) -> bool:
+    """The broker accepts a connection (and, with TLS, passes verification as our own
+    clients would check it: a certificate they would refuse is no healthy broker)."""
     try:
         async with asyncio.timeout(1.0):
-            _, writer = await asyncio.open_connection(host, port)
+            _, writer = await asyncio.open_connection(
+                host, port, ssl=tls.context() if tls else None
+            )
+    except ssl.SSLError as exc:
+        if tls is not None:
+            log.warning("health: %s", tls.failure(exc, host, port))
+        return False
     except (OSError, TimeoutError):
         return False
     writer.close()

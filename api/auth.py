@@ -1,8 +1,10 @@
 """API key authentication and role checks as FastAPI dependencies.
 
-``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). A missing, unknown or revoked
-key is 401 with ``WWW-Authenticate``; a valid key whose role is too low is 403. Keys are
-looked up through ``api.key_cache`` (a revoked key stops working within seconds).
+``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). A missing, unknown, revoked
+or expired key is 401 with ``WWW-Authenticate`` (RFC 6750's ``invalid_token`` when a key
+was sent); a valid key whose role is too low is 403. Keys are looked up through
+``api.key_cache`` (a revoked key stops working within seconds), which also notes each
+key's last use. The secret is never echoed.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.key_cache import KeyCache
 from api.problems import Problem
 from sensornet.registry.keys import Principal
+from sensornet.registry.models import utcnow
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `sensornet keys create`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sensornet"'}
+INVALID = {"WWW-Authenticate": 'Bearer realm="sensornet", error="invalid_token"'}
 
 
 async def principal(
@@ -41,7 +45,16 @@ async def authenticated(request: Request, secret: str | None) -> Principal:
     cache: KeyCache = request.app.state.key_cache
     found = await cache.principal(secret)
     if found is None:
-        raise Problem(401, "Invalid API key", "the key is unknown or revoked", headers=CHALLENGE)
+        raise Problem(401, "Invalid API key", "the key is unknown or revoked", headers=INVALID)
+    if found.expires_at is not None and found.expired(utcnow()):
+        raise Problem(
+            401,
+            "API key expired",
+            f"key {found.key_id} expired at {found.expires_at.isoformat()}; "
+            "ask an admin for a new key",
+            headers=INVALID,
+        )
+    cache.used(found)
     return found
 
 

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api.auth import Engineer, Viewer
+from api.broker_sync import sync
 from api.problems import Problem
-from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.registry import bulk
 from sensornet.registry.service import Registry
@@ -49,8 +49,7 @@ async def _import(
 ) -> ImportOut:
     report = await bulk.import_sensors(_registry(request), rows, actor, dry_run)
     if report.applied and report.updated:  # a status change may retire a sensor
-        home = broker_auth.broker_home(request.app.state.settings)
-        await broker_auth.sync_broker(request.app.state.registry, home)
+        await sync(request, f"the import is applied ({report.updated} updated)")
     out = ImportOut.model_validate(report.as_dict())
     if report.errors:
         raise Problem(

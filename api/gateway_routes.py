@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from api.auth import Engineer, Viewer
-from api.problems import Problem
+from api.broker_sync import ensure_broker, sync
+from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
@@ -33,23 +34,19 @@ def _problem(exc: SensornetError) -> Problem:
         return Problem(409, "Already registered", str(exc))
     if isinstance(exc, InvalidSensor):
         return Problem(422, "Invalid gateway entry", str(exc))
-    return Problem(400, "Registry error", str(exc))
-
-
-async def _sync(request: Request) -> None:
-    home = broker_auth.broker_home(request.app.state.settings)
-    await broker_auth.sync_broker(request.app.state.registry, home)
+    return concealed(exc)  # not the caller's mistake: logged with an error id
 
 
 @router.post("/gateways", status_code=201, response_model=RegisteredGateway)
 async def register_gateway(request: Request, who: Engineer, spec: GatewayIn) -> RegisteredGateway:
+    await ensure_broker(request)
     try:
         out = await gateways.register_gateway(_registry(request), spec, who.actor)
         engine = request.app.state.registry
         issued = await broker_auth.issue_credentials(engine, [spec.id], who.actor)
     except SensornetError as exc:
         raise _problem(exc) from exc
-    await _sync(request)
+    await sync(request, f"gateway {spec.id} is registered with new credentials (not shown again)")
     body = out.model_dump() | {"has_credentials": True}
     return RegisteredGateway(**body, mqtt_username=spec.id, mqtt_password=issued[spec.id])
 
@@ -69,9 +66,10 @@ async def get_gateway(request: Request, who: Viewer, gateway_id: str) -> Gateway
 
 @router.post("/gateways/{gateway_id}/retire", response_model=GatewayOut)
 async def retire_gateway(request: Request, who: Engineer, gateway_id: str) -> GatewayOut:
+    await ensure_broker(request)
     try:
         out = await gateways.retire_gateway(_registry(request), gateway_id, who.actor)
     except SensornetError as exc:
         raise _problem(exc) from exc
-    await _sync(request)
+    await sync(request, f"gateway {gateway_id} is retired")
     return out

@@ -57,6 +57,7 @@ def ingest_summary(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "stored",
                         "rejected",
                         "write_errors",
+                        "dropped_lines",
                     )
                 },
             }

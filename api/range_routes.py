@@ -17,6 +17,7 @@ from api.answer_rows import csv_lines, ordered_rows, series_rows
 from api.problems import Problem
 from api.query_common import decode_cursor, device_or_404, encode_cursor
 from sensornet.catalogue import Catalogue, SensorType
+from sensornet.csv_cells import neutralise
 from sensornet.district import load_district
 from sensornet.influx import InfluxClient, first_series
 from sensornet.registry.store import DeviceInfo
@@ -190,7 +191,11 @@ async def sensor_series_csv(
         series = first_series(body)
         if series:
             values = series[0].get("values") or []
-            writer.writerows(ordered_rows(series[0]["columns"], values, names))
+            # text values come from devices: no formulas for the spreadsheet that opens it
+            writer.writerows(
+                [neutralise(v) if isinstance(v, str) else v for v in row]
+                for row in ordered_rows(series[0]["columns"], values, names)
+            )
         content: str | bytes = out.getvalue()
     else:
         content = out.getvalue().encode() + lines

@@ -4,6 +4,7 @@ audited with the caller's key id."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -11,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from api import bulk_routes, gateway_routes, sensor_view
 from api.auth import Admin, Engineer, Viewer
-from api.problems import Problem
+from api.broker_sync import ensure_broker, sync
+from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
@@ -43,18 +45,25 @@ router.include_router(bulk_routes.router)
 router.include_router(sensor_view.router)
 router.include_router(gateway_routes.router)
 
+#: The errors whose message is written for the caller (it names their mistake).
 _STATUS = {
     SensorNotFound: (404, "Unknown sensor"),
     SensorExists: (409, "Sensor already registered"),
     TransitionError: (409, "Status change not allowed"),
     InvalidSensor: (422, "Invalid sensor entry"),
     keys.ApiKeyError: (404, "Unknown API key"),
+    broker_auth.CredentialsError: (404, "Not registered"),
 }
 
 
 def problem(exc: SensornetError) -> Problem:
-    status, title = _STATUS.get(type(exc), (400, "Registry error"))
-    return Problem(status, title, str(exc))
+    """The caller's mistake as a problem with our message; anything else (a failure
+    behind the API) concealed with an error id (api.problems)."""
+    for kind in type(exc).__mro__:
+        if kind in _STATUS:
+            status, title = _STATUS[kind]
+            return Problem(status, title, str(exc))
+    return concealed(exc)
 
 
 def registry(request: Request) -> Registry:
@@ -73,16 +82,11 @@ class Credentials(BaseModel):
     broker_devices: int = Field(description="Devices the broker now accepts")
 
 
-async def _sync(request: Request) -> int:
-    engine = request.app.state.registry
-    return await broker_auth.sync_broker(
-        engine, broker_auth.broker_home(request.app.state.settings)
-    )
-
-
 @router.post("/sensors", status_code=201, response_model=Registered, tags=["registry"])
 async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Registered:
-    """Register a sensor and issue its MQTT password (shown in this response only)."""
+    """Register a sensor and issue its MQTT password (shown in this response only); it can
+    connect when this returns. 503 if the broker cannot take it (see the problem's detail)."""
+    await ensure_broker(request)
     try:
         out = await registry(request).register(spec, who.actor)
         issued = await broker_auth.issue_credentials(
@@ -90,7 +94,11 @@ async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Re
         )
     except SensornetError as exc:
         raise problem(exc) from exc
-    await _sync(request)
+    await sync(
+        request,
+        f"{spec.id} is registered with new credentials (not shown again: issue new ones "
+        f"with POST /sensors/{spec.id}/credentials)",
+    )
     body = out.model_dump() | {"has_credentials": True}
     return Registered(**body, mqtt_username=spec.id, mqtt_password=issued[spec.id])
 
@@ -98,6 +106,7 @@ async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Re
 @router.post("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
 async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
     """Issue (or rotate) a sensor's MQTT password; the old one stops working at once."""
+    await ensure_broker(request)
     try:
         await registry(request).get(sensor_id)
         issued = await broker_auth.issue_credentials(
@@ -105,7 +114,9 @@ async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) ->
         )
     except SensornetError as exc:
         raise problem(exc) from exc
-    count = await _sync(request)
+    count = await sync(
+        request, f"{sensor_id} has new credentials (not shown again: issue new ones)"
+    )
     return Credentials(
         sensor_id=sensor_id,
         mqtt_username=sensor_id,
@@ -116,13 +127,14 @@ async def rotate_credentials(request: Request, who: Engineer, sensor_id: str) ->
 
 @router.delete("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
 async def revoke_credentials(request: Request, who: Engineer, sensor_id: str) -> Credentials:
-    """Revoke a sensor's MQTT password: it can no longer connect (no broker restart)."""
+    """Revoke a sensor's MQTT password: it is disconnected and can no longer connect."""
+    await ensure_broker(request)
     try:
         await registry(request).get(sensor_id)
         await broker_auth.revoke_credentials(request.app.state.registry, [sensor_id], who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    count = await _sync(request)
+    count = await sync(request, f"{sensor_id}'s credentials are revoked in the registry")
     return Credentials(sensor_id=sensor_id, mqtt_username=sensor_id, broker_devices=count)
 
 
@@ -182,17 +194,18 @@ async def change_status(
         out = await registry(request).set_status(sensor_id, change, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    await _sync(request)
+    await sync(request, f"{sensor_id} is now {change.status}")
     return out
 
 
 @router.post("/sensors/{sensor_id}/retire", response_model=SensorOut, tags=["registry"])
 async def retire_sensor(request: Request, who: Engineer, sensor_id: str) -> SensorOut:
+    await ensure_broker(request)
     try:
         out = await registry(request).retire(sensor_id, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    await _sync(request)  # a retired sensor leaves the broker's password file
+    await sync(request, f"{sensor_id} is retired")  # it leaves the broker's password file
     return out
 
 
@@ -222,28 +235,60 @@ async def sensor_history(
 class KeyIn(BaseModel):
     role: Literal["viewer", "engineer", "admin"] = "viewer"
     name: str = Field("", max_length=128)
+    expires_in: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]{0,6}[mhdw]$",
+        description="Lifetime, e.g. 90d (m, h, d, w; at most 3650d); none: until revoked",
+        examples=["90d"],
+    )
 
 
 class KeyOut(BaseModel):
     id: str
     role: str
     name: str
+    created_at: datetime
+    expires_at: datetime | None = Field(description="None: valid until revoked")
+    last_used_at: datetime | None = Field(
+        description="Recorded by the API once a minute at most (docs/registry.md)"
+    )
     revoked: bool
-    key: str | None = None
+    expired: bool
+    key: str | None = Field(None, description="The secret, in the creation answer only")
+
+
+def _key_out(info: keys.KeyInfo, secret: str | None = None) -> KeyOut:
+    return KeyOut(
+        id=info.id,
+        role=info.role,
+        name=info.name,
+        created_at=info.created_at,
+        expires_at=info.expires_at,
+        last_used_at=info.last_used_at,
+        revoked=info.revoked,
+        expired=info.expired,
+        key=secret,
+    )
 
 
 @router.post("/keys", status_code=201, response_model=KeyOut, tags=["keys"])
 async def create_key(request: Request, who: Admin, body: KeyIn) -> KeyOut:
-    info, secret = await keys.create_key(
-        request.app.state.registry, body.role, body.name, who.actor
-    )
-    return KeyOut(id=info.id, role=info.role, name=info.name, revoked=False, key=secret)
+    """Create a key; the secret is in this answer only (the registry keeps its hash)."""
+    try:
+        lifetime = keys.parse_lifetime(body.expires_in) if body.expires_in else None
+        info, secret = await keys.create_key(
+            request.app.state.registry, body.role, body.name, who.actor, lifetime
+        )
+    except keys.ApiKeyError as exc:
+        raise Problem(422, "Invalid API key request", str(exc)) from exc
+    request.app.state.key_cache.created(secret)
+    return _key_out(info, secret)
 
 
 @router.get("/keys", response_model=list[KeyOut], tags=["keys"])
 async def list_keys(request: Request, who: Admin) -> list[KeyOut]:
-    found = await keys.list_keys(request.app.state.registry)
-    return [KeyOut(id=k.id, role=k.role, name=k.name, revoked=k.revoked) for k in found]
+    """Every key with its role, creation, expiry, last use and revocation (no secrets)."""
+    return [_key_out(k) for k in await keys.list_keys(request.app.state.registry)]
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, tags=["keys"])
@@ -253,4 +298,4 @@ async def revoke_key(request: Request, who: Admin, key_id: str) -> KeyOut:
     except SensornetError as exc:
         raise problem(exc) from exc
     request.app.state.key_cache.forget(key_id)
-    return KeyOut(id=info.id, role=info.role, name=info.name, revoked=info.revoked)
+    return _key_out(info)

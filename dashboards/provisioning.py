@@ -17,8 +17,16 @@ FOLDER_UID = "sensornet"
 FOLDER_TITLE = "Sensornet"
 
 
-def datasource(influx_url: str, database: str, user: str | None = None) -> JSON:
-    """The InfluxDB (InfluxQL) data source; a read-only user in production (DESIGN.md)."""
+#: provisioning files name the password's variable; Grafana reads it from its environment
+PASSWORD_VARIABLE = "$SENSORNET_GRAFANA_INFLUX_PASSWORD"  # noqa: S105 - a name, not a secret
+
+
+def datasource(
+    influx_url: str, database: str, user: str | None = None, password: str | None = None
+) -> JSON:
+    """The InfluxDB (InfluxQL) data source, as the read-only user (SENSORNET_INFLUX_READ_USER,
+    deploy/README.md). Without ``password`` the password is Grafana's environment variable
+    ``SENSORNET_GRAFANA_INFLUX_PASSWORD``, so no secret lands in generated files."""
     out: JSON = {
         "name": "Sensornet InfluxDB",
         "uid": DATASOURCE["uid"],
@@ -31,7 +39,7 @@ def datasource(influx_url: str, database: str, user: str | None = None) -> JSON:
     }
     if user:
         out["user"] = user
-        out["secureJsonData"] = {"password": "$SENSORNET_GRAFANA_INFLUX_PASSWORD"}
+        out["secureJsonData"] = {"password": password or PASSWORD_VARIABLE}
     return out
 
 
@@ -111,7 +119,11 @@ def alert_rules(rules: RuleSet) -> JSON:
 
 
 def write_provisioning(
-    folder: Path, influx_url: str, database: str, dashboards_path: str | None = None
+    folder: Path,
+    influx_url: str,
+    database: str,
+    dashboards_path: str | None = None,
+    user: str | None = None,
 ) -> list[Path]:
     """Write everything under ``folder``: ``dashboards/*.json`` and ``provisioning/…``.
 
@@ -130,7 +142,7 @@ def write_provisioning(
     prov = folder / "provisioning"
     put(
         prov / "datasources" / "sensornet.yaml",
-        _yaml({"apiVersion": 1, "datasources": [datasource(influx_url, database)]}),
+        _yaml({"apiVersion": 1, "datasources": [datasource(influx_url, database, user)]}),
     )
     provider = {
         "apiVersion": 1,

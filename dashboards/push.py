@@ -66,11 +66,18 @@ class GrafanaHttp:
 
 
 def push(
-    grafana: GrafanaHttp, influx_url: str, database: str, *, with_alerts: bool = True
+    grafana: GrafanaHttp,
+    influx_url: str,
+    database: str,
+    *,
+    with_alerts: bool = True,
+    user: str | None = None,
+    password: str | None = None,
 ) -> PushReport:
-    """Create or update everything; idempotent (uids are fixed)."""
+    """Create or update everything; idempotent (uids are fixed). ``user``/``password``:
+    the read-only InfluxDB user the data source queries as."""
     report = PushReport()
-    ds = datasource(influx_url, database)
+    ds = datasource(influx_url, database, user, password)
     what = f"data source {ds['uid']}"
     if grafana.call(what, "PUT", f"/api/datasources/uid/{ds['uid']}", ds) is None:
         grafana.call(what, "POST", "/api/datasources", ds)

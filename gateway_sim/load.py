@@ -27,12 +27,13 @@ from typing import Any
 
 import orjson
 
+from gateway_sim.device_connection import DeviceConnection, SimulatorError
 from gateway_sim.faults import FaultPlan, GroundTruth, foreign_targets, inject
-from gateway_sim.links import Link, SimulatorError
 from gateway_sim.payloads import Item
 from gateway_sim.signals import City
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import device_topic
 
@@ -55,6 +56,7 @@ class LoadPlan:
     faults: FaultPlan = field(default_factory=FaultPlan)
     truth_path: Path | None = None
     connect_concurrency: int = 200
+    tls: MqttTls | None = None  # plain data: each worker process makes its own context
 
 
 @dataclass
@@ -76,10 +78,10 @@ def raise_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-async def _connect_all(links: Sequence[Link], plan: LoadPlan) -> None:
+async def _connect_all(links: Sequence[DeviceConnection], plan: LoadPlan) -> None:
     gate = asyncio.Semaphore(plan.connect_concurrency)
 
-    async def one(link: Link) -> None:
+    async def one(link: DeviceConnection) -> None:
         async with gate:
             await link.connect(plan.host, plan.port)
 
@@ -104,28 +106,30 @@ async def _worker_main(
     truth = GroundTruth(truth_path)
     tag = uuid.uuid4().hex[:6]
     shared = [
-        Link(
+        DeviceConnection(
             f"load-{tag}-{worker}-{k}",
             plan.username,
             plan.password,
             plan.prefix,
             max_in_flight=plan.max_in_flight,
+            tls=plan.tls,
         )
         for k in range(max(1, connections))
     ]
-    link_of: list[Link] = []
-    own: list[Link] = []
+    link_of: list[DeviceConnection] = []
+    own: list[DeviceConnection] = []
     for n, i in enumerate(mine):
         sensor = fleet[i].id
         password = plan.credentials.get(sensor)
         if password is not None:
-            link = Link(
+            link = DeviceConnection(
                 f"{sensor}-{tag}",
                 sensor,
                 password,
                 plan.prefix,
                 will_device=sensor,
                 max_in_flight=plan.max_in_flight,
+                tls=plan.tls,
             )
             own.append(link)
         else:
@@ -159,7 +163,7 @@ async def _worker_main(
         cursor = (cursor + n_now) % len(mine)
         now_ms = time.time_ns() // 1_000_000
         values = city.readings([mine[r] for r in rows], [now_ms / 1000] * n_now)
-        batches: dict[int, tuple[Link, list[tuple[str, bytes]]]] = {}
+        batches: dict[int, tuple[DeviceConnection, list[tuple[str, bytes]]]] = {}
         flush = functools.partial(_flush, batches)
         for r, vals in zip(rows, values, strict=True):
             ts = max(now_ms, last_ts[r] + 1)  # unique per sensor, so no overwrite
@@ -219,7 +223,7 @@ async def _worker_main(
     return result
 
 
-def _flush(batches: dict[int, tuple[Link, list[tuple[str, bytes]]]]) -> None:
+def _flush(batches: dict[int, tuple[DeviceConnection, list[tuple[str, bytes]]]]) -> None:
     for link, batch in batches.values():
         if batch:
             link.publish_batch(batch)

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gateway_sim.device_connection import DeviceConnection
 from gateway_sim.faults import (
     SKEW_S,
     FaultPlan,
@@ -28,13 +29,13 @@ from gateway_sim.faults import (
     inject,
     out_of_range,
 )
-from gateway_sim.links import Link
 from gateway_sim.payloads import Item, flat, gateway_pack, senml_pack
 from gateway_sim.signals import City
 from gateway_sim.weather import Weather
 from sensornet.catalogue import Catalogue
 from sensornet.district import District, load_district
 from sensornet.lineprotocol import FieldValue
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import device_topic
 
@@ -77,8 +78,10 @@ class LivePublisher:
         ground_truth: GroundTruth | None = None,
         gateway_flush_s: float = 2.0,
         storm_after_s: float | None = 60.0,
+        tls: MqttTls | None = None,
     ) -> None:
         self._host, self._port = host, port
+        self._tls = tls
         self._user, self._password = username, password
         self._prefix = topic_prefix
         self._fleet = list(fleet)
@@ -103,8 +106,8 @@ class LivePublisher:
         self.city = City(self._fleet, catalogue, district, seed=seed, weather=weather)
         self._foreign = foreign_targets({d.id: d.type for d in self._fleet}, catalogue)
         self.stats = PublisherStats()
-        self._links: dict[str, Link] = {}  # device or gateway id -> its link
-        self._shared: list[Link] = []
+        self._links: dict[str, DeviceConnection] = {}  # device or gateway id -> its link
+        self._shared: list[DeviceConnection] = []
         self._packs: dict[str, list[list[Item]]] = {}
         self._last_ts = [0] * len(self._fleet)
 
@@ -118,14 +121,23 @@ class LivePublisher:
     async def _connect(self) -> None:
         tag = uuid.uuid4().hex[:6]
         self._shared = [
-            Link(f"sim-{tag}-{k}", self._user, self._password, self._prefix)
+            DeviceConnection(
+                f"sim-{tag}-{k}", self._user, self._password, self._prefix, tls=self._tls
+            )
             for k in range(self._connections)
         ]
         own = []
         for k, sender in enumerate(self._senders()):
             password = self._credentials.get(sender)
             if password is not None:
-                link = Link(f"{sender}-{tag}", sender, password, self._prefix, will_device=sender)
+                link = DeviceConnection(
+                    f"{sender}-{tag}",
+                    sender,
+                    password,
+                    self._prefix,
+                    will_device=sender,
+                    tls=self._tls,
+                )
                 own.append(link)
             else:
                 link = self._shared[k % len(self._shared)]

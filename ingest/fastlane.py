@@ -71,6 +71,7 @@ def field_rules(sensor_type: SensorType) -> FieldRules:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     device: DeviceInfo
+    publishers: frozenset[str]  # device.publishers, looked up once
     head: str
     rules: FieldRules
     shapes: dict[tuple[str, ...], ShapeLine | None]  # shared by the sensors of a type
@@ -109,7 +110,7 @@ class FastLane:
         except LineProtocolError:
             return None
         shapes = self._shapes.setdefault(device.type, {})
-        plan = self._plans[sensor_id] = _Plan(device, head, rules, shapes)
+        plan = self._plans[sensor_id] = _Plan(device, device.publishers, head, rules, shapes)
         return plan
 
     def _load(self, payload: bytes) -> Any:
@@ -157,9 +158,7 @@ class FastLane:
                 sensor_id = item.get("sensor")
                 if type(sensor_id) is str:
                     plan = plans.get(sensor_id) or self._plan(sensor_id)
-                    if plan is not None and (
-                        plan.device.gateway_id == gateway_id or sensor_id == gateway_id
-                    ):
+                    if plan is not None and gateway_id in plan.publishers:
                         keys += len(item)  # before the line writer takes ts, seq, sensor out
                         line = _write(item, plan, now_ns, arrival_ns + index)
             if line is None:

@@ -28,6 +28,11 @@ class IngestStats:
     spooled: int = 0
     replayed: int = 0
     write_errors: Counter[str] = field(default_factory=Counter)
+    # what kept a batch from being made durable, or the spool from being replayed, by
+    # cause: registry, spool_full, spool_write, spool_corrupt, internal
+    failures: Counter[str] = field(default_factory=Counter)
+    # dead-letter and status lines InfluxDB refused, by measurement: logged, not stored
+    dropped_lines: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     batch_latency_s: float = 0.0
     lag_s: float = 0.0
@@ -35,6 +40,8 @@ class IngestStats:
     spool_readings: int = 0
     spool_near_full: bool = False
     influx_refusing: bool = False
+    spool_failing: bool = False  # the spool refuses writes (full, ENOSPC, EIO): nothing acked
+    registry_stale: bool = False  # the registry is unreachable: the cached sensors are used
     first_message_at: float | None = None
     last_batch_at: float | None = None  # epoch of the last batch made durable and acked
     pending_bytes: int = 0  # received payload not yet taken into a batch
@@ -70,6 +77,20 @@ class StatsCollector(Collector):
         for kind, count in sorted(s.write_errors.items()):
             errors.add_metric([kind], count)
         yield errors
+        failures = CounterMetricFamily(
+            _P + "failures", "What kept batches from being durable or replayed", labels=["cause"]
+        )
+        for cause, count in sorted(s.failures.items()):
+            failures.add_metric([cause], count)
+        yield failures
+        dropped = CounterMetricFamily(
+            _P + "dropped_lines",
+            "Dead-letter and status lines InfluxDB refused: logged, not stored",
+            labels=["measurement"],
+        )
+        for measurement, count in sorted(s.dropped_lines.items()):
+            dropped.add_metric([measurement], count)
+        yield dropped
         gauges: tuple[tuple[str, float, str], ...] = (
             ("batch_latency_seconds", s.batch_latency_s, "Last batch: receive to ack"),
             ("lag_seconds", s.lag_s, "Last batch: oldest message arrival to durable"),
@@ -77,6 +98,8 @@ class StatsCollector(Collector):
             ("spool_readings", s.spool_readings, "Readings waiting in the spool"),
             ("spool_near_full", int(s.spool_near_full), "1 when the spool is over 80% full"),
             ("influx_refusing", int(s.influx_refusing), "1 while InfluxDB refuses (401/403/404)"),
+            ("spool_failing", int(s.spool_failing), "1 while the spool refuses writes"),
+            ("registry_stale", int(s.registry_stale), "1 while the registry is unreachable"),
             ("first_message_timestamp_seconds", s.first_message_at or 0.0, "Epoch of 1st message"),
             ("last_batch_timestamp_seconds", s.last_batch_at or 0.0, "Epoch of the last ack"),
             ("pending_bytes", s.pending_bytes, "Payload received, not yet in a batch"),
@@ -119,6 +142,8 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "spooled": stats.spooled,
                 "replayed": stats.replayed,
                 "write_errors": sum(stats.write_errors.values()),
+                "failures": sum(stats.failures.values()),
+                "dropped_lines": sum(stats.dropped_lines.values()),
                 "spool_bytes": stats.spool_bytes,
                 "spool_readings": stats.spool_readings,
                 "batch_latency_ms": stats.batch_latency_s * 1000,

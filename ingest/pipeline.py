@@ -4,15 +4,16 @@ tested and benchmarked alone; the service around it owns the sockets."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.fastlane import FastLane
-from ingest.mqtt_source import InboundMessage
 from sensornet.catalogue import Catalogue
 from sensornet.codec import decode_payload
 from sensornet.errors import LineProtocolError, PayloadError
 from sensornet.lineprotocol import encode_point
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
 from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate
@@ -20,16 +21,30 @@ from sensornet.validation import Rejection, validate
 log = logging.getLogger("sensornet.ingest")
 
 
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """A reading (or a whole message) refused, with everything needed to explain it."""
+UNKNOWN_DEVICE = "_unknown"  # the one device tag of every id the registry does not know
+MAX_DETAIL = 200  # characters of a refusal's detail kept (each item of a pack has its own)
+MAX_ID = 80  # characters of an id named but not booked under (registry ids have at most 64)
 
-    device_id: str | None
+
+@dataclass(slots=True)
+class Reject:
+    """A reading (or a whole message) refused, with everything needed to explain it.
+
+    ``device_id`` is the device it is booked under (see ``Pipeline.book``): a registered
+    id, or ``UNKNOWN_DEVICE``; ``named`` is the id the topic or the item named when it is
+    not that one. ``topic`` and ``payload`` are the message's own objects, shared by the
+    rejects of its items, never copied. ``count`` consecutive items of one message refused
+    alike (no ``seq``, the same detail) share one reject, each still its own dead letter:
+    ``[1,1,...]`` is 10,000 refused items in 20 kB, and memory must not grow with them."""
+
+    device_id: str
     reason: str
     detail: str
     topic: str
     payload: bytes
     seq: int | None = None
+    named: str | None = None
+    count: int = 1
 
 
 @dataclass(slots=True)
@@ -38,6 +53,13 @@ class BatchResult:
     stored: list[tuple[str, int | None]] = field(default_factory=list)  # (sensor id, seq)
     rejects: list[Reject] = field(default_factory=list)
     status: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def refused_by_reason(self) -> Counter[str]:
+        """Refused readings by reason."""
+        out: Counter[str] = Counter()
+        for reject in self.rejects:
+            out[reject.reason] += reject.count
+        return out
 
 
 @dataclass
@@ -68,6 +90,55 @@ class Pipeline:
         except Exception:
             return self._process_each(messages, now_ns)
 
+    def book(self, publisher: str | None, named: str | None = None) -> tuple[str, str | None]:
+        """The device a refusal is booked under (the dead letter's ``device`` tag), and the
+        id to keep beside it when that is not the one named.
+
+        The publisher (the topic's id) is the authenticated one. An item naming another
+        sensor is booked under that sensor only when the publisher may carry its readings
+        (``DeviceInfo.publishers``): nobody can write refusals into another device's
+        account. Ids the registry does not know all share one tag, ``UNKNOWN_DEVICE``, so
+        made-up ids cannot create series (docs/payloads.md)."""
+        if named == publisher:
+            named = None
+        if named is not None and publisher is not None:
+            device = self.lookup(named)
+            if device is not None and publisher in device.publishers:
+                return named, None
+        if publisher is not None and (
+            self.lookup(publisher) is not None or self.is_gateway(publisher)
+        ):
+            return publisher, named
+        return UNKNOWN_DEVICE, publisher if named is None else named
+
+    def _reject(
+        self,
+        out: BatchResult,
+        m: InboundMessage,
+        publisher: str | None,
+        reason: str,
+        detail: str,
+        seq: int | None = None,
+        named: str | None = None,
+    ) -> None:
+        device, raw = self.book(publisher, named)
+        if raw is not None:
+            raw = raw[:MAX_ID]
+        detail = detail[:MAX_DETAIL]
+        rejects = out.rejects
+        if rejects and seq is None:
+            last = rejects[-1]
+            if (
+                last.payload is m.payload
+                and last.topic is m.topic
+                and last.seq is None
+                and (last.reason, last.detail, last.device_id, last.named)
+                == (reason, detail, device, raw)
+            ):
+                last.count += 1
+                return
+        rejects.append(Reject(device, reason, detail, m.topic, m.payload, seq, raw))
+
     def _process_each(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
         out = BatchResult()
         for m in messages:
@@ -76,9 +147,15 @@ class Pipeline:
             except Exception as exc:
                 log.exception("pipeline error on %.200r; kept as a dead letter", m.topic)
                 parsed = parse_topic(self.topic_prefix, m.topic)
-                detail = f"{type(exc).__name__}: {exc}"[:500]
-                device = parsed.device_id if parsed else None
-                out.rejects.append(Reject(device, "internal_error", detail, m.topic, m.payload))
+                detail = f"{type(exc).__name__}: {exc}"
+                publisher = parsed.device_id if parsed else None
+                try:
+                    self._reject(out, m, publisher, "internal_error", detail)
+                except Exception:  # the registry lookup is what raised
+                    out.rejects.append(
+                        Reject(UNKNOWN_DEVICE, "internal_error", detail[:MAX_DETAIL],
+                               m.topic, m.payload, None, publisher)
+                    )  # fmt: skip
                 continue
             out.lines += one.lines
             out.stored += one.stored
@@ -108,103 +185,57 @@ class Pipeline:
     ) -> None:
         """The general path: every check, every reason."""
         if parsed is None:
-            out.rejects.append(
-                Reject(None, "bad_topic", "topic outside the layout", m.topic, m.payload)
-            )
+            self._reject(out, m, None, "bad_topic", "topic outside the layout")
             return
+        publisher = parsed.device_id
         if parsed.kind == "status":
-            if self.lookup(parsed.device_id) is None and not self.is_gateway(parsed.device_id):
-                out.rejects.append(
-                    Reject(
-                        parsed.device_id,
-                        "unknown_sensor",
-                        "status of an unregistered device",
-                        m.topic,
-                        m.payload,
-                    )
+            if self.lookup(publisher) is None and not self.is_gateway(publisher):
+                self._reject(
+                    out, m, publisher, "unknown_sensor", "status of an unregistered device"
                 )
             else:
-                out.status.append((parsed.device_id, m.payload))
+                out.status.append((publisher, m.payload))
             return
         try:
             decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
         except PayloadError as exc:
-            out.rejects.append(Reject(parsed.device_id, exc.reason, exc.detail, m.topic, m.payload))
+            self._reject(out, m, publisher, exc.reason, exc.detail)
             return
         for item in decoded.rejects:
-            out.rejects.append(
-                Reject(
-                    item.sensor_id or parsed.device_id,
-                    item.error.reason,
-                    item.error.detail,
-                    m.topic,
-                    m.payload,
-                )
-            )
+            error = item.error
+            self._reject(out, m, publisher, error.reason, error.detail, None, item.sensor_id)
         is_pack = parsed.kind == "pack"
         for index, raw in enumerate(decoded.readings):
-            sensor_id = raw.sensor_id or parsed.device_id
-            if not is_pack and raw.sensor_id not in (None, parsed.device_id):
-                out.rejects.append(
-                    Reject(
-                        parsed.device_id,
-                        "foreign_sensor",
-                        f"reading names {raw.sensor_id!r:.80} on the topic of {parsed.device_id}",
-                        m.topic,
-                        m.payload,
-                        raw.seq,
-                    )
-                )
+            named = raw.sensor_id
+            if not is_pack and named not in (None, publisher):
+                detail = f"reading names {named!r:.80} on the topic of {publisher}"
+                self._reject(out, m, publisher, "foreign_sensor", detail, raw.seq, named)
                 continue
-            if is_pack and raw.sensor_id is None:
-                out.rejects.append(
-                    Reject(
-                        parsed.device_id,
-                        "bad_pack",
-                        "pack reading without a sensor id",
-                        m.topic,
-                        m.payload,
-                        raw.seq,
-                    )
-                )
+            if is_pack and named is None:
+                detail = "pack reading without a sensor id"
+                self._reject(out, m, publisher, "bad_pack", detail, raw.seq)
                 continue
+            sensor_id = named or publisher
             device = self.lookup(sensor_id)
             # A pack may carry only the readings of sensors attached to its gateway (or the
             # gateway's own): any device may publish on its own pack topic.
-            if (
-                is_pack
-                and device is not None
-                and sensor_id != parsed.device_id
-                and device.gateway_id != parsed.device_id
-            ):
-                out.rejects.append(
-                    Reject(
-                        sensor_id,
-                        "foreign_gateway",
-                        f"{sensor_id} is attached to {device.gateway_id}, not {parsed.device_id}",
-                        m.topic,
-                        m.payload,
-                        raw.seq,
-                    )
-                )
+            if is_pack and device is not None and publisher not in device.publishers:
+                detail = f"{sensor_id} is attached to {device.gateway_id}, not {publisher}"
+                self._reject(out, m, publisher, "foreign_gateway", detail, raw.seq, sensor_id)
                 continue
             # A reading without its own time gets its arrival time, kept distinct per reading
             # (same series + same time would overwrite in InfluxDB).
             arrival = (m.arrived_ns or now_ns) + index
             result = validate(raw, device, self.catalogue, now_ns, sensor_id, arrival)
             if isinstance(result, Rejection):
-                out.rejects.append(
-                    Reject(sensor_id, result.reason, result.detail, m.topic, m.payload, raw.seq)
-                )
+                self._reject(out, m, publisher, result.reason, result.detail, raw.seq, sensor_id)
                 continue
             try:
                 line = encode_point(
                     result.sensor_type.measurement, result.tags(), result.fields, result.ts_ns
                 )
             except LineProtocolError as exc:
-                out.rejects.append(
-                    Reject(sensor_id, "unencodable", str(exc), m.topic, m.payload, raw.seq)
-                )
+                self._reject(out, m, publisher, "unencodable", str(exc), raw.seq, sensor_id)
                 continue
             out.lines.append(line)
             out.stored.append((sensor_id, result.seq))  # not the reading: memory is bounded

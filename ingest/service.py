@@ -6,21 +6,28 @@ import asyncio
 import contextlib
 import logging
 import time
+from itertools import islice
 
-from ingest.deadletter import dead_letter_line, status_line
+from ingest.deadletter import count_dropped, dead_letter_lines, log_rejects, status_line
 from ingest.metrics import IngestStats, platform_lines
-from ingest.mqtt_source import InboundMessage, MqttSource
-from ingest.pipeline import Pipeline, Reject
+from ingest.mqtt_source import MqttSource
+from ingest.pipeline import BatchResult, Pipeline, Reject
 from ingest.spool import Spool
 from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
+from sensornet.mqtt_tls import MqttTls
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.topics import ingest_filters
 
 log = logging.getLogger("sensornet.ingest")
+
+REGISTRY_CHECK_S = 0.5  # how often the registry cache is asked (it refreshes when due)
+REGISTRY_WAIT_S = 30.0  # a registry slower than this counts as unreachable
+LETTERS_PER_WRITE = 10_000  # dead-letter lines written at once (each at most ~22 KB)
 
 
 class Ingester:
@@ -119,6 +126,7 @@ class Ingester:
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_receive_maximum,
             await_subscription=False,
+            tls=MqttTls.from_settings(s),
         )
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -128,6 +136,7 @@ class Ingester:
         side_tasks = [
             asyncio.create_task(writer.replay_forever(), name="spool-replay"),
             asyncio.create_task(self._report_forever(stop), name="platform-stats"),
+            asyncio.create_task(self._refresh_registry_forever(stop), name="registry"),
         ]
         try:
             # A queued backlog flows in before the SUBACK does: the pause must already work
@@ -143,7 +152,7 @@ class Ingester:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.ingest_batch_interval_s):
                             await self._batch_ready.wait()
-                    in_flight = [t for t in in_flight if not t.done()]
+                    in_flight = self._reap(in_flight)
                     if len(in_flight) >= self.settings.ingest_writes_in_flight:
                         await in_flight[0]
                     previous = in_flight[-1] if in_flight else None
@@ -164,6 +173,43 @@ class Ingester:
             await asyncio.gather(*side_tasks, return_exceptions=True)
             await self._report()
 
+    @staticmethod
+    def _reap(in_flight: list[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
+        """The flushes still running. A finished one is read, not dropped: one that raised
+        ends the loop (flush retries every failure itself, so that is ``WriteAborted``, on
+        stop), and the flushes behind it never ack past it."""
+        for task in in_flight:
+            if task.done():
+                task.result()
+        return [t for t in in_flight if not t.done()]
+
+    async def _refresh_registry_forever(self, stop: asyncio.Event) -> None:
+        """The registry is read here, not in the flushes: when it is down or slow, batches
+        go on with the cached sensors (alarm raised, failures counted) and never wait."""
+        delay = REGISTRY_CHECK_S
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(REGISTRY_WAIT_S):
+                    await self.devices.refresh()
+            except Exception as exc:
+                self.stats.failures["registry"] += 1
+                if not self.stats.registry_stale:
+                    log.error(
+                        "ALARM registry unreachable, using the %d cached sensors: %r",
+                        len(self.devices),
+                        exc,
+                    )
+                self.stats.registry_stale = True
+                delay = min(delay * 2, 30.0)
+            else:
+                if self.stats.registry_stale:
+                    log.warning("registry reachable again")
+                self.stats.registry_stale = False
+                delay = REGISTRY_CHECK_S
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+
     async def _announce(self, source: MqttSource, ready: asyncio.Event | None) -> None:
         await source.subscribed()
         log.info("ingester %s subscribed", self.settings.ingest_client_id)
@@ -181,23 +227,7 @@ class Ingester:
         started = time.monotonic()
         if self.stats.first_message_at is None:
             self.stats.first_message_at = time.time()
-        await self.devices.refresh()
-        now_ns = time.time_ns()
-        result = self.pipeline.process(batch, now_ns, self.devices.version)
-        lines = result.lines + [
-            dead_letter_line(r, now_ns + i) for i, r in enumerate(result.rejects)
-        ]
-        lines += [status_line(device, payload, now_ns) for device, payload in result.status]
-        refused = [i for i in await writer.write(lines) if i < len(result.lines)]
-        if refused:
-            await self._dead_letter_refused(writer, result.lines, refused, result.stored, now_ns)
-        for reject in result.rejects:
-            log.info(
-                "reject device=%.64r reason=%s detail=%.200s",
-                reject.device_id,
-                reject.reason,
-                reject.detail,
-            )
+        result, refused = await self._until_durable(batch, writer, time.time_ns())
         if previous is not None:
             await asyncio.shield(previous)
         source.ack(batch)
@@ -205,13 +235,71 @@ class Ingester:
         # the last ack always agree
         stats = self.stats
         stats.received_messages += len(batch)
-        stats.received_readings += len(result.stored) + len(result.rejects)
+        refused_by_reason = result.refused_by_reason()
+        stats.received_readings += len(result.stored) + refused_by_reason.total()
         stats.stored += len(result.stored) - len(refused)
-        stats.rejected.update(reject.reason for reject in result.rejects)
+        stats.rejected.update(refused_by_reason)
         stats.batches += 1
         stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
         stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+
+    async def _until_durable(
+        self, batch: list[InboundMessage], writer: DurableWriter, now_ns: int
+    ) -> tuple[BatchResult, list[int]]:
+        """``_process_and_write`` until it succeeds. The writer retries and spools every
+        failure it knows; anything else (a bug) is logged with its traceback, counted and
+        retried with backoff while the batches behind wait: none is acked before this one,
+        and none dropped. ``WriteAborted`` on stop: the broker keeps the batch."""
+        delay = 0.5
+        while True:
+            try:
+                return await self._process_and_write(batch, writer, now_ns)
+            except WriteAborted:
+                raise
+            except Exception:
+                self.stats.failures["internal"] += 1
+                log.exception(
+                    "ALARM a batch of %d messages was not made durable; retrying", len(batch)
+                )
+            if writer.stop.is_set():
+                raise WriteAborted("stopping with a batch not made durable")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await writer.stop.wait()  # on stop: one more try, then give up
+            delay = min(delay * 2, 30.0)
+
+    async def _process_and_write(
+        self, batch: list[InboundMessage], writer: DurableWriter, now_ns: int
+    ) -> tuple[BatchResult, list[int]]:
+        result = self.pipeline.process(batch, now_ns, self.devices.version)
+        log_rejects(result.rejects)
+        refused = await self._write(writer, result, now_ns)
+        if refused:
+            await self._dead_letter_refused(writer, result.lines, refused, result.stored, now_ns)
+        return result, refused
+
+    async def _write(self, writer: DurableWriter, result: BatchResult, now_ns: int) -> list[int]:
+        """Make a batch's readings, status and dead letters durable; returns the indices
+        of the readings InfluxDB refused. Dead letters go with the readings, and past one
+        write's worth in writes of their own: they are made as they are written, so a
+        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter
+        and status lines are counted (``count_dropped``)."""
+        lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
+        letters = dead_letter_lines(result.rejects, now_ns)
+        lines += islice(letters, LETTERS_PER_WRITE)
+        refused: list[int] = []
+        dropped: list[str] = []
+        for i in await writer.write(lines):
+            if i < len(result.lines):
+                refused.append(i)
+            else:
+                dropped.append(lines[i])
+        while chunk := list(islice(letters, LETTERS_PER_WRITE)):
+            dropped += [chunk[i] for i in await writer.write(chunk)]
+        if dropped:
+            count_dropped(self.stats, dropped)
+        return refused
 
     async def _dead_letter_refused(
         self,
@@ -222,20 +310,24 @@ class Ingester:
         now_ns: int,
     ) -> None:
         """Lines InfluxDB refused (e.g. a field type conflict) become dead letters too."""
-        letters = []
-        for n, i in enumerate(refused):
+        rejects = []
+        for i in refused:
             sensor_id, seq = stored[i]
-            reject = Reject(
-                sensor_id,
-                "influx_rejected",
-                "InfluxDB refused the line",
-                "(batch)",
-                lines[i].encode(),
-                seq,
+            rejects.append(
+                Reject(
+                    sensor_id,
+                    "influx_rejected",
+                    "InfluxDB refused the line",
+                    "(batch)",
+                    lines[i].encode(),
+                    seq,
+                )
             )
-            letters.append(dead_letter_line(reject, now_ns + 1_000_000 + n))
-            self.stats.rejected["influx_rejected"] += 1
-        await writer.write(letters)
+        self.stats.rejected["influx_rejected"] += len(rejects)
+        letters = list(dead_letter_lines(rejects, now_ns + 1_000_000))
+        dropped = await writer.write(letters)
+        if dropped:
+            count_dropped(self.stats, [letters[i] for i in dropped])
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -6,9 +6,10 @@ format of ``mosquitto_passwd``), so the broker's password file is *derived* from
 registry and can be rebuilt at any time without knowing a single password.
 
 Delivery to the broker (measured against the dynamic-security plugin, docs/registry.md):
-write ``passwd.devices`` from the registry, join it with the service users in
-``passwd.static`` into ``passwd`` (atomic rename), then SIGHUP Mosquitto, which reloads
-the file without dropping connections. Access is confined by one static ACL pattern
+``sync_broker`` writes ``passwd.devices`` from the registry into the broker's credential
+store and has the broker reload it, confirmed, under a lock (``sensornet.broker_files``).
+Mosquitto reloads without dropping connections, and cuts a connected client whose
+password no longer matches. Access is confined by one static ACL pattern
 (``<prefix>/%u/readings|status|pack``): a device can write only its own topics, and a
 gateway's pack is checked by the ingester against the sensors attached to it.
 A retired sensor or one with revoked credentials is simply left out of the file.
@@ -18,28 +19,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
+import contextlib
 import hmac
-import os
 import secrets
-import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from sensornet import broker_files
+from sensornet.broker_files import (
+    ACL,
+    DEVICE_ITERATIONS,
+    FLEET,
+    PASSWD,
+    STATIC,
+    BrokerSyncError,
+    BrokerTarget,
+    mosquitto_hash,
+)
 from sensornet.errors import SensornetError
+from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.models import Gateway, Sensor, utcnow
 from sensornet.registry.service import audit
 from sensornet.settings import Settings
 
-ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the password itself has 192 random bits
-SALT_BYTES = 12
-STATIC_FILE = "passwd.static"
-DEVICES_FILE = "passwd.devices"
-PASSWD_NAME = "passwd"  # noqa: S105 - a file name
+__all__ = ["BrokerSyncError", "BrokerTarget", "mosquitto_hash"]  # re-exported for callers
 
 
 class CredentialsError(SensornetError):
@@ -48,13 +55,6 @@ class CredentialsError(SensornetError):
 
 def new_password() -> str:
     return secrets.token_urlsafe(24)
-
-
-def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
-    """``$7$<iterations>$<salt b64>$<PBKDF2-SHA512 b64>``, as ``mosquitto_passwd`` writes."""
-    salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def verify(password: str, encoded: str) -> bool:
@@ -104,7 +104,7 @@ async def issue_credentials(
             row = rows[device_id]
             had = row.mqtt_password_hash is not None
             password = new_password()
-            row.mqtt_password_hash = mosquitto_hash(password)
+            row.mqtt_password_hash = mosquitto_hash(password, iterations=DEVICE_ITERATIONS)
             if isinstance(row, Sensor):
                 row.credentials_issued_at = now
             entity = "sensor" if isinstance(row, Sensor) else "gateway"
@@ -177,60 +177,72 @@ async def broker_entries(engine: AsyncEngine) -> dict[str, str]:
         return {str(i): str(h) for i, h in [*sensors.all(), *gateways.all()]}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
-
-
-def write_static_users(home: Path, users: Mapping[str, str]) -> None:
-    """The service identities (ingester, fleet) from their plaintext settings."""
-    _atomic_write(
-        home / STATIC_FILE, "".join(f"{u}:{mosquitto_hash(p)}\n" for u, p in users.items())
-    )
-
-
-def assemble_password_file(home: Path) -> Path:
-    """``passwd`` = service users + registry devices (service users win a name clash)."""
-    static = (home / STATIC_FILE).read_text() if (home / STATIC_FILE).exists() else ""
-    taken = {line.split(":", 1)[0] for line in static.splitlines() if line}
-    devices = (home / DEVICES_FILE).read_text() if (home / DEVICES_FILE).exists() else ""
-    kept = [line for line in devices.splitlines() if line and line.split(":", 1)[0] not in taken]
-    path = home / PASSWD_NAME
-    _atomic_write(path, static + "".join(f"{line}\n" for line in kept))
-    return path
-
-
-def reload_broker(home: Path, pid_file_name: str = "mosquitto.pid") -> bool:
-    """SIGHUP the broker running from ``home`` (if any): it rereads password and ACL files."""
-    try:
-        pid = int((home / pid_file_name).read_text())
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-async def sync_broker(engine: AsyncEngine, home: Path) -> int:
-    """Make the broker at ``home`` accept exactly the registry's devices; returns how many."""
-    entries = await broker_entries(engine)
-    await asyncio.to_thread(write_devices, home, entries)
-    return len(entries)
-
-
-def write_devices(home: Path, entries: Mapping[str, str]) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    _atomic_write(home / DEVICES_FILE, "".join(f"{u}:{h}\n" for u, h in sorted(entries.items())))
-    assemble_password_file(home)
-    reload_broker(home)
+def install_static(auth_dir: Path, users: Mapping[str, str], acl: str) -> None:
+    """The service identities (the ingester) from their plaintext settings, and the ACL.
+    Their passwords are chosen by operators, so they keep mosquitto_passwd's iterations."""
+    hashed = {u: mosquitto_hash(p) for u, p in users.items()}
+    broker_files.write_part(auth_dir, PASSWD, STATIC, broker_files.password_lines(hashed))
+    broker_files.write_part(auth_dir, ACL, STATIC, acl)
 
 
 def broker_home(settings: Settings) -> Path:
-    """Where the local broker of these settings keeps its files (``services``' layout)."""
-    from sensornet.services import platform_services
+    """Where the local broker of these settings keeps its files (``wiring.services``
+    starts it there); also its credential store unless SENSORNET_BROKER_AUTH_DIR says."""
+    return settings.state_dir.resolve() / "mosquitto"
 
-    return platform_services(settings)[0].home
+
+def broker_target(settings: Settings) -> BrokerTarget:
+    """The credential store and broker these settings point at (docs/registry.md)."""
+    auth_dir = settings.broker_auth_dir or broker_home(settings)
+    return BrokerTarget(
+        auth_dir=auth_dir.resolve(),
+        reload=settings.broker_reload,
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        confirm_timeout_s=settings.broker_confirm_timeout_s,
+        tls=MqttTls.from_settings(settings),
+    )
+
+
+async def check_broker(target: BrokerTarget) -> None:
+    """Raise :class:`BrokerSyncError` now if a credential change could not reach the broker."""
+    await asyncio.to_thread(broker_files.broker_reachable, target)
+
+
+async def sync_broker(engine: AsyncEngine, target: BrokerTarget) -> int:
+    """Make the broker accept exactly the registry's devices, and confirm it did; returns
+    how many. The registry is read under the store's lock, so of two concurrent callers the
+    later one writes a state that includes the earlier one's change."""
+    async with broker_files.locked(target.auth_dir):
+        entries = await broker_entries(engine)
+        await broker_files.deliver(target, entries)
+    return len(entries)
+
+
+def fleet_acl(prefix: str, fleet_user: str) -> str:
+    return f"user {fleet_user}\ntopic write {prefix}/#\n"
+
+
+@contextlib.asynccontextmanager
+async def fleet_identity(settings: Settings) -> AsyncIterator[None]:
+    """The simulator's shared login (test-only: it may publish as any device) exists in
+    the broker only inside this block: added and confirmed on entry, removed on exit."""
+    fleet_hash = mosquitto_hash(settings.fleet_password())
+    target = broker_target(settings)
+
+    async def put(present: bool) -> None:
+        async with broker_files.locked(target.auth_dir):
+            line = broker_files.password_lines({settings.mqtt_fleet_user: fleet_hash})
+            acl = fleet_acl(settings.topic_prefix, settings.mqtt_fleet_user)
+            broker_files.write_part(target.auth_dir, PASSWD, FLEET, line if present else None)
+            broker_files.write_part(target.auth_dir, ACL, FLEET, acl if present else None)
+            await broker_files.deliver(target)
+
+    await put(True)
+    try:
+        yield
+    finally:
+        await put(False)
 
 
 async def credential_status(engine: AsyncEngine, device_id: str) -> CredentialStatus:

@@ -153,6 +153,10 @@ def _decode_items(items: list[Any], *, in_pack: bool, base_ts: Any) -> Decoded:
             if reading.ts_ns is None and base_ts is not None:
                 reading.ts_ns = to_ns(base_ts)
         except PayloadError as exc:
+            # Kept past this frame, its traceback would tie the frame (and with it every
+            # item's error) into a cycle that only the cyclic GC frees: 10,000 refused items
+            # of one message were megabytes left for a late full collection.
+            exc.__traceback__ = None
             out.rejects.append(ItemReject(index, sensor_id, exc))
             continue
         out.readings.append(reading)

@@ -15,6 +15,11 @@ class ServiceError(SensornetError):
     """A local service (broker, InfluxDB) could not be installed, started or reached."""
 
 
+class MqttTlsError(ServiceError):
+    """The TLS handshake with the broker failed; the message names the host, the CA file
+    and the setting to fix."""
+
+
 class PayloadError(SensornetError):
     """A payload cannot be decoded; ``reason`` is a stable machine-readable code."""
 
@@ -51,6 +56,22 @@ class InfluxTooLargeError(InfluxError):
 
 class InfluxUnavailableError(InfluxError):
     """5xx, timeout or connection failure: retry later, spool meanwhile."""
+
+
+class InfluxRateLimitedError(InfluxUnavailableError):
+    """429: InfluxDB (2.x, 3.x, Cloud) asks for fewer writes; ``retry_after_s`` is its
+    ``Retry-After`` in seconds (None when it sent none). Retried no sooner, then spooled."""
+
+    def __init__(
+        self, message: str, status: int = 429, body: str = "", retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, status, body)
+        self.retry_after_s = retry_after_s
+
+
+class InfluxUnexpectedStatusError(InfluxUnavailableError):
+    """A status the client has no rule for (e.g. 422, 3xx, a 2xx other than 204 on a write).
+    Nothing says the data was stored, so it is handled as unavailable: retry, then spool."""
 
 
 class CatalogueError(SensornetError):

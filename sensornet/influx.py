@@ -1,10 +1,10 @@
 """Thin async client for InfluxDB's v1 ``/write`` and ``/query`` endpoints.
 
 These endpoints exist in InfluxDB 1.x, 2.x (v1 compatibility) and 3.x, so this one client
-serves every version (see DESIGN.md). Each HTTP status maps to one error class, so callers
+serves every version (docs/decisions.md). Each HTTP status maps to one error class, so callers
 decide retry / split / spool / stop by type, not by parsing messages.
 
-Queries go through ``sensornet.http1`` (keep-alive, no gzip): they are small and on the
+Queries go through ``sensornet.keepalive_http`` (keep-alive, no gzip): they are small and on the
 query API's hot path, where httpx's ~1 ms of CPU per request was most of the API's cost.
 Writes are large batches (per-request cost is negligible there) and stay on httpx.
 """
@@ -14,7 +14,9 @@ from __future__ import annotations
 import gzip
 import re
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
@@ -27,10 +29,13 @@ from sensornet.errors import (
     InfluxError,
     InfluxFatalError,
     InfluxPartialWriteError,
+    InfluxRateLimitedError,
     InfluxTooLargeError,
     InfluxUnavailableError,
+    InfluxUnexpectedStatusError,
 )
-from sensornet.http1 import Http1Pool
+from sensornet.keepalive_http import KeepAlivePool
+from sensornet.settings import Settings
 
 ParamValue = str | int | float | bool
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -71,7 +76,7 @@ class InfluxClient:
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             verify=trust or True,
         )
-        self._queries = Http1Pool(
+        self._queries = KeepAlivePool(
             self.url,
             max_connections=8,
             timeout_s=timeout_s,
@@ -120,16 +125,25 @@ class InfluxClient:
         if self.gzip_writes:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
+        headers["Content-Length"] = str(len(body))  # so httpx sends it whole, not chunked
         try:
-            response = await self._http.post("/write", params=params, content=body, headers=headers)
+            response = await self._http.post(
+                "/write", params=params, content=_once(body), headers=headers
+            )
         except httpx.TimeoutException as exc:
             raise InfluxUnavailableError(f"InfluxDB at {self.url} timed out on /write") from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # transport, protocol or decoding: no answer to trust
             raise InfluxUnavailableError(
                 f"InfluxDB at {self.url} unreachable: {exc.__class__.__name__}"
             ) from exc
         if response.status_code != 204:
-            raise _status_error("/write", self.url, response.status_code, response.text)
+            raise _status_error(
+                "/write",
+                self.url,
+                response.status_code,
+                response.text,
+                response.headers.get("Retry-After"),
+            )
 
     async def query(
         self,
@@ -206,19 +220,70 @@ def _quoted(q: str) -> str:
     return quote(q, safe="")
 
 
-def _status_error(endpoint: str, url: str, status: int, text: str) -> InfluxError:
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    """A write's body as a stream that lets go of it once sent. httpx 0.28 keeps each
+    response and its request in a reference cycle (encode/httpx#3733), so a body handed
+    over as bytes lived until the cyclic GC ran: a run of large writes (a batch of dead
+    letters) held over a hundred megabytes that way."""
+    yield body
+
+
+#: A Retry-After longer than this is capped: the spool holds the readings meanwhile, and
+#: an outage that long is one the operator hears about from the spool alarm anyway.
+MAX_RETRY_AFTER_S = 60.0
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """An HTTP ``Retry-After`` (delay in seconds, or an HTTP date) as seconds from now,
+    between 0 and ``MAX_RETRY_AFTER_S``; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (now or time.time())
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _status_error(
+    endpoint: str, url: str, status: int, text: str, retry_after: str | None = None
+) -> InfluxError:
+    """Every status maps to a class. A write answered with a status without a rule here
+    is "unavailable" (retried, then spooled), never taken as stored nor dropped."""
     body = text[:2000]
     where = f"InfluxDB at {url} answered {status} on {endpoint}"
     if status == 400:
         return InfluxPartialWriteError(f"{where}: {body}", status, body)
     if status in (401, 403):
-        return InfluxFatalError(f"{where}: check SENSORNET_INFLUX_USER/PASSWORD", status, body)
+        # InfluxDB's answer names the right that is missing ("requires admin privilege")
+        return InfluxFatalError(
+            f"{where}: {body.strip()}; check this part's InfluxDB user "
+            f"(SENSORNET_INFLUX_USER/PASSWORD; the API's SENSORNET_INFLUX_READ_USER/PASSWORD; "
+            f"deploy/README.md)",
+            status,
+            body,
+        )
     if status == 404:
         return InfluxFatalError(f"{where}: database missing? {body}", status, body)
     if status == 413:
         return InfluxTooLargeError(f"{where}: batch too large", status, body)
+    if status == 429:
+        seconds = retry_after_seconds(retry_after)
+        return InfluxRateLimitedError(
+            f"{where} (rate limited, retry after {seconds}s): {body}", status, body, seconds
+        )
     if status >= 500:
         return InfluxUnavailableError(f"{where}: {body}", status, body)
+    if endpoint == "/write":  # nothing says it was stored: retry, then spool
+        return InfluxUnexpectedStatusError(
+            f"{where}, a status with no rule here: handled as unavailable: {body}", status, body
+        )
     return InfluxError(f"{where}: {body}", status, body)
 
 
@@ -233,3 +298,20 @@ def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row.update(tags)
             out.append(row)
     return out
+
+
+def influx_client(settings: Settings, *, read_only: bool = False) -> InfluxClient:
+    """The client every part builds from its settings (URL, database, credentials, CA).
+    ``read_only``: as the API and Grafana, with ``SENSORNET_INFLUX_READ_USER`` when set."""
+    if read_only:
+        user, secret = settings.influx_reader
+    else:
+        user, secret = settings.influx_user, settings.influx_password
+    return InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=user,
+        password=secret.get_secret_value() if secret else None,
+        timeout_s=settings.influx_timeout_s,
+        ca_file=settings.influx_ca_file,
+    )

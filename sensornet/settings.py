@@ -4,9 +4,14 @@ CLI flags override. ``docs/settings.md`` lists them all."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sensornet.errors import ConfigError
+
+DEV_INGEST_PASSWORD = "ingester-dev-secret"  # noqa: S105 - refused outside local use
 
 
 class Settings(BaseSettings):
@@ -16,15 +21,55 @@ class Settings(BaseSettings):
         env_prefix="SENSORNET_", env_file=".env", extra="ignore", frozen=True
     )
 
+    environment: Literal["local", "production"] = Field(
+        "local",
+        description="production refuses secrets left at their development defaults "
+        "(deploy/ sets it)",
+    )
     state_dir: Path = Field(Path(".state"), description="Where local services keep data/logs")
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_tls: bool = Field(
+        False,
+        description="Connect to the broker over TLS (its 8883 listener, deploy/README.md), "
+        "verifying its certificate and host name: ingester, simulator, API health check",
+    )
+    mqtt_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) to verify the broker's TLS certificate; "
+        "default: the system's",
+    )
+    mqtt_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for a broker that requires one"
+    )
+    mqtt_key_file: Path | None = Field(
+        None, description="Private key (PEM) of SENSORNET_MQTT_CERT_FILE, if not in that file"
+    )
     topic_prefix: str = Field("city/v1", description="Prefix of every device topic")
     mqtt_ingest_user: str = "ingester"
-    mqtt_ingest_password: SecretStr = SecretStr("ingester-dev-secret")
-    mqtt_fleet_user: str = "simulator"
-    mqtt_fleet_password: SecretStr = SecretStr("simulator-dev-secret")
+    mqtt_ingest_password: SecretStr = SecretStr(DEV_INGEST_PASSWORD)
+    mqtt_fleet_user: str = Field(
+        "simulator", description="Test-only: the simulator's shared login (docs/simulator.md)"
+    )
+    mqtt_fleet_password: SecretStr | None = Field(
+        None,
+        description="Test-only: unset, the fleet identity (which may publish as any device) "
+        "does not exist; set, it exists only while a simulator using it runs",
+    )
+    broker_auth_dir: Path | None = Field(
+        None,
+        description="The broker's credential store (passwd, acl) that the API and CLI write; "
+        "default: the local broker's, <state_dir>/mosquitto",
+    )
+    broker_reload: Literal["signal", "watch"] = Field(
+        "signal",
+        description="signal: SIGHUP the broker whose pid is in the store (local services); "
+        "watch: the broker's host reloads when the files change (deploy/README.md)",
+    )
+    broker_confirm_timeout_s: float = Field(
+        30.0, description="A credential change the broker has not taken by then is an error"
+    )
     mqtt_max_queued_messages: int = Field(
         2_000_000, description="Per-session broker queue: 1 h of 10k sensors at 1/min is 600k"
     )
@@ -32,8 +77,20 @@ class Settings(BaseSettings):
     influx_url: str = "http://127.0.0.1:8086"
     influx_rpc_port: int = 8088
     influx_db: str = "sensornet"
-    influx_user: str | None = None
+    influx_user: str | None = Field(
+        None,
+        description="InfluxDB user of the part that runs: in deployments the ingester's "
+        "(write), the alarm runner's or the storage layout's (admin); deploy/README.md",
+    )
     influx_password: SecretStr | None = None
+    influx_read_user: str | None = Field(
+        None,
+        description="Read-only InfluxDB user of the API and of Grafana's data source; "
+        "unset: SENSORNET_INFLUX_USER",
+    )
+    influx_read_password: SecretStr | None = Field(
+        None, description="Password of SENSORNET_INFLUX_READ_USER"
+    )
     influx_timeout_s: float = 10.0
     influx_ca_file: Path | None = Field(
         None,
@@ -54,6 +111,19 @@ class Settings(BaseSettings):
         2.0,
         description="How long the API remembers a valid key (a revocation elsewhere "
         "than through this API takes effect after this); 0 = look it up every request",
+    )
+    api_key_refused_cache_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long the API remembers an unknown, revoked or expired key, so "
+        "repeating it costs no registry lookup (a key restored from a backup is accepted "
+        "after this); 0 = look it up every request",
+    )
+    api_key_last_used_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often the API writes each key's last use to the registry (one "
+        "UPDATE per used key per period; last_used_at lags by at most this)",
     )
 
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
@@ -94,6 +164,12 @@ class Settings(BaseSettings):
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
 
+    accounting_max_rows: int = Field(
+        100_000,
+        description="Per-device accounting reads at most this many rows of readings (and "
+        "as many dead letters) per request; past it the answer covers less and says so",
+    )
+
     opendata_rate_per_s: float = Field(
         1.0, description="Open data: requests per second per client IP (token bucket refill)"
     )
@@ -102,6 +178,57 @@ class Settings(BaseSettings):
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
+
+    @field_validator("mqtt_fleet_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """compose passes ``${MQTT_FLEET_PASSWORD:-}``: empty means no fleet identity."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Self:
+        if self.environment == "production" and self.mqtt_ingest_password.get_secret_value() in (
+            DEV_INGEST_PASSWORD,
+            "",
+        ):
+            raise ValueError(
+                "SENSORNET_MQTT_INGEST_PASSWORD is empty or the development default; set a "
+                "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
+            )
+        return self
+
+    def fleet_password(self) -> str:
+        """The fleet identity's password (test-only); an error naming the setting if unset."""
+        if self.mqtt_fleet_password is None:
+            raise ConfigError(
+                "the simulator's fleet identity is off (test-only): set "
+                "SENSORNET_MQTT_FLEET_PASSWORD, or give devices their own credentials"
+            )
+        return self.mqtt_fleet_password.get_secret_value()
+
+    @model_validator(mode="after")
+    def _tls_files_need_tls(self) -> Settings:
+        """A CA or client certificate without TLS would silently connect in plain text."""
+        given = [
+            f"SENSORNET_{name.upper()}"
+            for name in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
+            if getattr(self, name) is not None
+        ]
+        if given and not self.mqtt_tls:
+            raise ValueError(
+                f"{', '.join(given)} set but SENSORNET_MQTT_TLS is off: set "
+                f"SENSORNET_MQTT_TLS=true (and the broker's TLS port) or unset them"
+            )
+        if self.mqtt_key_file is not None and self.mqtt_cert_file is None:
+            raise ValueError("SENSORNET_MQTT_KEY_FILE set without SENSORNET_MQTT_CERT_FILE")
+        return self
+
+    @property
+    def influx_reader(self) -> tuple[str | None, SecretStr | None]:
+        """User and password the read-only parts (API, Grafana) give InfluxDB."""
+        if self.influx_read_user is not None:
+            return self.influx_read_user, self.influx_read_password
+        return self.influx_user, self.influx_password
 
     @property
     def registry_database_url(self) -> str:

@@ -6,17 +6,22 @@ Mosquitto (fast) is started per test, so no session or queue leaks between tests
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sensornet.influx import InfluxClient
-from sensornet.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
 from sensornet.settings import Settings
+from wiring.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
 
 INGEST_PASSWORD = "ingest-test-pw"
+#: The simulator's fleet identity (it may publish as any device) is test-only: the shipped
+#: shapes have none unless a simulator runs (sensornet.broker_auth.fleet_identity). Tests
+#: publish through it a lot, so the test broker has it as a static user from the start.
 FLEET_PASSWORD = "fleet-test-pw"
 
 
@@ -24,6 +29,29 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # A run that collects nothing must fail loudly, never pass as "0 tests".
     if not session.items and not session.config.option.collectonly:
         raise pytest.UsageError("no tests collected")
+
+
+@pytest.fixture(autouse=True)
+async def no_task_left_running(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A test ends with nothing of its own still running on the (session-wide) event loop:
+    a client left reconnecting for ever after its broker stopped would hammer a closed
+    port, or worse, connect to the next test's broker on a reused one. Torn down last, so
+    after the test's own fixtures; a task may take a few seconds to wind down."""
+    yield
+    current = asyncio.current_task()
+
+    def left() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+
+    if left():
+        await asyncio.wait(left(), timeout=10)
+    running = left()
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    if running:
+        names = ", ".join(sorted(str(t.get_coro()) for t in running))
+        pytest.fail(f"{request.node.nodeid} left tasks running: {names}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

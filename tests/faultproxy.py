@@ -2,7 +2,9 @@
 
 Modes: ``ok`` forwards every request; ``slow`` forwards after a delay (so a test can act
 mid-stream); ``error`` answers 500; ``hang`` answers nothing
-until the client gives up. It stands for an overloaded or broken InfluxDB, which a test
+until the client gives up; ``answer(status, headers, times)`` answers writes with a chosen
+status (422, 429 with Retry-After...), the next ``times`` of them or until told otherwise.
+It stands for an overloaded or broken InfluxDB (or one of another version), which a test
 cannot otherwise summon on demand.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import httpx
@@ -23,6 +27,11 @@ class FaultProxy:
         self._healed = asyncio.Event()
         self.port = 0
         self.requests = 0
+        self.status = 500
+        self.status_headers: dict[str, str] = {}
+        self._times: int | None = None
+        self.answered: Counter[int] = Counter()  # writes answered with a chosen status
+        self.answered_at: list[float] = []  # when (monotonic), in order
         self._client = httpx.AsyncClient(base_url=upstream, timeout=30)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -42,7 +51,11 @@ class FaultProxy:
                     return
                 if self.mode == "slow":
                     await asyncio.sleep(self.delay_s)
-                if self.mode == "error":
+                extra = ""
+                if self.mode == "status" and target.startswith("/write"):
+                    status, payload, ctype = self._chosen()
+                    extra = "".join(f"{k}: {v}\r\n" for k, v in self.status_headers.items())
+                elif self.mode == "error":
                     status, payload, ctype = 500, b'{"error":"injected fault"}', "application/json"
                 else:
                     keep = {
@@ -54,7 +67,7 @@ class FaultProxy:
                     status, payload = r.status_code, r.content
                     ctype = r.headers.get("content-type", "text/plain")
                 writer.write(
-                    f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n"
+                    f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n{extra}"
                     f"Content-Length: {len(payload)}\r\n\r\n".encode()
                     + payload
                 )
@@ -63,6 +76,23 @@ class FaultProxy:
             pass
         finally:
             writer.close()
+
+    def _chosen(self) -> tuple[int, bytes, str]:
+        self.answered[self.status] += 1
+        self.answered_at.append(time.monotonic())
+        if self._times is not None:
+            self._times -= 1
+            if self._times <= 0:
+                self.mode = "ok"
+        return self.status, b'{"error":"injected status"}', "application/json"
+
+    def answer(
+        self, status: int, headers: dict[str, str] | None = None, times: int | None = None
+    ) -> None:
+        """Answer ``/write`` with ``status``: the next ``times`` requests, or all until
+        ``set_mode("ok")``. Other requests are forwarded."""
+        self.status, self.status_headers, self._times = status, headers or {}, times
+        self.set_mode("status")
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from sensornet.services import _port_open, free_port
 from sensornet.settings import Settings
+from wiring.services import _port_open, free_port
 
 
 def pg_bin(name: str) -> str | None:

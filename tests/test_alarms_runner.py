@@ -13,9 +13,9 @@ from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
 from sensornet.registry.store import DeviceInfo, open_registry
-from sensornet.runtime import register_fleet, run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import register_fleet, run_api
 
 WL = DeviceInfo("WL-T1", "waterlogging", "jingansi", 31.2235, 121.447, "active")
 MH = DeviceInfo("MH-T1", "manhole_cover", "beizhan", 31.247, 121.475, "active")
@@ -63,7 +63,10 @@ async def test_runner_raises_escalates_clears_and_survives_restart(
 
 
 async def test_alarm_api_lists_acknowledges_and_keeps_history(
-    settings: Settings, influx: InfluxClient, engineer_headers: dict[str, str]
+    settings: Settings,
+    influx: InfluxClient,
+    engineer_headers: dict[str, str],
+    api_keys: dict[str, str],
 ) -> None:
     catalogue = load_catalogue()
     await apply_storage_layout(influx, settings, catalogue)
@@ -85,11 +88,20 @@ async def test_alarm_api_lists_acknowledges_and_keeps_history(
         assert alarm["sensor_id"] == "WL-T1" and alarm["unit"] == "cm"
         assert alarm["severity"] == "critical" and alarm["value"] == 27.0
         assert alarm["acknowledged_at"] is None
-        r = await http.post(f"/alarms/{alarm['id']}/acknowledge", json={"by": "ops-desk"})
-        assert r.status_code == 200 and r.json()["acknowledged_by"] == "ops-desk"
+        # who acknowledges is the calling key, never a name the client writes
+        forged = await http.post(f"/alarms/{alarm['id']}/acknowledge", json={"by": "ops-desk"})
+        assert forged.status_code == 422
+        assert (await http.get("/alarms")).json()["items"][0]["acknowledged_at"] is None
+        r = await http.post(f"/alarms/{alarm['id']}/acknowledge", json={"note": "crew sent"})
+        assert r.status_code == 200, r.text
+        key_id = api_keys["engineer"].split("_")[1]
+        assert r.json()["acknowledged_by"] == f"key:{key_id}(test-engineer) [engineer]"
+        assert r.json()["note"] == "crew sent"
         unacked = (await http.get("/alarms", params={"unacknowledged": True})).json()
         assert unacked["count"] == 0
-        missing = await http.post("/alarms/99999/acknowledge", json={"by": "x"})
+        again = await http.post(f"/alarms/{alarm['id']}/acknowledge")  # the note is optional
+        assert again.status_code == 200 and again.json()["note"] is None
+        missing = await http.post("/alarms/99999/acknowledge")
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
         await _write(influx, WL, {"depth": 0.0}, time.time_ns())

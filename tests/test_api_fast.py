@@ -30,9 +30,9 @@ from api.app import create_app
 from api.auth import require
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
-from sensornet.runtime import default_fleet, register_fleet
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout, backfill_aggregates
+from wiring.parts import default_fleet, register_fleet
 
 HEADERS = ("content-type", "etag", "cache-control", "www-authenticate", "content-disposition")
 Answer = tuple[int, dict[str, str], bytes]

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck
 from support import running
 
 from sensornet.influx import InfluxClient
-from sensornet.runtime import run_api
 from sensornet.settings import Settings
+from wiring.parts import run_api
 
 EXAMPLES_PER_OPERATION = 12
 

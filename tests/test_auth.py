@@ -20,9 +20,9 @@ from sensornet.influx import InfluxClient
 from sensornet.registry import keys
 from sensornet.registry.models import AuditEntry
 from sensornet.registry.store import open_registry
-from sensornet.runtime import run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import run_api
 
 GATEWAY = {"id": "GW-A1", "subdistrict": "beizhan", "lat": 31.247, "lon": 121.475}
 NEW = {"id": "AQ-A1", "type": "air_quality", "subdistrict": "jingansi", "lat": 31.22, "lon": 121.44}
@@ -49,7 +49,7 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/alarms", "viewer", None),
     ("GET", "/alarms/history", "viewer", None),
     ("GET", "/alarms/rules", "viewer", None),
-    ("POST", "/alarms/{alarm_id}/acknowledge", "engineer", {"by": "ops"}),
+    ("POST", "/alarms/{alarm_id}/acknowledge", "engineer", {"note": "on it"}),
     ("POST", "/sensors", "engineer", NEW),
     ("PATCH", "/sensors/{sensor_id}", "engineer", {"firmware": "9"}),
     ("POST", "/sensors/{sensor_id}/move", "engineer", {"lat": 31.23, "lon": 121.45}),
@@ -174,6 +174,9 @@ async def test_key_cache_remembers_live_keys_briefly(
         assert await cache.principal("no-prefix") is None
         await keys.revoke_key(engine, found.key_id, "cli:test")  # as `sensornet keys revoke`
         assert await cache.principal(viewer) == found  # remembered: revoked elsewhere
+        # The wait is the assertion ("forgotten once ttl_s has passed"), not a guess at
+        # how long something takes: the cache ages entries on the monotonic clock, and a
+        # sleep lasts at least what it asks for, so a loaded machine cannot break it.
         await asyncio.sleep(0.35)
         assert await cache.principal(viewer) is None  # ...for at most ttl_s
         engineer = api_keys["engineer"]

@@ -11,12 +11,12 @@ import httpx
 from support import running, wait_until
 from test_faults import all_stored, create_session, publish, slow_influx
 
-from ingest.bench import BENCH_GATEWAY
+from gateway_sim.synthetic import SYNTHETIC_GATEWAY
 from sensornet.accounting import count_stored
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import default_fleet, register_fleet, run_ingester
-from sensornet.services import free_port
 from sensornet.settings import Settings
+from wiring.parts import default_fleet, register_fleet, run_ingester
+from wiring.services import free_port
 
 BATCH_BYTES = 32 * 1024
 # Past the threshold: the 64 KiB read that crossed it (plus a pack split across reads), and
@@ -28,7 +28,7 @@ IN_THE_PIPE = 64 * 1024 + 20 * 1024 + 2 * 64 * 1024 + 256 * 1024
 async def test_pending_payload_stays_bounded_while_influx_is_slow(
     settings: Settings, influx: InfluxClient
 ) -> None:
-    fleet = [replace(d, gateway_id=BENCH_GATEWAY) for d in default_fleet(50)]
+    fleet = [replace(d, gateway_id=SYNTHETIC_GATEWAY) for d in default_fleet(50)]
     port = free_port()
     async with slow_influx(settings, ingest_batch_bytes=BATCH_BYTES, ingest_metrics_port=port) as (
         _,
@@ -56,7 +56,7 @@ async def test_stopping_drains_everything_received(
     """On stop (SIGTERM in production) the ingester reads no more, then writes and acks all
     it has received, not just one batch: its last report shows nothing pending, and every
     reading it received is stored."""
-    fleet = [replace(d, gateway_id=BENCH_GATEWAY) for d in default_fleet(50)]
+    fleet = [replace(d, gateway_id=SYNTHETIC_GATEWAY) for d in default_fleet(50)]
     async with slow_influx(
         settings, ingest_batch_bytes=BATCH_BYTES, ingest_report_interval_s=0.2
     ) as (proxy, slow):

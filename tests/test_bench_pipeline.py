@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from sensornet.cli import app
+from cli.main import app
 
 
 def test_bench_pipeline_prints_one_json_line() -> None:

@@ -5,19 +5,20 @@ may write only its own topics, revoked/rotated/retired credentials stop working 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import gmqtt
 import httpx
 import pytest
 from pg_server import BACKENDS, registry_on
-from support import running, wait_until
+from support import TestClient, mqtt_client, running, wait_until
 
 from sensornet.broker_auth import mosquitto_hash, verify
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import run_api, run_ingester
-from sensornet.services import Mosquitto
 from sensornet.settings import Settings
+from wiring.parts import run_api, run_ingester
+from wiring.services import Mosquitto
 
 
 @pytest.fixture(params=BACKENDS)
@@ -39,21 +40,18 @@ def spec(sensor_id: str) -> dict[str, Any]:
     }
 
 
-async def connect(settings: Settings, user: str | None, password: str | None) -> gmqtt.Client:
-    client = gmqtt.Client(f"t-{user}-{id(password)}", clean_session=True)
-    if user is not None:
-        client.set_auth_credentials(user, password)
-    await client.connect(settings.mqtt_host, settings.mqtt_port)
-    return client
+def connect(
+    settings: Settings, user: str | None, password: str | None
+) -> contextlib.AbstractAsyncContextManager[TestClient]:
+    return mqtt_client(f"t-{user}-{id(password)}", settings.mqtt_port, user, password)
 
 
 async def refused(settings: Settings, user: str | None, password: str | None) -> bool:
     try:
-        client = await connect(settings, user, password)
+        async with connect(settings, user, password):
+            return False
     except gmqtt.mqtt.handler.MQTTConnectError:
         return True
-    await client.disconnect()
-    return False
 
 
 def test_hash_is_mosquittos_format() -> None:
@@ -97,31 +95,51 @@ async def check_device_path(
         assert await refused(settings, None, None)
         assert await refused(settings, "NS-A", b["mqtt_password"])
 
-        device = await connect(settings, "NS-A", a["mqtt_password"])
-        device.publish(f"{p}/NS-B/readings", b'{"laeq": 99.0}', qos=1)  # B's topic: refused
-        device.publish(f"{p}/NS-A/readings", b'{"laeq": 55.0}', qos=1)
+        # A listener with the ingester's rights sees what the broker lets through, in the
+        # order NS-A sent it: once the own reading is there, the foreign one never will be.
+        heard: list[str] = []
+        listening = asyncio.Event()
+        ingest_password = settings.mqtt_ingest_password.get_secret_value()
+        async with (
+            mqtt_client("acl-listener", settings.mqtt_port, "ingester", ingest_password) as ear,
+            connect(settings, "NS-A", a["mqtt_password"]) as device,
+        ):
+
+            def on_message(client: object, topic: str, payload: bytes, *rest: object) -> int:
+                heard.append(topic)
+                return 0
+
+            ear.client.on_message = on_message
+            ear.client.on_subscribe = lambda *args: listening.set()
+            ear.client.subscribe(f"{p}/+/readings", qos=1)
+            await asyncio.wait_for(listening.wait(), 30)
+            device.publish(f"{p}/NS-B/readings", b'{"laeq": 99.0}')  # B's topic: refused
+            device.publish(f"{p}/NS-A/readings", b'{"laeq": 55.0}')
+
+            async def own_heard() -> bool:
+                return f"{p}/NS-A/readings" in heard
+
+            await wait_until(own_heard)
+            assert heard == [f"{p}/NS-A/readings"]
 
         async def stored() -> list[dict[str, Any]]:
             return rows(await influx.query('SELECT * FROM "noise"'))
 
         found = await wait_until(stored)
-        await asyncio.sleep(0.5)  # the foreign message, had it passed, went first
-        found = await stored()
         assert [(r["sensor_id"], r["laeq"]) for r in found] == [("NS-A", 55.0)]
         assert rows(await influx.query('SELECT * FROM "dead_letter"')) == []
-        await device.disconnect()
 
         rotated = (await http.post("/sensors/NS-A/credentials")).json()
         assert await wait_until(lambda: refused(settings, "NS-A", a["mqtt_password"]))
         assert not await refused(settings, "NS-A", rotated["mqtt_password"])
 
-        connected = await connect(settings, "NS-A", rotated["mqtt_password"])
-        assert (await http.delete("/sensors/NS-A/credentials")).status_code == 200
+        async with connect(settings, "NS-A", rotated["mqtt_password"]) as connected:
+            assert (await http.delete("/sensors/NS-A/credentials")).status_code == 200
 
-        async def kicked() -> bool:  # the reload also cuts the live connection
-            return not connected.is_connected
+            async def kicked() -> bool:  # the reload also cuts the live connection
+                return not connected.client.is_connected
 
-        assert await wait_until(kicked)
+            assert await wait_until(kicked)
         assert await wait_until(lambda: refused(settings, "NS-A", rotated["mqtt_password"]))
         assert (await http.get("/sensors/NS-A")).json()["has_credentials"] is False
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from dashboards.push import GrafanaHttp, GrafanaPushError, push
-from sensornet.services import free_port
+from wiring.services import free_port
 
 EXCHANGE = Path(__file__).parent / "data" / "grafana_push_exchange.json"
 
@@ -77,7 +77,7 @@ def grafana_replay() -> Iterator[tuple[str, Replay]]:
 def test_push_creates_everything_on_an_empty_grafana(grafana_replay: tuple[str, Replay]) -> None:
     url, replay = grafana_replay
     grafana = GrafanaHttp(url, "glsa_test_token")
-    report = push(grafana, "http://influxdb:8086", "sensornet")
+    report = push(grafana, "http://influxdb:8086", "sensornet", user="reader", password="pw")
     assert replay.mismatches == []
     assert replay.expected == [], "requests in the recording that were never made"
     assert report.datasource == "created" and report.folder == "created"
@@ -86,6 +86,7 @@ def test_push_creates_everything_on_an_empty_grafana(grafana_replay: tuple[str, 
     datasource = next(s for s in replay.seen if s["path"] == "/api/datasources")["body"]
     assert datasource["url"] == "http://influxdb:8086"
     assert datasource["jsonData"]["dbName"] == "sensornet"
+    assert (datasource["user"], datasource["secureJsonData"]) == ("reader", {"password": "pw"})
     posted = [s["body"] for s in replay.seen if s["path"] == "/api/dashboards/db"]
     assert {b["dashboard"]["uid"] for b in posted} == set(report.dashboards)
     assert all(b["overwrite"] is True and b["folderUid"] == "sensornet" for b in posted)

@@ -27,9 +27,9 @@ from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.registry.store import open_registry
-from sensornet.runtime import default_fleet, register_fleet
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import default_fleet, register_fleet
 
 AREA = "jiangninglu"  # every type gets a sensor here, so the Subdistrict dashboard has data
 
@@ -179,3 +179,11 @@ def test_build_writes_dashboards_and_provisioning(tmp_path: Path) -> None:
     uids = [r["uid"] for r in rules["groups"][0]["rules"]]
     assert "sn-pm25_aqi" in uids and "sn-waterlogging_depth-beizhan" in uids
     assert len(uids) == len(set(uids))
+
+
+def test_the_data_source_queries_as_the_read_user_and_keeps_no_password(tmp_path: Path) -> None:
+    write_provisioning(tmp_path, "http://influxdb:8086", "sensornet", user="sensornet_read")
+    text = (tmp_path / "provisioning/datasources/sensornet.yaml").read_text()
+    source = yaml.safe_load(text)["datasources"][0]
+    assert source["user"] == "sensornet_read"
+    assert source["secureJsonData"] == {"password": "$SENSORNET_GRAFANA_INFLUX_PASSWORD"}

@@ -12,8 +12,8 @@ from sqlalchemy import delete, select, update
 
 from sensornet.registry.models import Gateway, Sensor
 from sensornet.registry.store import DeviceCache, open_registry, upsert_devices
-from sensornet.runtime import default_fleet
 from sensornet.settings import Settings
+from wiring.parts import default_fleet
 
 
 @pytest.fixture(params=BACKENDS)

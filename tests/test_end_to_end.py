@@ -10,8 +10,8 @@ from support import running, wait_until
 from gateway_sim.publisher import LivePublisher
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
-from sensornet.runtime import default_fleet, register_fleet, run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import default_fleet, register_fleet, run_api, run_ingester
 
 
 async def test_published_readings_come_back_through_the_api(
@@ -24,7 +24,7 @@ async def test_published_readings_come_back_through_the_api(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username="simulator",
-        password=settings.mqtt_fleet_password.get_secret_value(),
+        password=settings.fleet_password(),
         topic_prefix=settings.topic_prefix,
         fleet=fleet,
         catalogue=catalogue,

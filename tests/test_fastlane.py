@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.mqtt_source import InboundMessage
 from ingest.pipeline import BatchResult, Pipeline
 from sensornet.catalogue import Quantity, load_catalogue
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
 
 NOW_NS = time.time_ns()

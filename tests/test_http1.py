@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from sensornet.errors import InfluxError, InfluxUnavailableError
-from sensornet.http1 import Http1Pool, ProtocolError
 from sensornet.influx import InfluxClient
-from sensornet.services import free_port
+from sensornet.keepalive_http import KeepAlivePool, ProtocolError
+from wiring.services import free_port
 
 
 class Scripted:
@@ -74,7 +74,7 @@ def ok(body: bytes, extra: bytes = b"") -> bytes:
 
 async def test_keeps_one_connection_alive_and_sends_the_head(serve: Serve) -> None:
     script = Scripted([ok(b"one"), ok(b"two")])
-    pool = Http1Pool(await serve(script), basic_auth=("reader", "s3cret"), headers={"X-A": "1"})
+    pool = KeepAlivePool(await serve(script), basic_auth=("reader", "s3cret"), headers={"X-A": "1"})
     assert (await pool.request("GET", "/query?q=1")).body == b"one"
     answer = await pool.request("POST", "/query", b"q=2")
     assert (answer.status, answer.body) == (200, b"two")
@@ -91,10 +91,10 @@ async def test_chunked_and_connection_delimited_answers(serve: Serve) -> None:
     chunked = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     )
-    pool = Http1Pool(await serve(Scripted([chunked])))
+    pool = KeepAlivePool(await serve(Scripted([chunked])))
     assert (await pool.request("GET", "/")).body == b"abcde"
     until_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
-    pool = Http1Pool(await serve(Scripted([until_close], close_after=True)))
+    pool = KeepAlivePool(await serve(Scripted([until_close], close_after=True)))
     assert (await pool.request("GET", "/")).body == b"all of it"
 
 
@@ -102,30 +102,30 @@ async def test_a_connection_dropped_while_idle_is_replaced(serve: Serve) -> None
     # The server drops the kept-alive connection just as the next request arrives (as
     # when its idle timeout races the request): the request is sent again on a fresh one.
     script = Scripted([ok(b"one"), b"", ok(b"two")])
-    pool = Http1Pool(await serve(script))
+    pool = KeepAlivePool(await serve(script))
     assert (await pool.request("GET", "/")).body == b"one"
     assert (await pool.request("GET", "/")).body == b"two"
     assert script.connections == 2
     # Only then: a fresh connection that fails is an error, not an endless retry.
-    pool = Http1Pool(await serve(Scripted([b""])))
+    pool = KeepAlivePool(await serve(Scripted([b""])))
     with pytest.raises(ConnectionError):
         await pool.request("GET", "/")
 
 
 async def test_a_truncated_answer_is_an_error(serve: Serve) -> None:
     cut = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"
-    pool = Http1Pool(await serve(Scripted([cut], close_after=True)))
+    pool = KeepAlivePool(await serve(Scripted([cut], close_after=True)))
     with pytest.raises(ConnectionError):
         await pool.request("GET", "/")
 
 
 async def test_timeout_unreachable_and_garbage(serve: Serve) -> None:
-    pool = Http1Pool(await serve(Scripted([None])), timeout_s=0.3)
+    pool = KeepAlivePool(await serve(Scripted([None])), timeout_s=0.3)
     with pytest.raises(TimeoutError):
         await pool.request("GET", "/")
     with pytest.raises(OSError):
-        await Http1Pool(f"http://127.0.0.1:{free_port()}").request("GET", "/")
-    pool = Http1Pool(await serve(Scripted([b"SMTP ready\r\n\r\n"])))
+        await KeepAlivePool(f"http://127.0.0.1:{free_port()}").request("GET", "/")
+    pool = KeepAlivePool(await serve(Scripted([b"SMTP ready\r\n\r\n"])))
     with pytest.raises(ProtocolError):
         await pool.request("GET", "/")
 

@@ -1,5 +1,5 @@
 """An https InfluxDB (real influxd with a certificate from a throwaway CA, ``trustme``):
-writes (httpx) and queries (``sensornet.http1``) both verify it against the CA given as
+writes (httpx) and queries (``sensornet.keepalive_http``) both verify it against the CA given as
 ``SENSORNET_INFLUX_CA_FILE``, and both refuse it without that CA."""
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ import pytest
 import trustme
 
 from sensornet.errors import InfluxUnavailableError
-from sensornet.influx import InfluxClient
+from sensornet.influx import InfluxClient, influx_client
 from sensornet.lineprotocol import encode_lines, encode_point
-from sensornet.runtime import influx_client
-from sensornet.services import InfluxDB, ensure_binaries, free_port
 from sensornet.settings import Settings
+from wiring.services import InfluxDB, ensure_binaries, free_port
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ async def test_writes_and_queries_verify_the_servers_certificate(
         assert await influx.ping()
         await influx.create_database()
         await influx.write(encode_lines([encode_point("m", {"k": "v"}, {"f": 1.5}, 10**18)]))
-        series = await influx.query('SELECT "f" FROM "m"')  # over sensornet.http1
+        series = await influx.query('SELECT "f" FROM "m"')  # over sensornet.keepalive_http
         assert series[0]["values"] == [[10**18, 1.5]]
 
 

@@ -3,28 +3,23 @@ a second line or an extra tag, and every refusal is a dead letter with its reaso
 
 from __future__ import annotations
 
-import asyncio
-
-import gmqtt
 import orjson
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.influx import InfluxClient, rows
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
 
 GOOD = DeviceInfo("SL-1", "street_light", "jingansi", 31.22, 121.45, "active")
 
 
 async def publish_all(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
-    client = gmqtt.Client("hostile-test", clean_session=True)
-    client.set_auth_credentials("simulator", settings.mqtt_fleet_password.get_secret_value())
-    await client.connect(settings.mqtt_host, settings.mqtt_port)
-    for topic, payload in messages:
-        client.publish(topic, payload, qos=1)
-    await asyncio.sleep(0.3)
-    await client.disconnect()
+    password = settings.fleet_password()
+    async with mqtt_client("hostile-test", settings.mqtt_port, "simulator", password) as client:
+        for topic, payload in messages:
+            client.publish(topic, payload)
+        await client.acked()
 
 
 async def test_hostile_strings_never_split_lines_or_add_tags(
@@ -61,4 +56,7 @@ async def test_hostile_strings_never_split_lines_or_add_tags(
     assert all("evil" not in str(s) and s != "X" for s in series)
     reasons = sorted(str(r["reason"]) for r in letters)
     assert reasons == sorted(["unknown_sensor"] * len(hostile_ids) + ["not_allowed"] * 4)
-    assert {r["device"] for r in letters} <= {"SL-1", "_invalid"}
+    # one tag for every id the registry does not know, the raw (printable) id in a field
+    assert {r["device"] for r in letters} == {"SL-1", "_unknown"}
+    unknown = sorted(str(r["device_raw"]) for r in letters if r["device"] == "_unknown")
+    assert unknown == sorted(h.replace("\\", "?") for h in hostile_ids)

@@ -6,12 +6,12 @@ import httpx
 import orjson
 from support import running, wait_until
 
+from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient, rows
-from sensornet.mqtt_blast import Blaster
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import register_fleet, run_ingester
-from sensornet.services import free_port
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
+from wiring.services import free_port
 
 AQ = DeviceInfo("AQ-1", "air_quality", "jingansi", 31.22, 121.45, "active")
 
@@ -27,12 +27,12 @@ async def test_metrics_count_received_stored_and_rejected_by_reason(
     stream = [(topic, orjson.dumps({"seq": i, "pm25": 5.0 + i})) for i in range(10)]
     stream += [(topic, b"garbage"), (topic, orjson.dumps({"pm25": -1.0}))]
     async with running(run_ingester, settings):
-        blaster = Blaster(
+        blaster = BulkPublisher(
             settings.mqtt_host,
             settings.mqtt_port,
             "m",
             "simulator",
-            settings.mqtt_fleet_password.get_secret_value(),
+            settings.fleet_password(),
         )
         await blaster.publish_all(stream)
         url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"

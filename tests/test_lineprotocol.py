@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sensornet.errors import LineProtocolError
 from sensornet.lineprotocol import encode_field_value, encode_lines, encode_point
-from sensornet.services import InfluxDB
+from wiring.services import InfluxDB
 
 HOSTILE = ["a,b", "a b", "a=b", 'a"b', "a\nb", "a\\b", "\\", '"', ",=", " lead", "trail ", "x\r"]
 _counter = itertools.count()

@@ -10,9 +10,9 @@ import time
 import orjson
 import pytest
 
-from ingest.mqtt_source import InboundMessage
 from ingest.pipeline import Pipeline
 from sensornet.catalogue import load_catalogue
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
 
 NOW_NS = time.time_ns()
@@ -47,11 +47,11 @@ def test_one_raising_message_is_a_dead_letter_and_the_rest_goes_on(
     result = pipeline.process(batch, NOW_NS)
     assert result.stored == [("AQ-1", 1), ("AQ-1", 5)]
     assert len(result.lines) == 2 and all(line.startswith("air_quality,") for line in result.lines)
-    reasons = [(r.device_id, r.reason, r.seq) for r in result.rejects]
-    assert reasons == [
-        ("BOOM-1", "internal_error", None),
-        ("OT-1", "unknown_type", 3),
-        ("AQ-1", "foreign_gateway", 4),
+    reasons = [(r.device_id, r.named, r.reason, r.seq) for r in result.rejects]
+    assert reasons == [  # booked under the registered publisher, else under "_unknown"
+        ("_unknown", "BOOM-1", "internal_error", None),  # its registry lookup is what fails
+        ("OT-1", None, "unknown_type", 3),
+        ("_unknown", "AQ-1", "foreign_gateway", 4),  # GW-9 is no gateway of the registry
     ]
     boom = result.rejects[0]
     assert boom.detail == "RuntimeError: registry lookup failed"

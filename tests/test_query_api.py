@@ -17,9 +17,9 @@ from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.registry.store import DeviceInfo
-from sensornet.runtime import default_fleet, register_fleet, run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout, backfill_aggregates
+from wiring.parts import default_fleet, register_fleet, run_api
 
 
 async def _district(settings: Settings, influx: InfluxClient, hours: float = 3) -> list[DeviceInfo]:
@@ -212,7 +212,13 @@ async def test_platform_health(
         encode_point(
             "platform_ingest",
             {"ingester": "ingester-1"},
-            {"stored": stored, "lag_ms": 12.5, "spool_readings": 3, "spool_bytes": 300},
+            {
+                "stored": stored,
+                "lag_ms": 12.5,
+                "spool_readings": 3,
+                "spool_bytes": 300,
+                "dropped_lines": 2,
+            },
             now - age_s * 10**9,
         )
         for stored, age_s in ((1000, 20), (1500, 10))
@@ -234,6 +240,7 @@ async def test_platform_health(
     assert body["stored_per_s"] == 50.0
     assert body["max_lag_ms"] == 12.5 and body["spool_readings"] == 3
     assert body["rejects_by_reason"] == {"range": 7}
+    assert [i["dropped_lines"] for i in body["ingesters"]] == [2]  # refused letters/status
     reporting = [d for d in fleet if d.reporting]
     assert sum(body["devices"].values()) == len(reporting)
     assert body["devices"]["offline"] >= 1  # said offline by its status topic

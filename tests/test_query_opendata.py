@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from query_fixtures import write_history
+from query_fixtures import sample_values, write_history
 from support import running
 
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
+from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.opendata import RateLimiter, load_opendata
-from sensornet.runtime import default_fleet, register_fleet, run_api
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout, backfill_aggregates
+from wiring.parts import default_fleet, register_fleet, run_api
 
 
 def test_token_bucket_allows_burst_then_rate() -> None:
@@ -83,6 +85,21 @@ async def test_open_data_publishes_finished_hours_only(
     now = datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
     await write_history(influx, catalogue, fleet, hours=2, end=now, step_s=120)
+    # and one reading in the hour in progress whatever the minute (the 120 s steps skip it
+    # during the first two minutes of an hour)
+    rng = random.Random(2)
+    in_progress = hour + (now - hour) / 2
+    await influx.write(
+        encode_lines(
+            encode_point(
+                d.type,
+                {"sensor_id": d.id, "subdistrict": d.subdistrict},
+                sample_values(catalogue, d.type, rng),
+                int(in_progress.timestamp() * 1e9),
+            )
+            for d in fleet
+        )
+    )
     await backfill_aggregates(
         influx, catalogue, hour - timedelta(hours=1), hour + timedelta(hours=1)
     )

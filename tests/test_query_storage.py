@@ -12,7 +12,6 @@ from support import wait_until
 from sensornet.catalogue import load_catalogue
 from sensornet.errors import ConfigError
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import default_fleet
 from sensornet.settings import Settings
 from sensornet.storage_layout import (
     HOUR,
@@ -23,6 +22,7 @@ from sensornet.storage_layout import (
     choose_resolution,
     duration_s,
 )
+from wiring.parts import default_fleet
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 DAY = 86400.0

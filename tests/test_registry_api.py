@@ -3,18 +3,16 @@ retired sensor's readings refused by the real ingester."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import gmqtt
 import httpx
 import pytest
 from pg_server import BACKENDS, registry_on
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import run_api, run_ingester
 
 
 @pytest.fixture(params=BACKENDS)
@@ -161,19 +159,17 @@ async def test_retired_sensor_readings_are_refused(
     ):
         assert (await http.post("/sensors", json=sensor("AQ-R1", status="active"))).is_success
         assert (await http.post("/sensors/AQ-R1/retire")).is_success
-        mqtt = gmqtt.Client("retired-test", clean_session=True)
-        mqtt.set_auth_credentials("simulator", settings.mqtt_fleet_password.get_secret_value())
-        await mqtt.connect(settings.mqtt_host, settings.mqtt_port)
+        password = settings.fleet_password()
+        async with mqtt_client("retired-test", settings.mqtt_port, "simulator", password) as mqtt:
 
-        async def refused() -> list[dict[str, Any]]:
-            # re-publish until the ingester's registry cache (TTL) has seen the retirement
-            mqtt.publish(f"{p}/AQ-R1/readings", b'{"pm25": 12.0}', qos=1)
-            await asyncio.sleep(0.2)
-            found = rows(await influx.query('SELECT * FROM "dead_letter"'))
-            return found if any(r["reason"] == "sensor_retired" for r in found) else []
+            async def refused() -> list[dict[str, Any]]:
+                # re-publish until the ingester's registry cache (TTL) has seen the
+                # retirement; a refusal shows in a later poll
+                mqtt.publish(f"{p}/AQ-R1/readings", b'{"pm25": 12.0}')
+                found = rows(await influx.query('SELECT * FROM "dead_letter"'))
+                return found if any(r["reason"] == "sensor_retired" for r in found) else []
 
-        letters = await wait_until(refused)
-        await mqtt.disconnect()
+            letters = await wait_until(refused, interval_s=0.25)
     # before the cache (TTL) sees the new sensor it is unknown; never is it stored
     assert {r["reason"] for r in letters} <= {"sensor_retired", "unknown_sensor"}
     assert rows(await influx.query('SELECT * FROM "air_quality"')) == []

@@ -14,10 +14,10 @@ from pg_server import BACKENDS, registry_on
 from support import running
 from typer.testing import CliRunner
 
-from sensornet.cli import app
+from cli.main import app
 from sensornet.registry.bulk import COLUMNS
-from sensornet.runtime import run_api
 from sensornet.settings import Settings
+from wiring.parts import run_api
 
 TEMPLATE = Path(__file__).parent.parent / "sensornet/data/sensors_template.csv"
 

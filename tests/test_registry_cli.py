@@ -1,5 +1,6 @@
-"""The registry CLI against a real SQLite registry and a real broker directory:
-lifecycle commands, bootstrap API keys, and MQTT passwords written once with mode 600."""
+"""The registry CLI against a real SQLite registry and a real broker: lifecycle commands,
+bootstrap API keys, MQTT passwords written once with mode 600, and a broker that cannot
+take a change making the command fail."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from sensornet.broker_auth import verify
-from sensornet.cli import app
+from wiring.services import Mosquitto
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker: Mosquitto) -> CliRunner:
+    assert broker.home == tmp_path / "mosquitto"  # the state dir's broker: the CLI's target
     monkeypatch.setenv("SENSORNET_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("SENSORNET_MQTT_PORT", str(broker.port))
     monkeypatch.chdir(tmp_path)  # no stray .env
     return CliRunner()
 
@@ -75,3 +79,20 @@ def test_lifecycle_keys_and_credentials(cli: CliRunner, tmp_path: Path) -> None:
     run(cli, "registry", "retire", "WL-C1")
     assert (tmp_path / "mosquitto" / "passwd.devices").read_text() == ""  # left the broker
     assert json.loads(run(cli, "registry", "get", "WL-C1"))["status"] == "retired"
+
+
+def test_a_broker_that_cannot_take_the_change_fails_the_command(
+    cli: CliRunner, tmp_path: Path, broker: Mosquitto
+) -> None:
+    args = ["--type", "noise", "--subdistrict", "beizhan", "--lat", "31.247", "--lon", "121.475"]
+    run(cli, "registry", "register", "NS-C2", *args, "--status", "active")
+    broker.stop()
+    result = cli.invoke(app, ["registry", "credentials", "NS-C2"])
+    assert result.exit_code == 1
+    assert "broker" in result.output and "start it" in result.output
+    assert json.loads(run(cli, "registry", "get", "NS-C2"))["has_credentials"] is False
+    assert cli.invoke(app, ["registry", "sync-broker"]).exit_code == 1
+
+    broker.start()
+    out = json.loads(run(cli, "registry", "credentials", "NS-C2"))
+    assert out["broker_devices"] == 1 and len(out["issued"]["NS-C2"]) >= 32

@@ -10,11 +10,11 @@ import httpx
 import orjson
 import pytest
 from pg_server import BACKENDS, registry_on
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import run_api, run_ingester
 
 
 @pytest.fixture(params=BACKENDS)
@@ -57,40 +57,41 @@ async def test_gateway_publishes_packs_only_for_its_sensors(
         assert (listed["sensors"], listed["has_credentials"]) == (["NS-G1"], True)
 
         async with running(run_ingester, settings):
-            client = gmqtt.Client("GW-1", clean_session=True)
-            client.set_auth_credentials("GW-1", gateway["mqtt_password"])
-            await client.connect(settings.mqtt_host, settings.mqtt_port)
-            # a sensor's own topic is not the gateway's: the broker drops it
-            client.publish(f"{p}/NS-G1/readings", b'{"laeq": 99.0}', qos=1)
-            pack = {
-                "gw": "GW-1",
-                "readings": [{"sensor": "NS-G1", "laeq": 50.5}, {"sensor": "NS-G2", "laeq": 60.5}],
-            }
-            client.publish(f"{p}/GW-1/pack", orjson.dumps(pack), qos=1)
-            client.publish(f"{p}/GW-1/status", b"online", qos=1)  # a gateway's own status
+            password = gateway["mqtt_password"]
+            async with mqtt_client("GW-1", settings.mqtt_port, "GW-1", password) as client:
+                # a sensor's own topic is not the gateway's: the broker drops it
+                client.publish(f"{p}/NS-G1/readings", b'{"laeq": 99.0}')
+                pack = {
+                    "gw": "GW-1",
+                    "readings": [
+                        {"sensor": "NS-G1", "laeq": 50.5},
+                        {"sensor": "NS-G2", "laeq": 60.5},
+                    ],
+                }
+                client.publish(f"{p}/GW-1/pack", orjson.dumps(pack))
+                client.publish(f"{p}/GW-1/status", b"online")  # a gateway's own status
 
-            async def letters() -> list[dict[str, Any]]:
-                return rows(await influx.query('SELECT * FROM "dead_letter"'))
+                async def letters() -> list[dict[str, Any]]:
+                    return rows(await influx.query('SELECT * FROM "dead_letter"'))
 
-            refused = await wait_until(letters)
-            await client.disconnect()
+                refused = await wait_until(letters)
         stored = rows(await influx.query('SELECT * FROM "noise"'))
         assert [(r["sensor_id"], r["laeq"]) for r in stored] == [("NS-G1", 50.5)]
-        assert [(r["device"], r["reason"]) for r in refused] == [("NS-G2", "foreign_gateway")]
+        # booked under the gateway that sent it, never into NS-G2's own account
+        assert [(r["device"], r["reason"], r["device_raw"]) for r in refused] == [
+            ("GW-1", "foreign_gateway", "NS-G2")
+        ]
         said = rows(await influx.query('SELECT * FROM "device_status"'))
         assert [(r["sensor_id"], r["state"]) for r in said] == [("GW-1", "online")]
 
         retired = await http.post("/gateways/GW-1/retire")
         assert retired.json()["status"] == "retired"
-        again = gmqtt.Client("GW-1b", clean_session=True)
-        again.set_auth_credentials("GW-1", gateway["mqtt_password"])
 
         async def gateway_refused() -> bool:
             try:
-                await again.connect(settings.mqtt_host, settings.mqtt_port)
+                async with mqtt_client("GW-1b", settings.mqtt_port, "GW-1", password):
+                    return False
             except gmqtt.mqtt.handler.MQTTConnectError:
                 return True
-            await again.disconnect()
-            return False
 
         assert await wait_until(gateway_refused)

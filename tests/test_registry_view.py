@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import time
 
-import gmqtt
 import httpx
 import orjson
 import pytest
 from pg_server import BACKENDS, registry_on
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.influx import InfluxClient
-from sensornet.runtime import run_api, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import run_api, run_ingester
 
 
 @pytest.fixture(params=BACKENDS)
@@ -51,24 +50,22 @@ async def test_one_call_shows_registry_credentials_liveness_readings_rejects(
             "broker_access": True,
         }
         async with running(run_ingester, settings):
-            device = gmqtt.Client("NS-V1", clean_session=True)
-            device.set_auth_credentials("NS-V1", registered["mqtt_password"])
-            await device.connect(settings.mqtt_host, settings.mqtt_port)
-            now_ms = int(time.time() * 1000)
-            topic = f"{settings.topic_prefix}/NS-V1/readings"
-            device.publish(topic, orjson.dumps({"ts": now_ms - 2000, "laeq": 51.5}), qos=1)
-            device.publish(topic, orjson.dumps({"ts": now_ms - 1000, "laeq": 52.5}), qos=1)
-            future = now_ms + 86_400_000
-            device.publish(topic, orjson.dumps({"ts": future, "laeq": 1.0}), qos=1)
+            password = registered["mqtt_password"]
+            async with mqtt_client("NS-V1", settings.mqtt_port, "NS-V1", password) as device:
+                now_ms = int(time.time() * 1000)
+                topic = f"{settings.topic_prefix}/NS-V1/readings"
+                device.publish(topic, orjson.dumps({"ts": now_ms - 2000, "laeq": 51.5}))
+                device.publish(topic, orjson.dumps({"ts": now_ms - 1000, "laeq": 52.5}))
+                future = now_ms + 86_400_000
+                device.publish(topic, orjson.dumps({"ts": future, "laeq": 1.0}))
 
-            async def seen() -> dict[str, object] | None:
-                r = await http.get("/sensors/NS-V1/view", headers=viewer)
-                body = r.json()
-                ready = len(body["last_readings"]) == 2 and body["rejects"]
-                return body if ready else None
+                async def seen() -> dict[str, object] | None:
+                    r = await http.get("/sensors/NS-V1/view", headers=viewer)
+                    body = r.json()
+                    ready = len(body["last_readings"]) == 2 and body["rejects"]
+                    return body if ready else None
 
-            view = await wait_until(seen)
-            await device.disconnect()
+                view = await wait_until(seen)
         assert view["sensor"]["address"] == "North square"
         assert view["liveness"] == "online"
         assert [r["values"]["laeq"] for r in view["last_readings"]] == [52.5, 51.5]

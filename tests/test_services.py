@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sensornet import services
-from sensornet.cli import app
+from cli.main import app
 from sensornet.errors import ServiceError
-from sensornet.services import free_port
+from wiring import services
+from wiring.services import free_port
 
 
 def test_services_up_status_down(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from gateway_sim.publisher import LivePublisher
 from gateway_sim.report import account
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
-from sensornet.runtime import default_fleet, register_fleet, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import default_fleet, register_fleet, run_ingester
 
 
 def _publisher(settings: Settings, fleet: list, **kw: object) -> LivePublisher:
@@ -24,7 +24,7 @@ def _publisher(settings: Settings, fleet: list, **kw: object) -> LivePublisher:
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username="simulator",
-        password=settings.mqtt_fleet_password.get_secret_value(),
+        password=settings.fleet_password(),
         topic_prefix=settings.topic_prefix,
         fleet=fleet,
         catalogue=catalogue,

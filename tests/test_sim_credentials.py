@@ -20,9 +20,9 @@ from gateway_sim.report import account
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.influx import InfluxClient
-from sensornet.runtime import register_fleet, run_ingester
-from sensornet.services import Mosquitto, broker_acl, free_port
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
+from wiring.services import Mosquitto, broker_acl, free_port
 
 FLEET = build_fleet(
     load_catalogue(), load_district(), 8, seed=21, types=["air_quality", "noise"], gateways=False

@@ -21,8 +21,8 @@ from gateway_sim.signals import City
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.influx import InfluxClient, rows
-from sensornet.runtime import register_fleet, run_ingester
 from sensornet.settings import Settings
+from wiring.parts import register_fleet, run_ingester
 
 
 async def test_load_mode_with_faults_is_accounted_exactly(
@@ -34,7 +34,7 @@ async def test_load_mode_with_faults_is_accounted_exactly(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username="simulator",
-        password=settings.mqtt_fleet_password.get_secret_value(),
+        password=settings.fleet_password(),
         prefix=settings.topic_prefix,
         rate=400,
         duration_s=1.5,
@@ -107,7 +107,7 @@ async def test_simulate_command_reports_injected_faults(
         **os.environ,
         "SENSORNET_STATE_DIR": str(settings.state_dir),
         "SENSORNET_MQTT_PORT": str(settings.mqtt_port),
-        "SENSORNET_MQTT_FLEET_PASSWORD": settings.mqtt_fleet_password.get_secret_value(),
+        "SENSORNET_MQTT_FLEET_PASSWORD": settings.fleet_password(),
         "SENSORNET_INFLUX_URL": settings.influx_url,
         "SENSORNET_INFLUX_DB": settings.influx_db,
     }
@@ -116,7 +116,7 @@ async def test_simulate_command_reports_injected_faults(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "sensornet.cli",
+            "cli.main",
             "simulate",
             "--sensors",
             "30",

@@ -1,6 +1,6 @@
 """Evaluates the alarm rules continuously: every ``interval_s`` it reads the latest reading
 of each reporting sensor, feeds the evaluator, records the changes, and writes the
-operations view (liveness, positions, active alarms) for Grafana (``opsview``).
+operations view (liveness, positions, active alarms) for Grafana (``operations_view``).
 
 It keeps the evaluator states in memory and rebuilds them from the active alarms on start,
 so a restart neither re-raises nor forgets an alarm."""
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensornet.alarms.evaluate import AlarmState, evaluate
-from sensornet.alarms.opsview import liveness_states, opsview_lines
+from sensornet.alarms.operations_view import liveness_states, operations_view_lines
 from sensornet.alarms.rules import RuleSet, load_rules
 from sensornet.alarms.store import Change, active_alarms, apply_changes, create_alarm_tables
 from sensornet.catalogue import Catalogue, load_catalogue
@@ -83,7 +83,7 @@ class AlarmRunner:
                     )
                 )  # fmt: skip
         await apply_changes(self.engine, changes)
-        await self._write_opsview(devices, latest)
+        await self._write_operations_view(devices, latest)
         for c in changes:
             log.info(
                 "alarm sensor_id=%s rule=%s level=%s value=%s",
@@ -91,7 +91,9 @@ class AlarmRunner:
             )  # fmt: skip
         return changes
 
-    async def _write_opsview(self, devices: list[DeviceInfo], latest: dict[str, Latest]) -> None:
+    async def _write_operations_view(
+        self, devices: list[DeviceInfo], latest: dict[str, Latest]
+    ) -> None:
         said = {
             r["sensor_id"]: r["state"] == "offline"
             for r in rows(await self.influx.query(DEVICE_STATUS))
@@ -99,7 +101,7 @@ class AlarmRunner:
         now = time.time_ns()
         states = liveness_states(devices, latest, said, self.catalogue, now)
         active = await active_alarms(self.engine)
-        await self.influx.write(encode_lines(opsview_lines(devices, states, active, now)))
+        await self.influx.write(encode_lines(operations_view_lines(devices, states, active, now)))
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         """Tick until ``stop``; call :meth:`start` first."""
@@ -116,8 +118,8 @@ async def run_alarms(
     settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
     """The runner wired from settings (demo, CLI, tests)."""
+    from sensornet.influx import influx_client
     from sensornet.registry.store import open_registry
-    from sensornet.runtime import influx_client
 
     async with (
         influx_client(settings) as influx,

@@ -4,7 +4,8 @@ An import is checked as a whole before anything is written: every bad row is rep
 (row number, sensor id, field, message) and then nothing changes. A good file is applied
 in one transaction. Empty cells mean "not given": a new sensor gets the default, an
 existing one keeps its value, so running the same file twice changes nothing the second
-time, and an exported file imports back as a no-op.
+time, and an exported file imports back as a no-op. Text cells of a CSV export are
+neutralised against spreadsheet formulas (``sensornet.csv_cells``), and undone on import.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sensornet.csv_cells import neutralise, restore
 from sensornet.errors import SensornetError
 from sensornet.registry.lifecycle import check_transition
 from sensornet.registry.models import Sensor, utcnow
@@ -96,7 +98,7 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
             f"CSV header must use the template's columns ({', '.join(COLUMNS)}); "
             f"unknown: {', '.join(unknown) or '-'}"
         )
-    return [dict(r) for r in reader]
+    return [{k: restore(v) if isinstance(v, str) else v for k, v in r.items()} for r in reader]
 
 
 def parse_json(text: str) -> list[dict[str, Any]]:
@@ -220,12 +222,20 @@ def _apply(
 
 
 def to_csv(sensors: Iterable[SensorOut]) -> str:
+    """Text cells neutralised against spreadsheet formulas, numbers left numbers
+    (``sensornet.csv_cells``; ``parse_csv`` undoes it)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for s in sensors:
-        writer.writerow({k: "" if v is None else v for k, v in s.model_dump(mode="json").items()})
+        writer.writerow({k: _cell(v) for k, v in s.model_dump(mode="json").items()})
     return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    return neutralise(value) if isinstance(value, str) else value
 
 
 def to_geojson(sensors: Iterable[SensorOut]) -> dict[str, Any]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from sensornet.errors import SensornetError
@@ -23,19 +25,25 @@ from sensornet.registry.service import audit
 
 KEY_PREFIX = "snk_"
 RANK = {role: i for i, role in enumerate(ROLES)}
+#: The longest lifetime ``--expires-in`` takes; for longer, create the key without expiry.
+MAX_LIFETIME = timedelta(days=3650)
+_LIFETIME = re.compile(r"^([1-9][0-9]{0,6})([mhdw])$")
+_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+_UNIT["w"] = 7 * _UNIT["d"]
 
 
 class ApiKeyError(SensornetError):
-    """An API key operation failed: unknown role or unknown key id."""
+    """An API key operation failed: unknown role, unknown key id or a bad lifetime."""
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's id (for the audit log), name and role."""
+    """Who is calling: the key's id (for the audit log), name, role and expiry."""
 
     key_id: str
     name: str
     role: str
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:
@@ -43,6 +51,9 @@ class Principal:
 
     def has(self, role: str) -> bool:
         return RANK[self.role] >= RANK[role]
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,36 +64,69 @@ class KeyInfo:
     created_at: datetime
     created_by: str
     revoked: bool
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utcnow()
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def parse_lifetime(text: str) -> timedelta:
+    """``90d`` → 90 days (``<n>m|h|d|w``, at most ``MAX_LIFETIME``)."""
+    found = _LIFETIME.match(text.strip())
+    if found is None:
+        raise ApiKeyError(f"key lifetime {text!r}: use <n>m|h|d|w, e.g. 90d")
+    lifetime = int(found.group(1)) * _UNIT[found.group(2)]
+    if lifetime > MAX_LIFETIME:
+        raise ApiKeyError(f"key lifetime {text!r}: at most {MAX_LIFETIME.days}d")
+    return lifetime
+
+
 def _info(row: ApiKey) -> KeyInfo:
     return KeyInfo(
-        row.id, row.role, row.name, row.created_at, row.created_by, row.revoked_at is not None
+        row.id,
+        row.role,
+        row.name,
+        row.created_at,
+        row.created_by,
+        row.revoked_at is not None,
+        row.expires_at,
+        row.last_used_at,
     )
 
 
-async def create_key(engine: AsyncEngine, role: str, name: str, actor: str) -> tuple[KeyInfo, str]:
-    """A new key; the secret is returned once and never stored."""
+async def create_key(
+    engine: AsyncEngine, role: str, name: str, actor: str, lifetime: timedelta | None = None
+) -> tuple[KeyInfo, str]:
+    """A new key, valid for ``lifetime`` (None: until revoked); the secret is returned
+    once and never stored."""
     if role not in RANK:
         raise ApiKeyError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    if lifetime is not None and not timedelta(0) < lifetime <= MAX_LIFETIME:
+        raise ApiKeyError(f"key lifetime must be above 0 and at most {MAX_LIFETIME.days} days")
     key_id = secrets.token_hex(6)
     secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    now = utcnow()
+    expires_at = None if lifetime is None else now + lifetime
     row = ApiKey(
         id=key_id,
         key_hash=hash_key(secret),
         role=role,
         name=name,
-        created_at=utcnow(),
+        created_at=now,
         created_by=actor,
+        expires_at=expires_at,
     )
     sessions = async_sessionmaker(engine, expire_on_commit=False)
+    after = {"role": role, "name": name, "expires_at": expires_at and expires_at.isoformat()}
     async with sessions() as session, session.begin():
         session.add(row)
-        audit(session, actor, "create", "api_key", key_id, None, {"role": role, "name": name})
+        audit(session, actor, "create", "api_key", key_id, None, after)
     return _info(row), secret
 
 
@@ -108,11 +152,27 @@ async def list_keys(engine: AsyncEngine) -> list[KeyInfo]:
 
 
 async def principal_of(engine: AsyncEngine, digest: str) -> Principal | None:
-    """The principal of the live key with this SHA-256 digest, or None (unknown or
-    revoked). The API calls it through ``api.key_cache``."""
+    """The principal of the key with this SHA-256 digest, or None (unknown or revoked);
+    an expired key's principal is returned, so the API can say it expired. The API calls
+    it through ``api.key_cache``."""
     sessions = async_sessionmaker(engine)
     async with sessions() as session:
         row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return Principal(row.id, row.name, row.role)
+    return Principal(row.id, row.name, row.role, row.expires_at)
+
+
+async def record_last_use(engine: AsyncEngine, used: Mapping[str, datetime]) -> None:
+    """Set ``last_used_at`` of each key id to its time, in one transaction; a time older
+    than the one stored (another API worker wrote a later one) changes nothing."""
+    if not used:
+        return
+    async with engine.begin() as conn:
+        for key_id, at in used.items():
+            await conn.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at))
+                .values(last_used_at=at)
+            )

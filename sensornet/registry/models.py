@@ -127,3 +127,6 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128), default="")
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    #: Written by the API at most once per ``SENSORNET_API_KEY_LAST_USED_S`` (api.key_cache)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -41,6 +41,15 @@ class DeviceInfo:
     def reporting(self) -> bool:
         return self.status in REPORTING_STATUSES
 
+    @property
+    def publishers(self) -> frozenset[str]:
+        """The devices whose topics may carry this sensor's readings: its own, and its
+        gateway's packs. The topic's id is the authenticated one (the broker's ACL confines
+        a device to its own topics); an id named in a payload proves nothing by itself."""
+        if self.gateway_id is None:
+            return frozenset((self.id,))
+        return frozenset((self.id, self.gateway_id))
+
 
 def validate_device(device: DeviceInfo, catalogue: Catalogue, district: District) -> None:
     if not SENSOR_ID.match(device.id):

@@ -1,0 +1,1 @@
+"""The ``sensornet`` command (top layer: wiring, benchmarks and every part below it)."""

@@ -1,0 +1,74 @@
+"""``sensornet bench ...``: each benchmark prints one JSON line with its figures. Each part
+keeps its benchmark with its code (ingest/bench.py, gateway_sim/bench.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench.simulate import bench_simulate
+from sensornet.errors import ConfigError
+
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON line.", no_args_is_help=True)
+bench_app.command("simulate")(bench_simulate)
+console = Console(stderr=True)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    readings: Annotated[int, typer.Option(help="Readings to queue and drain")] = 100_000,
+    pack: Annotated[int, typer.Option(help="Readings per message (gateway packs when > 1)")] = 1,
+    sensors: Annotated[int, typer.Option(help="Registered fleet size")] = 1000,
+    outage: Annotated[
+        bool, typer.Option(help="InfluxDB down while they arrive: spool, then replay")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Drain of a queued session by the production ingester vs the InfluxDB ceiling."""
+    from bench.ingest import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    result = asyncio.run(run_bench(readings, pack, sensors, outage, say))
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    readings: Annotated[int, typer.Option(help="Readings per measured run")] = 100_000,
+    rounds: Annotated[int, typer.Option(help="Runs; the best counts")] = 3,
+) -> None:
+    """CPU per message of the ingest pipeline alone: fast lane vs general path, and the
+    MQTT frame parsing (no broker, no InfluxDB)."""
+    from bench.pipeline import run
+
+    typer.echo(json.dumps(run(readings, rounds)))
+
+
+@bench_app.command("query")
+def query(
+    sensors: Annotated[int, typer.Option(help="Simulated sensors")] = 2000,
+    days: Annotated[float, typer.Option(help="Days of history at each type's interval")] = 7.0,
+    rounds: Annotated[int, typer.Option(help="Measured requests per endpoint")] = 40,
+    endpoint: Annotated[
+        list[str] | None, typer.Option(help="Only these cases (repeatable), e.g. series_7d_1h")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Load history into a private InfluxDB, then time every query endpoint through the
+    API, the same InfluxQL straight to InfluxDB and (one-query endpoints) through a bare
+    forwarder, the floor; judge each against the query-overhead target (docs/benchmarks.md)."""
+    from bench.query import run_bench
+
+    def log(line: str) -> None:
+        if not as_json:
+            console.print(line)
+
+    try:
+        result = asyncio.run(run_bench(sensors, days, rounds, log, endpoint or []))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--endpoint") from exc
+    typer.echo(json.dumps(result))

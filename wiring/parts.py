@@ -1,0 +1,162 @@
+"""The product's parts (ingester, API, simulator, storage layout) assembled from settings:
+used by the CLI, the demo, benchmarks and tests, so every entry point runs the same
+assembly. This layer may import every part; the parts import only the core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from sensornet.catalogue import load_catalogue
+from sensornet.district import load_district
+from sensornet.influx import influx_client
+from sensornet.mqtt_tls import MqttTls
+from sensornet.registry.store import DeviceCache, DeviceInfo, open_registry, upsert_devices
+from sensornet.settings import Settings
+
+log = logging.getLogger("sensornet")
+
+
+async def prepare_storage(settings: Settings) -> None:
+    """Create the database, retention policies and continuous queries (idempotent)."""
+    from sensornet.storage_layout import apply_storage_layout
+
+    async with influx_client(settings) as influx:
+        await apply_storage_layout(influx, settings, load_catalogue())
+
+
+async def run_ingester(
+    settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    from ingest.metrics import serve_metrics
+    from ingest.service import Ingester
+
+    async with (
+        influx_client(settings) as influx,
+        open_registry(settings.registry_database_url) as registry,
+    ):
+        ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
+        with serve_metrics(ingester.stats, settings.ingest_metrics_port):
+            await ingester.run(stop, ready)
+
+
+def tune_gc_for_throughput() -> None:
+    """For a process that makes and drops a few objects per message, all day.
+
+    Its objects (decoded JSON, messages, lines) die by reference counting, not by the
+    cycle collector; what the collector costs is walking everything alive at each full
+    collection. So: freeze what start-up made (modules, settings, catalogue) out of its
+    sight, and collect the youngest generation less often. Measured in docs/benchmarks.md.
+    """
+    import ingest.service  # noqa: F401 - the imports are what there is to freeze
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
+async def register_fleet(settings: Settings, fleet: Sequence[DeviceInfo]) -> int:
+    async with open_registry(settings.registry_database_url) as registry:
+        return await upsert_devices(registry, fleet)
+
+
+def default_fleet(count: int, seed: int = 151) -> list[DeviceInfo]:
+    from gateway_sim.fleet import build_fleet
+
+    return build_fleet(load_catalogue(), load_district(), count, seed=seed)
+
+
+def senders(fleet: Sequence[DeviceInfo]) -> set[str]:
+    """Ids that log in to the broker: sensors (a gateway's too, for their status) and
+    the gateways whose packs carry their sensors' readings."""
+    return {d.id for d in fleet} | {d.gateway_id for d in fleet if d.gateway_id}
+
+
+@contextlib.asynccontextmanager
+async def fleet_login(
+    settings: Settings, fleet: Sequence[DeviceInfo], credentials: Mapping[str, str] | None
+) -> AsyncIterator[str]:
+    """The password for the simulator's shared login, when some device of ``fleet`` has no
+    credentials of its own: the fleet identity (test-only) then exists in the broker for
+    this block only. With every device's own credentials there is no shared login ("")."""
+    if senders(fleet) <= set(credentials or {}):
+        yield ""
+        return
+    from sensornet.broker_auth import fleet_identity
+
+    async with fleet_identity(settings):
+        yield settings.fleet_password()
+
+
+async def run_simulator(
+    settings: Settings,
+    fleet: Sequence[DeviceInfo],
+    stop: asyncio.Event,
+    interval_scale: float = 1.0,
+    speed: float = 1.0,
+    credentials: dict[str, str] | None = None,
+) -> None:
+    """``speed`` > 1 runs the simulated city's clock faster (60: a day in 24 minutes)."""
+    from gateway_sim.publisher import LivePublisher
+
+    async with fleet_login(settings, fleet, credentials) as fleet_password:
+        publisher = LivePublisher(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=settings.mqtt_fleet_user,
+            password=fleet_password,
+            topic_prefix=settings.topic_prefix,
+            fleet=fleet,
+            catalogue=load_catalogue(),
+            interval_scale=interval_scale,
+            speed=speed,
+            credentials=credentials,
+            tls=MqttTls.from_settings(settings),
+        )
+        await publisher.run(stop)
+
+
+async def run_api(
+    settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    if ready is not None:
+        # uvicorn offers no started event to wait on
+        while not server.started and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        ready.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stop.wait()
+    server.should_exit = True
+    await task
+
+
+@contextlib.asynccontextmanager
+async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
+    """An event set by SIGINT/SIGTERM, so every part can drain before exit."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

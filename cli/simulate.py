@@ -140,7 +140,14 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
     console.print(f"fleet: {len(fleet)} sensors, mode {o['mode'].value}")
     start_ns = time.time_ns() - 1_000_000_000
     if o["mode"] in (Mode.live, Mode.load):
-        from wiring.parts import fleet_login
+        from wiring.parts import fleet_login, issue_fleet_credentials
+
+        if not o["credentials"] and settings.mqtt_fleet_password is None:
+            if o["from_registry"]:
+                # a registry's devices are not ours to give new passwords
+                settings.fleet_password()  # raises: say what to set
+            o["credentials"] = await issue_fleet_credentials(settings, fleet, "simulator")
+            console.print("each simulated device got its own MQTT credentials")
 
         # devices without their own credentials share the fleet identity (test-only),
         # which exists in the broker only while this runs

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from support import running
 
 from gateway_sim.backfill import backfill
@@ -100,17 +101,21 @@ async def test_backfill_writes_the_ingesters_schema(
         assert r["max"] == r["count"] - 1
 
 
+@pytest.mark.parametrize("fleet_identity", [True, False], ids=["fleet-identity", "own-credentials"])
 async def test_simulate_command_reports_injected_faults(
-    settings: Settings, influx: InfluxClient, tmp_path: Path
+    settings: Settings, influx: InfluxClient, tmp_path: Path, fleet_identity: bool
 ) -> None:
+    """With the (test-only) fleet identity, or without it: then the simulator gives each
+    device of its own fleet its own credentials through the registry and the broker."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "SENSORNET_MQTT_FLEET_PASSWORD"},
         "SENSORNET_STATE_DIR": str(settings.state_dir),
         "SENSORNET_MQTT_PORT": str(settings.mqtt_port),
-        "SENSORNET_MQTT_FLEET_PASSWORD": settings.fleet_password(),
         "SENSORNET_INFLUX_URL": settings.influx_url,
         "SENSORNET_INFLUX_DB": settings.influx_db,
     }
+    if fleet_identity:
+        env["SENSORNET_MQTT_FLEET_PASSWORD"] = settings.fleet_password()
     truth = tmp_path / "gt.jsonl"
     async with running(run_ingester, settings):
         proc = await asyncio.create_subprocess_exec(
@@ -142,3 +147,5 @@ async def test_simulate_command_reports_injected_faults(
     assert summary["faults"] == len(truth.read_bytes().splitlines()) > 0
     assert summary["report"]["exact"] is True, summary["report"]
     assert summary["report"]["totals"]["missing"] == 0
+    own = "each simulated device got its own MQTT credentials" in err.decode()
+    assert own is not fleet_identity

@@ -8,18 +8,17 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from sensornet.alarms.runner import run_alarms
-from sensornet.broker_auth import broker_target, issue_credentials, sync_broker
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import open_registry
 from sensornet.settings import Settings
 from wiring.parts import (
     default_fleet,
+    issue_fleet_credentials,
     prepare_storage,
     register_fleet,
     run_api,
     run_ingester,
     run_simulator,
-    senders,
     stop_on_signals,
 )
 from wiring.services import ensure_binaries, platform_services
@@ -47,12 +46,8 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
     await prepare_storage(settings)
     fleet = default_fleet(sensors)
     await register_fleet(settings, fleet)
+    credentials = await issue_fleet_credentials(settings, fleet, "demo")
     async with open_registry(settings.registry_database_url) as registry:
-        # each simulated sensor and gateway gets its own MQTT password through the registry,
-        # as a real one would (so the demo needs no shared fleet identity); the broker
-        # reloads its password file without a restart
-        credentials = await issue_credentials(registry, sorted(senders(fleet)), "demo")
-        await sync_broker(registry, broker_target(settings))
         _, key = await create_key(registry, "engineer", "demo", "demo")
     console.print(
         f"[green]✓[/green] registry: {len(fleet)} simulated sensors across the district, "

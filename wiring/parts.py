@@ -75,6 +75,21 @@ def senders(fleet: Sequence[DeviceInfo]) -> set[str]:
     return {d.id for d in fleet} | {d.gateway_id for d in fleet if d.gateway_id}
 
 
+async def issue_fleet_credentials(
+    settings: Settings, fleet: Sequence[DeviceInfo], actor: str
+) -> dict[str, str]:
+    """Every simulated sensor and gateway its own MQTT password, through the registry and
+    delivered to the broker as a real device's would be, so a simulator of its own fleet
+    needs no shared identity. Devices that had credentials get new ones (rotation): only
+    for fleets the simulator made itself, never for a registry's real devices."""
+    from sensornet.broker_auth import broker_target, issue_credentials, sync_broker
+
+    async with open_registry(settings.registry_database_url) as registry:
+        credentials = await issue_credentials(registry, sorted(senders(fleet)), actor)
+        await sync_broker(registry, broker_target(settings))
+    return credentials
+
+
 @contextlib.asynccontextmanager
 async def fleet_login(
     settings: Settings, fleet: Sequence[DeviceInfo], credentials: Mapping[str, str] | None

@@ -1,5 +1,5 @@
-"""``sensornet bench ...``: each benchmark prints one JSON line with its figures. Each part
-keeps its benchmark with its code (ingest/bench.py, gateway_sim/bench.py)."""
+"""``sensornet bench ...``: each benchmark prints one JSON line with its figures. The
+benchmarks themselves are in the ``bench`` package (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

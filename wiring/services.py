@@ -235,7 +235,7 @@ class Mosquitto(LocalService):
         install_static(self.home, self.users, self.acl)
         assemble(self.home)
         self.config_file.write_text(
-            f"""# written by wiring.services; see docs/broker.md for the reasons
+            f"""# written by wiring.services; see docs/decisions.md ("Broker") for the reasons
 per_listener_settings false
 # stay the user who started us: the state directory is ours, not the mosquitto user's
 user {getpass.getuser()}

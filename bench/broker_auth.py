@@ -14,12 +14,11 @@ can). A phase stops at ``--budget-s`` and reports how far it got and its rate th
 mechanism that would need an hour is reported, not waited for. Broker CPU is read from
 /proc. The machine is shared: compare the mechanisms within one run, not across runs.
 
-    .venv/bin/python -m bench.broker_auth --connected 10000 --register 10000
+    sensornet bench broker-auth --connected 10000 --register 10000
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import getpass
 import json
@@ -33,6 +32,7 @@ from typing import Any
 
 import gmqtt
 
+from bench.procfs import process_cpu_s
 from sensornet.broker_files import (
     DEVICE_ITERATIONS,
     BrokerTarget,
@@ -61,11 +61,6 @@ def wait_connect(port: int, user: str, password: str, timeout_s: float = 120) ->
             raise TimeoutError(user)
         time.sleep(0.002)
     return time.perf_counter() - start
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def password(user: str) -> str:
@@ -279,34 +274,43 @@ class DynsecBench:
 # --- phases ----------------------------------------------------------------------------------
 
 
+async def measured(
+    port: int, pid: int | None, connected: list[str], run: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """``run`` with ``connected`` devices holding connections to the broker: what it reports,
+    the broker's CPU meanwhile, and how many of those devices are still connected after."""
+    assert pid is not None
+    writers = await hold_connections(port, connected)
+    cpu0 = process_cpu_s(pid) or 0.0
+    try:
+        out = await run()
+        out["broker_cpu_s"] = round((process_cpu_s(pid) or 0.0) - cpu0, 2)
+        out["still_connected"] = await still_connected(writers)
+    finally:
+        for _, w in writers:
+            w.close()
+    return out
+
+
 async def passwd_phase(
     tmp: Path, connected: int, register: int, iterations: int, bulk: bool, budget_s: float
 ) -> dict[str, Any]:
     bench = PasswdBench(tmp / f"passwd-{iterations}-{bulk}", connected, iterations)
     await bench.start()
-    writers = await hold_connections(bench.broker.port, list(bench.entries))
-    pid = bench.broker.pid()
-    assert pid is not None
-    cpu0 = cpu_s(pid)
+    new = fleet("N", register)
+
+    async def run() -> dict[str, Any]:
+        if not bulk:
+            return await one_by_one(bench.register, bench.broker.port, new, budget_s)
+        t0 = time.perf_counter()
+        await bench.register_bulk(new)
+        wait_connect(bench.broker.port, new[-1], password(new[-1]))
+        return {"registered": register, "total_s": round(time.perf_counter() - t0, 2)}
+
     try:
-        new = fleet("N", register)
-        if bulk:
-            t0 = time.perf_counter()
-            await bench.register_bulk(new)
-            wait_connect(bench.broker.port, new[-1], password(new[-1]))
-            out: dict[str, Any] = {
-                "registered": register,
-                "total_s": round(time.perf_counter() - t0, 2),
-            }
-        else:
-            out = await one_by_one(bench.register, bench.broker.port, new, budget_s)
-        out["broker_cpu_s"] = round(cpu_s(pid) - cpu0, 2)
-        out["still_connected"] = await still_connected(writers)
+        return await measured(bench.broker.port, bench.broker.pid(), list(bench.entries), run)
     finally:
-        for _, w in writers:
-            w.close()
         bench.broker.stop()
-    return out
 
 
 async def dynsec_phase(
@@ -314,65 +318,48 @@ async def dynsec_phase(
 ) -> dict[str, Any]:
     bench = DynsecBench(tmp / f"dynsec-{bulk}", connected)
     await bench.start()
-    writers = await hold_connections(bench.broker.port, fleet("D", connected))
-    pid = bench.broker.pid()
-    assert pid is not None
-    cpu0 = cpu_s(pid)
+    new = fleet("N", register)
+
+    async def run() -> dict[str, Any]:
+        if not bulk:
+            return await one_by_one(bench.register, bench.broker.port, new, budget_s)
+        t0 = time.perf_counter()
+        done = await bench.register_bulk(new, budget_s)
+        wait_connect(bench.broker.port, new[done - 1], password(new[done - 1]))
+        return {
+            "registered": done,
+            "of": register,
+            "total_s": round(time.perf_counter() - t0, 2),
+            "per_message": 100,
+        }
+
     try:
-        new = fleet("N", register)
-        if bulk:
-            t0 = time.perf_counter()
-            done = await bench.register_bulk(new, budget_s)
-            wait_connect(bench.broker.port, new[done - 1], password(new[done - 1]))
-            out: dict[str, Any] = {
-                "registered": done,
-                "of": register,
-                "total_s": round(time.perf_counter() - t0, 2),
-                "per_message": 100,
-            }
-        else:
-            out = await one_by_one(bench.register, bench.broker.port, new, budget_s)
-        out["broker_cpu_s"] = round(cpu_s(pid) - cpu0, 2)
-        out["still_connected"] = await still_connected(writers)
+        out = await measured(bench.broker.port, bench.broker.pid(), fleet("D", connected), run)
         out["config_bytes"] = (bench.home / "dynsec.json").stat().st_size
+        return out
     finally:
-        for _, w in writers:
-            w.close()
         await bench.stop()
-    return out
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+async def run_bench(
+    connected: int, register: int, sample_101: int, budget_s: float
+) -> dict[str, Any]:
     result: dict[str, Any] = {
-        "connected": args.connected,
-        "register": args.register,
-        "budget_s": args.budget_s,
+        "connected": connected,
+        "register": register,
+        "budget_s": budget_s,
         "loadavg_start": os.getloadavg()[0],
     }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        n, c, b = args.register, args.connected, args.budget_s
+        n, c, b = register, connected, budget_s
         result["passwd_one_by_one"] = await passwd_phase(tmp, c, n, DEVICE_ITERATIONS, False, b)
         result["passwd_bulk"] = await passwd_phase(tmp, c, n, DEVICE_ITERATIONS, True, b)
         result["passwd_101_iterations_one_by_one"] = await passwd_phase(
-            tmp, c, args.sample_101, 101, False, b
+            tmp, c, sample_101, 101, False, b
         )
         result["dynsec_one_by_one"] = await dynsec_phase(tmp, c, n, False, b)
         result["dynsec_bulk"] = await dynsec_phase(tmp, c, n, True, b)
     result["device_iterations"] = DEVICE_ITERATIONS
     result["loadavg_end"] = os.getloadavg()[0]
     return result
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--connected", type=int, default=10_000, help="devices known and connected")
-    ap.add_argument("--register", type=int, default=10_000, help="new devices per phase")
-    ap.add_argument("--sample-101", type=int, default=100, help="with 101 iterations")
-    ap.add_argument("--budget-s", type=float, default=600.0, help="per phase")
-    args = ap.parse_args()
-    print(json.dumps(asyncio.run(main_async(args))))
-
-
-if __name__ == "__main__":
-    main()

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bench.procfs import peak_rss_mb
 from gateway_sim.synthetic import SYNTHETIC_GATEWAY, Reading, make_readings, messages
 from ingest.mqtt_source import MqttSource
 from sensornet.accounting import count_stored
@@ -58,13 +59,6 @@ async def _metrics(client: httpx.AsyncClient, port: int) -> dict[str, float]:
         elif line.startswith("sensornet_ingest_rejected_total{"):
             out["rejected"] = out.get("rejected", 0.0) + float(line.rsplit(" ", 1)[1])
     return out
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def run_bench(
@@ -177,7 +171,7 @@ async def _measure(
             )
         try:
             result = await _drain(settings, proc, n, outage, influxd, progress)
-            rss = _peak_rss_mb(proc.pid)
+            rss = peak_rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=60)

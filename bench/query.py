@@ -36,6 +36,7 @@ from api import range_queries
 from api.health_routes import INGEST_LAST_TWO, REJECTS
 from api.latest_routes import page_queries
 from api.range_routes import EPOCH
+from bench.procfs import process_cpu_s
 from gateway_sim.backfill import backfill
 from gateway_sim.signals import City
 from sensornet.catalogue import Catalogue, load_catalogue
@@ -151,15 +152,6 @@ def cases(catalogue: Catalogue, fleet: Sequence[DeviceInfo], now: datetime) -> l
 def _pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
-
-
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux ``/proc``; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(

@@ -72,3 +72,21 @@ def query(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--endpoint") from exc
     typer.echo(json.dumps(result))
+
+
+@bench_app.command("broker-auth")
+def broker_auth(
+    connected: Annotated[
+        int, typer.Option(help="Devices known to the broker and connected")
+    ] = 10_000,
+    register: Annotated[int, typer.Option(help="New devices registered per phase")] = 10_000,
+    sample_101: Annotated[
+        int, typer.Option(help="Devices registered one by one with 101-iteration hashes")
+    ] = 100,
+    budget_s: Annotated[float, typer.Option(help="Time limit of each phase")] = 600.0,
+) -> None:
+    """Registering devices with many connected: the password file (the product's delivery)
+    vs Mosquitto's dynamic-security plugin, one by one and in bulk."""
+    from bench.broker_auth import run_bench
+
+    typer.echo(json.dumps(asyncio.run(run_bench(connected, register, sample_101, budget_s))))

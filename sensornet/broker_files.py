@@ -191,7 +191,7 @@ def connack(
         sock.sendall(packet)
         reply = sock.recv(4)
         with contextlib.suppress(OSError):
-            sock.sendall(b"\xe0\x00")  # DISCONNECT
+            sock.sendall(mqtt_wire.DISCONNECT)
     code = mqtt_wire.connack_code(reply)
     return -1 if code is None else code
 

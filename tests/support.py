@@ -121,3 +121,16 @@ async def close_gmqtt(client: gmqtt.Client) -> None:
     await asyncio.gather(*pending, return_exceptions=True)
     if pending:
         await client.disconnect()  # a connection it opened meanwhile
+
+
+def sensor_spec(sensor_id: str, **over: Any) -> dict[str, Any]:
+    """The body of ``POST /sensors`` for an active noise sensor in Jing'an Temple."""
+    base = {
+        "id": sensor_id,
+        "type": "noise",
+        "subdistrict": "jingansi",
+        "lat": 31.2235,
+        "lon": 121.4455,
+        "status": "active",
+    }
+    return {**base, **over}

@@ -12,7 +12,7 @@ import gmqtt
 import httpx
 import pytest
 from pg_server import BACKENDS, registry_on
-from support import TestClient, mqtt_client, running, wait_until
+from support import TestClient, mqtt_client, running, sensor_spec, wait_until
 
 from sensornet.broker_auth import mosquitto_hash, verify
 from sensornet.influx import InfluxClient, rows
@@ -27,17 +27,6 @@ async def settings(
 ) -> Settings:
     """Every test here runs on SQLite and on a real PostgreSQL."""
     return await registry_on(request.param, settings, postgres)
-
-
-def spec(sensor_id: str) -> dict[str, Any]:
-    return {
-        "id": sensor_id,
-        "type": "noise",
-        "subdistrict": "jingansi",
-        "lat": 31.2235,
-        "lon": 121.4455,
-        "status": "active",
-    }
 
 
 def connect(
@@ -72,8 +61,8 @@ async def test_device_writes_only_its_own_topics_and_revocation_works(
         running(run_api, settings),
         httpx.AsyncClient(base_url=base, headers=headers) as http,
     ):
-        a = (await http.post("/sensors", json=spec("NS-A"))).json()
-        b = (await http.post("/sensors", json=spec("NS-B"))).json()
+        a = (await http.post("/sensors", json=sensor_spec("NS-A"))).json()
+        b = (await http.post("/sensors", json=sensor_spec("NS-B"))).json()
         await check_device_path(settings, influx, http, a, b, p)
     assert broker.pid() == pid  # never restarted
 
@@ -164,6 +153,6 @@ async def test_service_identities_survive_registry_sync(
     base = f"http://{settings.api_host}:{settings.api_port}"
     headers = {"Authorization": f"Bearer {api_keys['engineer']}"}
     async with running(run_api, settings), httpx.AsyncClient(base_url=base, headers=headers) as h:
-        assert (await h.post("/sensors", json=spec("NS-C"))).status_code == 201
+        assert (await h.post("/sensors", json=sensor_spec("NS-C"))).status_code == 201
     password = settings.mqtt_ingest_password.get_secret_value()
     assert not await refused(settings, user, password)

@@ -10,11 +10,10 @@ import os
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from support import running, wait_until
+from support import running, sensor_spec, wait_until
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -27,17 +26,6 @@ from wiring.parts import run_api
 from wiring.services import Mosquitto, find_binary, free_port, platform_services
 
 
-def spec(sensor_id: str) -> dict[str, Any]:
-    return {
-        "id": sensor_id,
-        "type": "noise",
-        "subdistrict": "jingansi",
-        "lat": 31.2235,
-        "lon": 121.4455,
-        "status": "active",
-    }
-
-
 def accepted(settings: Settings, user: str, password: str) -> bool:
     return connack(settings.mqtt_host, settings.mqtt_port, user, password) == 0
 
@@ -48,9 +36,9 @@ async def test_a_broker_that_is_down_refuses_the_change_before_anything_is_writt
     base = f"http://{settings.api_host}:{settings.api_port}"
     headers = {"Authorization": f"Bearer {api_keys['engineer']}"}
     async with running(run_api, settings), httpx.AsyncClient(base_url=base, headers=headers) as h:
-        assert (await h.post("/sensors", json=spec("NS-UP"))).status_code == 201
+        assert (await h.post("/sensors", json=sensor_spec("NS-UP"))).status_code == 201
         broker.stop()
-        answer = await h.post("/sensors", json=spec("NS-DOWN"))
+        answer = await h.post("/sensors", json=sensor_spec("NS-DOWN"))
         assert answer.status_code == 503, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
         assert "nothing was changed" in answer.json()["detail"]
@@ -73,7 +61,7 @@ async def test_a_broker_that_does_not_reload_is_reported_not_ignored(
         running(run_api, unwatched),
         httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as h,
     ):
-        answer = await h.post("/sensors", json=spec("NS-W"))
+        answer = await h.post("/sensors", json=sensor_spec("NS-W"))
         assert answer.status_code == 503, answer.text
         detail = answer.json()["detail"]
         assert "NS-W is registered" in detail and "did not confirm" in detail
@@ -93,7 +81,7 @@ async def test_two_api_workers_registering_at_once_lose_no_device(
         urls = [f"http://{s.api_host}:{s.api_port}/sensors" for s in (settings, second)]
         ids = [f"NS-P{k:02d}" for k in range(60)]
         answers = await asyncio.gather(
-            *(http.post(urls[k % 2], json=spec(i)) for k, i in enumerate(ids))
+            *(http.post(urls[k % 2], json=sensor_spec(i)) for k, i in enumerate(ids))
         )
     assert [a.status_code for a in answers] == [201] * len(ids), answers[0].text
     # no sync after the last answer: each device connects with what its own answer gave
@@ -148,7 +136,7 @@ async def test_revoked_device_is_cut_off_within_seconds(
     base = f"http://{settings.api_host}:{settings.api_port}"
     headers = {"Authorization": f"Bearer {api_keys['engineer']}"}
     async with running(run_api, settings), httpx.AsyncClient(base_url=base, headers=headers) as h:
-        issued = (await h.post("/sensors", json=spec("NS-R"))).json()
+        issued = (await h.post("/sensors", json=sensor_spec("NS-R"))).json()
         assert accepted(settings, "NS-R", issued["mqtt_password"])  # at once, no retry
         reader, writer = await asyncio.open_connection(settings.mqtt_host, settings.mqtt_port)
         try:
@@ -205,7 +193,7 @@ async def test_compose_shape_reloads_through_run_sh(
             running(run_api, watched),
             httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as h,
         ):
-            issued = (await h.post("/sensors", json=spec("NS-CW"))).json()
+            issued = (await h.post("/sensors", json=sensor_spec("NS-CW"))).json()
             assert accepted(watched, "NS-CW", issued["mqtt_password"])
             assert (await h.delete("/sensors/NS-CW/credentials")).status_code == 200
             assert not accepted(watched, "NS-CW", issued["mqtt_password"])

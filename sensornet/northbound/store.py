@@ -17,7 +17,7 @@ from sqlalchemy import JSON, BigInteger, String, Text, delete, func, select, upd
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sensornet.northbound.events import Cursor
+from sensornet.northbound.events import Cursor, rfc3339_ns
 from sensornet.northbound.spec import Filter, Kind, Spec
 from sensornet.registry.models import Base, UTCDateTime, utcnow
 
@@ -40,6 +40,8 @@ class SubscriptionRow(Base):
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128), default="")
+    #: Events timed from then on are the subscription's (its cursors started there)
+    start_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     delivered: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_attempts: Mapped[int] = mapped_column(BigInteger, default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -75,6 +77,7 @@ class Subscription:
     paused_at: datetime | None
     created_at: datetime
     created_by: str
+    start_ns: int
     delivered: int
     failed_attempts: int
     failing_since: datetime | None
@@ -95,6 +98,7 @@ class Subscription:
             "paused_at": self.paused_at,
             "created_at": self.created_at,
             "created_by": self.created_by,
+            "start": rfc3339_ns(self.start_ns),
             "delivered": self.delivered,
             "failed_attempts": self.failed_attempts,
             "failing_since": self.failing_since,
@@ -119,8 +123,8 @@ def _spec(row: SubscriptionRow) -> Spec:
 def _record(row: SubscriptionRow) -> Subscription:
     return Subscription(
         row.id, _spec(row), row.secret_sealed, row.state, row.pause_reason, row.paused_at,
-        row.created_at, row.created_by, row.delivered, row.failed_attempts, row.failing_since,
-        row.last_error, row.last_delivery_at,
+        row.created_at, row.created_by, row.start_ns, row.delivered, row.failed_attempts,
+        row.failing_since, row.last_error, row.last_delivery_at,
     )  # fmt: skip
 
 
@@ -142,6 +146,7 @@ async def create_subscription(
         resolution=spec.resolution,
         state=ACTIVE,
         created_by=created_by,
+        start_ns=start_ns,
         delivered=0,
         failed_attempts=0,
     )

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("paused_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(128), nullable=False),
+        sa.Column("start_ns", sa.BigInteger, nullable=False),
         sa.Column("delivered", sa.BigInteger, nullable=False),
         sa.Column("failed_attempts", sa.BigInteger, nullable=False),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),

@@ -187,8 +187,8 @@ async def accounting(
 ) -> dict[str, Any]:
     """``expected``: the events in InfluxDB now that match the subscription, timed in the
     window and not before the subscription's ``start``; ``acknowledged``: those its
-    receiver answered 2xx for (each counted once, whatever was resent). ``settled``: every cursor is past the window
-    (otherwise some are still pending, not missing)."""
+    receiver answered 2xx for (each counted once, whatever was resent). ``settled``: every
+    cursor is past the window (otherwise some are still pending, not missing)."""
     sub = await _found(request, subscription_id)
     if start.tzinfo is None or end.tzinfo is None:
         raise Problem(422, "Invalid window", "start and end need an offset, e.g. Z")

@@ -187,8 +187,10 @@ async def accounting(
 ) -> dict[str, Any]:
     """``expected``: the events in InfluxDB now that match the subscription, timed in the
     window and not before the subscription's ``start``; ``acknowledged``: those its
-    receiver answered 2xx for (each counted once, whatever was resent). ``settled``: every
-    cursor is past the window (otherwise some are still pending, not missing)."""
+    receiver answered 2xx for (each counted once, whatever was resent); ``pending``: those in
+    the window the pusher has yet to deliver; ``settled``: none pending and the window ended
+    longer than the settle time ago, so ``expected - acknowledged`` are events missed (a
+    reading stored later than the settle time behind its cursor), not late ones."""
     sub = await _found(request, subscription_id)
     if start.tzinfo is None or end.tzinfo is None:
         raise Problem(422, "Invalid window", "start and end need an offset, e.g. Z")
@@ -201,20 +203,33 @@ async def accounting(
     cursors = await store.cursors(engine, sub.id)
     acked = await store.acked(engine, sub.id, start_ns // MINUTE_NS, end_ns // MINUTE_NS)
     devices = await load_devices(engine) if "status" in sub.spec.kinds else {}
+    settle_ns = int(_settings(request).northbound_settle_s * 1e9)
+    now = time.time_ns()
     streams: dict[str, dict[str, Any]] = {}
     for kind in sub.spec.kinds:
+        after = window_start(max(start_ns, sub.start_ns))
         try:
             c = await count_events(
                 request.app.state.influx, kind, sub.spec, request.app.state.catalogue,
-                devices, window_start(max(start_ns, sub.start_ns)), end_ns,
-                int(_settings(request).northbound_settle_s * 1e9), 10**9,
+                devices, after, end_ns, settle_ns, 10**9,
             )  # fmt: skip
+            pending = 0
+            if cursors[kind] > after:
+                after = cursors[kind]
+            if after.time_ns < end_ns:
+                left = await count_events(
+                    request.app.state.influx, kind, sub.spec, request.app.state.catalogue,
+                    devices, after, end_ns, settle_ns, 10**9,
+                )  # fmt: skip
+                pending = left.events
         except SensornetError as exc:
             raise Problem(503, "InfluxDB unavailable", "events cannot be counted") from exc
+        settle = WRITE_STAMPED_SETTLE_NS if kind in ("status", "alarms") else settle_ns
         streams[kind] = {
             "expected": c.events,
             "acknowledged": acked.get(kind, 0),
-            "settled": cursors[kind].time_ns >= end_ns - 1,
+            "pending": pending,
+            "settled": pending == 0 and end_ns <= now - settle,
         }
     expected = sum(s["expected"] for s in streams.values())
     acknowledged = sum(s["acknowledged"] for s in streams.values())

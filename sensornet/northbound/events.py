@@ -48,9 +48,10 @@ class Event:
 
 
 def rfc3339_ns(ns: int) -> str:
+    """Always nine fraction digits: equal width, so text order is time order."""
     seconds, frac = divmod(ns, 1_000_000_000)
     base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac:09d}Z" if frac else f"{base}Z"
+    return f"{base}.{frac:09d}Z"
 
 
 def alarm_event_line(

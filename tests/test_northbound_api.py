@@ -68,7 +68,8 @@ async def test_register_roles_refusals_and_the_secret_shown_once(
         ]:
             answer = await admin.post("/northbound/subscriptions", json=refused)
             assert answer.status_code == 422 and says in answer.text, answer.text
-        assert (await admin.post("/northbound/subscriptions", json=_body(by="me"))).status_code == 422
+        extra = await admin.post("/northbound/subscriptions", json=_body(by="me"))
+        assert extra.status_code == 422
         listed = (await engineer.get("/northbound/subscriptions")).json()
         assert listed["count"] == 2
         text = (await engineer.get("/northbound/subscriptions")).text
@@ -112,7 +113,8 @@ async def test_failing_receiver_is_paused_with_an_alarm_then_resumed(
         with caplog.at_level(logging.ERROR, "sensornet.northbound"):
             async with running(run_pusher, settings):
                 paused = await wait_until(lambda: _state(engineer, sub_id, "paused"), 20)
-                metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+                async with httpx.AsyncClient() as plain:
+                    metrics = (await plain.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
                 tries = receiver.got.requests
                 await _still(engineer, sub_id, "paused")
                 assert receiver.got.requests == tries  # no retry for ever

@@ -68,7 +68,8 @@ async def test_receiver_failing_slow_and_down_then_back_loses_nothing(
                     "start": datetime.fromtimestamp(start / 1e9, UTC).isoformat(),
                     "end": datetime.fromtimestamp(start / 1e9 + 120, UTC).isoformat(),
                 }
-                answer = await api.get(f"/northbound/subscriptions/{sub_id}/accounting", params=window)
+                url = f"/northbound/subscriptions/{sub_id}/accounting"
+                answer = await api.get(url, params=window)
         assert answer.status_code == 200, answer.text
         account = answer.json()
     finally:

@@ -167,3 +167,19 @@ def test_secret_box(tmp_path: Path) -> None:
     rotated = secret_box(f"{(tmp_path / 'other' / 'northbound.key').read_text()},{key}", tmp_path,
                          production=True)  # fmt: skip
     assert rotated.open(sealed) == SECRET  # an old key still opens what it sealed
+
+
+def test_the_standard_webhooks_library_verifies_our_signature() -> None:
+    """Interoperability: a receiver using the scheme's own Python library accepts us."""
+    import time
+
+    from standardwebhooks import Webhook
+
+    body = batch_body(
+        [Event(1, "AQ-1", "status", "AQ-1", "air_quality", "beizhan", {"state": "online"})],
+        "/sensornet",
+    )
+    headers = sign_headers(secret_key(SECRET), "msg_x", int(time.time()), body)
+    assert Webhook(SECRET).verify(body, headers)[0]["data"] == {"state": "online"}
+    with pytest.raises(Exception, match="signature"):
+        Webhook(SECRET).verify(body + b" ", headers)

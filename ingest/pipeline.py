@@ -15,6 +15,7 @@ from sensornet.errors import LineProtocolError, PayloadError
 from sensornet.lineprotocol import encode_point
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
+from sensornet.senml_resolve import SenmlContext
 from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate
 
@@ -70,6 +71,8 @@ class Pipeline:
     max_payload_bytes: int = 256 * 1024
     use_fast_lane: bool = True
     is_gateway: Callable[[str], bool] = lambda device_id: False  # may publish its status
+    #: A SenML name to its sensor (``DeviceCache.by_senml_name``); default: by id only
+    senml_lookup: Callable[[str], DeviceInfo | None] | None = None
     _fast: FastLane = field(init=False)
 
     def __post_init__(self) -> None:
@@ -196,8 +199,16 @@ class Pipeline:
             else:
                 out.status.append((publisher, m.payload))
             return
+        senml = SenmlContext(
+            self.catalogue, self.senml_lookup or self.lookup, self.lookup(publisher)
+        )
         try:
-            decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
+            decoded = decode_payload(
+                m.payload,
+                max_bytes=self.max_payload_bytes,
+                senml=senml,
+                now_ns=m.arrived_ns or now_ns,
+            )
         except PayloadError as exc:
             self._reject(out, m, publisher, exc.reason, exc.detail)
             return

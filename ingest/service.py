@@ -49,6 +49,7 @@ class Ingester:
             settings.topic_prefix,
             settings.ingest_max_payload_bytes,
             is_gateway=devices.is_gateway,
+            senml_lookup=devices.by_senml_name,
         )
         self.stats = IngestStats()
         self.spool = Spool(

@@ -44,6 +44,7 @@ COLUMNS = (
     "owner_department",
     "firmware",
     "gateway_id",
+    "senml_name",
 )
 MAX_ROWS = 100_000
 _CHUNK = 500

@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Status = Literal["planned", "installed", "active", "maintenance", "retired"]
 SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: RFC 8428 §4.5.1: the characters of a SenML name, and its first one
+SENML_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:./_-]{0,254}$"
+SENML_NAME_DESCRIPTION = (
+    "The name its SenML packs give it (bn + n up to the quantity), e.g. "
+    "urn:dev:ow:10e2073a01080063; unique; unset, the sensor id is its SenML name"
+)
 
 
 class SensorDetails(BaseModel):
@@ -24,6 +30,9 @@ class SensorDetails(BaseModel):
     commissioned_on: date | None = None
     owner_department: str = Field("", max_length=128)
     firmware: str = Field("", max_length=64)
+    senml_name: str | None = Field(
+        None, pattern=SENML_NAME_PATTERN, description=SENML_NAME_DESCRIPTION
+    )
 
 
 class SensorIn(SensorDetails):
@@ -49,6 +58,9 @@ class SensorPatch(BaseModel):
     commissioned_on: date | None = None
     owner_department: str | None = Field(None, max_length=128)
     firmware: str | None = Field(None, max_length=64)
+    senml_name: str | None = Field(
+        None, pattern=SENML_NAME_PATTERN, description=SENML_NAME_DESCRIPTION
+    )
 
 
 class Move(BaseModel):

@@ -73,6 +73,7 @@ def to_out(row: Sensor) -> SensorOut:
         commissioned_on=row.commissioned_on,
         owner_department=row.owner_department or "",
         firmware=row.firmware or "",
+        senml_name=row.senml_name,
         created_at=row.created_at,
         updated_at=row.updated_at,
         has_credentials=row.mqtt_password_hash is not None,
@@ -99,6 +100,16 @@ def audit(
             after=after,
         )
     )
+
+
+async def _senml_name_free(session: AsyncSession, name: str | None, sensor_id: str) -> None:
+    """A SenML name finds one sensor (the column is unique): say whose it is, not a 500."""
+    if name is None:
+        return
+    query = select(Sensor.id).where(Sensor.senml_name == name, Sensor.id != sensor_id)
+    other = await session.scalar(query)
+    if other is not None:
+        raise InvalidSensor(f"SenML name {name!r} is already sensor {other}'s")
 
 
 def encode_cursor(last_id: str) -> str:
@@ -145,6 +156,7 @@ class Registry:
             if await session.get(Sensor, spec.id) is not None:
                 raise SensorExists(f"sensor {spec.id} is already registered; update it instead")
             row = self.new_row(spec)
+            await _senml_name_free(session, spec.senml_name, spec.id)
             session.add(row)
             audit(session, actor, "register", "sensor", spec.id, None, snapshot(row))
             return to_out(row)
@@ -161,6 +173,7 @@ class Registry:
             if "status" in changes:
                 check_transition(sensor_id, row.status, changes["status"])
             self.check(changes.get("type"), changes.get("subdistrict"))
+            await _senml_name_free(session, changes.get("senml_name"), sensor_id)
             before = snapshot(row)
             for key, value in changes.items():
                 setattr(row, key, value)

@@ -36,6 +36,7 @@ class DeviceInfo:
     lon: float
     status: str
     gateway_id: str | None = None
+    senml_name: str | None = None  # its SenML name when not its id (sensornet.senml_resolve)
 
     @property
     def reporting(self) -> bool:
@@ -115,6 +116,7 @@ async def upsert_devices(
                     lon=d.lon,
                     status=d.status,
                     gateway_id=d.gateway_id,
+                    senml_name=d.senml_name,
                     created_at=now,
                     updated_at=now,
                 )
@@ -125,6 +127,7 @@ async def upsert_devices(
                 before = snapshot(row)
                 row.type, row.subdistrict, row.lat, row.lon = d.type, d.subdistrict, d.lat, d.lon
                 row.status, row.gateway_id = d.status, d.gateway_id
+                row.senml_name = d.senml_name
                 row.updated_at = utcnow()
                 audit(session, actor, "update", "sensor", d.id, before, snapshot(row))
                 changed += 1
@@ -180,6 +183,7 @@ class DeviceCache:
         self._engine = engine
         self._ttl_s, self._full_reload_s = ttl_s, full_reload_s
         self._devices: dict[str, DeviceInfo] = {}
+        self._by_senml_name: dict[str, DeviceInfo] = {}
         self._gateways: frozenset[str] = frozenset()
         self._checked_at = self._loaded_at = float("-inf")
         self._fingerprint: tuple[object, ...] | None = None
@@ -203,6 +207,9 @@ class DeviceCache:
                 self._gateways = await load_gateway_ids(self._engine)
                 if devices != self._devices:
                     self._devices = devices
+                    self._by_senml_name = {
+                        d.senml_name: d for d in devices.values() if d.senml_name
+                    }
                     self.version += 1
                 self._fingerprint, self._loaded_at = fingerprint, now
             self._checked_at = now
@@ -215,6 +222,11 @@ class DeviceCache:
 
     def get(self, sensor_id: str) -> DeviceInfo | None:
         return self._devices.get(sensor_id)
+
+    def by_senml_name(self, name: str) -> DeviceInfo | None:
+        """The sensor whose SenML name is ``name``: its ``senml_name``, else its id."""
+        device = self._by_senml_name.get(name)
+        return device if device is not None else self._devices.get(name)
 
     def is_gateway(self, device_id: str) -> bool:
         """A registered gateway that is not retired (it may publish its status)."""

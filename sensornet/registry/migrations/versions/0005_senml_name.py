@@ -1,6 +1,6 @@
 """Sensors may carry the name their SenML packs give them, unique when set (NULL for the rest).
 
-Revision ID: 0004
+Revision ID: 0005
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -38,6 +38,7 @@ from sensornet.registry.service import (
     SensorNotFound,
     parse_bbox,
 )
+from sensornet.reserved import reserved_ids
 
 router = APIRouter()
 # before /sensors/{sensor_id}, so "export.csv" is not taken for a sensor id
@@ -67,7 +68,8 @@ def problem(exc: SensornetError) -> Problem:
 
 
 def registry(request: Request) -> Registry:
-    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+    state = request.app.state
+    return Registry(state.registry, state.catalogue, load_district(), reserved_ids(state.settings))
 
 
 class Registered(SensorOut):

@@ -175,6 +175,8 @@ def _check_row(
     merged = row if current is None else {**_comparable(to_out(current)), **row}
     try:
         spec = SensorIn.model_validate(merged, strict=False)
+        if current is None:
+            registry.check_new_id(spec.id)
         registry.check(spec.type, spec.subdistrict)
         if current is None and spec.status == "retired":
             raise SensornetError("cannot register a sensor as retired")

@@ -22,6 +22,7 @@ from sensornet.errors import SensornetError
 from sensornet.registry.lifecycle import check_transition
 from sensornet.registry.models import AuditEntry, Sensor, utcnow
 from sensornet.registry.schemas import Move, SensorIn, SensorOut, SensorPatch, StatusChange
+from sensornet.reserved import BUILTIN_RESERVED, ReservedIdError, check_device_id
 
 MAX_PAGE = 500
 
@@ -120,6 +121,8 @@ class Registry:
     engine: AsyncEngine
     catalogue: Catalogue
     district: District
+    #: ids no device may take (sensornet.reserved): give ``reserved_ids(settings)``
+    reserved: frozenset[str] = BUILTIN_RESERVED
 
     def session(self) -> AsyncSession:
         return async_sessionmaker(self.engine, expire_on_commit=False)()
@@ -133,7 +136,15 @@ class Registry:
         except SensornetError as exc:
             raise InvalidSensor(str(exc)) from exc
 
+    def check_new_id(self, device_id: str) -> None:
+        """A new sensor or gateway may not take a service identity's name."""
+        try:
+            check_device_id(device_id, self.reserved)
+        except ReservedIdError as exc:
+            raise InvalidSensor(str(exc)) from exc
+
     def new_row(self, spec: SensorIn) -> Sensor:
+        self.check_new_id(spec.id)
         self.check(spec.type, spec.subdistrict)
         if spec.status == "retired":
             raise InvalidSensor(f"sensor {spec.id}: cannot register as retired")

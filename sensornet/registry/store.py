@@ -17,6 +17,7 @@ from sensornet.district import District
 from sensornet.errors import SensornetError
 from sensornet.registry.migrate import migrate
 from sensornet.registry.models import REPORTING_STATUSES, Gateway, Sensor, utcnow
+from sensornet.reserved import ReservedIdError, check_device_id
 
 SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -89,6 +90,11 @@ async def upsert_devices(
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     changed = 0
     devices = list(devices)
+    for d in devices:
+        try:
+            check_device_id(d.id)
+        except ReservedIdError as exc:
+            raise RegistryError(str(exc)) from exc
     async with sessions() as session, session.begin():
         existing = {s.id: s for s in (await session.scalars(select(Sensor))).all()}
         gateways = set((await session.scalars(select(Gateway.id))).all())

@@ -27,7 +27,7 @@ from wiring.parts import run_api
 from wiring.services import Mosquitto, broker_acl, free_port
 
 PREFIX = "city/v1"
-CANARY_PASSWORD = "canary-test-pw"  # noqa: S105 - a test broker's
+CANARY_PASSWORD = "canary-test-pw"
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def open_broker(tmp_path: Path) -> Mosquitto:
             "NS-DEV": "device-pw",
             "observer": "observer-pw",
         },
-        acl=broker_acl(PREFIX, "ingester", "simulator") + f"\nuser observer\ntopic read {PREFIX}/#\n",
+        acl=broker_acl(PREFIX, "ingester", "simulator")
+        + f"\nuser observer\ntopic read {PREFIX}/#\n",
     )
     service.start()
     # the delivery canary, with a password this test knows (broker_files.deliver's way)

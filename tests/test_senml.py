@@ -74,7 +74,7 @@ types:
 
 
 def device(dev_id: str, type_id: str, senml_name: str | None = None) -> DeviceInfo:
-    return DeviceInfo(dev_id, type_id, "jingansi", 31.2, 121.4, "active", None, senml_name)
+    return DeviceInfo(dev_id, type_id, "jingansi", 31.2, 121.4, "active", senml_name=senml_name)
 
 
 DEVICES = [

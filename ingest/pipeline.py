@@ -214,7 +214,7 @@ class Pipeline:
             return
         for item in decoded.rejects:
             error = item.error
-            self._reject(out, m, publisher, error.reason, error.detail, None, item.sensor_id)
+            self._reject(out, m, publisher, error.reason, error.detail, item.seq, item.sensor_id)
         is_pack = parsed.kind == "pack"
         for index, raw in enumerate(decoded.readings):
             named = raw.sensor_id

@@ -56,6 +56,7 @@ _VALUES: tuple[Kind, ...] = ("v", "vs", "vb", "vd")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One resolved SenML record (RFC 8428 §4.6): every base field applied."""

@@ -124,12 +124,15 @@ def _seq(record: Record) -> int:
 
 
 def to_readings(pack: Pack, ctx: SenmlContext) -> Decoded:
-    """Group resolved records into readings, one per device and time."""
+    """Group resolved records into readings, one per device and time. A reading is stored
+    whole or refused whole, as every reading of the platform: one bad record refuses the
+    reading it belongs to (with its ``seq``, for the device's accounting)."""
     out = Decoded([], list(pack.rejects))
     grouped: dict[tuple[str, int | None], RawReading] = {}
+    failed: dict[tuple[str, int | None], PayloadError] = {}
     found: dict[str, tuple[DeviceInfo, str] | None] = {}
     for record in pack.records:
-        device_id = None
+        slot: tuple[str, int | None] | None = None
         try:
             name = record.name
             if len(name) > MAX_NAME:
@@ -142,22 +145,33 @@ def to_readings(pack: Pack, ctx: SenmlContext) -> Decoded:
                     "unknown_sensor", f"SenML name {name!r:.80} matches no registered sensor"
                 )
             device, key = hit
-            device_id = device.id
-            reading = grouped.get((device.id, record.time_ns))
+            slot = (device.id, record.time_ns)
+            reading = grouped.get(slot)
             if reading is None:
-                reading = RawReading(values={}, ts_ns=record.time_ns, sensor_id=device.id)
-                grouped[(device.id, record.time_ns)] = reading
+                reading = grouped[slot] = RawReading({}, record.time_ns, None, device.id)
             if key == SEQ_NAME:
                 if reading.seq is not None:
                     raise PayloadError("duplicate_key", "SenML repeats 'seq' at one time")
                 reading.seq = _seq(record)
-                continue
-            _put(reading, record, key, device, ctx)
+            else:
+                _put(reading, record, key, device, ctx)
         except (PayloadError, UnitError) as exc:
-            error = exc if isinstance(exc, PayloadError) else PayloadError(exc.reason, exc.detail)
+            error: PayloadError = (
+                exc if isinstance(exc, PayloadError) else PayloadError(exc.reason, exc.detail)
+            )
             error.__traceback__ = None
-            out.rejects.append(ItemReject(record.index, device_id, error))
-    out.readings.extend(r for r in grouped.values() if r.values or r.seq is not None)
+            if slot is None:  # no device: the record alone
+                out.rejects.append(ItemReject(record.index, None, error))
+            else:
+                failed.setdefault(slot, error)
+    for slot, reading in grouped.items():
+        refusal = failed.get(slot)
+        if refusal is None and not reading.values:
+            refusal = PayloadError("no_values", "SenML reading carries a seq and no value")
+        if refusal is None:
+            out.readings.append(reading)
+        else:
+            out.rejects.append(ItemReject(-1, reading.sensor_id, refusal, reading.seq))
     return out
 
 

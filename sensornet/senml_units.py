@@ -181,4 +181,6 @@ def convert(value: float, source: str, target: str) -> float:
             f"{source} ({src.dimension}) cannot be converted to {target} ({dst.dimension})",
         )
     base = value * src.factor + src.offset
-    return (base - dst.offset) / dst.factor
+    # 12 significant digits: more than any sensor resolves, fewer than the float noise
+    # of the scale factors (800 ug/m3 is 0.8 mg/m3, not 0.8000000000000002)
+    return float(f"{(base - dst.offset) / dst.factor:.12g}")

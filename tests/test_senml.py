@@ -17,7 +17,7 @@ from sensornet.errors import PayloadError
 from sensornet.records import Decoded
 from sensornet.registry.store import DeviceInfo
 from sensornet.senml import JSON_TO_CBOR, loads_cbor, resolve_pack
-from sensornet.senml_resolve import SenmlContext, to_readings
+from sensornet.senml_resolve import SenmlContext
 
 NOW_NS = 1_795_580_000_000_000_000
 NOW_S = NOW_NS // 10**9
@@ -333,10 +333,10 @@ def test_units_of_one_dimension_convert(catalogue: Catalogue) -> None:
         ({"n": "seq", "v": 1.5}, "bad_seq"),
     ],
 )
-def test_a_bad_record_is_refused_alone(
+def test_a_bad_record_refuses_its_reading_only(
     catalogue: Catalogue, record: dict[str, Any], reason: str
 ) -> None:
-    d = decode(catalogue, [record, {"n": "humidity", "v": 60}], publisher="WS-1")
+    d = decode(catalogue, [record, {"n": "humidity", "v": 60, "t": -60}], publisher="WS-1")
     assert reasons(d) == [reason]
     assert [r.values for r in d.readings] == [{"humidity": 60.0}]
 
@@ -419,7 +419,24 @@ def test_a_repeated_quantity_at_one_time_is_refused(catalogue: Catalogue) -> Non
     d = decode(catalogue, [{"n": "temperature", "v": 20}, {"n": "temperature", "v": 21}],
                publisher="WS-1")  # fmt: skip
     assert reasons(d) == ["duplicate_key"]
-    assert [r.values for r in d.readings] == [{"temperature": 20.0}]
+    assert d.readings == []  # stored whole or refused whole
+
+
+def test_a_refused_reading_keeps_its_seq_for_the_accounting(catalogue: Catalogue) -> None:
+    d = decode(
+        catalogue,
+        [{"bn": "WS-1/", "n": "temperature", "u": "%RH", "v": 20}, {"n": "seq", "v": 9},
+         {"n": "humidity", "v": 50}],
+    )  # fmt: skip
+    assert [(r.sensor_id, r.seq, r.error.reason) for r in d.rejects] == [
+        ("WS-1", 9, "senml_unit_mismatch")
+    ]
+    assert d.readings == []
+
+
+def test_a_seq_without_values_is_no_reading(catalogue: Catalogue) -> None:
+    d = decode(catalogue, [{"bn": "WS-1/", "n": "seq", "v": 9}])
+    assert [(r.seq, r.error.reason) for r in d.rejects] == [(9, "no_values")]
 
 
 def test_a_device_name_with_two_candidates_by_unit_is_refused(catalogue: Catalogue) -> None:

@@ -22,6 +22,8 @@ def _dev_eui(value: object) -> str | None:
         return normalise_dev_eui(value)  # type: ignore[arg-type]
     except InvalidDevEui as exc:
         raise ValueError(str(exc)) from None
+
+
 #: RFC 8428 §4.5.1: the characters of a SenML name, and its first one
 SENML_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:./_-]{0,254}$"
 SENML_NAME_DESCRIPTION = (

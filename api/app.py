@@ -26,6 +26,7 @@ from api import (
     registry_routes,
 )
 from api.auth import require
+from api.body_guard import BodyGuard
 from api.fast import FastRoutes
 from api.key_cache import KeyCache
 from api.problems import Problem
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.state.settings = settings
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
+    app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
     problems.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 Status = Literal["planned", "installed", "active", "maintenance", "retired"]
 SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -35,20 +36,42 @@ class SensorIn(SensorDetails):
     status: Status = "planned"
 
 
+#: Fields of a sensor the registry always has a value for (NOT NULL): a patch may change
+#: them, never null them ("" clears a text; a type can only be replaced)
+NOT_NULL = ("type", "address", "description", "mounting", "owner_department", "firmware")
+
+
+#: A patch field left out: None in Python, not a value a client may send (the schema has
+#: no null for it; pydantic's documented way to keep a default out of the JSON schema)
+Absent = SkipJsonSchema[None]
+
+
 class SensorPatch(BaseModel):
-    """A partial update; only the fields given change. Location has its own ``move``."""
+    """A partial update; only the fields given change. Location has its own ``move``.
+    ``null`` clears the gateway and the dates; the other fields refuse it (422, saying
+    why) rather than reach the database's NOT NULL constraint."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str | None = Field(None, min_length=1, max_length=64)
+    type: str | Absent = Field(None, min_length=1, max_length=64)
     gateway_id: str | None = Field(None, max_length=64)
-    address: str | None = Field(None, max_length=500)
-    description: str | None = Field(None, max_length=2000)
-    mounting: str | None = Field(None, max_length=64)
+    address: str | Absent = Field(None, max_length=500)
+    description: str | Absent = Field(None, max_length=2000)
+    mounting: str | Absent = Field(None, max_length=64)
     installed_on: date | None = None
     commissioned_on: date | None = None
-    owner_department: str | None = Field(None, max_length=128)
-    firmware: str | None = Field(None, max_length=64)
+    owner_department: str | Absent = Field(None, max_length=128)
+    firmware: str | Absent = Field(None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in NOT_NULL:
+                if name in data and data[name] is None:
+                    clear = "leave it out to keep it" if name == "type" else 'send "" to clear it'
+                    raise ValueError(f"{name} cannot be null: {clear}")
+        return data
 
 
 class Move(BaseModel):

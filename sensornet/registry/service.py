@@ -6,8 +6,7 @@ these, so a rule (the lifecycle, the catalogue check) lives here once.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,6 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from sensornet import cursors
 from sensornet.catalogue import Catalogue
 from sensornet.district import District
 from sensornet.errors import SensornetError
@@ -101,16 +101,17 @@ def audit(
     )
 
 
+#: What a registry listing's cursor holds: the last sensor id of the page
+_ID_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
+
 def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+    return cursors.encode(last_id)
 
 
 def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidSensor(f"invalid cursor {cursor!r}: pass next_cursor unchanged") from exc
+    """Raises ``InvalidCursor`` for anything ``encode_cursor`` did not make."""
+    return cursors.decode(cursor, _ID_KEY, "a sensor id")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from api.problems import Problem
 from sensornet.district import load_district
 from sensornet.registry import bulk
 from sensornet.registry.service import Registry
+from sensornet.reserved import reserved_ids
 
 router = APIRouter(tags=["registry"])
 #: An import's body cap: the most rows an import takes at ~200 bytes a row (docs/api.md)
@@ -43,7 +44,8 @@ class ImportOut(BaseModel):
 
 
 def _registry(request: Request) -> Registry:
-    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+    state = request.app.state
+    return Registry(state.registry, state.catalogue, load_district(), reserved_ids(state.settings))
 
 
 async def _import(

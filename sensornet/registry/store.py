@@ -17,6 +17,7 @@ from sensornet.district import District
 from sensornet.errors import SensornetError
 from sensornet.registry.migrate import migrate
 from sensornet.registry.models import REPORTING_STATUSES, Gateway, Sensor, utcnow
+from sensornet.reserved import ReservedIdError, check_device_id
 
 SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -36,6 +37,7 @@ class DeviceInfo:
     lon: float
     status: str
     gateway_id: str | None = None
+    dev_eui: str | None = None  # LoRaWAN sensors: canonical DevEUI (sensornet.deveui)
 
     @property
     def reporting(self) -> bool:
@@ -89,6 +91,11 @@ async def upsert_devices(
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     changed = 0
     devices = list(devices)
+    for d in devices:
+        try:
+            check_device_id(d.id)
+        except ReservedIdError as exc:
+            raise RegistryError(str(exc)) from exc
     async with sessions() as session, session.begin():
         existing = {s.id: s for s in (await session.scalars(select(Sensor))).all()}
         gateways = set((await session.scalars(select(Gateway.id))).all())
@@ -115,6 +122,7 @@ async def upsert_devices(
                     lon=d.lon,
                     status=d.status,
                     gateway_id=d.gateway_id,
+                    dev_eui=d.dev_eui,
                     created_at=now,
                     updated_at=now,
                 )
@@ -124,7 +132,7 @@ async def upsert_devices(
             elif _info(row) != d:
                 before = snapshot(row)
                 row.type, row.subdistrict, row.lat, row.lon = d.type, d.subdistrict, d.lat, d.lon
-                row.status, row.gateway_id = d.status, d.gateway_id
+                row.status, row.gateway_id, row.dev_eui = d.status, d.gateway_id, d.dev_eui
                 row.updated_at = utcnow()
                 audit(session, actor, "update", "sensor", d.id, before, snapshot(row))
                 changed += 1
@@ -180,6 +188,7 @@ class DeviceCache:
         self._engine = engine
         self._ttl_s, self._full_reload_s = ttl_s, full_reload_s
         self._devices: dict[str, DeviceInfo] = {}
+        self._by_dev_eui: dict[str, DeviceInfo] = {}
         self._gateways: frozenset[str] = frozenset()
         self._checked_at = self._loaded_at = float("-inf")
         self._fingerprint: tuple[object, ...] | None = None
@@ -203,6 +212,7 @@ class DeviceCache:
                 self._gateways = await load_gateway_ids(self._engine)
                 if devices != self._devices:
                     self._devices = devices
+                    self._by_dev_eui = {d.dev_eui: d for d in devices.values() if d.dev_eui}
                     self.version += 1
                 self._fingerprint, self._loaded_at = fingerprint, now
             self._checked_at = now
@@ -215,6 +225,10 @@ class DeviceCache:
 
     def get(self, sensor_id: str) -> DeviceInfo | None:
         return self._devices.get(sensor_id)
+
+    def by_dev_eui(self, dev_eui: str) -> DeviceInfo | None:
+        """The sensor registered with this DevEUI (canonical form, ``sensornet.deveui``)."""
+        return self._by_dev_eui.get(dev_eui)
 
     def is_gateway(self, device_id: str) -> bool:
         """A registered gateway that is not retired (it may publish its status)."""

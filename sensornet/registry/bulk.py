@@ -46,6 +46,8 @@ COLUMNS = (
     "gateway_id",
     "dev_eui",
     "senml_name",
+    "sc_chip",
+    "sc_location",
 )
 MAX_ROWS = 100_000
 _CHUNK = 500

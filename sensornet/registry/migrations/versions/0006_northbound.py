@@ -1,6 +1,6 @@
 """Northbound subscriptions, their cursors (the durable outbox) and delivery counts.
 
-Revision ID: 0004
+Revision ID: 0006
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -274,9 +274,12 @@ class GmqttHooks:
         is present; so the store is replayed on every connect and emptied only by
         PUBACKs. The broker may then get a message twice (at least once, as QoS 1 says)."""
         client = self.client
+        replays: set[asyncio.Future[None]] = set()  # referenced until done
 
         def replay() -> None:
-            asyncio.ensure_future(client._resend_qos_messages())
+            task = asyncio.ensure_future(client._resend_qos_messages())
+            replays.add(task)
+            task.add_done_callback(replays.discard)
 
         client._package_handler._clear_qos_callback = replay
 

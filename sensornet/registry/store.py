@@ -280,6 +280,11 @@ class DeviceCache:
             await self.refresh()
         return self._devices
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The registry behind the cache (an input reads its devices' credentials)."""
+        return self._engine
+
     def get(self, sensor_id: str) -> DeviceInfo | None:
         return self._devices.get(sensor_id)
 

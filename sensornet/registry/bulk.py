@@ -175,7 +175,7 @@ def _check_row(
     merged = row if current is None else {**_comparable(to_out(current)), **row}
     try:
         spec = SensorIn.model_validate(merged, strict=False)
-        registry.check(spec.type, spec.subdistrict)
+        registry.check(spec.type, spec.subdistrict, spec.lat, spec.lon)
         if current is None and spec.status == "retired":
             raise SensornetError("cannot register a sensor as retired")
         if current is not None:

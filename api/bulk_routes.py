@@ -14,6 +14,7 @@ from api.problems import Problem
 from sensornet.district import load_district
 from sensornet.registry import bulk
 from sensornet.registry.service import Registry
+from sensornet.reserved import reserved_ids
 
 router = APIRouter(tags=["registry"])
 DryRun = Annotated[bool, Query(description="Check and report, change nothing")]
@@ -41,7 +42,8 @@ class ImportOut(BaseModel):
 
 
 def _registry(request: Request) -> Registry:
-    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+    state = request.app.state
+    return Registry(state.registry, state.catalogue, load_district(), reserved_ids(state.settings))
 
 
 async def _import(

@@ -89,9 +89,12 @@ class Sensor(Base):
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
     mqtt_password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     credentials_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    #: LoRaWAN DevEUI, 16 upper-case hex digits (sensornet.deveui); unique when set
+    dev_eui: Mapped[str | None] = mapped_column(String(16), default=None)
 
     __table_args__ = (
         Index("ix_sensors_updated_at", "updated_at"),
+        Index("ux_sensors_dev_eui", "dev_eui", unique=True),
         Index("ix_sensors_type", "type"),
         Index("ix_sensors_subdistrict", "subdistrict"),
         Index("ix_sensors_status", "status"),

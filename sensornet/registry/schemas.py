@@ -5,10 +5,23 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sensornet.deveui import InvalidDevEui, normalise_dev_eui
 
 Status = Literal["planned", "installed", "active", "maintenance", "retired"]
 SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DEV_EUI_DESCRIPTION = "LoRaWAN DevEUI: 16 hex digits, separators allowed; stored upper case, unique"
+
+
+def _dev_eui(value: object) -> str | None:
+    """The canonical DevEUI (``sensornet.deveui``); empty means none."""
+    if value is None or value == "":
+        return None
+    try:
+        return normalise_dev_eui(value)  # type: ignore[arg-type]
+    except InvalidDevEui as exc:
+        raise ValueError(str(exc)) from None
 
 
 class SensorDetails(BaseModel):
@@ -24,6 +37,9 @@ class SensorDetails(BaseModel):
     commissioned_on: date | None = None
     owner_department: str = Field("", max_length=128)
     firmware: str = Field("", max_length=64)
+    dev_eui: str | None = Field(None, max_length=64, description=DEV_EUI_DESCRIPTION)
+
+    _canonical_dev_eui = field_validator("dev_eui", mode="before")(_dev_eui)
 
 
 class SensorIn(SensorDetails):
@@ -49,6 +65,9 @@ class SensorPatch(BaseModel):
     commissioned_on: date | None = None
     owner_department: str | None = Field(None, max_length=128)
     firmware: str | None = Field(None, max_length=64)
+    dev_eui: str | None = Field(None, max_length=64, description=DEV_EUI_DESCRIPTION)
+
+    _canonical_dev_eui = field_validator("dev_eui", mode="before")(_dev_eui)
 
 
 class Move(BaseModel):

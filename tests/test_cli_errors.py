@@ -168,7 +168,7 @@ async def test_ingest_retries_until_the_broker_comes_up(
         await wait_until(lambda: logged("unreachable"), timeout_s=30)
         assert proc.returncode is None  # still running, retrying
         broker.start()
-        await wait_until(lambda: logged("subscribed"), timeout_s=60)
+        await wait_until(lambda: logged("receiving"), timeout_s=60)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             code = await proc.wait()

@@ -16,7 +16,7 @@ from api.broker_sync import ensure_broker, sync
 from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
-from sensornet.errors import SensornetError
+from sensornet.errors import InvalidCursor, SensornetError
 from sensornet.registry import keys
 from sensornet.registry.lifecycle import TransitionError
 from sensornet.registry.schemas import (
@@ -55,6 +55,7 @@ _STATUS = {
     DevEuiTaken: (409, "DevEUI already registered"),
     TransitionError: (409, "Status change not allowed"),
     InvalidSensor: (422, "Invalid sensor entry"),
+    InvalidCursor: (422, "Invalid cursor"),  # 422 as before (a query listing: 400)
     keys.ApiKeyError: (404, "Unknown API key"),
     broker_auth.CredentialsError: (404, "Not registered"),
 }

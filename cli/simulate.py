@@ -36,21 +36,36 @@ def _credentials(path: Path | None) -> dict[str, str]:
 
 def print_report(report: Any, limit: int = 30) -> None:
     table = Table(title="simulator account (per device with faults or discrepancies)")
-    for col in ("device", "sent", "expected", "stored", "rejected", "unexpected", "missing"):
+    cols = ("device", "sent", "expected", "stored", "rejected", "unexpected", "lost on device")
+    for col in (*cols, "missing"):
         table.add_column(col, justify="right" if col != "device" else "left")
     shown = [
         a
         for a in report.devices
-        if a.missing or a.unexpected or a.rejected or a.stored != a.expected_stored
+        if a.missing
+        or a.unexpected
+        or a.rejected
+        or a.lost_on_device
+        or a.stored != a.expected_stored
     ]
     for a in shown[:limit]:
         table.add_row(
             a.device,
-            *(str(v) for v in (a.sent, a.expected_stored, a.stored, a.rejected, a.unexpected)),
+            *(
+                str(v)
+                for v in (
+                    a.sent,
+                    a.expected_stored,
+                    a.stored,
+                    a.rejected,
+                    a.unexpected,
+                    a.lost_on_device,
+                )
+            ),
             f"[red]{a.missing}[/red]" if a.missing else "0",
         )
     if len(shown) > limit:
-        table.add_row(f"… {len(shown) - limit} more", "", "", "", "", "", "")
+        table.add_row(f"… {len(shown) - limit} more", "", "", "", "", "", "", "")
     console.print(table)
     reasons = Table(title="refusals: injected fault vs platform reason")
     for col in ("reason", "injected", "platform"):

@@ -19,6 +19,7 @@ from sensornet.lineprotocol import encode_point
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.records import Decoded, RawReading
 from sensornet.registry.store import DeviceInfo
+from sensornet.senml_resolve import SenmlContext
 from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate
 
@@ -205,8 +206,14 @@ class Pipeline:
             else:
                 out.status.append((publisher, m.payload))
             return
+        senml = SenmlContext(self.catalogue, self._senml_name, self.lookup(publisher))
         try:
-            decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
+            decoded = decode_payload(
+                m.payload,
+                max_bytes=self.max_payload_bytes,
+                senml=senml,
+                now_ns=m.arrived_ns or now_ns,
+            )
         except PayloadError as exc:
             self._reject(out, m, publisher, exc.reason, exc.detail)
             return
@@ -230,6 +237,11 @@ class Pipeline:
             self._reject(out, m, publisher, exc.reason, exc.detail)
             return
         self._store(m, publisher, "format", decoded, now_ns, out)
+
+    def _senml_name(self, name: str) -> DeviceInfo | None:
+        """The sensor a SenML name names: its registered ``senml_name``, else its id."""
+        device = self.resolve("senml_name", name)
+        return device if device is not None else self.lookup(name)
 
     def _device_of(
         self, raw: RawReading, publisher: str | None
@@ -258,7 +270,7 @@ class Pipeline:
         ``pack``) or ``format``, which decides whose readings the message may carry."""
         for item in decoded.rejects:
             error = item.error
-            self._reject(out, m, publisher, error.reason, error.detail, None, item.sensor_id)
+            self._reject(out, m, publisher, error.reason, error.detail, item.seq, item.sensor_id)
         is_pack = kind == "pack"
         for index, raw in enumerate(decoded.readings):
             named = raw.sensor_id

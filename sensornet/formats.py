@@ -35,7 +35,7 @@ FORMATS: dict[str, str] = {}
 
 # Ways a payload may name a device besides its registry id. The registry cache maps each
 # (scheme, key) to a sensor id (``sensornet.registry.store.load_aliases``).
-ID_SCHEMES: frozenset[str] = frozenset({"deveui", "sc_chip", "senml_name"})
+ID_SCHEMES: frozenset[str] = frozenset({"deveui", "sc_chip", "sc_location", "senml_name"})
 
 _loaded: dict[str, Decoder] = {}
 

@@ -15,6 +15,7 @@ class ItemReject:
     index: int
     sensor_id: str | None
     error: PayloadError
+    seq: int | None = None  # the refused reading's, when it carried one
 
 
 @dataclass(slots=True)

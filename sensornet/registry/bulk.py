@@ -45,6 +45,9 @@ COLUMNS = (
     "firmware",
     "gateway_id",
     "dev_eui",
+    "senml_name",
+    "sc_chip",
+    "sc_location",
 )
 MAX_ROWS = 100_000
 _CHUNK = 500

@@ -6,8 +6,7 @@ these, so a rule (the lifecycle, the catalogue check) lives here once.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,6 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from sensornet import cursors
 from sensornet.catalogue import Catalogue
 from sensornet.deveui import InvalidDevEui, normalise_dev_eui
 from sensornet.district import District
@@ -81,6 +81,9 @@ def to_out(row: Sensor) -> SensorOut:
         owner_department=row.owner_department or "",
         firmware=row.firmware or "",
         dev_eui=row.dev_eui,
+        senml_name=row.senml_name,
+        sc_chip=row.sc_chip,
+        sc_location=row.sc_location,
         created_at=row.created_at,
         updated_at=row.updated_at,
         has_credentials=row.mqtt_password_hash is not None,
@@ -118,16 +121,33 @@ async def _check_dev_eui(session: AsyncSession, dev_eui: str | None, sensor_id: 
         raise DevEuiTaken(f"DevEUI {dev_eui} is already registered to sensor {holder}")
 
 
+#: What a registry listing's cursor holds: the last sensor id of the page
+_ID_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
+
+#: Names other ways in give a sensor (unique columns): what each is called in errors
+_NAMES = {"senml_name": "SenML name", "sc_chip": "chip id", "sc_location": "location id"}
+
+
+async def _names_free(session: AsyncSession, values: dict[str, Any], sensor_id: str) -> None:
+    """Each name finds one sensor (the columns are unique): say whose it is, not a 500."""
+    for column, label in _NAMES.items():
+        name = values.get(column)
+        if name is None:
+            continue
+        query = select(Sensor.id).where(getattr(Sensor, column) == name, Sensor.id != sensor_id)
+        other = await session.scalar(query)
+        if other is not None:
+            raise InvalidSensor(f"{label} {name!r} is already sensor {other}'s")
+
+
 def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+    return cursors.encode(last_id)
 
 
 def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidSensor(f"invalid cursor {cursor!r}: pass next_cursor unchanged") from exc
+    """Raises ``InvalidCursor`` for anything ``encode_cursor`` did not make."""
+    return cursors.decode(cursor, _ID_KEY, "a sensor id")
 
 
 @dataclass(frozen=True)
@@ -181,6 +201,7 @@ class Registry:
                 raise SensorExists(f"sensor {spec.id} is already registered; update it instead")
             row = self.new_row(spec)
             await _check_dev_eui(session, spec.dev_eui, spec.id)
+            await _names_free(session, spec.model_dump(), spec.id)
             session.add(row)
             audit(session, actor, "register", "sensor", spec.id, None, snapshot(row))
             return to_out(row)
@@ -205,6 +226,7 @@ class Registry:
             )
             if changes.get("dev_eui") is not None:
                 await _check_dev_eui(session, changes["dev_eui"], sensor_id)
+            await _names_free(session, changes, sensor_id)
             before = snapshot(row)
             for key, value in changes.items():
                 setattr(row, key, value)

@@ -49,6 +49,9 @@ class DeviceInfo:
     status: str
     gateway_id: str | None = None
     dev_eui: str | None = None  # LoRaWAN sensors: canonical DevEUI (sensornet.deveui)
+    senml_name: str | None = None  # its SenML name when not its id (sensornet.senml_resolve)
+    sc_chip: str | None = None  # Sensor.Community node: the airrohr firmware's chip id
+    sc_location: str | None = None  # Sensor.Community node: its location id in the data API
 
     @property
     def reporting(self) -> bool:
@@ -144,6 +147,9 @@ async def upsert_devices(
                     status=d.status,
                     gateway_id=d.gateway_id,
                     dev_eui=d.dev_eui,
+                    senml_name=d.senml_name,
+                    sc_chip=d.sc_chip,
+                    sc_location=d.sc_location,
                     created_at=now,
                     updated_at=now,
                 )
@@ -154,6 +160,11 @@ async def upsert_devices(
                 before = snapshot(row)
                 row.type, row.subdistrict, row.lat, row.lon = d.type, d.subdistrict, d.lat, d.lon
                 row.status, row.gateway_id, row.dev_eui = d.status, d.gateway_id, d.dev_eui
+                row.senml_name, row.sc_chip, row.sc_location = (
+                    d.senml_name,
+                    d.sc_chip,
+                    d.sc_location,
+                )
                 row.updated_at = utcnow()
                 audit(session, actor, "update", "sensor", d.id, before, snapshot(row))
                 changed += 1
@@ -198,6 +209,22 @@ async def load_gateway_ids(engine: AsyncEngine) -> frozenset[str]:
 # column or table it reads); the cache reloads the aliases whenever it reloads the sensors.
 AliasRows = Iterable[tuple[str, str, str]]
 ALIAS_LOADERS: list[Callable[[AsyncConnection], Awaitable[AliasRows]]] = []
+
+
+async def _column_aliases(connection: AsyncConnection) -> AliasRows:
+    """The schemes kept as columns of the sensor: ``senml_name`` (its name in SenML packs),
+    ``sc_chip`` and ``sc_location`` (a Sensor.Community node's chip id and location id)."""
+    out: list[tuple[str, str, str]] = []
+    for scheme in ("senml_name", "sc_chip", "sc_location"):
+        column = getattr(Sensor, scheme)
+        query = select(column, Sensor.id).where(column.is_not(None))
+        out += [
+            (scheme, str(key), str(sensor_id)) for key, sensor_id in await connection.execute(query)
+        ]
+    return out
+
+
+ALIAS_LOADERS.append(_column_aliases)
 
 
 async def load_aliases(engine: AsyncEngine) -> dict[tuple[str, str], str]:
@@ -268,6 +295,11 @@ class DeviceCache:
         if time.monotonic() - self._checked_at >= self._ttl_s:  # else no coroutine at all
             await self.refresh()
         return self._devices
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The registry behind the cache (an input reads its devices' credentials)."""
+        return self._engine
 
     def get(self, sensor_id: str) -> DeviceInfo | None:
         return self._devices.get(sensor_id)

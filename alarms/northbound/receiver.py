@@ -56,6 +56,7 @@ class Receiver:
         self.got = Received()
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.StreamWriter] = set()
+        self._arrived = asyncio.Condition()
 
     @property
     def url(self) -> str:
@@ -73,6 +74,14 @@ class Receiver:
                 w.close()
             await self._server.wait_closed()
             self._server = None
+
+    async def wait_for_ids(self, n: int, timeout_s: float) -> bool:
+        """Until ``n`` distinct events arrived (True) or the time is up (False)."""
+        async with self._arrived:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._arrived.wait_for(lambda: len(self.got.ids) >= n)
+        return len(self.got.ids) >= n
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -118,6 +127,8 @@ class Receiver:
             if e["id"] not in self.got.ids:
                 self.got.ids.add(e["id"])
                 self.got.arrival[e["id"]] = now
+        async with self._arrived:
+            self._arrived.notify_all()
         if self.faults.delay_s:
             await asyncio.sleep(self.faults.delay_s)
         return 200

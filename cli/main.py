@@ -28,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 services_app = typer.Typer(
-    help="Run a real Mosquitto and InfluxDB as local processes.", no_args_is_help=True
+    help="Run a real Mosquitto, InfluxDB, Alertmanager and Prometheus as local processes.",
+    no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
@@ -43,13 +44,15 @@ app.command("simulate")(simulate)
 
 @services_app.command("up")
 def services_up(state_dir: StateDir = None, install: bool = True) -> None:
-    """Start the broker and InfluxDB (installing the Debian packages if missing)."""
+    """Start the broker, InfluxDB, Alertmanager and Prometheus (installing the Debian
+    packages if missing)."""
+    from wiring.alerting import alerting_services
     from wiring.services import ensure_binaries, platform_services
 
     settings = settings_from(state_dir=state_dir)
     try:
         ensure_binaries(install=install)
-        for service in platform_services(settings):
+        for service in (*platform_services(settings), *alerting_services(settings)):
             service.start()
             console.print(
                 f"{service.name}: up on {service.host}:{service.port} (log {service.log_file})"
@@ -68,10 +71,12 @@ async def _prepare(settings: Settings) -> None:
 
 @services_app.command("down")
 def services_down(state_dir: StateDir = None) -> None:
-    """Stop the broker and InfluxDB cleanly."""
+    """Stop the broker, InfluxDB, Alertmanager and Prometheus cleanly."""
+    from wiring.alerting import alerting_services
     from wiring.services import platform_services
 
-    for service in platform_services(settings_from(state_dir=state_dir)):
+    settings = settings_from(state_dir=state_dir)
+    for service in reversed((*platform_services(settings), *alerting_services(settings))):
         service.stop()
         console.print(f"{service.name}: stopped")
 
@@ -79,11 +84,13 @@ def services_down(state_dir: StateDir = None) -> None:
 @services_app.command("status")
 def services_status(state_dir: StateDir = None) -> None:
     """Print one JSON line: each service, its pid, port and readiness."""
+    from wiring.alerting import alerting_services
     from wiring.services import platform_services
 
+    settings = settings_from(state_dir=state_dir)
     out = {
         s.name: {"pid": s.pid(), "port": s.port, "ready": s.running() and s.ready()}
-        for s in platform_services(settings_from(state_dir=state_dir))
+        for s in (*platform_services(settings), *alerting_services(settings))
     }
     typer.echo(json.dumps(out))
 

@@ -158,11 +158,60 @@ class Settings(BaseSettings):
     ingest_report_interval_s: float = Field(
         10.0, description="How often platform figures are written to InfluxDB"
     )
-    ingest_metrics_port: int = Field(0, description="Prometheus /metrics port; 0 turns it off")
+    ingest_metrics_port: int = Field(
+        9464, description="The ingester's Prometheus /metrics port; 0 turns it off"
+    )
     spool_max_bytes: int = Field(
         2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
+
+    # Notifications and platform health (issue 20; docs/alerting.md)
+    alertmanager_url: str = Field(
+        "http://127.0.0.1:9093",
+        description="Alertmanager the alarm runner sends alarms and silences to; '' = none "
+        "(alarms are still recorded)",
+    )
+    alert_routing_file: Path | None = Field(
+        None,
+        description="Who gets which alarms (docs/alerting.md); default: the shipped "
+        "sensornet/data/routing.yaml",
+    )
+    alert_resend_s: float = Field(
+        60.0,
+        gt=0,
+        description="Firing alarms are sent to Alertmanager again this often (it forgets an "
+        "alert not resent within 4x this)",
+    )
+    alert_link_base: str = Field(
+        "",
+        description="Base URL of the link back to a sensor in notifications (its view is "
+        "<base>/sensors/<id>/view); default: the API's own address",
+    )
+    alert_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='JSON object of receivers\' secrets, e.g. {"duty-dingtalk.url": "...", '
+        '"duty-dingtalk.secret": "SEC...", "smtp.password": "..."}; never written into '
+        "generated configuration except as 0600 files (docs/alerting.md)",
+    )
+    alert_smtp_smarthost: str = Field(
+        "localhost:25", description="SMTP server (host:port) for e-mail receivers"
+    )
+    alert_smtp_from: str = Field("sensornet@localhost", description="Sender of alarm e-mail")
+    alert_smtp_user: str = Field("", description="SMTP login ('' = none); password: secret "
+                                 "smtp.password")  # fmt: skip
+    alert_smtp_require_tls: bool = Field(True, description="Require STARTTLS to the SMTP server")
+    alert_relay_host: str = Field("127.0.0.1", description="The WeCom/DingTalk relay listens here")
+    alert_relay_port: int = Field(
+        9097, description="Port of the relay Alertmanager posts robot notifications to"
+    )
+    alertmanager_cluster_port: int = Field(
+        0, description="Alertmanager's gossip port (0: no cluster, one Alertmanager)"
+    )
+    prometheus_port: int = Field(9090, description="The project's Prometheus listens here")
+    alarm_metrics_port: int = Field(
+        9465, description="The alarm runner's Prometheus /metrics port; 0 turns it off"
+    )
 
     accounting_max_rows: int = Field(
         100_000,
@@ -233,6 +282,21 @@ class Settings(BaseSettings):
     @property
     def registry_database_url(self) -> str:
         return self.registry_url or f"sqlite+aiosqlite:///{self.state_dir / 'registry.db'}"
+
+    @property
+    def alertmanager_port(self) -> int:
+        """The local Alertmanager's port (9093 when the runner sends to none)."""
+        if not self.alertmanager_url:
+            return 9093
+        return int(self.alertmanager_url.rsplit(":", 1)[1].split("/")[0])
+
+    def alert_secret(self, name: str) -> str:
+        """A receiver's secret by name; an error naming the setting if it is missing."""
+        if name not in self.alert_secrets:
+            raise ConfigError(
+                f"secret {name!r} is missing: add it to SENSORNET_ALERT_SECRETS (a JSON object)"
+            )
+        return self.alert_secrets[name].get_secret_value()
 
     @property
     def influx_port(self) -> int:

@@ -64,12 +64,12 @@ class RunnerCollector(Collector):
             yield GaugeMetricFamily(
                 _P + "alertmanager_up", "1 if Alertmanager took the last round", value=int(n.up)
             )
-            posts = CounterMetricFamily(
-                _P + "alert_posts", "Alert batches posted to Alertmanager", labels=["outcome"]
+            yield CounterMetricFamily(
+                _P + "alert_posts", "Alert batches Alertmanager took", value=n.posts_ok
             )
-            posts.add_metric(["ok"], n.posts_ok)
-            posts.add_metric(["failed"], n.posts_failed)
-            yield posts
+            yield CounterMetricFamily(
+                _P + "notify_failures", "Rounds Alertmanager did not take", value=n.failures
+            )
             silences = CounterMetricFamily(
                 _P + "silences", "Silences created/expired in Alertmanager", labels=["action"]
             )

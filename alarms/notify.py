@@ -163,7 +163,7 @@ def reconcile(
 @dataclass
 class NotifyStats:
     posts_ok: int = 0
-    posts_failed: int = 0
+    failures: int = 0  # rounds Alertmanager did not take (down, refused)
     silences_created: int = 0
     silences_expired: int = 0
     up: bool = False
@@ -184,10 +184,12 @@ class Notifier:
         Alertmanager unreachable: logged once, everything is tried again next round."""
         now = datetime.now(UTC)
         try:
-            await self._alerts(active, now)
+            # silences first: an alert posted before its silence would notify once
             await self._silences(active, windows, now)
+            await self._alerts(active, now)
         except AlertmanagerError as exc:
             self.stats.up = False
+            self.stats.failures += 1
             if not self._failing:
                 log.warning("alarm notifications held back, Alertmanager: %s", exc)
             self._failing = True
@@ -211,11 +213,7 @@ class Notifier:
         due = self.last_post is None or (now - self.last_post).total_seconds() >= self.resend_s
         if not (changed or (due and alerts)):
             return
-        try:
-            await self.client.post_alerts([*ended, *alerts.values()])
-        except AlertmanagerError:
-            self.stats.posts_failed += 1
-            raise
+        await self.client.post_alerts([*ended, *alerts.values()])
         self.stats.posts_ok += 1
         self.sent, self.last_post = alerts, now
 

@@ -29,6 +29,7 @@ from api import (
 from api.auth import require
 from api.fast import FastRoutes
 from api.key_cache import KeyCache
+from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, influx_client, rows
@@ -93,6 +94,10 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.state.settings = settings
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
+    metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside: fast routes measured
+    # for Prometheus, without a key like /health: counts and latencies, no readings
+    app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     problems.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)

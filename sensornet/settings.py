@@ -189,7 +189,7 @@ class Settings(BaseSettings):
         "<base>/sensors/<id>/view); default: the API's own address",
     )
     alert_secrets: dict[str, SecretStr] = Field(
-        default_factory=dict,
+        {},
         description='JSON object of receivers\' secrets, e.g. {"duty-dingtalk.url": "...", '
         '"duty-dingtalk.secret": "SEC...", "smtp.password": "..."}; never written into '
         "generated configuration except as 0600 files (docs/alerting.md)",

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -26,9 +27,10 @@ from support import wait_until
 
 from alarms.alertmanager import AlertmanagerClient, alertmanager_client
 from alarms.notify import Notifier
-from alarms.relay import run_relay
+from alarms.relay import relay_app, run_relay
 from alarms.routing import load_routing
 from sensornet.alarms.store import AlarmRecord
+from sensornet.errors import ConfigError
 from sensornet.registry.maintenance import Window
 from sensornet.settings import Settings
 from wiring.alerting import Alertmanager, alertmanager_service
@@ -338,9 +340,6 @@ def test_generated_configuration_holds_no_secret(rig: Rig) -> None:
 
 
 def test_relay_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
-    from alarms.relay import relay_app
-    from sensornet.errors import ConfigError
-
     routing_file = tmp_path / "r.yaml"
     routing_file.write_text(yaml.safe_dump(routing_doc("http://127.0.0.1:1")))
     with pytest.raises(ConfigError, match=r"duty-ding\.secret"):
@@ -349,9 +348,7 @@ def test_relay_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
 
 def test_notification_json_is_what_alertmanager_documents(rig: Rig) -> None:
     """Alertmanager's webhook body is version 4 (the relay reads it): keep an eye on it."""
-    # a synchronous test: posted by hand through Alertmanager's API with curl-like urllib
-    import urllib.request
-
+    # posted by hand through Alertmanager's API, as any other client would
     alert = [{"labels": {"alertname": "SensorAlarm", "severity": "info", "rule": "r"}}]
     request = urllib.request.Request(
         f"{rig.am.url}/api/v2/alerts", data=json.dumps(alert).encode(), method="POST",

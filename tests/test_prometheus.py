@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from alert_receivers import http_receiver
 from prometheus_client import CollectorRegistry
 from support import wait_until
 
 from alarms.metrics import RunnerCollector, RunnerHealth, serve_metrics
+from sensornet.errors import ConfigError
 from sensornet.registry.store import DeviceInfo
 from sensornet.settings import Settings
 from wiring.alerting import Prometheus, alertmanager_service, check_tool
@@ -32,10 +34,6 @@ def test_shipped_rules_pass_their_unit_tests(tmp_path: Path) -> None:
 
 def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
     """The unit tests can fail: the same file expecting another severity does."""
-    import pytest
-
-    from sensornet.errors import ConfigError
-
     tests = tmp_path / "tests.yml"
     text = RULE_TESTS.read_text().replace("RULES", str(RULES))
     tests.write_text(
@@ -112,10 +110,6 @@ async def test_prometheus_scrapes_the_runner_and_alerts_through_alertmanager(
 
 
 def test_prometheus_refuses_a_broken_rule_file(tmp_path: Path) -> None:
-    import pytest
-
-    from sensornet.errors import ConfigError
-
     bad = Prometheus(name="prometheus", home=tmp_path, port=free_port(),
                      rules="groups: [{name: x, rules: [{alert: A, expr: 'up =='}]}]")  # fmt: skip
     with pytest.raises(ConfigError, match="promtool check rules"):

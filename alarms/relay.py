@@ -81,7 +81,7 @@ def relay_secrets(settings: Settings, routing: Routing) -> dict[str, str]:
     return {
         name: settings.alert_secret(name)
         for name in routing.secrets_needed()
-        if name in settings.alert_secrets
+        if name in settings.alert_secret_names()
     }
 
 

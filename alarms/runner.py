@@ -205,7 +205,9 @@ async def run_alarms(
         await runner.start()
         registry = CollectorRegistry(auto_describe=True)
         registry.register(RunnerCollector(runner.health))
-        stack.enter_context(serve_metrics(registry, settings.alarm_metrics_port))
+        stack.enter_context(
+            serve_metrics(registry, settings.alarm_metrics_port, settings.metrics_host)
+        )
         if ready is not None:
             ready.set()
         broker = (settings.mqtt_host, settings.mqtt_port)

@@ -75,7 +75,7 @@ def check_routing(
     except SensornetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    missing = [s for s in routing.secrets_needed() if s not in settings.alert_secrets]
+    missing = [s for s in routing.secrets_needed() if s not in settings.alert_secret_names()]
     typer.echo(json.dumps({"ok": True, "receivers": sorted(routing.receivers),
                            "routes": len(routing.routes), "missing_secrets": missing}))  # fmt: skip
 
@@ -131,3 +131,43 @@ def list_windows(url: Url = None) -> None:
 def end(window_id: int, url: Url = None) -> None:
     """End a window now: notifications resume within one runner round."""
     _out(asdict(run(url, lambda engine: end_window(engine, window_id))))
+
+
+@app.command("write-config")
+def write_config(
+    out: Annotated[Path, typer.Option(help="Directory the services read (same path)")],
+    target: Annotated[
+        list[str] | None,
+        typer.Option(help="job=host:port scraped by Prometheus (repeat); default: local ports"),
+    ] = None,
+    alertmanager: Annotated[
+        str | None, typer.Option(help="host:port Prometheus sends alerts to")
+    ] = None,
+    secrets_owner: Annotated[
+        int | None, typer.Option(help="uid that owns the 0600 secret files (Alertmanager's)")
+    ] = None,
+) -> None:
+    """Write Alertmanager's and Prometheus's configuration for services run elsewhere
+    (deploy/compose.yaml, deploy/systemd): one JSON line with the two files."""
+    from sensornet.errors import SensornetError
+    from sensornet.settings import Settings
+    from wiring.alerting import scrape_targets, write_alerting_files
+
+    settings = Settings()
+    targets: dict[str, list[str]] = {}
+    for t in target or []:
+        job, _, address = t.partition("=")
+        if not job or not address:
+            typer.echo(f"error: --target {t!r}: give job=host:port", err=True)
+            raise typer.Exit(2)
+        targets.setdefault(job, []).append(address)
+    am = alertmanager or f"127.0.0.1:{settings.alertmanager_port}"
+    try:
+        files = write_alerting_files(
+            settings, out, targets=targets or scrape_targets(settings, settings.alertmanager_port),
+            alertmanager=am, secrets_owner=secrets_owner,
+        )  # fmt: skip
+    except SensornetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _out({"alertmanager": str(files[0]), "prometheus": str(files[1])})

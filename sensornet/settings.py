@@ -3,6 +3,7 @@ CLI flags override. ``docs/settings.md`` lists them all."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal, Self
 
@@ -188,8 +189,8 @@ class Settings(BaseSettings):
         description="Base URL of the link back to a sensor in notifications (its view is "
         "<base>/sensors/<id>/view); default: the API's own address",
     )
-    alert_secrets: dict[str, SecretStr] = Field(
-        {},
+    alert_secrets: SecretStr = Field(
+        SecretStr(""),
         description='JSON object of receivers\' secrets, e.g. {"duty-dingtalk.url": "...", '
         '"duty-dingtalk.secret": "SEC...", "smtp.password": "..."}; never written into '
         "generated configuration except as 0600 files (docs/alerting.md)",
@@ -204,6 +205,16 @@ class Settings(BaseSettings):
     alert_relay_host: str = Field("127.0.0.1", description="The WeCom/DingTalk relay listens here")
     alert_relay_port: int = Field(
         9097, description="Port of the relay Alertmanager posts robot notifications to"
+    )
+    alert_relay_url: str = Field(
+        "",
+        description="How Alertmanager reaches the relay (containers: http://alarms:9097); "
+        "default: http://<relay host>:<relay port>",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the ingester's and alarm runner's /metrics listen on "
+        "(containers: 0.0.0.0)",
     )
     alertmanager_cluster_port: int = Field(
         0, description="Alertmanager's gossip port (0: no cluster, one Alertmanager)"
@@ -292,11 +303,31 @@ class Settings(BaseSettings):
 
     def alert_secret(self, name: str) -> str:
         """A receiver's secret by name; an error naming the setting if it is missing."""
-        if name not in self.alert_secrets:
+        secrets = self.alert_secret_names()
+        if name not in secrets:
             raise ConfigError(
                 f"secret {name!r} is missing: add it to SENSORNET_ALERT_SECRETS (a JSON object)"
             )
-        return self.alert_secrets[name].get_secret_value()
+        return secrets[name]
+
+    def alert_secret_names(self) -> dict[str, str]:
+        """The receivers' secrets by name: SENSORNET_ALERT_SECRETS, empty (compose passes
+        ``${ALERT_SECRETS:-}``) or a JSON object of strings. Checked here, not when the
+        settings load, so that the error never repeats the value."""
+        text = self.alert_secrets.get_secret_value().strip()
+        if not text:
+            return {}
+        try:
+            found = json.loads(text)
+        except ValueError:
+            found = None
+        if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+        ):
+            raise ConfigError(
+                'SENSORNET_ALERT_SECRETS must be a JSON object of strings: {"name": "..."}'
+            )
+        return found
 
     @property
     def influx_port(self) -> int:

@@ -241,3 +241,31 @@ async def _register(url: str) -> None:
 
     async with open_registry(url) as engine:
         await upsert_devices(engine, [WL])
+
+
+def test_write_config_for_services_run_elsewhere(tmp_path: Path) -> None:
+    """What deploy/compose.yaml and the systemd units run: both files written, checked by
+    amtool and promtool, the SMTP password only in its 0600 file."""
+    env = {
+        "SENSORNET_ALERT_SECRETS": json.dumps({"smtp.password": "mail-secret"}),
+        "SENSORNET_ALERT_SMTP_USER": "sensornet",
+    }
+    r = CliRunner().invoke(
+        app,
+        ["alarms", "write-config", "--out", str(tmp_path), "--alertmanager", "am:9093",
+         "--target", "sensornet-api=api:8000", "--target", "sensornet-alarms=alarms:9465"],
+        env=env,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    files = json.loads(r.stdout)
+    am = Path(files["alertmanager"]).read_text()
+    assert "mail-secret" not in am and "smtp_auth_password_file" in am
+    secret = tmp_path / "alertmanager" / "secrets" / "smtp.password"
+    assert secret.read_text() == "mail-secret" and secret.stat().st_mode & 0o777 == 0o600
+    prometheus = yaml.safe_load(Path(files["prometheus"]).read_text())
+    jobs = {c["job_name"]: c["static_configs"][0]["targets"] for c in prometheus["scrape_configs"]}
+    assert jobs == {"sensornet-api": ["api:8000"], "sensornet-alarms": ["alarms:9465"]}
+    assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["am:9093"]
+    bad = CliRunner().invoke(app, ["alarms", "write-config", "--out", str(tmp_path),
+                                   "--target", "no-address"])  # fmt: skip
+    assert bad.exit_code == 2 and "job=host:port" in bad.output

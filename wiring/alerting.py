@@ -59,6 +59,10 @@ class Alertmanager(LocalService):
     #: secret name -> value, written to 0600 files that the configuration names
     secrets: dict[str, str] = field(default_factory=dict)
     cluster_port: int = 0
+    #: run amtool check-config on what is written (off where amtool is absent: containers)
+    check: bool = True
+    #: owner (uid) of the secret files, for an Alertmanager running as another user
+    secrets_owner: int | None = None
 
     @property
     def config_file(self) -> Path:
@@ -93,6 +97,9 @@ class Alertmanager(LocalService):
             with os.fdopen(fd, "w") as f:
                 f.write(value)
             os.chmod(path, 0o600)
+            if self.secrets_owner is not None:
+                os.chown(path, self.secrets_owner, -1)
+                os.chown(folder, self.secrets_owner, -1)
             paths[name] = str(path)
         return paths
 
@@ -104,7 +111,8 @@ class Alertmanager(LocalService):
         config = alertmanager_config(self.routing, delivery)
         text = "# written by wiring.alerting from the routing file; docs/alerting.md\n"
         self.config_file.write_text(text + yaml.safe_dump(config, sort_keys=False))
-        check_tool("amtool", "check-config", str(self.config_file))
+        if self.check:
+            check_tool("amtool", "check-config", str(self.config_file))
 
 
 def alertmanager_service(
@@ -112,9 +120,11 @@ def alertmanager_service(
 ) -> Alertmanager:
     """The Alertmanager these settings describe (its secrets from the settings)."""
     routing = load_routing(settings.alert_routing_file)
-    secrets = {n: settings.alert_secret(n) for n in _FILE_SECRETS if n in settings.alert_secrets}
+    secrets = {
+        n: settings.alert_secret(n) for n in _FILE_SECRETS if n in settings.alert_secret_names()
+    }
     for r in routing.receivers.values():
-        if r.kind == "webhook" and f"{r.name}.token" in settings.alert_secrets:
+        if r.kind == "webhook" and f"{r.name}.token" in settings.alert_secret_names():
             secrets[f"{r.name}.token"] = settings.alert_secret(f"{r.name}.token")
     return Alertmanager(
         name="alertmanager",
@@ -123,7 +133,8 @@ def alertmanager_service(
         port=port or settings.alertmanager_port,
         routing=routing,
         delivery=Delivery(
-            relay_url=f"http://{settings.alert_relay_host}:{settings.alert_relay_port}",
+            relay_url=settings.alert_relay_url
+            or f"http://{settings.alert_relay_host}:{settings.alert_relay_port}",
             smtp_smarthost=settings.alert_smtp_smarthost,
             smtp_from=settings.alert_smtp_from,
             smtp_user=settings.alert_smtp_user,
@@ -150,6 +161,7 @@ class Prometheus(LocalService):
     scrape_interval: str = "15s"
     evaluation_interval: str = "15s"
     rules: str = ""  # rule file text; default: the shipped rules
+    check: bool = True  # promtool on what is written (off where it is absent: containers)
 
     @property
     def config_file(self) -> Path:
@@ -174,7 +186,8 @@ class Prometheus(LocalService):
     def configure(self) -> None:
         rules = self.home / "alerts.yml"
         rules.write_text(self.rules or shipped_alert_rules())
-        check_tool("promtool", "check", "rules", str(rules))
+        if self.check:
+            check_tool("promtool", "check", "rules", str(rules))
         config = {
             "global": {
                 "scrape_interval": self.scrape_interval,
@@ -189,7 +202,8 @@ class Prometheus(LocalService):
         }
         text = "# written by wiring.alerting; docs/alerting.md\n"
         self.config_file.write_text(text + yaml.safe_dump(config, sort_keys=False))
-        check_tool("promtool", "check", "config", str(self.config_file))
+        if self.check:
+            check_tool("promtool", "check", "config", str(self.config_file))
 
 
 def scrape_targets(settings: Settings, alertmanager_port: int) -> dict[str, list[str]]:
@@ -218,3 +232,28 @@ def prometheus_service(settings: Settings) -> Prometheus:
 def alerting_services(settings: Settings) -> tuple[Alertmanager, Prometheus]:
     """Started after ``platform_services`` by the demo and ``sensornet services up``."""
     return alertmanager_service(settings), prometheus_service(settings)
+
+
+def write_alerting_files(
+    settings: Settings,
+    out: Path,
+    *,
+    targets: dict[str, list[str]],
+    alertmanager: str,
+    secrets_owner: int | None = None,
+) -> tuple[Path, Path]:
+    """Alertmanager's and Prometheus's configuration under ``out`` for deployments that run
+    them elsewhere (containers, systemd units): ``out/alertmanager`` and ``out/prometheus``,
+    read at the same path by the services. Checked with amtool/promtool when present."""
+    check = find_binary("amtool") is not None and find_binary("promtool") is not None
+    am = alertmanager_service(settings, home=out / "alertmanager")
+    am.check, am.secrets_owner = check, secrets_owner
+    am.home.mkdir(parents=True, exist_ok=True)
+    am.configure()
+    prometheus = Prometheus(
+        name="prometheus", home=out / "prometheus", targets=targets,
+        alertmanagers=[alertmanager], check=check,
+    )  # fmt: skip
+    prometheus.home.mkdir(parents=True, exist_ok=True)
+    prometheus.configure()
+    return am.config_file, prometheus.config_file

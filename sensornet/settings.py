@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sensornet.errors import ConfigError
 
@@ -127,6 +127,34 @@ class Settings(BaseSettings):
         "UPDATE per used key per period; last_used_at lags by at most this)",
     )
 
+    ingest_inputs: Annotated[list[str], NoDecode] = Field(
+        ["mqtt"],
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http); "
+        "docs/decisions.md, Inputs",
+    )
+    ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
+    ingest_http_port: int = Field(
+        8090, description="HTTP input: listen port (0 = any free port, logged)"
+    )
+    ingest_http_max_body_bytes: int = Field(
+        1024 * 1024,
+        description="HTTP input: larger request bodies are refused with 413 (each message is "
+        "still held to SENSORNET_INGEST_MAX_PAYLOAD_BYTES)",
+    )
+    ingest_http_wait_s: float = Field(
+        30.0,
+        description="HTTP input: a request whose readings are not durable by then is answered "
+        "503 (retry: it is idempotent)",
+    )
+    ingest_http_max_waiting: int = Field(
+        10_000,
+        description="HTTP input: requests waiting to be durable at once; past it 429",
+    )
+    ingest_http_integrations: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='HTTP input: integration credentials, JSON {"<name>": "<token>"}; an '
+        "integration may push for any registered device (docs/payloads.md, HTTP input)",
+    )
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
     ingest_share_group: str = Field(
         "", description="MQTT 5 shared-subscription group for several ingesters ('' = one)"
@@ -230,6 +258,44 @@ class Settings(BaseSettings):
         "as many dead letters) per request; past it the answer covers less and says so",
     )
 
+    northbound_secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated (the first encrypts), that encrypt "
+        "northbound subscription secrets in the registry; unset locally: one is made in "
+        "<state_dir>/northbound.key; required in production (docs/northbound.md)",
+    )
+    northbound_allow_http: bool = Field(
+        False, description="Accept plain http:// subscription URLs to hosts other than loopback"
+    )
+    northbound_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Events per northbound request at most"
+    )
+    northbound_poll_s: float = Field(
+        0.5, gt=0, description="How often the pusher looks for new events when caught up"
+    )
+    northbound_settle_s: float = Field(
+        5.0,
+        ge=0,
+        description="Readings are pushed once their timestamp is this old (a reading "
+        "stored later than that behind the cursor is not pushed; docs/northbound.md)",
+    )
+    northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
+    northbound_backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between retries of a failing receiver"
+    )
+    northbound_pause_after_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="A receiver failing for this long is paused with an alarm (resume "
+        "through the API); longer than the hour-long outage it must ride out",
+    )
+    northbound_source: str = Field(
+        "/sensornet", description="CloudEvents 'source' of every pushed event"
+    )
+    northbound_metrics_port: int = Field(
+        0, description="Prometheus /metrics port of the pusher; 0 turns it off"
+    )
+
     opendata_rate_per_s: float = Field(
         1.0, description="Open data: requests per second per client IP (token bucket refill)"
     )
@@ -238,6 +304,16 @@ class Settings(BaseSettings):
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
+
+    @field_validator("ingest_inputs", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``SENSORNET_INGEST_INPUTS=mqtt,http`` as well as a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("mqtt_fleet_password", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
+from alarms.northbound.pusher import run_pusher
 from alarms.runner import run_alarms
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import open_registry
@@ -67,6 +68,7 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
                 name="simulator",
             ),
             asyncio.create_task(run_alarms(settings, stop), name="alarms"),
+            asyncio.create_task(run_pusher(settings, stop), name="northbound"),
         ]
         console.print(
             f"\n[bold]Sensornet demo running[/bold] — Ctrl-C stops everything\n"
@@ -80,6 +82,8 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
             f"  maintenance   curl {auth} {base}/maintenance\n"
             f"  Alertmanager  {settings.alertmanager_url}  (routing: docs/alerting.md)\n"
             f"  Prometheus    http://127.0.0.1:{settings.prometheus_port}/alerts\n"
+            f"  northbound    curl {auth} {base}/northbound/subscriptions  (register one "
+            "with an admin key: docs/northbound.md)\n"
             f"  readings      curl {auth} '{base}/sensors/{sample}/readings?start={today}'\n"
             f"  the city runs {DEMO_SPEED:.0f}x fast: a simulated day every "
             f"{24 * 60 / DEMO_SPEED:.0f} minutes, with weather episodes\n",

@@ -1,6 +1,6 @@
 """Maintenance windows: a sensor or a subdistrict whose alarms notify nobody for a while.
 
-Revision ID: 0005
+Revision ID: 0007
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -46,6 +46,7 @@ class IngestStats:
     last_batch_at: float | None = None  # epoch of the last batch made durable and acked
     pending_bytes: int = 0  # received payload not yet taken into a batch
     pending_bytes_peak: int = 0
+    redelivered: int = 0  # AMQP input: deliveries the broker had given out before
 
     @property
     def rejected_total(self) -> int:
@@ -149,6 +150,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "batch_latency_ms": stats.batch_latency_s * 1000,
                 "lag_ms": stats.lag_s * 1000,
                 "pending_bytes": stats.pending_bytes,
+                "redelivered": stats.redelivered,
             },
             ts,
         )

@@ -8,6 +8,7 @@ import logging
 import time
 from itertools import islice
 
+from ingest.amqp_source import AmqpSource
 from ingest.deadletter import count_dropped, dead_letter_lines, log_rejects, status_line
 from ingest.metrics import IngestStats, platform_lines
 from ingest.mqtt_source import MqttSource
@@ -56,7 +57,7 @@ class Ingester:
         )
         self._pending: list[InboundMessage] = []
         self._pending_bytes = 0
-        self._source: MqttSource | None = None
+        self._source: MqttSource | AmqpSource | None = None
         # A batch must fill while earlier ones are unacknowledged, or it only ever closes
         # on the timer: cut it at the share of receive-maximum left for it.
         s = settings
@@ -113,8 +114,22 @@ class Ingester:
             self._source.resume()
         return batch
 
-    def source(self) -> MqttSource:
+    @property
+    def prefetch(self) -> int:
+        """AMQP prefetch: the batches that may be unacknowledged at once, as with MQTT's
+        receive-maximum (the batch being filled and those being written)."""
+        return self._batch_messages * (self.settings.ingest_writes_in_flight + 1)
+
+    def source(self) -> MqttSource | AmqpSource:
         s = self.settings
+        if s.ingest_input == "amqp":
+            return AmqpSource(
+                urls=s.amqp_node_urls(),
+                queue=s.amqp_queue,
+                name=s.ingest_client_id,
+                prefetch=self.prefetch,
+                on_messages=self._on_messages,
+            )
         return MqttSource(
             host=s.mqtt_host,
             port=s.mqtt_port,
@@ -210,14 +225,17 @@ class Ingester:
                 async with asyncio.timeout(delay):
                     await stop.wait()
 
-    async def _announce(self, source: MqttSource, ready: asyncio.Event | None) -> None:
+    async def _announce(self, source: MqttSource | AmqpSource, ready: asyncio.Event | None) -> None:
         await source.subscribed()
         log.info("ingester %s subscribed", self.settings.ingest_client_id)
         if ready is not None:
             ready.set()
 
     async def flush(
-        self, source: MqttSource, writer: DurableWriter, previous: asyncio.Task[None] | None
+        self,
+        source: MqttSource | AmqpSource,
+        writer: DurableWriter,
+        previous: asyncio.Task[None] | None,
     ) -> None:
         """Process and write one batch; ack it after ``previous`` acked (MQTT wants PUBACKs
         in arrival order), so the next batch is processed while this one is written."""
@@ -338,6 +356,8 @@ class Ingester:
 
     async def _report(self) -> None:
         """Platform figures into InfluxDB; best effort, they are not readings."""
+        if isinstance(self._source, AmqpSource):
+            self.stats.redelivered = self._source.redelivered
         lines = platform_lines(self.stats, self.settings.ingest_client_id)
         try:
             await self.influx.write(encode_lines(lines))

@@ -16,7 +16,7 @@ from api.broker_sync import ensure_broker, sync
 from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
-from sensornet.errors import SensornetError
+from sensornet.errors import InvalidCursor, SensornetError
 from sensornet.registry import keys
 from sensornet.registry.lifecycle import TransitionError
 from sensornet.registry.schemas import (
@@ -31,13 +31,16 @@ from sensornet.registry.schemas import (
 )
 from sensornet.registry.service import (
     MAX_PAGE,
+    DevEuiTaken,
     InvalidSensor,
     Registry,
     SensorExists,
     SensorFilter,
     SensorNotFound,
     parse_bbox,
+    parse_dev_eui,
 )
+from sensornet.reserved import reserved_ids
 
 router = APIRouter()
 # before /sensors/{sensor_id}, so "export.csv" is not taken for a sensor id
@@ -49,8 +52,10 @@ router.include_router(gateway_routes.router)
 _STATUS = {
     SensorNotFound: (404, "Unknown sensor"),
     SensorExists: (409, "Sensor already registered"),
+    DevEuiTaken: (409, "DevEUI already registered"),
     TransitionError: (409, "Status change not allowed"),
     InvalidSensor: (422, "Invalid sensor entry"),
+    InvalidCursor: (422, "Invalid cursor"),  # 422 as before (a query listing: 400)
     keys.ApiKeyError: (404, "Unknown API key"),
     broker_auth.CredentialsError: (404, "Not registered"),
 }
@@ -67,7 +72,8 @@ def problem(exc: SensornetError) -> Problem:
 
 
 def registry(request: Request) -> Registry:
-    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+    state = request.app.state
+    return Registry(state.registry, state.catalogue, load_district(), reserved_ids(state.settings))
 
 
 class Registered(SensorOut):
@@ -151,9 +157,19 @@ async def list_sensors(
     q: Annotated[str | None, Query(description="Text in id, address, description")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    dev_eui: Annotated[
+        str | None, Query(description="LoRaWAN DevEUI, any spelling", max_length=64)
+    ] = None,
 ) -> SensorPage:
     try:
-        where = SensorFilter(type, subdistrict, status, parse_bbox(bbox) if bbox else None, q)
+        where = SensorFilter(
+            type,
+            subdistrict,
+            status,
+            parse_bbox(bbox) if bbox else None,
+            q,
+            parse_dev_eui(dev_eui) if dev_eui else None,
+        )
         items, next_cursor = await registry(request).search(where, limit, cursor)
     except SensornetError as exc:
         raise problem(exc) from exc

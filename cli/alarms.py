@@ -13,7 +13,7 @@ app = typer.Typer(help="Threshold alarms (rules: sensornet/data/alarm_rules.yaml
 @app.command("run")
 def run() -> None:
     """Evaluate the rules continuously until SIGINT/SIGTERM."""
-    from sensornet.alarms.runner import run_alarms
+    from alarms.runner import run_alarms
     from sensornet.settings import Settings
     from wiring.parts import stop_on_signals
 

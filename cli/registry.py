@@ -24,8 +24,9 @@ from sensornet.district import load_district
 from sensornet.errors import SensornetError
 from sensornet.registry import bulk, keys
 from sensornet.registry.schemas import Move, SensorIn, SensorPatch, StatusChange
-from sensornet.registry.service import Registry, SensorFilter, parse_bbox
+from sensornet.registry.service import Registry, SensorFilter, parse_bbox, parse_dev_eui
 from sensornet.registry.store import open_registry
+from sensornet.reserved import reserved_ids
 from sensornet.settings import Settings
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ def run(url: str | None, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 
 
 def _registry(engine: AsyncEngine) -> Registry:
-    return Registry(engine, load_catalogue(), load_district())
+    return Registry(engine, load_catalogue(), load_district(), reserved_ids(Settings()))
 
 
 async def _sync(engine: AsyncEngine) -> None:
@@ -83,6 +84,9 @@ def register(
     mounting: str = "",
     owner_department: str = "",
     gateway: Annotated[str | None, typer.Option()] = None,
+    dev_eui: Annotated[
+        str | None, typer.Option(help="LoRaWAN DevEUI (16 hex digits), for a LoRaWAN sensor")
+    ] = None,
     url: Url = None,
 ) -> None:
     """Register one sensor."""
@@ -100,6 +104,7 @@ def register(
                 "mounting": mounting,
                 "owner_department": owner_department,
                 "gateway_id": gateway,
+                "dev_eui": dev_eui,
             }
         )
         return await _registry(engine).register(spec, actor())
@@ -180,12 +185,20 @@ def list_(
     q: Annotated[str | None, typer.Option(help="Text in id, address, description")] = None,
     limit: int = 100,
     cursor: str | None = None,
+    dev_eui: Annotated[str | None, typer.Option(help="LoRaWAN DevEUI, any spelling")] = None,
     url: Url = None,
 ) -> None:
     """One page of sensors: {"items": [...], "next_cursor": ...}."""
 
     async def job(engine: AsyncEngine) -> dict[str, Any]:
-        where = SensorFilter(type_id, subdistrict, status, parse_bbox(bbox) if bbox else None, q)
+        where = SensorFilter(
+            type_id,
+            subdistrict,
+            status,
+            parse_bbox(bbox) if bbox else None,
+            q,
+            parse_dev_eui(dev_eui) if dev_eui else None,
+        )
         items, after = await _registry(engine).search(where, limit, cursor)
         return {"items": [i.model_dump(mode="json") for i in items], "next_cursor": after}
 

@@ -3,11 +3,12 @@ CLI flags override. ``docs/settings.md`` lists them all."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sensornet.errors import ConfigError
 
@@ -126,6 +127,11 @@ class Settings(BaseSettings):
         "UPDATE per used key per period; last_used_at lags by at most this)",
     )
 
+    ingest_inputs: Annotated[list[str], NoDecode] = Field(
+        ["mqtt"],
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, amqp); "
+        "docs/decisions.md, Inputs",
+    )
     ingest_client_id: str = Field(
         "ingester-1",
         description="Fixed MQTT client id (session); in the scaled shape the ingester's "
@@ -163,11 +169,6 @@ class Settings(BaseSettings):
         10.0, description="How often platform figures are written to InfluxDB"
     )
     ingest_metrics_port: int = Field(0, description="Prometheus /metrics port; 0 turns it off")
-    ingest_input: Literal["mqtt", "amqp"] = Field(
-        "mqtt",
-        description="Where the ingester reads: mqtt (Mosquitto, the single-machine shape) or "
-        "amqp (the RabbitMQ cluster's readings queue, the scaled shape; docs/decisions.md)",
-    )
     amqp_urls: str = Field(
         "",
         description="Scaled shape: the cluster's AMQP nodes, comma-separated "
@@ -204,6 +205,16 @@ class Settings(BaseSettings):
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
+
+    @field_validator("ingest_inputs", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``SENSORNET_INGEST_INPUTS=mqtt,http`` as well as a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("mqtt_fleet_password", mode="before")
     @classmethod

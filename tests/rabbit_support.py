@@ -17,7 +17,7 @@ def rabbit_settings(settings: Settings, cluster: RabbitCluster, **more: Any) -> 
     """The test's settings pointed at the session's cluster and its login endpoint."""
     return settings.model_copy(
         update={
-            "ingest_input": "amqp",
+            "ingest_inputs": ["amqp"],
             "amqp_urls": ",".join(f"amqp://127.0.0.1:{n.ports.amqp}/" for n in cluster.nodes),
             "broker_auth_port": cluster.auth_port,  # type: ignore[attr-defined]
             **more,

@@ -7,8 +7,8 @@ import time
 import httpx
 from support import running, wait_until
 
+from alarms.runner import AlarmRunner, run_alarms
 from sensornet.alarms.rules import load_rules
-from sensornet.alarms.runner import AlarmRunner, run_alarms
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import FieldValue, encode_lines, encode_point

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from query_fixtures import sample_values, write_history
 
+from alarms.runner import AlarmRunner
 from dashboards.build import build_dashboards
 from dashboards.macros import expand, panel_queries, variable_queries
 from dashboards.provisioning import alert_rules, write_provisioning
 from sensornet.alarms.rules import load_rules
-from sensornet.alarms.runner import AlarmRunner
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point

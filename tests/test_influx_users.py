@@ -17,8 +17,8 @@ import pytest
 from conftest import FLEET_PASSWORD, INGEST_PASSWORD
 from support import running, wait_until
 
+from alarms.runner import AlarmRunner
 from sensornet.alarms.rules import load_rules
-from sensornet.alarms.runner import AlarmRunner
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.catalogue import load_catalogue
 from sensornet.errors import InfluxError, InfluxFatalError

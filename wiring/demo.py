@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from sensornet.alarms.runner import run_alarms
+from alarms.runner import run_alarms
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import open_registry
 from sensornet.settings import Settings

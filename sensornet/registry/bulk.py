@@ -44,6 +44,10 @@ COLUMNS = (
     "owner_department",
     "firmware",
     "gateway_id",
+    "dev_eui",
+    "senml_name",
+    "sc_chip",
+    "sc_location",
 )
 MAX_ROWS = 100_000
 _CHUNK = 500
@@ -144,11 +148,16 @@ async def import_sensors(
             existing.update({s.id: s for s in found})
         seen: dict[str, int] = {}
         plan: list[tuple[Sensor | None, SensorIn]] = []
+        numbers: list[int] = []
         for number, (row, sensor_id) in enumerate(zip(rows, ids, strict=True), start=1):
             error = _check_row(registry, row, sensor_id, seen, existing, number, plan)
             if error is not None:
                 report.errors.append(error)
+            else:
+                numbers.append(number)
+        report.errors += await _dev_eui_clashes(session, plan, numbers)
         if report.errors:
+            report.errors.sort(key=lambda e: e.row)
             return report
         for current, spec in plan:
             _apply(session, current, spec, actor, report)
@@ -175,6 +184,8 @@ def _check_row(
     merged = row if current is None else {**_comparable(to_out(current)), **row}
     try:
         spec = SensorIn.model_validate(merged, strict=False)
+        if current is None:
+            registry.check_new_id(spec.id)
         registry.check(spec.type, spec.subdistrict)
         if current is None and spec.status == "retired":
             raise SensornetError("cannot register a sensor as retired")
@@ -190,6 +201,38 @@ def _check_row(
         return RowError(number, sensor_id, None, str(exc))
     plan.append((current, spec))
     return None
+
+
+async def _dev_eui_clashes(
+    session: AsyncSession, plan: Sequence[tuple[Sensor | None, SensorIn]], numbers: Sequence[int]
+) -> list[RowError]:
+    """DevEUIs are unique: two rows of the file with one, or a row with one that another
+    sensor keeps after the import (a sensor of the file giving its DevEUI up is fine)."""
+    errors: list[RowError] = []
+    final = {spec.id: spec.dev_eui for _, spec in plan}
+    first: dict[str, tuple[int, str]] = {}
+    for (_, spec), number in zip(plan, numbers, strict=True):
+        if spec.dev_eui is None:
+            continue
+        if spec.dev_eui in first:
+            row, other = first[spec.dev_eui]
+            message = f"DevEUI {spec.dev_eui} also on row {row} ({other})"
+            errors.append(RowError(number, spec.id, "dev_eui", message))
+        else:
+            first[spec.dev_eui] = (number, spec.id)
+    wanted = sorted(first)
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = await session.execute(
+            select(Sensor.id, Sensor.dev_eui).where(Sensor.dev_eui.in_(chunk))
+        )
+        for holder, dev_eui in rows.all():
+            number, sensor_id = first[str(dev_eui)]
+            keeps = final.get(str(holder), dev_eui) == dev_eui
+            if holder != sensor_id and keeps:
+                message = f"DevEUI {dev_eui} is already registered to sensor {holder}"
+                errors.append(RowError(number, sensor_id, "dev_eui", message))
+    return errors
 
 
 def _comparable(out: SensorOut) -> dict[str, Any]:

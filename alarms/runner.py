@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alarms.operations_view import liveness_states, operations_view_lines
 from sensornet.alarms.evaluate import AlarmState, evaluate
-from sensornet.alarms.operations_view import liveness_states, operations_view_lines
 from sensornet.alarms.rules import RuleSet, load_rules
 from sensornet.alarms.store import Change, active_alarms, apply_changes, create_alarm_tables
 from sensornet.catalogue import Catalogue, load_catalogue

@@ -1,4 +1,5 @@
-"""AMQP 0-9-1 input: the readings quorum queue of the scaled shape (RabbitMQ, issue 21).
+"""AMQP 0-9-1 input: the readings quorum queue of the scaled shape (RabbitMQ, issue 21;
+the inputs' interface: ``ingest.inputs``).
 
 Devices publish MQTT to any RabbitMQ node; the MQTT plugin routes each message into
 ``amq.topic`` and the readings queue holds it. Every ingester consumes that one queue as a
@@ -22,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import aiormq
 import aiormq.abc
@@ -32,6 +33,10 @@ from sensornet.errors import ServiceError
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.topics import topic_of_routing_key
 
+if TYPE_CHECKING:
+    from ingest.inputs import BatchOutcome, InputContext
+    from ingest.metrics import IngestStats
+
 log = logging.getLogger(__name__)
 
 RECONNECT_MAX_S = 5.0
@@ -39,6 +44,8 @@ RECONNECT_MAX_S = 5.0
 
 class AmqpSource:
     """A consumer of one queue over a list of equivalent node URLs, reconnecting."""
+
+    name = "amqp"
 
     def __init__(
         self,
@@ -48,6 +55,7 @@ class AmqpSource:
         name: str,
         prefetch: int,
         on_messages: Callable[[list[InboundMessage], int], None],
+        stats: IngestStats | None = None,
     ) -> None:
         if not urls:
             raise ServiceError("the AMQP input needs at least one URL (SENSORNET_AMQP_URLS)")
@@ -64,6 +72,7 @@ class AmqpSource:
         self._closing = False
         self.connected_once = False
         self.paused = False
+        self._stats = stats
         self.redelivered = 0  # deliveries the broker marked as redelivered
         self.node_url = ""  # the node this input is connected to (for health)
 
@@ -73,6 +82,8 @@ class AmqpSource:
             return  # a consumer gets only Deliver frames
         if delivery.redelivered:
             self.redelivered += 1
+            if self._stats is not None:
+                self._stats.redelivered += 1
         body = message.body
         self._deliver(
             [
@@ -136,6 +147,9 @@ class AmqpSource:
         self._supervisor = asyncio.create_task(self._supervise(), name="amqp-supervisor")
         return self
 
+    async def ready(self) -> None:
+        await self.subscribed()
+
     async def subscribed(self, timeout_s: float = 10.0) -> None:
         async with asyncio.timeout(timeout_s):
             await self._subscribed.wait()
@@ -177,7 +191,7 @@ class AmqpSource:
         transport = getattr(writer, "transport", None)
         return transport if isinstance(transport, asyncio.ReadTransport) else None
 
-    def ack(self, messages: Sequence[InboundMessage]) -> None:
+    def ack(self, messages: Sequence[InboundMessage], outcome: BatchOutcome | None = None) -> None:
         """Acknowledge a durable batch: one ``basic.ack multiple`` up to its last delivery
         on the current channel. The ingester acks batches in arrival order, so every
         earlier delivery of this channel is durable too."""
@@ -197,3 +211,24 @@ class AmqpSource:
             await channel.basic_ack(tag, multiple=True)
         except Exception as exc:  # the channel died: the broker redelivers, idempotent
             log.warning("ack of deliveries up to %d lost with the channel: %r", tag, exc)
+
+
+def prefetch(batch_size: int, receive_maximum: int, writes_in_flight: int) -> int:
+    """The batches that may be unacknowledged at once, as MQTT's receive-maximum bounds
+    them (the ingester's batch cap: receive-maximum / (writes in flight + 1)): the batch
+    being filled and those being written."""
+    batch = max(1, min(batch_size, receive_maximum // (writes_in_flight + 1)))
+    return batch * (writes_in_flight + 1)
+
+
+def build(context: InputContext) -> AmqpSource:
+    """A competing consumer of the readings queue, named by the ingester's client id."""
+    s = context.settings
+    return AmqpSource(
+        urls=s.amqp_node_urls(),
+        queue=s.amqp_queue,
+        name=s.ingest_client_id,
+        prefetch=prefetch(s.ingest_batch_size, s.ingest_receive_maximum, s.ingest_writes_in_flight),
+        on_messages=context.deliver,
+        stats=context.stats,
+    )

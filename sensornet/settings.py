@@ -129,8 +129,31 @@ class Settings(BaseSettings):
 
     ingest_inputs: Annotated[list[str], NoDecode] = Field(
         ["mqtt"],
-        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, amqp); "
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, amqp); "
         "docs/decisions.md, Inputs",
+    )
+    ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
+    ingest_http_port: int = Field(
+        8090, description="HTTP input: listen port (0 = any free port, logged)"
+    )
+    ingest_http_max_body_bytes: int = Field(
+        1024 * 1024,
+        description="HTTP input: larger request bodies are refused with 413 (each message is "
+        "still held to SENSORNET_INGEST_MAX_PAYLOAD_BYTES)",
+    )
+    ingest_http_wait_s: float = Field(
+        30.0,
+        description="HTTP input: a request whose readings are not durable by then is answered "
+        "503 (retry: it is idempotent)",
+    )
+    ingest_http_max_waiting: int = Field(
+        10_000,
+        description="HTTP input: requests waiting to be durable at once; past it 429",
+    )
+    ingest_http_integrations: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='HTTP input: integration credentials, JSON {"<name>": "<token>"}; an '
+        "integration may push for any registered device (docs/payloads.md, HTTP input)",
     )
     ingest_client_id: str = Field(
         "ingester-1",

@@ -40,6 +40,7 @@ Deliver = Callable[[list[InboundMessage], int], None]  # messages, their payload
 INPUTS: dict[str, str] = {
     "mqtt": "ingest.inputs.mqtt",
     "amqp": "ingest.inputs.amqp",
+    "http": "ingest.inputs.http",
 }
 
 

@@ -22,6 +22,7 @@ from api import (
     alarm_routes,
     health_routes,
     latest_routes,
+    northbound_routes,
     opendata_routes,
     problems,
     queries,
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.include_router(range_routes.router, dependencies=viewer)
     app.include_router(health_routes.router, dependencies=viewer)
     app.include_router(alarm_routes.router, dependencies=viewer)
+    app.include_router(northbound_routes.router)  # roles per route: admin, engineer
     app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
 
     @app.get(

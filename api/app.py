@@ -23,6 +23,7 @@ from api import (
     docs_pages,
     health_routes,
     latest_routes,
+    northbound_routes,
     opendata_routes,
     problems,
     queries,
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.include_router(range_routes.router, dependencies=viewer)
     app.include_router(health_routes.router, dependencies=viewer)
     app.include_router(alarm_routes.router, dependencies=viewer)
+    app.include_router(northbound_routes.router)  # roles per route: admin, engineer
     app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
 
     @app.get(

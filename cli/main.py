@@ -19,6 +19,7 @@ from cli.broker import broker_app
 from cli.common import StateDir, console, run_or_exit, settings_from, setup_logging
 from cli.dashboards import app as dashboards_app
 from cli.errors import run_with_boundary
+from cli.northbound import northbound
 from cli.registry import keys_app, registry_app
 from cli.simulate import simulate
 from cli.storage import app as storage_app
@@ -42,6 +43,7 @@ app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")
 app.command("simulate")(simulate)
+app.command("northbound")(northbound)
 
 
 @services_app.command("up")

@@ -112,6 +112,10 @@ class LocalService:
     def configure(self) -> None:
         """Write config files; called before every start."""
 
+    def env(self) -> dict[str, str] | None:
+        """The process's environment; ``None``: ours."""
+        return None
+
     def ready(self) -> bool:
         return _port_open(self.host, self.port)
 
@@ -144,6 +148,7 @@ class LocalService:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=self.home,
+                env=self.env(),
             )
         self.pid_file.write_text(str(proc.pid))
         self.wait_ready()

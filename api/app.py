@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import (
     accounting_routes,
     alarm_routes,
+    docs_pages,
     health_routes,
     latest_routes,
     maintenance_routes,
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         version="0.1.0",
         description="Readings, sensors and platform health of the city perception network.",
         lifespan=lifespan,
+        docs_url=None,  # api.docs_pages serves them with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     if fast_routes:
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     # for Prometheus, without a key like /health: counts and latencies, no readings
     app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     problems.install(app)
+    docs_pages.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)
     app.include_router(accounting_routes.router, dependencies=viewer)

@@ -90,6 +90,7 @@ class HttpInput:
     def __init__(self, context: InputContext) -> None:
         s = self.settings = context.settings
         self._deliver = context.deliver
+        self._hurry = context.hurry
         self._devices = context.devices
         self._stats = context.stats
         self._server = HttpServer(
@@ -298,6 +299,7 @@ class HttpInput:
             return busy
         message = self._message(route, fmt, body)
         self._deliver([message], len(body))
+        self._hurry()
         assert type(message.connection) is _Ticket
         return await self._answer(message.connection.future)
 
@@ -368,6 +370,7 @@ class HttpInput:
         assert type(message.connection) is _Ticket
         entry = replays[(principal, key)] = _Replay(digest, message.connection.future)
         self._deliver([message], len(body))
+        self._hurry()
         response = await self._answer(entry.future)
         if response.status != 503:
             entry.response = response

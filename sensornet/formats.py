@@ -31,7 +31,12 @@ Decoder = Callable[[bytes, str, int], Decoded]
 NATIVE = ""  # the platform's own JSON shapes (sensornet.codec), decided by the topic kind
 
 # format name -> "module:function" of its decoder, imported when first used
-FORMATS: dict[str, str] = {}
+FORMATS: dict[str, str] = {
+    # the airrohr firmware's push (HTTP input, integration route): docs/inputs/sensor-community.md
+    "sensor.community": "sensornet.sensor_community:push_format",
+    # records of the public data API (the sensor_community pull input)
+    "sensor.community.api": "sensornet.sensor_community:api_format",
+}
 
 # Ways a payload may name a device besides its registry id. The registry cache maps each
 # (scheme, key) to a sensor id (``sensornet.registry.store.load_aliases``).

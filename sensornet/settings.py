@@ -132,6 +132,21 @@ class Settings(BaseSettings):
         description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt); "
         "docs/decisions.md, Inputs",
     )
+    sc_pull_url: str = Field(
+        "https://data.sensor.community",
+        description="Sensor.Community data API (the sensor_community input pulls "
+        "<url>/airrohr/v1/filter/area=...); docs/inputs/sensor-community.md",
+    )
+    sc_pull_area: str = Field(
+        "",
+        description="The pull's area filter 'lat,lon,km'; empty: the circle around the "
+        "district's bounding box (records outside the box are dropped either way)",
+    )
+    sc_pull_interval_s: float = Field(
+        60.0, gt=0, description="How often the sensor_community input pulls (the API "
+        "answers the last 5 minutes, refreshed every minute)"
+    )  # fmt: skip
+    sc_pull_timeout_s: float = Field(20.0, gt=0, description="Timeout of one pull")
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
     ingest_share_group: str = Field(
         "", description="MQTT 5 shared-subscription group for several ingesters ('' = one)"

@@ -129,8 +129,8 @@ class Settings(BaseSettings):
 
     ingest_inputs: Annotated[list[str], NoDecode] = Field(
         ["mqtt"],
-        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, sensor_community); "
-        "docs/decisions.md, Inputs",
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, "
+        "sensor_community); docs/decisions.md, Inputs",
     )
     ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
     ingest_http_port: int = Field(

@@ -38,6 +38,12 @@ FORMATS: dict[str, str] = {
     "sensor.community.api": "sensornet.sensor_community:api_format",
 }
 
+# Request headers an HTTP push of a format carries meaning in: the HTTP input passes the
+# ones present to the decoder as the topic's last segments, ``<header>=<value>``.
+FORMAT_HEADERS: dict[str, tuple[str, ...]] = {
+    "sensor.community": ("x-sensor", "x-pin"),  # the airrohr firmware's node and sensor
+}
+
 # Ways a payload may name a device besides its registry id. The registry cache maps each
 # (scheme, key) to a sensor id (``sensornet.registry.store.load_aliases``).
 ID_SCHEMES: frozenset[str] = frozenset({"deveui", "sc_chip", "sc_location", "senml_name"})

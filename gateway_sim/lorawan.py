@@ -15,12 +15,13 @@ import base64
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 
+from gateway_sim.synthetic import Reading
 from sensornet.catalogue import SensorType
 from sensornet.lineprotocol import FieldValue
 from sensornet.lorawan.codecs import Codec
@@ -182,3 +183,27 @@ def uplink(
     if network == "chirpstack":
         return chirpstack_uplink(dev_eui, sensor_id, f_cnt, received_ns, **kwargs)
     return tts_uplink(dev_eui, sensor_id.lower(), f_cnt, received_ns, **kwargs)
+
+
+def envelopes(
+    network: Network, readings: Iterable[Reading], raw: bool = False,
+    keymap: KeyMap | None = None,
+) -> Iterator[tuple[bytes, bytes]]:  # fmt: skip
+    """Each synthetic reading as its network server would publish it: received at the
+    reading's time, ``seq`` as the frame counter; ``raw`` sends the type's codec bytes
+    (types without a codec send decoded values)."""
+    from sensornet.catalogue import load_catalogue
+    from sensornet.lorawan.keymap import load_keymap
+
+    types = load_catalogue().types
+    keys = keymap or load_keymap()
+    for r in readings:
+        eui = r.device.dev_eui or dev_eui_for(r.device.id)
+        sensor_type = types[r.device.type]
+        payload: dict[str, Any]
+        if raw and sensor_type.codec is not None:
+            payload = {"data": encode_values(sensor_type, r.values, keys)}
+        else:
+            payload = {"decoded": r.values}
+        topic, body = uplink(network, eui, r.device.id, r.seq, r.ts_ms * 1_000_000, **payload)
+        yield topic.encode(), body

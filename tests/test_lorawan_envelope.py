@@ -54,7 +54,7 @@ def test_chirpstack_documented_status_is_health() -> None:
     raw = (DATA / "chirpstack_status.json").read_bytes()
     topic = CS_TOPIC.replace("/up", "/status")
     up = parse_uplink(raw, "chirpstack", 64 * 1024, topic)
-    assert up.extra == {"margin": 10.0, "battery": 88.3, "external_power": False}
+    assert up.extra == {"margin": 10.0, "battery_pct": 88.3, "external_power": False}
     assert up.data == b"" and up.decoded is None
 
 

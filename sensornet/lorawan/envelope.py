@@ -228,7 +228,7 @@ def parse_chirpstack(doc: Any, max_bytes: int, event: str = "up") -> Uplink:
         if not doc.get("batteryLevelUnavailable") and not doc.get("externalPowerSource"):
             level = _number(doc.get("batteryLevel"))
             if level is not None:
-                extra["battery"] = level
+                extra["battery_pct"] = level
         extra["external_power"] = bool(doc.get("externalPowerSource"))
         return Uplink("chirpstack", dev_eui, application, received, 0, None, b"", None,
                       uplink_id=uplink_id, device_name=name, extra=extra)  # fmt: skip
@@ -316,14 +316,18 @@ def _check_topic(topic: TopicInfo, uplink: Uplink) -> None:
         raise PayloadError("topic_mismatch", detail)
 
 
-def parse_uplink(payload: bytes, network: Network, max_bytes: int, topic: str = "") -> Uplink:
+def parse_uplink(
+    payload: bytes, network: Network, max_bytes: int, topic: str = "", event: str = "up"
+) -> Uplink:
     """One envelope from ``network``. With an MQTT ``topic``, the topic must be an uplink
-    (or ChirpStack status) topic of that network and agree with the body; without one (an
-    HTTP integration) the body alone names the device."""
+    (or ChirpStack status) topic of that network and agree with the body, and names the
+    event; without one (an HTTP integration, which says the ``event`` itself) the body
+    alone names the device."""
     info = parse_topic(topic) if topic else None
     if topic and (info is None or info.network != network):
         raise PayloadError("bad_topic", f"not a {network} uplink topic: {topic!r:.80}")
-    event = info.event if info is not None else "up"
+    if info is not None:
+        event = info.event
     if event not in ("up", "status") or (network == "tts" and event != "up"):
         raise PayloadError("not_an_uplink", f"{network} event {event!r:.40} carries no readings")
     doc = parse_json(payload, max_bytes)

@@ -26,9 +26,11 @@ from api import (
     registry_routes,
 )
 from api.auth import require
+from api.body_guard import BodyGuard
 from api.fast import FastRoutes
 from api.key_cache import KeyCache
 from api.problems import Problem
+from api.query_common import in_store
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, influx_client, rows
 from sensornet.mqtt_tls import MqttTls
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.state.settings = settings
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
+    app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
     problems.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)
@@ -132,6 +135,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         limit: Annotated[int, Query(ge=1, le=MAX_RANGE_ROWS)] = 1000,
     ) -> SensorReadings:
         device = await _device(request, sensor_id)
+        in_store(start=start, end=end)
         end = end or datetime.now(UTC)
         if start.tzinfo is None or end.tzinfo is None:
             raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")

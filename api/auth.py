@@ -34,6 +34,12 @@ async def principal(
     return await authenticated(request, bearer.credentials if bearer is not None else header)
 
 
+async def presented(request: Request) -> Principal:
+    """The ``principal`` dependency run on a request outside FastAPI's solver, with the
+    same schemes (``api.body_guard`` authenticates before a body is read)."""
+    return await principal(request, await _bearer(request), await _header(request))
+
+
 async def authenticated(request: Request, secret: str | None) -> Principal:
     if not secret:
         raise Problem(

@@ -14,8 +14,11 @@ from api.problems import Problem
 from sensornet.district import load_district
 from sensornet.registry import bulk
 from sensornet.registry.service import Registry
+from sensornet.reserved import reserved_ids
 
 router = APIRouter(tags=["registry"])
+#: An import's body cap: the most rows an import takes at ~200 bytes a row (docs/api.md)
+MAX_IMPORT_BODY = 20 * 1024 * 1024
 DryRun = Annotated[bool, Query(description="Check and report, change nothing")]
 
 
@@ -41,7 +44,8 @@ class ImportOut(BaseModel):
 
 
 def _registry(request: Request) -> Registry:
-    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+    state = request.app.state
+    return Registry(state.registry, state.catalogue, load_district(), reserved_ids(state.settings))
 
 
 async def _import(
@@ -61,7 +65,7 @@ async def _import(
     return out
 
 
-@router.post("/sensors/import", response_model=ImportOut)
+@router.post("/sensors/import", response_model=ImportOut, max_body_size=MAX_IMPORT_BODY)
 async def import_json(
     request: Request, who: Engineer, body: ImportIn, dry_run: DryRun = False
 ) -> ImportOut:
@@ -69,7 +73,7 @@ async def import_json(
     return await _import(request, body.sensors, who.actor, dry_run)
 
 
-@router.post("/sensors/import.csv", response_model=ImportOut)
+@router.post("/sensors/import.csv", response_model=ImportOut, max_body_size=MAX_IMPORT_BODY)
 async def import_csv(
     request: Request,
     who: Engineer,

@@ -14,6 +14,7 @@ from sensornet.errors import SensornetError
 from sensornet.registry import gateways
 from sensornet.registry.schemas import GatewayIn, GatewayOut
 from sensornet.registry.service import InvalidSensor, Registry, SensorExists, SensorNotFound
+from sensornet.reserved import reserved_ids
 
 router = APIRouter(tags=["gateways"])
 
@@ -24,7 +25,8 @@ class RegisteredGateway(GatewayOut):
 
 
 def _registry(request: Request) -> Registry:
-    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+    state = request.app.state
+    return Registry(state.registry, state.catalogue, load_district(), reserved_ids(state.settings))
 
 
 def _problem(exc: SensornetError) -> Problem:

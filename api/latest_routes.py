@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.problems import Problem
 from api.query_common import (
+    SENSOR_KEY,
     cached_json,
     decode_cursor,
     encode_cursor,
@@ -100,7 +101,7 @@ async def latest_values(
         status,
         parse_bbox(bbox),
     )
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, SENSOR_KEY, "a sensor id")
     if after is not None:
         devices = [d for d in devices if d.id > after]
     page = devices[:limit]

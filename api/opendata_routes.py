@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import range_queries
 from api.problems import Problem
+from api.query_common import in_store
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.opendata import Dataset, OpenDataCatalogue, RateLimiter, load_opendata
@@ -95,10 +96,12 @@ async def dataset_data(
     end: Annotated[datetime | None, Query(description="default: now")] = None,
 ) -> Response:
     d = _dataset(dataset_id)
+    if (start and start.tzinfo is None) or (end and end.tzinfo is None):
+        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
+    in_store(start=start, end=end)
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=1)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
+    in_store(start=start)  # a day before an early end
     if not start < end:
         raise Problem(422, "Empty range", "start must be before end")
     if end - start > timedelta(days=d.max_days):

@@ -3,8 +3,8 @@ cursors and HTTP caching. Reads only; every InfluxQL value is a bound parameter.
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,8 +13,11 @@ import orjson
 from fastapi import Request, Response
 
 from api.problems import Problem
+from sensornet import cursors
 from sensornet.catalogue import Catalogue
+from sensornet.errors import InvalidCursor, TimeOutOfRange
 from sensornet.registry.store import DeviceCache, DeviceInfo
+from sensornet.timestamps import check_store_time
 
 
 def registry_view(request: Request) -> DeviceCache:
@@ -52,17 +55,35 @@ def utc(ns: int) -> datetime:
 DUMP_OPTIONS = orjson.OPT_UTC_Z
 
 
+#: What a cursor of ours holds: a sensor id (as the registry keeps it) or an InfluxDB time
+SENSOR_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+TIME_KEY = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
+
+
 def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return cursors.encode(value)
 
 
-def decode_cursor(cursor: str | None) -> str | None:
+def decode_cursor(cursor: str | None, shape: re.Pattern[str], what: str) -> str | None:
+    """The key in a ``next_cursor`` we gave, or None without one; anything else is a 400
+    problem (sensornet.cursors)."""
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "Invalid cursor", "pass next_cursor from a previous page") from None
+        return cursors.decode(cursor, shape, what)
+    except InvalidCursor as exc:
+        raise Problem(400, "Invalid cursor", str(exc)) from None
+
+
+def in_store(**times: datetime | None) -> None:
+    """Refuse, with a 422 problem naming it, a time the time-series store cannot hold:
+    InfluxDB would refuse the query, which is no failure of the store (no 502, no log)."""
+    for name, at in times.items():
+        if at is not None:
+            try:
+                check_store_time(at, name)
+            except TimeOutOfRange as exc:
+                raise Problem(422, "Time out of range", str(exc)) from None
 
 
 def cached_json(request: Request, body: Any, max_age_s: int) -> Response:

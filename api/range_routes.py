@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from api import range_queries
 from api.answer_rows import csv_lines, ordered_rows, series_rows
 from api.problems import Problem
-from api.query_common import decode_cursor, device_or_404, encode_cursor
+from api.query_common import TIME_KEY, decode_cursor, device_or_404, encode_cursor, in_store
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.csv_cells import neutralise
 from sensornet.district import load_district
@@ -36,6 +36,7 @@ StepParam = Annotated[
 
 
 def _range(start: datetime, end: datetime | None) -> tuple[datetime, datetime]:
+    in_store(start=start, end=end)
     end = end or datetime.now(UTC)
     if start.tzinfo is None or end.tzinfo is None:
         raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
@@ -47,7 +48,7 @@ def _range(start: datetime, end: datetime | None) -> tuple[datetime, datetime]:
 def _resolution(
     settings: Settings, sensor_type: SensorType, start: datetime, end: datetime, step: int | None
 ) -> Resolution:
-    return choose_resolution(
+    res = choose_resolution(
         start,
         end,
         datetime.now(UTC),
@@ -56,6 +57,18 @@ def _resolution(
         minute_retention_s=duration_s(settings.influx_1m_retention),
         step_s=step,
     )
+    if step is not None and res.step_s and step % res.step_s:
+        # buckets of ``step`` over stored ``res.step_s`` aggregates would be uneven: the
+        # answer would not be what its step_s says, so it is refused, saying what works
+        raise Problem(
+            422,
+            "Step not available for this range",
+            f"from {start.isoformat()} the readings are kept only as {res.name} aggregates: "
+            f"pass a step that is a multiple of {res.step_s} s",
+            resolution=res.name,
+            step_multiple_of=res.step_s,
+        )
+    return res
 
 
 def estimate_rows(sensor_type: SensorType, res: Resolution, span_s: float, step: int | None) -> int:
@@ -127,7 +140,7 @@ async def sensor_series(
     are read from the minute/hour aggregates (``resolution`` says which). Paged by time."""
     device = await device_or_404(request, sensor_id)
     start, end = _range(start, end)
-    after = decode_cursor(cursor) or EPOCH
+    after = decode_cursor(cursor, TIME_KEY, "a reading's time") or EPOCH
     sensor_type = request.app.state.catalogue.get(device.type)
     res = _resolution(request.app.state.settings, sensor_type, start, end, step)
     plan = series_plan(request, sensor_type, res, step, aggregate)

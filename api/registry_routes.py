@@ -16,7 +16,7 @@ from api.broker_sync import ensure_broker, sync
 from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
-from sensornet.errors import SensornetError
+from sensornet.errors import InvalidCursor, SensornetError
 from sensornet.registry import keys
 from sensornet.registry.lifecycle import TransitionError
 from sensornet.registry.schemas import (
@@ -40,6 +40,7 @@ from sensornet.registry.service import (
     parse_bbox,
     parse_dev_eui,
 )
+from sensornet.reserved import reserved_ids
 
 router = APIRouter()
 # before /sensors/{sensor_id}, so "export.csv" is not taken for a sensor id
@@ -54,6 +55,7 @@ _STATUS = {
     DevEuiTaken: (409, "DevEUI already registered"),
     TransitionError: (409, "Status change not allowed"),
     InvalidSensor: (422, "Invalid sensor entry"),
+    InvalidCursor: (422, "Invalid cursor"),  # 422 as before (a query listing: 400)
     keys.ApiKeyError: (404, "Unknown API key"),
     broker_auth.CredentialsError: (404, "Not registered"),
 }
@@ -70,7 +72,8 @@ def problem(exc: SensornetError) -> Problem:
 
 
 def registry(request: Request) -> Registry:
-    return Registry(request.app.state.registry, request.app.state.catalogue, load_district())
+    state = request.app.state
+    return Registry(state.registry, state.catalogue, load_district(), reserved_ids(state.settings))
 
 
 class Registered(SensorOut):

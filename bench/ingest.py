@@ -25,7 +25,7 @@ import httpx
 
 from bench.procfs import peak_rss_mb
 from gateway_sim.synthetic import SYNTHETIC_GATEWAY, Reading, make_readings, messages
-from ingest.mqtt_source import MqttSource
+from ingest.inputs.mqtt import MqttSource
 from sensornet.accounting import count_stored
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient

@@ -26,6 +26,7 @@ from sensornet.registry import bulk, keys
 from sensornet.registry.schemas import Move, SensorIn, SensorPatch, StatusChange
 from sensornet.registry.service import Registry, SensorFilter, parse_bbox, parse_dev_eui
 from sensornet.registry.store import open_registry
+from sensornet.reserved import reserved_ids
 from sensornet.settings import Settings
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ def run(url: str | None, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 
 
 def _registry(engine: AsyncEngine) -> Registry:
-    return Registry(engine, load_catalogue(), load_district())
+    return Registry(engine, load_catalogue(), load_district(), reserved_ids(Settings()))
 
 
 async def _sync(engine: AsyncEngine) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import cbor2
 import orjson
 
 from sensornet.lineprotocol import FieldValue
+from sensornet.senml import JSON_TO_CBOR
 
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
@@ -47,17 +49,28 @@ def _senml_value(value: FieldValue) -> tuple[str, FieldValue]:
     return "v", value
 
 
-def senml_pack(items: Sequence[Item]) -> bytes:
-    """RFC 8428 pack: one base name per sensor (``<id>/``), base time in seconds. SenML has
-    no sequence number, so these readings are accounted by sensor and time."""
+def senml_records(items: Sequence[Item]) -> list[dict[str, object]]:
+    """RFC 8428 records: one base name per sensor (``<id>/``, its registry id being its
+    SenML name), base time in seconds, and the reading's ``seq`` as a record named ``seq``
+    (SenML has no sequence number of its own; docs/inputs/senml.md)."""
     records: list[dict[str, object]] = []
     for item in items:
-        first = True
+        records.append(
+            {"bn": f"{item.sensor_id}/", "bt": item.ts_ms / 1000, "n": "seq", "v": item.seq}
+        )
         for quantity, value in item.values.items():
             key, v = _senml_value(value)
-            record: dict[str, object] = {"n": quantity, key: v}
-            if first:
-                record = {"bn": f"{item.sensor_id}/", "bt": item.ts_ms / 1000, **record}
-                first = False
-            records.append(record)
-    return orjson.dumps(records)
+            records.append({"n": quantity, key: v})
+    return records
+
+
+def senml_pack(items: Sequence[Item]) -> bytes:
+    """A SenML JSON pack (``application/senml+json``)."""
+    return orjson.dumps(senml_records(items))
+
+
+def senml_cbor_pack(items: Sequence[Item]) -> bytes:
+    """The same pack in CBOR (RFC 8428 §6, integer labels, ``application/senml+cbor``)."""
+    return cbor2.dumps(
+        [{JSON_TO_CBOR[label]: v for label, v in r.items()} for r in senml_records(items)]
+    )

@@ -24,7 +24,6 @@ from gateway_sim.faults import (
     SKEW_S,
     FaultPlan,
     GroundTruth,
-    Injected,
     foreign_targets,
     inject,
     out_of_range,
@@ -216,10 +215,6 @@ class LivePublisher:
             foreign=self._foreign.get(device.type),
             per_device_auth=device.id in self._credentials,
         )
-        if in_pack and injected.payload is not None:
-            # the pack carries the faulty reading; SenML cannot carry seq
-            senml = _uses_senml(device.gateway_id or "")
-            injected = _in_pack(injected, senml)
         self.truth.fault(kind, item, injected)
         if kind == "flapping":
             link = self._links[device.id]
@@ -275,18 +270,6 @@ def _centre(district: District) -> tuple[float, float]:
 def _uses_senml(gateway_id: str) -> bool:
     """Half of the gateways speak SenML, half the gateway format: both paths stay exercised."""
     return zlib.crc32(gateway_id.encode()) % 2 == 1
-
-
-def _in_pack(injected: Injected, senml: bool) -> Injected:
-    seq = None if senml else injected.platform_seq
-    return Injected(
-        injected.payload,
-        injected.topic_device,
-        injected.expected,
-        injected.platform_device,
-        seq,
-        injected.copies,
-    )
 
 
 def _item_from(item: Item, payload: bytes, catalogue: Catalogue, type_id: str, kind: str) -> Item:

@@ -1,5 +1,7 @@
-"""From a batch of MQTT messages to line protocol and rejections. No I/O, so it is
-tested and benchmarked alone; the service around it owns the sockets."""
+"""From a batch of messages to line protocol and rejections. No I/O, so it is tested and
+benchmarked alone; the service around it owns the sockets. It never knows which input a
+message came from: its topic (the native layout) and its ``fmt`` (``sensornet.formats``)
+say what it is (docs/decisions.md, "Inputs")."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from ingest.fastlane import FastLane
 from sensornet.catalogue import Catalogue
 from sensornet.codec import decode_payload
 from sensornet.errors import LineProtocolError, PayloadError
+from sensornet.formats import decoder_for
 from sensornet.lineprotocol import encode_point
 from sensornet.mqtt_wire import InboundMessage
+from sensornet.records import Decoded, RawReading
 from sensornet.registry.store import DeviceInfo
+from sensornet.senml_resolve import SenmlContext
 from sensornet.topics import DeviceTopic, parse_topic
 from sensornet.validation import Rejection, validate
 
@@ -70,6 +75,8 @@ class Pipeline:
     max_payload_bytes: int = 256 * 1024
     use_fast_lane: bool = True
     is_gateway: Callable[[str], bool] = lambda device_id: False  # may publish its status
+    # a device named other than by its id (scheme, key): DeviceCache.resolve
+    resolve: Callable[[str, str], DeviceInfo | None] = lambda scheme, key: None
     _fast: FastLane = field(init=False)
 
     def __post_init__(self) -> None:
@@ -169,7 +176,7 @@ class Pipeline:
         readings, pack = self._fast.readings, self._fast.pack
         for m in messages:
             parsed = parse_topic(self.topic_prefix, m.topic)
-            if fast and parsed is not None:
+            if fast and parsed is not None and not m.fmt:
                 kind = parsed.kind
                 arrived = m.arrived_ns or now_ns
                 if kind == "readings":
@@ -184,6 +191,9 @@ class Pipeline:
         self, m: InboundMessage, parsed: DeviceTopic | None, now_ns: int, out: BatchResult
     ) -> None:
         """The general path: every check, every reason."""
+        if m.fmt:
+            self._process_format(m, parsed, now_ns, out)
+            return
         if parsed is None:
             self._reject(out, m, None, "bad_topic", "topic outside the layout")
             return
@@ -196,18 +206,75 @@ class Pipeline:
             else:
                 out.status.append((publisher, m.payload))
             return
+        senml = SenmlContext(self.catalogue, self._senml_name, self.lookup(publisher))
         try:
-            decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
+            decoded = decode_payload(
+                m.payload,
+                max_bytes=self.max_payload_bytes,
+                senml=senml,
+                now_ns=m.arrived_ns or now_ns,
+            )
         except PayloadError as exc:
             self._reject(out, m, publisher, exc.reason, exc.detail)
             return
+        self._store(m, publisher, parsed.kind, decoded, now_ns, out)
+
+    def _process_format(
+        self, m: InboundMessage, parsed: DeviceTopic | None, now_ns: int, out: BatchResult
+    ) -> None:
+        """A message in a format of ``sensornet.formats``. On a device's native topic (the
+        input authenticated that device) its readings must be the device's own or its
+        gateway's sensors', as in a pack; on any other topic (a route the input trusts as
+        a whole, e.g. a network server's subscription) they may name any registered device."""
+        publisher = parsed.device_id if parsed is not None else None
+        decoder = decoder_for(m.fmt)
+        if decoder is None:
+            self._reject(out, m, publisher, "unknown_format", f"no decoder for {m.fmt!r:.60}")
+            return
+        try:
+            decoded = decoder(m.payload, m.topic, self.max_payload_bytes)
+        except PayloadError as exc:
+            self._reject(out, m, publisher, exc.reason, exc.detail)
+            return
+        self._store(m, publisher, "format", decoded, now_ns, out)
+
+    def _senml_name(self, name: str) -> DeviceInfo | None:
+        """The sensor a SenML name names: its registered ``senml_name``, else its id."""
+        device = self.resolve("senml_name", name)
+        return device if device is not None else self.lookup(name)
+
+    def _device_of(
+        self, raw: RawReading, publisher: str | None
+    ) -> tuple[str | None, DeviceInfo | None, str | None]:
+        """``(sensor id, device, raw name)`` of a reading: its named sensor (resolved
+        through the registry when named in a scheme), else the publisher."""
+        named = raw.sensor_id
+        if named is None:
+            return publisher, None if publisher is None else self.lookup(publisher), None
+        if not raw.scheme:
+            return named, self.lookup(named), named
+        device = self.resolve(raw.scheme, named)
+        raw_name = f"{raw.scheme}:{named}"
+        return (device.id, device, raw_name) if device is not None else (None, None, raw_name)
+
+    def _store(
+        self,
+        m: InboundMessage,
+        publisher: str | None,
+        kind: str,
+        decoded: Decoded,
+        now_ns: int,
+        out: BatchResult,
+    ) -> None:
+        """Validate and encode decoded readings: ``kind`` is the topic's (``readings``,
+        ``pack``) or ``format``, which decides whose readings the message may carry."""
         for item in decoded.rejects:
             error = item.error
-            self._reject(out, m, publisher, error.reason, error.detail, None, item.sensor_id)
-        is_pack = parsed.kind == "pack"
+            self._reject(out, m, publisher, error.reason, error.detail, item.seq, item.sensor_id)
+        is_pack = kind == "pack"
         for index, raw in enumerate(decoded.readings):
             named = raw.sensor_id
-            if not is_pack and named not in (None, publisher):
+            if kind == "readings" and named not in (None, publisher):
                 detail = f"reading names {named!r:.80} on the topic of {publisher}"
                 self._reject(out, m, publisher, "foreign_sensor", detail, raw.seq, named)
                 continue
@@ -215,11 +282,25 @@ class Pipeline:
                 detail = "pack reading without a sensor id"
                 self._reject(out, m, publisher, "bad_pack", detail, raw.seq)
                 continue
-            sensor_id = named or publisher
-            device = self.lookup(sensor_id)
+            resolved, device, raw_name = self._device_of(raw, publisher)
+            if resolved is None:
+                detail = (
+                    f"no registered sensor is {raw_name!r:.80}"
+                    if raw_name
+                    else "the message names no sensor"
+                )
+                self._reject(out, m, publisher, "unknown_sensor", detail, raw.seq, raw_name)
+                continue
+            sensor_id = resolved
             # A pack may carry only the readings of sensors attached to its gateway (or the
-            # gateway's own): any device may publish on its own pack topic.
-            if is_pack and device is not None and publisher not in device.publishers:
+            # gateway's own): any device may publish on its own pack topic. A format on a
+            # device's topic is held to the same rule.
+            if (
+                kind != "readings"
+                and publisher is not None
+                and device is not None
+                and publisher not in device.publishers
+            ):
                 detail = f"{sensor_id} is attached to {device.gateway_id}, not {publisher}"
                 self._reject(out, m, publisher, "foreign_gateway", detail, raw.seq, sensor_id)
                 continue

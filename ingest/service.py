@@ -9,19 +9,17 @@ import time
 from itertools import islice
 
 from ingest.deadletter import count_dropped, dead_letter_lines, log_rejects, status_line
+from ingest.inputs import BatchOutcome, Input, InputContext, build_inputs
 from ingest.metrics import IngestStats, platform_lines
-from ingest.mqtt_source import MqttSource
 from ingest.pipeline import BatchResult, Pipeline, Reject
 from ingest.spool import Spool
 from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
-from sensornet.mqtt_tls import MqttTls
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
-from sensornet.topics import ingest_filters
 
 log = logging.getLogger("sensornet.ingest")
 
@@ -31,7 +29,8 @@ LETTERS_PER_WRITE = 10_000  # dead-letter lines written at once (each at most ~2
 
 
 class Ingester:
-    """One ingester process. Its MQTT identity is fixed so it comes back as itself."""
+    """One ingester process: the inputs named in settings (``ingest.inputs``) feed one
+    pipeline and one durable writer. Its MQTT identity is fixed so it comes back as itself."""
 
     def __init__(
         self,
@@ -49,6 +48,7 @@ class Ingester:
             settings.topic_prefix,
             settings.ingest_max_payload_bytes,
             is_gateway=devices.is_gateway,
+            resolve=devices.resolve,
         )
         self.stats = IngestStats()
         self.spool = Spool(
@@ -56,7 +56,8 @@ class Ingester:
         )
         self._pending: list[InboundMessage] = []
         self._pending_bytes = 0
-        self._source: MqttSource | None = None
+        self._inputs: list[Input] = []
+        self._paused = False
         # A batch must fill while earlier ones are unacknowledged, or it only ever closes
         # on the timer: cut it at the share of receive-maximum left for it.
         s = settings
@@ -74,11 +75,16 @@ class Ingester:
         stats.pending_bytes_peak = max(stats.pending_bytes_peak, self._pending_bytes)
         if self._full():
             self._batch_ready.set()
-            if self._pending_bytes >= 2 * self.settings.ingest_batch_bytes and self._source:
+            if self._pending_bytes >= 2 * self.settings.ingest_batch_bytes and not self._paused:
                 # The memory bound (receive-maximum is not one: packs carry many readings,
-                # and Mosquitto 2.0.11 stops honouring it once acks flow): stop reading the
-                # socket until this batch is taken.
-                self._source.pause()
+                # and Mosquitto 2.0.11 stops honouring it once acks flow): every input stops
+                # taking messages until this batch is taken.
+                self._pause()
+
+    def _pause(self) -> None:
+        self._paused = True
+        for way_in in self._inputs:
+            way_in.pause()
 
     def _full(self) -> bool:
         return (
@@ -106,28 +112,19 @@ class Ingester:
         if not self._full():
             self._batch_ready.clear()
         if (
-            self._source
+            self._paused
             and not self._draining
             and self._pending_bytes < 2 * self.settings.ingest_batch_bytes
         ):
-            self._source.resume()
+            self._paused = False
+            for way_in in self._inputs:
+                way_in.resume()
         return batch
 
-    def source(self) -> MqttSource:
-        s = self.settings
-        return MqttSource(
-            host=s.mqtt_host,
-            port=s.mqtt_port,
-            client_id=s.ingest_client_id,
-            username=s.mqtt_ingest_user,
-            password=s.mqtt_ingest_password.get_secret_value(),
-            topic_filters=ingest_filters(s.topic_prefix, s.ingest_share_group or None),
-            on_messages=self._on_messages,
-            session_expiry_s=s.ingest_session_expiry_s,
-            receive_maximum=s.ingest_receive_maximum,
-            await_subscription=False,
-            tls=MqttTls.from_settings(s),
-        )
+    def inputs(self) -> list[Input]:
+        """The ways in named by ``SENSORNET_INGEST_INPUTS``, all feeding ``_on_messages``."""
+        context = InputContext(self.settings, self._on_messages, self.devices, self.stats)
+        return build_inputs(self.settings.ingest_inputs, context)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set, then write and ack what is in flight."""
@@ -141,9 +138,11 @@ class Ingester:
         try:
             # A queued backlog flows in before the SUBACK does: the pause must already work
             # for it, and batches be written and acked meanwhile.
-            self._source = source = self.source()
-            async with source:
-                subscribed = asyncio.create_task(self._announce(source, ready))
+            self._inputs = inputs = self.inputs()
+            async with contextlib.AsyncExitStack() as entered:
+                for way_in in inputs:
+                    await entered.enter_async_context(way_in)
+                subscribed = asyncio.create_task(self._announce(inputs, ready))
                 side_tasks.append(subscribed)
                 in_flight: list[asyncio.Task[None]] = []
                 while not stop.is_set():
@@ -156,13 +155,13 @@ class Ingester:
                     if len(in_flight) >= self.settings.ingest_writes_in_flight:
                         await in_flight[0]
                     previous = in_flight[-1] if in_flight else None
-                    in_flight.append(asyncio.create_task(self.flush(source, writer, previous)))
+                    in_flight.append(asyncio.create_task(self.flush(inputs, writer, previous)))
                 # drain: read no more; write and ack, in order, all that was received
                 self._draining = True
-                source.pause()
+                self._pause()
                 while self._pending:
                     previous = in_flight[-1] if in_flight else None
-                    in_flight.append(asyncio.create_task(self.flush(source, writer, previous)))
+                    in_flight.append(asyncio.create_task(self.flush(inputs, writer, previous)))
                     await asyncio.sleep(0)  # the flush takes its batch
                 await asyncio.gather(*in_flight)
         except WriteAborted as exc:
@@ -210,17 +209,19 @@ class Ingester:
                 async with asyncio.timeout(delay):
                     await stop.wait()
 
-    async def _announce(self, source: MqttSource, ready: asyncio.Event | None) -> None:
-        await source.subscribed()
-        log.info("ingester %s subscribed", self.settings.ingest_client_id)
+    async def _announce(self, inputs: list[Input], ready: asyncio.Event | None) -> None:
+        await asyncio.gather(*(way_in.ready() for way_in in inputs))
+        names = ", ".join(way_in.name for way_in in inputs)
+        log.info("ingester %s receiving (%s)", self.settings.ingest_client_id, names)
         if ready is not None:
             ready.set()
 
     async def flush(
-        self, source: MqttSource, writer: DurableWriter, previous: asyncio.Task[None] | None
+        self, inputs: list[Input], writer: DurableWriter, previous: asyncio.Task[None] | None
     ) -> None:
         """Process and write one batch; ack it after ``previous`` acked (MQTT wants PUBACKs
-        in arrival order), so the next batch is processed while this one is written."""
+        in arrival order), so the next batch is processed while this one is written. Every
+        input is given the batch and acknowledges its own messages in it."""
         batch = self._take_batch()
         if not batch:
             return
@@ -230,7 +231,9 @@ class Ingester:
         result, refused = await self._until_durable(batch, writer, time.time_ns())
         if previous is not None:
             await asyncio.shield(previous)
-        source.ack(batch)
+        outcome = BatchOutcome(result.rejects)
+        for way_in in inputs:
+            way_in.ack(batch, outcome)
         # counted once acknowledged, with no await between: the figures and the time of
         # the last ack always agree
         stats = self.stats

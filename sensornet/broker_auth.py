@@ -44,6 +44,7 @@ from sensornet.errors import SensornetError
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.models import Gateway, Sensor, utcnow
 from sensornet.registry.service import audit
+from sensornet.reserved import acl_denies, service_names
 from sensornet.settings import Settings
 
 __all__ = ["BrokerSyncError", "BrokerTarget", "mosquitto_hash"]  # re-exported for callers
@@ -219,8 +220,10 @@ async def sync_broker(engine: AsyncEngine, target: BrokerTarget) -> int:
     return len(entries)
 
 
-def fleet_acl(prefix: str, fleet_user: str) -> str:
-    return f"user {fleet_user}\ntopic write {prefix}/#\n"
+def fleet_acl(prefix: str, fleet_user: str, ingest_user: str = "ingester") -> str:
+    """The fleet identity may write as any device, but never as a service identity."""
+    denies = acl_denies(prefix, service_names(ingest_user, fleet_user))
+    return f"user {fleet_user}\n{denies}topic write {prefix}/#\n"
 
 
 @contextlib.asynccontextmanager
@@ -233,7 +236,9 @@ async def fleet_identity(settings: Settings) -> AsyncIterator[None]:
     async def put(present: bool) -> None:
         async with broker_files.locked(target.auth_dir):
             line = broker_files.password_lines({settings.mqtt_fleet_user: fleet_hash})
-            acl = fleet_acl(settings.topic_prefix, settings.mqtt_fleet_user)
+            acl = fleet_acl(
+                settings.topic_prefix, settings.mqtt_fleet_user, settings.mqtt_ingest_user
+            )
             broker_files.write_part(target.auth_dir, PASSWD, FLEET, line if present else None)
             broker_files.write_part(target.auth_dir, ACL, FLEET, acl if present else None)
             await broker_files.deliver(target)

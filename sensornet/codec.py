@@ -6,18 +6,21 @@ Accepted shapes (docs/payloads.md):
   array                [<flat or ts+values object>, ...]
   gateway pack         {"gw": "GW-1", "readings": [{"sensor": "AQ-1", <flat or ts+values>}, ...]}
   SenML (RFC 8428)     [{"bn": "AQ-1/", "bt": 1732500000, "n": "pm25", "v": 12.3}, ...]
+  SenML CBOR (§6)      the same as a CBOR array of maps with integer labels
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import orjson
 
 from sensornet.errors import PayloadError
 from sensornet.records import Decoded, ItemReject, RawReading
-from sensornet.senml import decode_senml
+from sensornet.senml import loads_cbor, resolve_pack
+from sensornet.senml_resolve import SenmlContext, to_readings
 from sensornet.timestamps import to_ns
 
 MAX_READINGS_PER_MESSAGE = 10_000
@@ -112,10 +115,34 @@ def _is_senml(items: list[Any]) -> bool:
     )
 
 
-def decode_payload(payload: bytes, *, max_bytes: int = 256 * 1024) -> Decoded:
+def is_cbor_array(payload: bytes) -> bool:
+    """A CBOR array starts with major type 4 (0x80-0x9f), a byte no JSON text starts with."""
+    return bool(payload) and 0x80 <= payload[0] <= 0x9F
+
+
+def decode_senml_cbor(
+    payload: bytes, senml: SenmlContext, now_ns: int, *, max_bytes: int = 256 * 1024
+) -> Decoded:
+    """A SenML CBOR pack (RFC 8428 §6, ``application/senml+cbor``)."""
+    if len(payload) > max_bytes:
+        raise PayloadError("oversize", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    return to_readings(resolve_pack(loads_cbor(payload), now_ns), senml)
+
+
+def decode_payload(
+    payload: bytes,
+    *,
+    max_bytes: int = 256 * 1024,
+    senml: SenmlContext | None = None,
+    now_ns: int | None = None,
+) -> Decoded:
     """Decode one MQTT payload. A message-level fault (not JSON, too big, too deep) raises
     ``PayloadError``; a bad item among several is returned in ``rejects``, so the good
-    readings of the same message are kept."""
+    readings of the same message are kept. SenML names are resolved through ``senml``
+    (the registry's names and the publishing device); without it SenML is refused.
+    ``now_ns`` is what SenML's relative times are relative to (default: the clock)."""
+    if senml is not None and is_cbor_array(payload):
+        return decode_senml_cbor(payload, senml, _now(now_ns), max_bytes=max_bytes)
     doc = parse_json(payload, max_bytes)
     if isinstance(doc, dict):
         if "readings" in doc:
@@ -127,9 +154,15 @@ def decode_payload(payload: bytes, *, max_bytes: int = 256 * 1024) -> Decoded:
         if not doc:
             raise PayloadError("no_values", "empty array")
         if _is_senml(doc):
-            return Decoded(decode_senml(doc), [])
+            if senml is None:
+                raise PayloadError("bad_shape", "SenML is not accepted on this path")
+            return to_readings(resolve_pack(doc, _now(now_ns)), senml)
         return _decode_items(doc, in_pack=False, base_ts=None)
     raise PayloadError("bad_shape", f"payload is a JSON {type(doc).__name__}, not an object")
+
+
+def _now(now_ns: int | None) -> int:
+    return time.time_ns() if now_ns is None else now_ns
 
 
 def _pack_items(doc: dict[str, Any]) -> list[Any]:

@@ -84,3 +84,11 @@ class UnknownSensorType(SensornetError):
 
 class UnknownSubdistrict(SensornetError):
     """A subdistrict id is not in the district; the message lists the known ids."""
+
+
+class InvalidCursor(SensornetError):
+    """A paging cursor that no page of ours produced (garbage, edited or of another list)."""
+
+
+class TimeOutOfRange(SensornetError):
+    """A time the time-series store cannot hold (int64 nanoseconds: 1677 to 2262)."""

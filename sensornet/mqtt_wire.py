@@ -94,6 +94,9 @@ class InboundMessage:
     mid: int | None  # None for QoS 0: nothing to acknowledge
     connection: object  # the connection it arrived on; acks go only to that one
     arrived_ns: int = 0  # the platform's clock: the timestamp of readings without one
+    # how to decode the payload: "" the native JSON shapes (the topic's kind decides), else
+    # a format of sensornet.formats; only inputs set it, never a device (ingest/inputs)
+    fmt: str = ""
 
 
 def parse_publish(data: bytes, start: int, end: int, qos: int) -> tuple[str, int | None, bytes]:

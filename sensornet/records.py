@@ -15,6 +15,7 @@ class ItemReject:
     index: int
     sensor_id: str | None
     error: PayloadError
+    seq: int | None = None  # the refused reading's, when it carried one
 
 
 @dataclass(slots=True)
@@ -25,9 +26,12 @@ class Decoded:
 
 @dataclass(slots=True)
 class RawReading:
-    """One device reading before validation; ``sensor_id`` is set only by packs."""
+    """One device reading before validation. ``sensor_id`` is set by packs and by formats
+    that name their device; ``scheme`` says how it names it: ``""`` a registry id, else a
+    key of that scheme (``sensornet.formats.ID_SCHEMES``: a DevEUI, a chip id, ...)."""
 
     values: dict[str, Any]
     ts_ns: int | None = None
     seq: int | None = None
     sensor_id: str | None = None
+    scheme: str = ""

@@ -3,11 +3,12 @@ CLI flags override. ``docs/settings.md`` lists them all."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sensornet.errors import ConfigError
 
@@ -126,6 +127,11 @@ class Settings(BaseSettings):
         "UPDATE per used key per period; last_used_at lags by at most this)",
     )
 
+    ingest_inputs: Annotated[list[str], NoDecode] = Field(
+        ["mqtt"],
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt); "
+        "docs/decisions.md, Inputs",
+    )
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
     ingest_share_group: str = Field(
         "", description="MQTT 5 shared-subscription group for several ingesters ('' = one)"
@@ -202,6 +208,16 @@ class Settings(BaseSettings):
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
+
+    @field_validator("ingest_inputs", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``SENSORNET_INGEST_INPUTS=mqtt,http`` as well as a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("mqtt_fleet_password", mode="before")
     @classmethod

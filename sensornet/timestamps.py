@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sensornet.errors import PayloadError
+from sensornet.errors import PayloadError, TimeOutOfRange
 
 # Magnitude decides the unit: 1e11 s is the year 5138, 1e14 ms the year 5138, etc.
 _SECONDS_BELOW = 1e11
@@ -58,3 +58,22 @@ def rfc3339_to_ns(text: str) -> int:
     if parsed.tzinfo is None or "T" not in main.upper():
         raise PayloadError("bad_timestamp", f"{text!r} needs a date, a time and an offset")
     return int(parsed.timestamp()) * 10**9 + frac_ns
+
+
+#: What InfluxDB can hold: int64 nanoseconds since the epoch (1677-09-21 to 2262-04-11),
+#: to the microsecond a ``datetime`` has, inside the bounds
+STORE_EARLIEST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)
+STORE_LATEST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+
+
+def check_store_time(at: datetime, name: str) -> datetime:
+    """``at`` when the time-series store can hold it; raises ``TimeOutOfRange`` saying
+    why. Python compares aware times without converting them, so no offset overflows here
+    (``0001-01-01T00:00:00+01:00`` is refused, not an ``OverflowError``). Naive times are
+    the caller's to refuse (they need an offset)."""
+    if at.tzinfo is not None and not STORE_EARLIEST <= at <= STORE_LATEST:
+        raise TimeOutOfRange(
+            f"{name} {at.isoformat()} is outside what the time-series store can hold "
+            f"(int64 nanoseconds: {STORE_EARLIEST.isoformat()} to {STORE_LATEST.isoformat()})"
+        )
+    return at

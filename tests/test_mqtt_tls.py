@@ -24,7 +24,7 @@ from gateway_sim.device_connection import DeviceConnection
 from gateway_sim.load import LoadPlan, run_load
 from gateway_sim.publisher import LivePublisher
 from gateway_sim.report import stored_counts
-from ingest.mqtt_source import MqttSource
+from ingest.inputs.mqtt import MqttSource
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.catalogue import load_catalogue
 from sensornet.errors import ConfigError, MqttTlsError

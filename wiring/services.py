@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sensornet.broker_auth import broker_home, fleet_acl, install_static
-from sensornet.broker_files import ACL, PASSWD, assemble
+from sensornet.broker_files import ACL, CANARY_USER, PASSWD, assemble
 from sensornet.errors import ServiceError
+from sensornet.reserved import acl_denies, service_names
 from sensornet.settings import Settings
 
 DEBIAN_PACKAGES = {
@@ -331,14 +332,20 @@ bind-address = "{self.host}:{self.rpc_port}"
 def broker_acl(prefix: str, ingest_user: str, fleet_user: str | None = None) -> str:
     """Devices write only below their own id (``%u``); the ingester only reads. The fleet
     identity (test-only: the simulator's shared login, which may write as any device) gets
-    its line only when asked for."""
-    fleet = fleet_acl(prefix, fleet_user) + "\n" if fleet_user else ""
-    return f"""# written by wiring.services
+    its line only when asked for. Service identities (the ingester, the fleet identity, the
+    delivery canary) are denied the device topics of every reserved name, their own
+    included: the ``%u`` patterns apply to every user, so without the denials the
+    ingester could publish as a device called ``ingester`` (sensornet.reserved)."""
+    fleet = fleet_acl(prefix, fleet_user, ingest_user) + "\n" if fleet_user else ""
+    denies = acl_denies(prefix, service_names(ingest_user, fleet_user))
+    return f"""# written by wiring.services (broker_acl)
 user {ingest_user}
-topic read {prefix}/+/readings
+{denies}topic read {prefix}/+/readings
 topic read {prefix}/+/pack
 topic read {prefix}/+/status
 
+user {CANARY_USER}
+{denies}
 {fleet}pattern write {prefix}/%u/readings
 pattern write {prefix}/%u/pack
 pattern write {prefix}/%u/status

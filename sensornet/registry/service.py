@@ -6,8 +6,7 @@ these, so a rule (the lifecycle, the catalogue check) lives here once.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,6 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from sensornet import cursors
 from sensornet.catalogue import Catalogue
 from sensornet.deveui import InvalidDevEui, normalise_dev_eui
 from sensornet.district import District
@@ -23,6 +23,7 @@ from sensornet.errors import SensornetError
 from sensornet.registry.lifecycle import check_transition
 from sensornet.registry.models import AuditEntry, Sensor, utcnow
 from sensornet.registry.schemas import Move, SensorIn, SensorOut, SensorPatch, StatusChange
+from sensornet.reserved import BUILTIN_RESERVED, ReservedIdError, check_device_id
 
 MAX_PAGE = 500
 
@@ -80,6 +81,9 @@ def to_out(row: Sensor) -> SensorOut:
         owner_department=row.owner_department or "",
         firmware=row.firmware or "",
         dev_eui=row.dev_eui,
+        senml_name=row.senml_name,
+        sc_chip=row.sc_chip,
+        sc_location=row.sc_location,
         created_at=row.created_at,
         updated_at=row.updated_at,
         has_credentials=row.mqtt_password_hash is not None,
@@ -117,16 +121,33 @@ async def _check_dev_eui(session: AsyncSession, dev_eui: str | None, sensor_id: 
         raise DevEuiTaken(f"DevEUI {dev_eui} is already registered to sensor {holder}")
 
 
+#: What a registry listing's cursor holds: the last sensor id of the page
+_ID_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
+
+#: Names other ways in give a sensor (unique columns): what each is called in errors
+_NAMES = {"senml_name": "SenML name", "sc_chip": "chip id", "sc_location": "location id"}
+
+
+async def _names_free(session: AsyncSession, values: dict[str, Any], sensor_id: str) -> None:
+    """Each name finds one sensor (the columns are unique): say whose it is, not a 500."""
+    for column, label in _NAMES.items():
+        name = values.get(column)
+        if name is None:
+            continue
+        query = select(Sensor.id).where(getattr(Sensor, column) == name, Sensor.id != sensor_id)
+        other = await session.scalar(query)
+        if other is not None:
+            raise InvalidSensor(f"{label} {name!r} is already sensor {other}'s")
+
+
 def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+    return cursors.encode(last_id)
 
 
 def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidSensor(f"invalid cursor {cursor!r}: pass next_cursor unchanged") from exc
+    """Raises ``InvalidCursor`` for anything ``encode_cursor`` did not make."""
+    return cursors.decode(cursor, _ID_KEY, "a sensor id")
 
 
 @dataclass(frozen=True)
@@ -136,6 +157,8 @@ class Registry:
     engine: AsyncEngine
     catalogue: Catalogue
     district: District
+    #: ids no device may take (sensornet.reserved): give ``reserved_ids(settings)``
+    reserved: frozenset[str] = BUILTIN_RESERVED
 
     def session(self) -> AsyncSession:
         return async_sessionmaker(self.engine, expire_on_commit=False)()
@@ -149,7 +172,15 @@ class Registry:
         except SensornetError as exc:
             raise InvalidSensor(str(exc)) from exc
 
+    def check_new_id(self, device_id: str) -> None:
+        """A new sensor or gateway may not take a service identity's name."""
+        try:
+            check_device_id(device_id, self.reserved)
+        except ReservedIdError as exc:
+            raise InvalidSensor(str(exc)) from exc
+
     def new_row(self, spec: SensorIn) -> Sensor:
+        self.check_new_id(spec.id)
         self.check(spec.type, spec.subdistrict)
         if spec.status == "retired":
             raise InvalidSensor(f"sensor {spec.id}: cannot register as retired")
@@ -162,6 +193,7 @@ class Registry:
                 raise SensorExists(f"sensor {spec.id} is already registered; update it instead")
             row = self.new_row(spec)
             await _check_dev_eui(session, spec.dev_eui, spec.id)
+            await _names_free(session, spec.model_dump(), spec.id)
             session.add(row)
             audit(session, actor, "register", "sensor", spec.id, None, snapshot(row))
             return to_out(row)
@@ -180,6 +212,7 @@ class Registry:
             self.check(changes.get("type"), changes.get("subdistrict"))
             if changes.get("dev_eui") is not None:
                 await _check_dev_eui(session, changes["dev_eui"], sensor_id)
+            await _names_free(session, changes, sensor_id)
             before = snapshot(row)
             for key, value in changes.items():
                 setattr(row, key, value)

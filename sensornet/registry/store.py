@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from sensornet.catalogue import Catalogue
 from sensornet.district import District
 from sensornet.errors import SensornetError
 from sensornet.registry.migrate import migrate
 from sensornet.registry.models import REPORTING_STATUSES, Gateway, Sensor, utcnow
+from sensornet.reserved import ReservedIdError, check_device_id
 
 SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -37,6 +43,9 @@ class DeviceInfo:
     status: str
     gateway_id: str | None = None
     dev_eui: str | None = None  # LoRaWAN sensors: canonical DevEUI (sensornet.deveui)
+    senml_name: str | None = None  # its SenML name when not its id (sensornet.senml_resolve)
+    sc_chip: str | None = None  # Sensor.Community node: the airrohr firmware's chip id
+    sc_location: str | None = None  # Sensor.Community node: its location id in the data API
 
     @property
     def reporting(self) -> bool:
@@ -90,6 +99,11 @@ async def upsert_devices(
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     changed = 0
     devices = list(devices)
+    for d in devices:
+        try:
+            check_device_id(d.id)
+        except ReservedIdError as exc:
+            raise RegistryError(str(exc)) from exc
     async with sessions() as session, session.begin():
         existing = {s.id: s for s in (await session.scalars(select(Sensor))).all()}
         gateways = set((await session.scalars(select(Gateway.id))).all())
@@ -117,6 +131,9 @@ async def upsert_devices(
                     status=d.status,
                     gateway_id=d.gateway_id,
                     dev_eui=d.dev_eui,
+                    senml_name=d.senml_name,
+                    sc_chip=d.sc_chip,
+                    sc_location=d.sc_location,
                     created_at=now,
                     updated_at=now,
                 )
@@ -127,6 +144,11 @@ async def upsert_devices(
                 before = snapshot(row)
                 row.type, row.subdistrict, row.lat, row.lon = d.type, d.subdistrict, d.lat, d.lon
                 row.status, row.gateway_id, row.dev_eui = d.status, d.gateway_id, d.dev_eui
+                row.senml_name, row.sc_chip, row.sc_location = (
+                    d.senml_name,
+                    d.sc_chip,
+                    d.sc_location,
+                )
                 row.updated_at = utcnow()
                 audit(session, actor, "update", "sensor", d.id, before, snapshot(row))
                 changed += 1
@@ -162,6 +184,45 @@ async def load_gateway_ids(engine: AsyncEngine) -> frozenset[str]:
         return frozenset(ids.all())
 
 
+# Ways a device is found besides its id (sensornet.formats.ID_SCHEMES): each loader reads
+# ``(scheme, key, sensor_id)`` rows from the registry, keys normalised as the decoders of
+# that scheme write them. DevEUIs need no loader: they are a column of the sensor
+# (``DeviceInfo.dev_eui``, canonical form of ``sensornet.deveui``). An input's decoder names a
+# device by ``RawReading(sensor_id=key, scheme=...)`` and the pipeline finds it through
+# ``DeviceCache.resolve``. A way of naming is added by appending its loader here (with the
+# column or table it reads); the cache reloads the aliases whenever it reloads the sensors.
+AliasRows = Iterable[tuple[str, str, str]]
+ALIAS_LOADERS: list[Callable[[AsyncConnection], Awaitable[AliasRows]]] = []
+
+
+async def _column_aliases(connection: AsyncConnection) -> AliasRows:
+    """The schemes kept as columns of the sensor: ``senml_name`` (its name in SenML packs),
+    ``sc_chip`` and ``sc_location`` (a Sensor.Community node's chip id and location id)."""
+    out: list[tuple[str, str, str]] = []
+    for scheme in ("senml_name", "sc_chip", "sc_location"):
+        column = getattr(Sensor, scheme)
+        query = select(column, Sensor.id).where(column.is_not(None))
+        out += [
+            (scheme, str(key), str(sensor_id)) for key, sensor_id in await connection.execute(query)
+        ]
+    return out
+
+
+ALIAS_LOADERS.append(_column_aliases)
+
+
+async def load_aliases(engine: AsyncEngine) -> dict[tuple[str, str], str]:
+    """``{(scheme, key): sensor id}`` from every alias loader."""
+    aliases: dict[tuple[str, str], str] = {}
+    if not ALIAS_LOADERS:
+        return aliases
+    async with engine.connect() as connection:
+        for loader in ALIAS_LOADERS:
+            for scheme, key, sensor_id in await loader(connection):
+                aliases[(scheme, key)] = sensor_id
+    return aliases
+
+
 async def get_device(engine: AsyncEngine, sensor_id: str) -> DeviceInfo | None:
     sessions = async_sessionmaker(engine)
     async with sessions() as session:
@@ -184,6 +245,7 @@ class DeviceCache:
         self._devices: dict[str, DeviceInfo] = {}
         self._by_dev_eui: dict[str, DeviceInfo] = {}
         self._gateways: frozenset[str] = frozenset()
+        self._aliases: dict[tuple[str, str], str] = {}
         self._checked_at = self._loaded_at = float("-inf")
         self._fingerprint: tuple[object, ...] | None = None
         self._lock = asyncio.Lock()
@@ -204,8 +266,9 @@ class DeviceCache:
             ):
                 devices = await load_devices(self._engine)
                 self._gateways = await load_gateway_ids(self._engine)
-                if devices != self._devices:
-                    self._devices = devices
+                aliases = await load_aliases(self._engine)
+                if devices != self._devices or aliases != self._aliases:
+                    self._devices, self._aliases = devices, aliases
                     self._by_dev_eui = {d.dev_eui: d for d in devices.values() if d.dev_eui}
                     self.version += 1
                 self._fingerprint, self._loaded_at = fingerprint, now
@@ -223,6 +286,16 @@ class DeviceCache:
     def by_dev_eui(self, dev_eui: str) -> DeviceInfo | None:
         """The sensor registered with this DevEUI (canonical form, ``sensornet.deveui``)."""
         return self._by_dev_eui.get(dev_eui)
+
+    def resolve(self, scheme: str, key: str) -> DeviceInfo | None:
+        """The sensor named ``key`` in ``scheme`` (``""``: its registry id; ``deveui``: its
+        DevEUI in canonical form), if registered; other schemes through ``ALIAS_LOADERS``."""
+        if not scheme:
+            return self._devices.get(key)
+        if scheme == "deveui":
+            return self._by_dev_eui.get(key)
+        sensor_id = self._aliases.get((scheme, key))
+        return None if sensor_id is None else self._devices.get(sensor_id)
 
     def is_gateway(self, device_id: str) -> bool:
         """A registered gateway that is not retired (it may publish its status)."""

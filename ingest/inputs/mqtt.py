@@ -1,4 +1,5 @@
-"""MQTT 5 subscription with acknowledgement after the write, on gmqtt.
+"""The native MQTT input: an MQTT 5 subscription with acknowledgement after the write,
+on gmqtt (the inputs' interface: ``ingest.inputs``).
 
 gmqtt either acks on receipt or acks when a per-message coroutine returns, which costs a
 task per message. This source takes the packet id instead and lets the ingester send
@@ -15,18 +16,24 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import gmqtt
 
 from sensornet.mqtt_tls import MqttTls
 from sensornet.mqtt_wire import PUBACKS, FrameReader, GmqttHooks, InboundMessage, parse_publish
+from sensornet.topics import ingest_filters
+
+if TYPE_CHECKING:
+    from ingest.inputs import BatchOutcome, InputContext
 
 log = logging.getLogger(__name__)
 
 
 class MqttSource:
     """Persistent QoS 1 session: fixed client id, clean start off, session expiry set."""
+
+    name = "mqtt"
 
     def __init__(
         self,
@@ -117,6 +124,9 @@ class MqttSource:
             await self.subscribed()
         return self
 
+    async def ready(self) -> None:
+        await self.subscribed()
+
     async def subscribed(self, timeout_s: float = 10.0) -> None:
         """Until the broker confirms every subscription (``TimeoutError`` if it does not)."""
         async with asyncio.timeout(timeout_s):
@@ -144,7 +154,7 @@ class MqttSource:
             self._hooks.resume_reading()
             self.paused = False
 
-    def ack(self, messages: Sequence[InboundMessage]) -> None:
+    def ack(self, messages: Sequence[InboundMessage], outcome: BatchOutcome | None = None) -> None:
         """PUBACK every QoS 1 message in one write. Those that came over an earlier
         connection are skipped: the broker sends them again on this one."""
         current = self._hooks.connection
@@ -153,3 +163,21 @@ class MqttSource:
         )
         if packets:
             self._hooks.send(packets)
+
+
+def build(context: InputContext) -> MqttSource:
+    """The ingester's own session: its fixed client id and subscribe-only identity."""
+    s = context.settings
+    return MqttSource(
+        host=s.mqtt_host,
+        port=s.mqtt_port,
+        client_id=s.ingest_client_id,
+        username=s.mqtt_ingest_user,
+        password=s.mqtt_ingest_password.get_secret_value(),
+        topic_filters=ingest_filters(s.topic_prefix, s.ingest_share_group or None),
+        on_messages=context.deliver,
+        session_expiry_s=s.ingest_session_expiry_s,
+        receive_maximum=s.ingest_receive_maximum,
+        await_subscription=False,
+        tls=MqttTls.from_settings(s),
+    )

@@ -31,7 +31,11 @@ Decoder = Callable[[bytes, str, int], Decoded]
 NATIVE = ""  # the platform's own JSON shapes (sensornet.codec), decided by the topic kind
 
 # format name -> "module:function" of its decoder, imported when first used
-FORMATS: dict[str, str] = {}
+FORMATS: dict[str, str] = {
+    # LoRaWAN network servers' uplink envelopes (docs/inputs/lorawan.md)
+    "chirpstack": "sensornet.lorawan.formats:decode_chirpstack",
+    "tts": "sensornet.lorawan.formats:decode_tts",
+}
 
 # Ways a payload may name a device besides its registry id. The registry cache maps each
 # (scheme, key) to a sensor id (``sensornet.registry.store.load_aliases``).

@@ -17,8 +17,6 @@ from sensornet.errors import PayloadError
 from sensornet.lorawan.envelope import Uplink
 from sensornet.lorawan.keymap import KeyMap
 
-HEALTH_MEASUREMENT = "device_health"
-
 
 @dataclass(frozen=True, slots=True)
 class UplinkValues:

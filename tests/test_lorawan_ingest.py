@@ -8,13 +8,14 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from pydantic import SecretStr
 from support import running, wait_until
 
 from gateway_sim.lorawan import chirpstack_uplink, encode_values, rfc3339, tts_uplink
@@ -29,7 +30,11 @@ from wiring.parts import run_api, run_ingester
 from wiring.services import Mosquitto, free_port
 
 DATA = Path(__file__).parent / "data" / "lorawan"
-SUBSCRIBER, SUB_PW, PUB_PW = "sensornet-lorawan", secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+SUBSCRIBER, SUB_PW, PUB_PW = (
+    "sensornet-lorawan",
+    secrets.token_urlsafe(12),
+    secrets.token_urlsafe(12),
+)
 
 WL = DeviceInfo("WL-L1", "waterlogging", "beizhan", 31.247, 121.475, "active", None,
                 "70B3D57ED005B89A")  # fmt: skip
@@ -54,7 +59,7 @@ def lorawan_settings(settings: Settings, broker: Mosquitto, network: str) -> Set
             "lorawan_network": network,
             "lorawan_mqtt_port": broker.port,
             "lorawan_mqtt_user": SUBSCRIBER,
-            "lorawan_mqtt_password": SUB_PW,
+            "lorawan_mqtt_password": SecretStr(SUB_PW),
             "lorawan_mqtt_client_id": f"lorawan-{secrets.token_hex(3)}",
             "ingest_metrics_port": 0,
         }
@@ -81,7 +86,7 @@ async def letters(influx: InfluxClient) -> list[dict[str, Any]]:
 
 
 def now_ns() -> int:
-    return time.time_ns() - 60 * 10**9
+    return time.time_ns() - 180 * 10**9  # everything sent stays in the past
 
 
 async def test_chirpstack_over_mqtt_decoded_raw_replayed_and_status(
@@ -94,8 +99,8 @@ async def test_chirpstack_over_mqtt_decoded_raw_replayed_and_status(
     raw = encode_values(types["waterlogging"], {"depth": 12.3}, load_keymap(), battery_v=3.3)
     first = chirpstack_uplink(WL.dev_eui or "", "wl", 7, t0, data=raw, rssi=-97, snr=-3.5,
                               gateways=3)  # fmt: skip
-    decoded = chirpstack_uplink(WS.dev_eui or "", "ws", 1, t0 + 10**9,
-                                decoded={"temperature": 21.5, "humidity": 60, "battery": 80})  # fmt: skip
+    values = {"temperature": 21.5, "humidity": 60, "battery": 80}
+    decoded = chirpstack_uplink(WS.dev_eui or "", "ws", 1, t0 + 10**9, decoded=values)
     # the documented example as ChirpStack publishes it (its device is a noise sensor with
     # no codec: the raw byte 0xAA is kept in a dead letter; its radio health is stored)
     documented = (DATA / "chirpstack_up.json").read_bytes()
@@ -149,12 +154,13 @@ async def test_tts_over_mqtt_documented_simulated_hostile_and_rejoin(
     mismatched["end_device_ids"]["device_id"] = "someone-else"
     unknown = tts_uplink("0202020202020202", "ghost", 1, t0, decoded={"depth": 1.0})
     simulated = wl(50, t0 + 50 * 10**9, simulated=True)
-    # fCnt 0..4, a rejoin (the counter restarts), 0..2; fCnt 3 lost on the air
-    run = [wl(i, t0 + i * 10**9) for i in (0, 1, 2, 4)] + [
-        wl(i, t0 + (60 + i) * 10**9) for i in range(3)]  # fmt: skip
+    # fCnt 0..39 with 17 lost on the air, a rejoin (the counter restarts at 0), then 0..4
+    run = [wl(i, t0 + i * 10**9) for i in range(40) if i != 17] + [
+        wl(i, t0 + (60 + i) * 10**9) for i in range(5)]  # fmt: skip
+    topic = "v3/sensornet-sim@jingan/devices/wl-l1/up"
     messages = [*run, ("v3/app1@tenant1/devices/dev1/up", orjson.dumps(documented)),
-                ("v3/sensornet-sim@jingan/devices/wl-l1/up", orjson.dumps(mismatched)),
-                unknown, simulated, ("v3/sensornet-sim@jingan/devices/wl-l1/up", b"\x00" * 300_000)]  # fmt: skip
+                (topic, orjson.dumps(mismatched)), unknown, simulated,
+                (topic, b"\x00" * 300_000)]  # fmt: skip
     async with running(run_ingester, settings), running(run_api, settings):
         await publish(ns_broker, messages)
 
@@ -168,8 +174,9 @@ async def test_tts_over_mqtt_documented_simulated_hostile_and_rejoin(
             start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 / 1e9 - 60))
             r = await http.get("/devices/WL-L1/accounting", params={"start": start})
             account = r.json()
-    assert len(await points(influx, "waterlogging", "WL-L1")) == 7
-    assert (account["stored"], account["missing"], account["resets"]) == (7, 1, 1), account
+    assert len(await points(influx, "waterlogging", "WL-L1")) == 44
+    assert (account["stored"], account["missing"], account["resets"]) == (44, 1, 1), account
+    assert account["rejected_by_reason"] == {"simulated": 1}
     ws = await points(influx, "weather", "WS-L1")
     assert [(p["temperature"], p["humidity"], p["seq"]) for p in ws] == [(1.0, 64.0, 1)]
     reasons = sorted((d["reason"], d["device"]) for d in await letters(influx))

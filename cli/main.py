@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.alarms import app as alarms_app
 from cli.bench import bench_app
 from cli.broker import broker_app
 from cli.common import StateDir, console, run_or_exit, settings_from, setup_logging
 from cli.dashboards import app as dashboards_app
+from cli.errors import run_with_boundary
+from cli.northbound import northbound
 from cli.registry import keys_app, registry_app
 from cli.simulate import simulate
 from cli.storage import app as storage_app
@@ -39,6 +43,7 @@ app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")
 app.command("simulate")(simulate)
+app.command("northbound")(northbound)
 
 
 @services_app.command("up")
@@ -56,7 +61,7 @@ def services_up(state_dir: StateDir = None, install: bool = True) -> None:
             )
         asyncio.run(_prepare(settings))
     except SensornetError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
@@ -134,9 +139,14 @@ def demo(
     try:
         run_demo(settings, sensors, keep_services=keep_services, console=console)
     except SensornetError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
+def main() -> None:
+    """The installed ``sensornet`` command: the app inside the CLI's error boundary."""
+    run_with_boundary(app, console, sys.argv)
+
+
 if __name__ == "__main__":
-    app()
+    main()

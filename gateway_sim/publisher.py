@@ -78,8 +78,11 @@ class LivePublisher:
         gateway_flush_s: float = 2.0,
         storm_after_s: float | None = 60.0,
         tls: MqttTls | None = None,
+        drain_s: float = 10.0,
     ) -> None:
         self._host, self._port = host, port
+        #: at the end, how long to wait for the broker to acknowledge what is in flight
+        self._drain_s = drain_s
         self._tls = tls
         self._user, self._password = username, password
         self._prefix = topic_prefix
@@ -151,7 +154,10 @@ class LivePublisher:
         links = set(self._links.values())
         for sender, link in self._links.items():
             link.status(sender, online=False)  # a clean shutdown, not a lost device
-        await asyncio.gather(*(link.drain(10) for link in links))
+        await asyncio.gather(*(link.drain(self._drain_s) for link in links))
+        for link in links:  # still unacknowledged now: lost on the device, not the platform
+            for sensor_id, _seq in link.unacknowledged():
+                self.truth.never_acknowledged(sensor_id)
         await asyncio.gather(*(link.close() for link in links))
 
     # --- the run loop -----------------------------------------------------------------
@@ -246,19 +252,23 @@ class LivePublisher:
             return
         link = self._links[device.id]
         topic = device_topic(self._prefix, topic_device, "readings")
-        for _ in range(copies):
-            link.publish(topic, payload)
+        for copy in range(copies):
+            # a reading counts as acknowledged by its first copy's PUBACK
+            link.publish(topic, payload, carries=() if copy else ((item.sensor_id, item.seq),))
             self.stats.messages += 1
 
     def _flush_packs(self) -> None:
         now_ms = time.time_ns() // 1_000_000
         for gateway, batches in self._packs.items():
-            for items in batches:
+            for k, items in enumerate(batches):  # batches[0] holds every first copy
                 if _uses_senml(gateway):
                     payload = senml_pack(items)
                 else:
                     payload = gateway_pack(gateway, items, now_ms)
-                self._links[gateway].publish(device_topic(self._prefix, gateway, "pack"), payload)
+                carries = [(i.sensor_id, i.seq) for i in items] if k == 0 else []
+                self._links[gateway].publish(
+                    device_topic(self._prefix, gateway, "pack"), payload, carries=carries
+                )
                 self.stats.messages += 1
         self._packs.clear()
 

@@ -45,6 +45,8 @@ class IngestStats:
     first_message_at: float | None = None
     last_batch_at: float | None = None  # epoch of the last batch made durable and acked
     pending_bytes: int = 0  # received payload not yet taken into a batch
+    http_requests: int = 0  # HTTP input: requests received
+    http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
 
     @property
@@ -91,6 +93,17 @@ class StatsCollector(Collector):
         for measurement, count in sorted(s.dropped_lines.items()):
             dropped.add_metric([measurement], count)
         yield dropped
+        yield CounterMetricFamily(
+            _P + "http_requests", "HTTP input: requests received", value=s.http_requests
+        )
+        http_refused = CounterMetricFamily(
+            _P + "http_refused",
+            "HTTP input: requests answered with an error, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(s.http_refused.items()):
+            http_refused.add_metric([reason], count)
+        yield http_refused
         gauges: tuple[tuple[str, float, str], ...] = (
             ("batch_latency_seconds", s.batch_latency_s, "Last batch: receive to ack"),
             ("lag_seconds", s.lag_s, "Last batch: oldest message arrival to durable"),

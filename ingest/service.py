@@ -334,11 +334,13 @@ class Ingester:
             count_dropped(self.stats, [letters[i] for i in dropped])
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
+        """From the start (a report says an ingester runs: ``simulate --report`` asks),
+        then every interval."""
         while not stop.is_set():
+            await self._report()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.ingest_report_interval_s):
                     await stop.wait()
-            await self._report()
 
     async def _report(self) -> None:
         """Platform figures into InfluxDB; best effort, they are not readings."""

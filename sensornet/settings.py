@@ -129,8 +129,31 @@ class Settings(BaseSettings):
 
     ingest_inputs: Annotated[list[str], NoDecode] = Field(
         ["mqtt"],
-        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt); "
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http); "
         "docs/decisions.md, Inputs",
+    )
+    ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
+    ingest_http_port: int = Field(
+        8090, description="HTTP input: listen port (0 = any free port, logged)"
+    )
+    ingest_http_max_body_bytes: int = Field(
+        1024 * 1024,
+        description="HTTP input: larger request bodies are refused with 413 (each message is "
+        "still held to SENSORNET_INGEST_MAX_PAYLOAD_BYTES)",
+    )
+    ingest_http_wait_s: float = Field(
+        30.0,
+        description="HTTP input: a request whose readings are not durable by then is answered "
+        "503 (retry: it is idempotent)",
+    )
+    ingest_http_max_waiting: int = Field(
+        10_000,
+        description="HTTP input: requests waiting to be durable at once; past it 429",
+    )
+    ingest_http_integrations: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='HTTP input: integration credentials, JSON {"<name>": "<token>"}; an '
+        "integration may push for any registered device (docs/payloads.md, HTTP input)",
     )
     ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
     ingest_share_group: str = Field(
@@ -174,6 +197,44 @@ class Settings(BaseSettings):
         100_000,
         description="Per-device accounting reads at most this many rows of readings (and "
         "as many dead letters) per request; past it the answer covers less and says so",
+    )
+
+    northbound_secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated (the first encrypts), that encrypt "
+        "northbound subscription secrets in the registry; unset locally: one is made in "
+        "<state_dir>/northbound.key; required in production (docs/northbound.md)",
+    )
+    northbound_allow_http: bool = Field(
+        False, description="Accept plain http:// subscription URLs to hosts other than loopback"
+    )
+    northbound_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Events per northbound request at most"
+    )
+    northbound_poll_s: float = Field(
+        0.5, gt=0, description="How often the pusher looks for new events when caught up"
+    )
+    northbound_settle_s: float = Field(
+        5.0,
+        ge=0,
+        description="Readings are pushed once their timestamp is this old (a reading "
+        "stored later than that behind the cursor is not pushed; docs/northbound.md)",
+    )
+    northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
+    northbound_backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between retries of a failing receiver"
+    )
+    northbound_pause_after_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="A receiver failing for this long is paused with an alarm (resume "
+        "through the API); longer than the hour-long outage it must ride out",
+    )
+    northbound_source: str = Field(
+        "/sensornet", description="CloudEvents 'source' of every pushed event"
+    )
+    northbound_metrics_port: int = Field(
+        0, description="Prometheus /metrics port of the pusher; 0 turns it off"
     )
 
     opendata_rate_per_s: float = Field(

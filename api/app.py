@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import (
     accounting_routes,
     alarm_routes,
+    docs_pages,
     health_routes,
     latest_routes,
     northbound_routes,
@@ -99,12 +100,15 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         version="0.1.0",
         description="Readings, sensors and platform health of the city perception network.",
         lifespan=lifespan,
+        docs_url=None,  # api.docs_pages serves them with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
     app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
     problems.install(app)
+    docs_pages.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)
     app.include_router(accounting_routes.router, dependencies=viewer)

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
 
     ingest_inputs: Annotated[list[str], NoDecode] = Field(
         ["mqtt"],
-        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http); "
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, amqp); "
         "docs/decisions.md, Inputs",
     )
     ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
@@ -155,7 +155,11 @@ class Settings(BaseSettings):
         description='HTTP input: integration credentials, JSON {"<name>": "<token>"}; an '
         "integration may push for any registered device (docs/payloads.md, HTTP input)",
     )
-    ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
+    ingest_client_id: str = Field(
+        "ingester-1",
+        description="Fixed MQTT client id (session); in the scaled shape the ingester's "
+        "name, its AMQP consumer tag",
+    )
     ingest_share_group: str = Field(
         "", description="MQTT 5 shared-subscription group for several ingesters ('' = one)"
     )
@@ -188,6 +192,23 @@ class Settings(BaseSettings):
         10.0, description="How often platform figures are written to InfluxDB"
     )
     ingest_metrics_port: int = Field(0, description="Prometheus /metrics port; 0 turns it off")
+    amqp_urls: str = Field(
+        "",
+        description="Scaled shape: the cluster's AMQP nodes, comma-separated "
+        "(amqp://host:port/); user and password are SENSORNET_MQTT_INGEST_USER/PASSWORD",
+    )
+    amqp_queue: str = Field("readings", description="Scaled shape: the readings quorum queue")
+    broker_auth_host: str = Field(
+        "127.0.0.1", description="Scaled shape: where the platform answers RabbitMQ's logins"
+    )
+    broker_auth_port: int = Field(
+        8010, description="Scaled shape: port of the broker login endpoint (auth-serve)"
+    )
+    rabbitmq_management_urls: str = Field(
+        "",
+        description="Scaled shape: the broker nodes' management APIs, comma-separated "
+        "(http://user:password@host:port), shown by /platform/health",
+    )
     spool_max_bytes: int = Field(
         2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
     )
@@ -297,6 +318,19 @@ class Settings(BaseSettings):
                 "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
             )
         return self
+
+    def amqp_node_urls(self) -> list[str]:
+        """``amqp_urls`` with the ingester's credentials in each."""
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        out = []
+        for url in filter(None, (u.strip() for u in self.amqp_urls.split(","))):
+            parts = urlsplit(url)
+            user = quote(self.mqtt_ingest_user, safe="")
+            password = quote(self.mqtt_ingest_password.get_secret_value(), safe="")
+            netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 5672}"
+            out.append(urlunsplit((parts.scheme, netloc, parts.path or "/", "", "")))
+        return out
 
     def fleet_password(self) -> str:
         """The fleet identity's password (test-only); an error naming the setting if unset."""

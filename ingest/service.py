@@ -286,9 +286,10 @@ class Ingester:
         """Make a batch's readings, status and dead letters durable; returns the indices
         of the readings InfluxDB refused. Dead letters go with the readings, and past one
         write's worth in writes of their own: they are made as they are written, so a
-        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter
-        and status lines are counted (``count_dropped``)."""
+        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter,
+        status and device-health lines are counted (``count_dropped``)."""
         lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
+        lines += result.health
         letters = dead_letter_lines(result.rejects, now_ns)
         lines += islice(letters, LETTERS_PER_WRITE)
         refused: list[int] = []

@@ -32,6 +32,9 @@ NATIVE = ""  # the platform's own JSON shapes (sensornet.codec), decided by the 
 
 # format name -> "module:function" of its decoder, imported when first used
 FORMATS: dict[str, str] = {
+    # LoRaWAN network servers' uplink envelopes (docs/inputs/lorawan.md)
+    "chirpstack": "sensornet.lorawan.formats:decode_chirpstack",
+    "tts": "sensornet.lorawan.formats:decode_tts",
     # the airrohr firmware's push (HTTP input, integration route): docs/inputs/sensor-community.md
     "sensor.community": "sensornet.sensor_community:push_format",
     # records of the public data API (the sensor_community pull input)

@@ -278,6 +278,30 @@ class Settings(BaseSettings):
     )
     opendata_burst: int = Field(30, description="Open data: burst size per client IP")
 
+    lorawan_network: Literal["chirpstack", "tts"] = Field(
+        "chirpstack",
+        description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "
+        "Stack v3 (docs/inputs/lorawan.md)",
+    )
+    lorawan_mqtt_host: str = Field("127.0.0.1", description="LoRaWAN input: the NS's broker")
+    lorawan_mqtt_port: int = Field(1883, description="LoRaWAN input: the NS's broker port")
+    lorawan_mqtt_user: str = Field("", description="LoRaWAN input: user at the NS's broker")
+    lorawan_mqtt_password: SecretStr = Field(
+        SecretStr(""), description="LoRaWAN input: password at the NS's broker (TTS: an API key)"
+    )
+    lorawan_mqtt_client_id: str = Field(
+        "sensornet-lorawan-1", description="LoRaWAN input: fixed MQTT client id (its session)"
+    )
+    lorawan_mqtt_topics: str = Field(
+        "",
+        description="LoRaWAN input: topic filters, comma-separated; empty: the network's "
+        "uplink topics (application/+/device/+/event/up and .../status; v3/+/devices/+/up)",
+    )
+    lorawan_mqtt_tls: bool = Field(False, description="LoRaWAN input: TLS to the NS's broker")
+    lorawan_mqtt_ca_file: Path | None = Field(
+        None, description="LoRaWAN input: CA bundle for the NS's broker (default: the system's)"
+    )
+
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )

@@ -41,6 +41,7 @@ INPUTS: dict[str, str] = {
     "mqtt": "ingest.inputs.mqtt",
     "amqp": "ingest.inputs.amqp",
     "http": "ingest.inputs.http",
+    "lorawan": "ingest.inputs.lorawan",  # a network server's MQTT integration
     "sensor_community": "ingest.inputs.sensor_community",
 }
 

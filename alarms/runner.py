@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +26,7 @@ from sensornet.errors import InfluxError
 from sensornet.influx import InfluxClient, rows
 from sensornet.latest import DEVICE_STATUS, Latest, latest_of_types
 from sensornet.lineprotocol import encode_lines
+from sensornet.northbound.events import alarm_event_line
 from sensornet.registry.store import DeviceInfo, load_devices
 from sensornet.settings import Settings
 
@@ -50,6 +53,7 @@ class AlarmRunner:
             self.influx, self.catalogue, sorted({d.type for d in devices})
         )
         changes: list[Change] = []
+        pushed: list[Callable[[int], str]] = []  # northbound alarm events, stamped when written
         for d in devices:
             reading = latest.get(d.id)
             if reading is None:
@@ -82,6 +86,16 @@ class AlarmRunner:
                         datetime.fromtimestamp(event.at_ns / 1e9, UTC),
                     )
                 )  # fmt: skip
+                c = changes[-1]
+                pushed.append(
+                    functools.partial(
+                        alarm_event_line, d.id, rule.id, d.type, d.subdistrict, c.severity,
+                        event.kind, event.level, c.level_name, c.value, c.threshold, event.at_ns,
+                    )
+                )  # fmt: skip
+        if pushed:  # before the SQL record: what northbound pushes is never behind it
+            now_ns = time.time_ns()
+            await self.influx.write(encode_lines([line(now_ns) for line in pushed]))
         await apply_changes(self.engine, changes)
         await self._write_operations_view(devices, latest)
         for c in changes:

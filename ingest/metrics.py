@@ -48,6 +48,7 @@ class IngestStats:
     http_requests: int = 0  # HTTP input: requests received
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
+    redelivered: int = 0  # AMQP input: deliveries the broker had given out before
 
     @property
     def rejected_total(self) -> int:
@@ -162,6 +163,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "batch_latency_ms": stats.batch_latency_s * 1000,
                 "lag_ms": stats.lag_s * 1000,
                 "pending_bytes": stats.pending_bytes,
+                "redelivered": stats.redelivered,
             },
             ts,
         )

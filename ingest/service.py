@@ -290,9 +290,10 @@ class Ingester:
         """Make a batch's readings, status and dead letters durable; returns the indices
         of the readings InfluxDB refused. Dead letters go with the readings, and past one
         write's worth in writes of their own: they are made as they are written, so a
-        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter
-        and status lines are counted (``count_dropped``)."""
+        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter,
+        status and device-health lines are counted (``count_dropped``)."""
         lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
+        lines += result.health
         letters = dead_letter_lines(result.rejects, now_ns)
         lines += islice(letters, LETTERS_PER_WRITE)
         refused: list[int] = []
@@ -337,11 +338,13 @@ class Ingester:
             count_dropped(self.stats, [letters[i] for i in dropped])
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
+        """From the start (a report says an ingester runs: ``simulate --report`` asks),
+        then every interval."""
         while not stop.is_set():
+            await self._report()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.ingest_report_interval_s):
                     await stop.wait()
-            await self._report()
 
     async def _report(self) -> None:
         """Platform figures into InfluxDB; best effort, they are not readings."""

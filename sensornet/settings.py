@@ -129,8 +129,8 @@ class Settings(BaseSettings):
 
     ingest_inputs: Annotated[list[str], NoDecode] = Field(
         ["mqtt"],
-        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http); "
-        "docs/decisions.md, Inputs",
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, "
+        "amqp, sensor_community); docs/decisions.md, Inputs",
     )
     ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
     ingest_http_port: int = Field(
@@ -155,7 +155,26 @@ class Settings(BaseSettings):
         description='HTTP input: integration credentials, JSON {"<name>": "<token>"}; an '
         "integration may push for any registered device (docs/payloads.md, HTTP input)",
     )
-    ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
+    sc_pull_url: str = Field(
+        "https://data.sensor.community",
+        description="Sensor.Community data API (the sensor_community input pulls "
+        "<url>/airrohr/v1/filter/area=...); docs/inputs/sensor-community.md",
+    )
+    sc_pull_area: str = Field(
+        "",
+        description="The pull's area filter 'lat,lon,km'; empty: the circle around the "
+        "district's bounding box (records outside the box are dropped either way)",
+    )
+    sc_pull_interval_s: float = Field(
+        60.0, gt=0, description="How often the sensor_community input pulls (the API "
+        "answers the last 5 minutes, refreshed every minute)"
+    )  # fmt: skip
+    sc_pull_timeout_s: float = Field(20.0, gt=0, description="Timeout of one pull")
+    ingest_client_id: str = Field(
+        "ingester-1",
+        description="Fixed MQTT client id (session); in the scaled shape the ingester's "
+        "name, its AMQP consumer tag",
+    )
     ingest_share_group: str = Field(
         "", description="MQTT 5 shared-subscription group for several ingesters ('' = one)"
     )
@@ -188,6 +207,23 @@ class Settings(BaseSettings):
         10.0, description="How often platform figures are written to InfluxDB"
     )
     ingest_metrics_port: int = Field(0, description="Prometheus /metrics port; 0 turns it off")
+    amqp_urls: str = Field(
+        "",
+        description="Scaled shape: the cluster's AMQP nodes, comma-separated "
+        "(amqp://host:port/); user and password are SENSORNET_MQTT_INGEST_USER/PASSWORD",
+    )
+    amqp_queue: str = Field("readings", description="Scaled shape: the readings quorum queue")
+    broker_auth_host: str = Field(
+        "127.0.0.1", description="Scaled shape: where the platform answers RabbitMQ's logins"
+    )
+    broker_auth_port: int = Field(
+        8010, description="Scaled shape: port of the broker login endpoint (auth-serve)"
+    )
+    rabbitmq_management_urls: str = Field(
+        "",
+        description="Scaled shape: the broker nodes' management APIs, comma-separated "
+        "(http://user:password@host:port), shown by /platform/health",
+    )
     spool_max_bytes: int = Field(
         2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
     )
@@ -199,10 +235,72 @@ class Settings(BaseSettings):
         "as many dead letters) per request; past it the answer covers less and says so",
     )
 
+    northbound_secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated (the first encrypts), that encrypt "
+        "northbound subscription secrets in the registry; unset locally: one is made in "
+        "<state_dir>/northbound.key; required in production (docs/northbound.md)",
+    )
+    northbound_allow_http: bool = Field(
+        False, description="Accept plain http:// subscription URLs to hosts other than loopback"
+    )
+    northbound_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Events per northbound request at most"
+    )
+    northbound_poll_s: float = Field(
+        0.5, gt=0, description="How often the pusher looks for new events when caught up"
+    )
+    northbound_settle_s: float = Field(
+        5.0,
+        ge=0,
+        description="Readings are pushed once their timestamp is this old (a reading "
+        "stored later than that behind the cursor is not pushed; docs/northbound.md)",
+    )
+    northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
+    northbound_backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between retries of a failing receiver"
+    )
+    northbound_pause_after_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="A receiver failing for this long is paused with an alarm (resume "
+        "through the API); longer than the hour-long outage it must ride out",
+    )
+    northbound_source: str = Field(
+        "/sensornet", description="CloudEvents 'source' of every pushed event"
+    )
+    northbound_metrics_port: int = Field(
+        0, description="Prometheus /metrics port of the pusher; 0 turns it off"
+    )
+
     opendata_rate_per_s: float = Field(
         1.0, description="Open data: requests per second per client IP (token bucket refill)"
     )
     opendata_burst: int = Field(30, description="Open data: burst size per client IP")
+
+    lorawan_network: Literal["chirpstack", "tts"] = Field(
+        "chirpstack",
+        description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "
+        "Stack v3 (docs/inputs/lorawan.md)",
+    )
+    lorawan_mqtt_host: str = Field("127.0.0.1", description="LoRaWAN input: the NS's broker")
+    lorawan_mqtt_port: int = Field(1883, description="LoRaWAN input: the NS's broker port")
+    lorawan_mqtt_user: str = Field("", description="LoRaWAN input: user at the NS's broker")
+    lorawan_mqtt_password: SecretStr = Field(
+        SecretStr(""), description="LoRaWAN input: password at the NS's broker (TTS: an API key)"
+    )
+    lorawan_mqtt_client_id: str = Field(
+        "sensornet-lorawan-1", description="LoRaWAN input: fixed MQTT client id (its session)"
+    )
+    lorawan_mqtt_topics: str = Field(
+        "",
+        description="LoRaWAN input: topic filters, comma-separated; empty: the network's "
+        "uplink topics (application/+/device/+/event/up and .../status; v3/+/devices/+/up)",
+    )
+    lorawan_mqtt_tls: bool = Field(False, description="LoRaWAN input: TLS to the NS's broker")
+    lorawan_mqtt_ca_file: Path | None = Field(
+        None, description="LoRaWAN input: CA bundle for the NS's broker (default: the system's)"
+    )
 
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
@@ -235,6 +333,19 @@ class Settings(BaseSettings):
                 "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
             )
         return self
+
+    def amqp_node_urls(self) -> list[str]:
+        """``amqp_urls`` with the ingester's credentials in each."""
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        out = []
+        for url in filter(None, (u.strip() for u in self.amqp_urls.split(","))):
+            parts = urlsplit(url)
+            user = quote(self.mqtt_ingest_user, safe="")
+            password = quote(self.mqtt_ingest_password.get_secret_value(), safe="")
+            netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 5672}"
+            out.append(urlunsplit((parts.scheme, netloc, parts.path or "/", "", "")))
+        return out
 
     def fleet_password(self) -> str:
         """The fleet identity's password (test-only); an error naming the setting if unset."""

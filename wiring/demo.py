@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
+from alarms.northbound.pusher import run_pusher
 from alarms.runner import run_alarms
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import open_registry
@@ -66,6 +67,7 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
                 name="simulator",
             ),
             asyncio.create_task(run_alarms(settings, stop), name="alarms"),
+            asyncio.create_task(run_pusher(settings, stop), name="northbound"),
         ]
         console.print(
             f"\n[bold]Sensornet demo running[/bold] — Ctrl-C stops everything\n"
@@ -76,6 +78,8 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
             f"  accounting    curl {auth} {base}/devices/{sample}/accounting\n"
             f"  all sensors   curl {auth} {base}/latest\n"
             f"  alarms        curl {auth} {base}/alarms\n"
+            f"  northbound    curl {auth} {base}/northbound/subscriptions  (register one "
+            "with an admin key: docs/northbound.md)\n"
             f"  readings      curl {auth} '{base}/sensors/{sample}/readings?start={today}'\n"
             f"  the city runs {DEMO_SPEED:.0f}x fast: a simulated day every "
             f"{24 * 60 / DEMO_SPEED:.0f} minutes, with weather episodes\n",

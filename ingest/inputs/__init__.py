@@ -42,7 +42,10 @@ Deliver = Callable[[list[InboundMessage], int], None]  # messages, their payload
 # name -> module; each module has ``build(context: InputContext) -> Input``
 INPUTS: dict[str, str] = {
     "mqtt": "ingest.inputs.mqtt",
+    "amqp": "ingest.inputs.amqp",
     "http": "ingest.inputs.http",
+    "lorawan": "ingest.inputs.lorawan",  # a network server's MQTT integration
+    "sensor_community": "ingest.inputs.sensor_community",
 }
 
 

@@ -186,7 +186,7 @@ def _check_row(
         spec = SensorIn.model_validate(merged, strict=False)
         if current is None:
             registry.check_new_id(spec.id)
-        registry.check(spec.type, spec.subdistrict)
+        registry.check(spec.type, spec.subdistrict, spec.lat, spec.lon)
         if current is None and spec.status == "retired":
             raise SensornetError("cannot register a sensor as retired")
         if current is not None:

@@ -163,7 +163,13 @@ class Registry:
     def session(self) -> AsyncSession:
         return async_sessionmaker(self.engine, expire_on_commit=False)()
 
-    def check(self, type_id: str | None = None, subdistrict: str | None = None) -> None:
+    def check(
+        self,
+        type_id: str | None = None,
+        subdistrict: str | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+    ) -> None:
         try:
             if type_id is not None:
                 self.catalogue.get(type_id)
@@ -171,6 +177,8 @@ class Registry:
                 self.district.get(subdistrict)
         except SensornetError as exc:
             raise InvalidSensor(str(exc)) from exc
+        if lat is not None and lon is not None and (why := self.district.outside(lat, lon)):
+            raise InvalidSensor(why)
 
     def check_new_id(self, device_id: str) -> None:
         """A new sensor or gateway may not take a service identity's name."""
@@ -181,7 +189,7 @@ class Registry:
 
     def new_row(self, spec: SensorIn) -> Sensor:
         self.check_new_id(spec.id)
-        self.check(spec.type, spec.subdistrict)
+        self.check(spec.type, spec.subdistrict, spec.lat, spec.lon)
         if spec.status == "retired":
             raise InvalidSensor(f"sensor {spec.id}: cannot register as retired")
         now = utcnow()
@@ -209,7 +217,13 @@ class Registry:
                 raise InvalidSensor(f"sensor {sensor_id} is retired; register a new id instead")
             if "status" in changes:
                 check_transition(sensor_id, row.status, changes["status"])
-            self.check(changes.get("type"), changes.get("subdistrict"))
+            moved = "lat" in changes or "lon" in changes
+            self.check(
+                changes.get("type"),
+                changes.get("subdistrict"),
+                changes.get("lat", row.lat) if moved else None,
+                changes.get("lon", row.lon) if moved else None,
+            )
             if changes.get("dev_eui") is not None:
                 await _check_dev_eui(session, changes["dev_eui"], sensor_id)
             await _names_free(session, changes, sensor_id)

@@ -8,8 +8,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -29,6 +31,10 @@ SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 class RegistryError(SensornetError):
     """A registry entry is invalid; the message names the sensor and the field."""
+
+
+class RegistryUnavailable(SensornetError):
+    """The registry database cannot be opened or reached; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +78,20 @@ def validate_device(device: DeviceInfo, catalogue: Catalogue, district: District
 
 @asynccontextmanager
 async def open_registry(url: str) -> AsyncIterator[AsyncEngine]:
-    """Engine for the registry, its schema migrated to the newest revision (Alembic)."""
+    """Engine for the registry, its schema migrated to the newest revision (Alembic). A
+    SQLite file's folder is created (it is the platform's own state folder); a database
+    that cannot be opened is a ``RegistryUnavailable`` naming it."""
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url)
     try:
-        await migrate(engine)
+        try:
+            await migrate(engine)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            shown = make_url(url).render_as_string(hide_password=True)
+            cause = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's link
+            raise RegistryUnavailable(f"registry database {shown}: {cause}") from exc
         yield engine
     finally:
         await engine.dispose()

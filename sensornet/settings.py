@@ -129,8 +129,8 @@ class Settings(BaseSettings):
 
     ingest_inputs: Annotated[list[str], NoDecode] = Field(
         ["mqtt"],
-        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, amqp); "
-        "docs/decisions.md, Inputs",
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, "
+        "amqp, sensor_community); docs/decisions.md, Inputs",
     )
     ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
     ingest_http_port: int = Field(
@@ -155,6 +155,21 @@ class Settings(BaseSettings):
         description='HTTP input: integration credentials, JSON {"<name>": "<token>"}; an '
         "integration may push for any registered device (docs/payloads.md, HTTP input)",
     )
+    sc_pull_url: str = Field(
+        "https://data.sensor.community",
+        description="Sensor.Community data API (the sensor_community input pulls "
+        "<url>/airrohr/v1/filter/area=...); docs/inputs/sensor-community.md",
+    )
+    sc_pull_area: str = Field(
+        "",
+        description="The pull's area filter 'lat,lon,km'; empty: the circle around the "
+        "district's bounding box (records outside the box are dropped either way)",
+    )
+    sc_pull_interval_s: float = Field(
+        60.0, gt=0, description="How often the sensor_community input pulls (the API "
+        "answers the last 5 minutes, refreshed every minute)"
+    )  # fmt: skip
+    sc_pull_timeout_s: float = Field(20.0, gt=0, description="Timeout of one pull")
     ingest_client_id: str = Field(
         "ingester-1",
         description="Fixed MQTT client id (session); in the scaled shape the ingester's "
@@ -321,6 +336,30 @@ class Settings(BaseSettings):
         1.0, description="Open data: requests per second per client IP (token bucket refill)"
     )
     opendata_burst: int = Field(30, description="Open data: burst size per client IP")
+
+    lorawan_network: Literal["chirpstack", "tts"] = Field(
+        "chirpstack",
+        description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "
+        "Stack v3 (docs/inputs/lorawan.md)",
+    )
+    lorawan_mqtt_host: str = Field("127.0.0.1", description="LoRaWAN input: the NS's broker")
+    lorawan_mqtt_port: int = Field(1883, description="LoRaWAN input: the NS's broker port")
+    lorawan_mqtt_user: str = Field("", description="LoRaWAN input: user at the NS's broker")
+    lorawan_mqtt_password: SecretStr = Field(
+        SecretStr(""), description="LoRaWAN input: password at the NS's broker (TTS: an API key)"
+    )
+    lorawan_mqtt_client_id: str = Field(
+        "sensornet-lorawan-1", description="LoRaWAN input: fixed MQTT client id (its session)"
+    )
+    lorawan_mqtt_topics: str = Field(
+        "",
+        description="LoRaWAN input: topic filters, comma-separated; empty: the network's "
+        "uplink topics (application/+/device/+/event/up and .../status; v3/+/devices/+/up)",
+    )
+    lorawan_mqtt_tls: bool = Field(False, description="LoRaWAN input: TLS to the NS's broker")
+    lorawan_mqtt_ca_file: Path | None = Field(
+        None, description="LoRaWAN input: CA bundle for the NS's broker (default: the system's)"
+    )
 
     registry_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"

@@ -34,6 +34,7 @@ _ID_PREFIX = {
     "water_quality": "WQ",
     "river_level": "RL",
     "hydrant": "HY",
+    "community_air": "SC",
 }
 _M_PER_DEG = 111_320.0
 _GRID_M = {"road": 400.0, "street": 120.0}

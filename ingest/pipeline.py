@@ -108,7 +108,10 @@ class Pipeline:
         sensor is booked under that sensor only when the publisher may carry its readings
         (``DeviceInfo.publishers``): nobody can write refusals into another device's
         account. Ids the registry does not know all share one tag, ``UNKNOWN_DEVICE``, so
-        made-up ids cannot create series (docs/payloads.md)."""
+        made-up ids cannot create series (docs/payloads.md). With no publisher, the message
+        came by a route its input trusts as a whole (a network server, an integration, the
+        Sensor.Community pull: their readings may name any registered sensor), so a refusal
+        naming a registered sensor is that sensor's."""
         if named == publisher:
             named = None
         if publisher is None and named is not None and self.lookup(named) is not None:

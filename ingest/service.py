@@ -123,7 +123,9 @@ class Ingester:
 
     def inputs(self) -> list[Input]:
         """The ways in named by ``SENSORNET_INGEST_INPUTS``, all feeding ``_on_messages``."""
-        context = InputContext(self.settings, self._on_messages, self.devices, self.stats)
+        context = InputContext(
+            self.settings, self._on_messages, self.devices, self.stats, self._batch_ready.set
+        )
         return build_inputs(self.settings.ingest_inputs, context)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -156,6 +158,8 @@ class Ingester:
                         await in_flight[0]
                     previous = in_flight[-1] if in_flight else None
                     in_flight.append(asyncio.create_task(self.flush(inputs, writer, previous)))
+                    # the flush takes its batch (and clears a hurry) before the next wait
+                    await asyncio.sleep(0)
                 # drain: read no more; write and ack, in order, all that was received
                 self._draining = True
                 self._pause()

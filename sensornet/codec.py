@@ -19,6 +19,7 @@ import orjson
 
 from sensornet.errors import PayloadError
 from sensornet.records import Decoded, ItemReject, RawReading
+from sensornet.rules import seq_ok
 from sensornet.senml import loads_cbor, resolve_pack
 from sensornet.senml_resolve import SenmlContext, to_readings
 from sensornet.timestamps import to_ns
@@ -79,7 +80,7 @@ def _count_keys(value: Any, depth_left: int = MAX_DEPTH) -> int:
 def _seq(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**63:
+    if not seq_ok(value):
         raise PayloadError("bad_seq", f"seq must be a non-negative integer, got {value!r}")
     return value
 
@@ -106,7 +107,7 @@ def _reading_from_object(obj: dict[str, Any], in_pack: bool) -> RawReading:
     return RawReading(values=values, ts_ns=ts_ns, seq=seq, sensor_id=sensor_id)
 
 
-def _is_senml(items: list[Any]) -> bool:
+def is_senml(items: list[Any]) -> bool:
     return (
         bool(items)
         and isinstance(items[0], dict)
@@ -153,7 +154,7 @@ def decode_payload(
             raise PayloadError("too_many", f"{len(doc)} readings in one message")
         if not doc:
             raise PayloadError("no_values", "empty array")
-        if _is_senml(doc):
+        if is_senml(doc):
             if senml is None:
                 raise PayloadError("bad_shape", "SenML is not accepted on this path")
             return to_readings(resolve_pack(doc, _now(now_ns)), senml)

@@ -16,9 +16,9 @@ from sensornet.catalogue import Catalogue, Quantity, SensorType
 from sensornet.lineprotocol import FieldValue
 from sensornet.records import RawReading
 from sensornet.registry.store import DeviceInfo
+from sensornet.rules import MAX_FUTURE_NS, MAX_PAST_NS
 
-MAX_FUTURE_NS = 5 * 60 * 10**9  # device clocks drift; more than this is a broken clock
-MAX_PAST_NS = 30 * 24 * 3600 * 10**9  # a gateway may replay a month-old buffer
+__all__ = ["MAX_FUTURE_NS", "MAX_PAST_NS", "Rejection", "ValidReading", "validate"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,3 +108,17 @@ def broker_auth(
     from bench.broker_auth import run_bench
 
     typer.echo(json.dumps(asyncio.run(run_bench(connected, register, sample_101, budget_s))))
+
+
+@bench_app.command("alarms")
+def bench_alarms(
+    alarms: Annotated[int, typer.Option(help="Alarms raised, one sensor each")] = 40,
+    interval: Annotated[float, typer.Option(help="The alarm runner's round (s)")] = 1.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """End-to-end alarm latency: a reading's arrival at the broker to the notification at
+    a receiver, through ingester, InfluxDB, alarm runner and Alertmanager (p50/p99)."""
+    from bench.alarms import run_alarm_latency
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_alarm_latency(alarms, interval, say))))

@@ -206,7 +206,9 @@ class Settings(BaseSettings):
     ingest_report_interval_s: float = Field(
         10.0, description="How often platform figures are written to InfluxDB"
     )
-    ingest_metrics_port: int = Field(0, description="Prometheus /metrics port; 0 turns it off")
+    ingest_metrics_port: int = Field(
+        9464, description="The ingester's Prometheus /metrics port; 0 turns it off"
+    )
     amqp_urls: str = Field(
         "",
         description="Scaled shape: the cluster's AMQP nodes, comma-separated "
@@ -228,6 +230,63 @@ class Settings(BaseSettings):
         2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
+
+    # Notifications and platform health (issue 20; docs/alerting.md)
+    alertmanager_url: str = Field(
+        "http://127.0.0.1:9093",
+        description="Alertmanager the alarm runner sends alarms and silences to; '' = none "
+        "(alarms are still recorded)",
+    )
+    alert_routing_file: Path | None = Field(
+        None,
+        description="Who gets which alarms (docs/alerting.md); default: the shipped "
+        "sensornet/data/routing.yaml",
+    )
+    alert_resend_s: float = Field(
+        60.0,
+        gt=0,
+        description="Firing alarms are sent to Alertmanager again this often (it forgets an "
+        "alert not resent within 4x this)",
+    )
+    alert_link_base: str = Field(
+        "",
+        description="Base URL of the link back to a sensor in notifications (its view is "
+        "<base>/sensors/<id>/view); default: the API's own address",
+    )
+    alert_secrets: SecretStr = Field(
+        SecretStr(""),
+        description='JSON object of receivers\' secrets, e.g. {"duty-dingtalk.url": "...", '
+        '"duty-dingtalk.secret": "SEC...", "smtp.password": "..."}; never written into '
+        "generated configuration except as 0600 files (docs/alerting.md)",
+    )
+    alert_smtp_smarthost: str = Field(
+        "localhost:25", description="SMTP server (host:port) for e-mail receivers"
+    )
+    alert_smtp_from: str = Field("sensornet@localhost", description="Sender of alarm e-mail")
+    alert_smtp_user: str = Field("", description="SMTP login ('' = none); password: secret "
+                                 "smtp.password")  # fmt: skip
+    alert_smtp_require_tls: bool = Field(True, description="Require STARTTLS to the SMTP server")
+    alert_relay_host: str = Field("127.0.0.1", description="The WeCom/DingTalk relay listens here")
+    alert_relay_port: int = Field(
+        9097, description="Port of the relay Alertmanager posts robot notifications to"
+    )
+    alert_relay_url: str = Field(
+        "",
+        description="How Alertmanager reaches the relay (containers: http://alarms:9097); "
+        "default: http://<relay host>:<relay port>",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the ingester's and alarm runner's /metrics listen on "
+        "(containers: 0.0.0.0)",
+    )
+    alertmanager_cluster_port: int = Field(
+        0, description="Alertmanager's gossip port (0: no cluster, one Alertmanager)"
+    )
+    prometheus_port: int = Field(9090, description="The project's Prometheus listens here")
+    alarm_metrics_port: int = Field(
+        9465, description="The alarm runner's Prometheus /metrics port; 0 turns it off"
+    )
 
     accounting_max_rows: int = Field(
         100_000,
@@ -383,6 +442,41 @@ class Settings(BaseSettings):
     @property
     def registry_database_url(self) -> str:
         return self.registry_url or f"sqlite+aiosqlite:///{self.state_dir / 'registry.db'}"
+
+    @property
+    def alertmanager_port(self) -> int:
+        """The local Alertmanager's port (9093 when the runner sends to none)."""
+        if not self.alertmanager_url:
+            return 9093
+        return int(self.alertmanager_url.rsplit(":", 1)[1].split("/")[0])
+
+    def alert_secret(self, name: str) -> str:
+        """A receiver's secret by name; an error naming the setting if it is missing."""
+        secrets = self.alert_secret_names()
+        if name not in secrets:
+            raise ConfigError(
+                f"secret {name!r} is missing: add it to SENSORNET_ALERT_SECRETS (a JSON object)"
+            )
+        return secrets[name]
+
+    def alert_secret_names(self) -> dict[str, str]:
+        """The receivers' secrets by name: SENSORNET_ALERT_SECRETS, empty (compose passes
+        ``${ALERT_SECRETS:-}``) or a JSON object of strings. Checked here, not when the
+        settings load, so that the error never repeats the value."""
+        text = self.alert_secrets.get_secret_value().strip()
+        if not text:
+            return {}
+        try:
+            found = json.loads(text)
+        except ValueError:
+            found = None
+        if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+        ):
+            raise ConfigError(
+                'SENSORNET_ALERT_SECRETS must be a JSON object of strings: {"name": "..."}'
+            )
+        return found
 
     @property
     def influx_port(self) -> int:

@@ -41,7 +41,7 @@ async def run_ingester(
         open_registry(settings.registry_database_url) as registry,
     ):
         ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
-        with serve_metrics(ingester.stats, settings.ingest_metrics_port):
+        with serve_metrics(ingester.stats, settings.ingest_metrics_port, settings.metrics_host):
             delay = 1.0
             while True:
                 try:

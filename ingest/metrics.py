@@ -4,14 +4,21 @@ operations view can chart platform health next to the data."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from sensornet.lineprotocol import encode_point
@@ -19,6 +26,16 @@ from sensornet.unknown_keys import OTHER
 
 _P = "sensornet_ingest_"
 UNKNOWN_KEY_LABELS = 200  # distinct keys a Prometheus label takes from devices
+#: upper bounds (s) of the latency histograms; the last is +Inf
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, math.inf)
+
+
+def _histogram(name: str, doc: str, counts: list[int], total: float) -> HistogramMetricFamily:
+    cumulative, running = [], 0
+    for bound, count in zip(LATENCY_BUCKETS, counts, strict=True):
+        running += count
+        cumulative.append(("+Inf" if math.isinf(bound) else repr(bound), running))
+    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=total)
 
 
 @dataclass
@@ -54,6 +71,20 @@ class IngestStats:
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
     redelivered: int = 0  # AMQP input: deliveries the broker had given out before
+
+    # histograms (Prometheus): batch receive-to-ack and arrival-to-durable, per batch
+    batch_latency_hist: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    batch_latency_sum: float = 0.0
+    lag_hist: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    lag_sum: float = 0.0
+
+    def observe_batch(self, latency_s: float, lag_s: float) -> None:
+        """One batch made durable and acked: into both histograms (cumulative buckets are
+        made at scrape time; here each batch counts once, in its first bucket)."""
+        self.batch_latency_sum += latency_s
+        self.batch_latency_hist[bisect.bisect_left(LATENCY_BUCKETS, latency_s)] += 1
+        self.lag_sum += lag_s
+        self.lag_hist[bisect.bisect_left(LATENCY_BUCKETS, lag_s)] += 1
 
     @property
     def rejected_total(self) -> int:
@@ -141,6 +172,10 @@ class StatsCollector(Collector):
         )
         for name, level, doc in gauges:
             yield GaugeMetricFamily(_P + name, doc, value=level)
+        yield _histogram(_P + "batch_seconds", "Batches: receive to ack",
+                         s.batch_latency_hist, s.batch_latency_sum)  # fmt: skip
+        yield _histogram(_P + "lag_histogram_seconds", "Batches: oldest arrival to durable",
+                         s.lag_hist, s.lag_sum)  # fmt: skip
 
 
 @contextlib.contextmanager

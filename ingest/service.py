@@ -253,6 +253,7 @@ class Ingester:
         stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
         stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+        stats.observe_batch(stats.batch_latency_s, stats.lag_s)
 
     async def _until_durable(
         self, batch: list[InboundMessage], writer: DurableWriter, now_ns: int

@@ -48,6 +48,7 @@ class Route:
     name: str  # the device id, or the integration's name
     kind: Literal["readings", "pack", "format"]
     fmt: str = ""  # for integrations: the format of the path
+    query: str = ""  # for integrations: the URL's query (ChirpStack says ?event=up in it)
 
 
 def route_of(path: str) -> Route | None:

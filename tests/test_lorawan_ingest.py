@@ -182,3 +182,68 @@ async def test_tts_over_mqtt_documented_simulated_hostile_and_rejoin(
     reasons = sorted((d["reason"], d["device"]) for d in await letters(influx))
     assert reasons == [("oversize", "_unknown"), ("simulated", "WL-L1"),
                        ("topic_mismatch", "_unknown"), ("unknown_sensor", "_unknown")]  # fmt: skip
+
+
+async def test_http_integrations_chirpstack_events_and_tts_webhook(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """ChirpStack's HTTP integration (one URL, ``?event=``) and a The Things Stack webhook
+    on the HTTP input: answered 200 only once durable, refusals as problem+json and dead
+    letters, a retried POST stored once, other events answered and not stored."""
+    token, ttn_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    settings = settings.model_copy(
+        update={
+            "ingest_inputs": ["http"],
+            "ingest_http_port": free_port(),
+            "ingest_http_integrations": {
+                "chirpstack-1": SecretStr(token),
+                "ttn": SecretStr(ttn_token),
+            },
+        }
+    )
+    await register(settings, WL, WS)
+    t0 = now_ns()
+    types, keys = load_catalogue().types, load_keymap()
+    raw = encode_values(types["waterlogging"], {"depth": 4.2}, keys)
+    _, cs_up = chirpstack_uplink(WL.dev_eui or "", "wl", 11, t0, data=raw)
+    _, tts_up = tts_uplink(WS.dev_eui or "", "ws-l1", 3, t0,
+                           decoded={"temperature_c": 19.5, "humidity_pct": 70})  # fmt: skip
+    status = json.loads((DATA / "chirpstack_status.json").read_text())
+    status["deviceInfo"]["devEui"] = WL.dev_eui
+    status["time"] = rfc3339(t0 + 10**9)
+    join = {"time": rfc3339(t0), "deviceInfo": {"devEui": WL.dev_eui}, "devAddr": "01020304"}
+    base = f"http://127.0.0.1:{settings.ingest_http_port}"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with (
+        running(run_ingester, settings),
+        httpx.AsyncClient(base_url=base, headers=headers) as http,
+    ):
+        chirpstack = "/v1/integrations/chirpstack-1/chirpstack"
+        for _ in range(2):  # a retry of the same POST: stored once
+            r = await http.post(chirpstack, params={"event": "up"}, content=cs_up)
+            assert r.status_code == 200, r.text
+        r = await http.post(chirpstack, params={"event": "status"}, content=orjson.dumps(status))
+        assert r.status_code == 200, r.text
+        r = await http.post(chirpstack, params={"event": "join"}, content=orjson.dumps(join))
+        assert r.status_code == 200, r.text
+        ttn = {"Authorization": f"Bearer {ttn_token}"}
+        r = await http.post("/v1/integrations/ttn/tts", content=tts_up, headers=ttn)
+        assert r.status_code == 200, r.text
+        # refused: the documented ChirpStack example names a DevEUI nobody registered
+        r = await http.post(chirpstack, params={"event": "up"},
+                            content=(DATA / "chirpstack_up.json").read_bytes())  # fmt: skip
+        assert r.status_code == 422 and r.json()["reason"] == "unknown_sensor", r.text
+        bad = json.loads(tts_up)
+        bad["uplink_message"]["f_cnt"] = -3
+        r = await http.post("/v1/integrations/ttn/tts", content=orjson.dumps(bad), headers=ttn)
+        assert r.status_code == 422 and r.json()["reason"] == "bad_envelope", r.text
+        r = await http.post(chirpstack, params={"event": "bogus"}, content=cs_up)
+        assert r.status_code == 422 and r.json()["reason"] == "not_an_uplink", r.text
+    wl = await points(influx, "waterlogging", "WL-L1")
+    assert [(p["time"], p["depth"], p["seq"]) for p in wl] == [(t0, 4.2, 11)]
+    ws = await points(influx, "weather", "WS-L1")
+    assert [(p["temperature"], p["humidity"], p["seq"]) for p in ws] == [(19.5, 70.0, 3)]
+    health = await points(influx, "device_health", "WL-L1")
+    assert any(p["battery_pct"] == 88.3 for p in health) and any(p["f_cnt"] == 11 for p in health)
+    reasons = sorted(d["reason"] for d in await letters(influx))
+    assert reasons == ["bad_envelope", "not_an_uplink", "unknown_sensor"]

@@ -27,6 +27,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Self
 
 from ingest.inputs.http_server import HttpServer, Request, Response
@@ -211,6 +212,8 @@ class HttpInput:
                 200, b'{"status":"ok","paused":%s}' % (b"true" if self._paused else b"false")
             )
         route = route_of(request.path)
+        if route is not None and route.kind == "format" and request.query:
+            route = replace(route, query=request.query[:200])
         if route is None:
             return self._refuse(404, "No such route", "POST to /v1/devices/<id>/readings, "
                                 "/v1/devices/<id>/pack or /v1/integrations/<name>/<format>",
@@ -283,7 +286,9 @@ class HttpInput:
         if route.auth == "device":
             topic = device_topic(self.settings.topic_prefix, route.name, route.kind)  # type: ignore[arg-type]
         else:
-            topic = f"http/{route.name}/{route.fmt}"
+            # the query goes with the topic: ChirpStack's HTTP integration names the event
+            # in it (?event=up), and its decoder reads it there
+            topic = f"http/{route.name}/{route.fmt}" + (f"?{route.query}" if route.query else "")
         # arrival times one apart per 8 payload bytes (as the MQTT input's): readings
         # stamped with their arrival never share a timestamp
         arrived = max(time.time_ns(), self._next_arrival)

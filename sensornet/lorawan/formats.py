@@ -2,13 +2,16 @@
 reading that names its device by DevEUI (scheme ``deveui``), whose values are completed
 once the device's type is known (the type's codec and key map). Pure.
 
-``topic`` is the network server's MQTT topic (checked against the body), or for its HTTP
-integration ``http:<network>/<event>`` (``HTTP_TOPICS``): the body alone names the device.
+``topic`` is the network server's MQTT topic (checked against the body), or the HTTP
+input's ``http/<integration>/<format>[?<query>]`` for the NS's HTTP integration (ChirpStack:
+``?event=up``; a The Things Stack webhook posts uplinks only to the path it is given): the
+body alone names the device.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from urllib.parse import parse_qs
 
 from sensornet.catalogue import SensorType
 from sensornet.errors import PayloadError
@@ -17,19 +20,15 @@ from sensornet.lorawan.keymap import load_keymap
 from sensornet.lorawan.values import radio_health, uplink_values
 from sensornet.records import Completion, Decoded, RawReading
 
-HTTP_PREFIX = "http:"
-
-
-def http_topic(network: Network, event: str) -> str:
-    """The topic an HTTP integration's message is handed over with."""
-    return f"{HTTP_PREFIX}{network}/{event}"
+HTTP_PREFIX = "http/"  # the HTTP input's integration routes (ingest/inputs/http.py)
+# ChirpStack's HTTP integration posts every event to one URL (?event=...): those that
+# carry no reading nor device health are answered and not stored (integration.proto)
+CHIRPSTACK_OTHER_EVENTS = frozenset({"join", "ack", "txack", "log", "location", "integration"})
 
 
 def _uplink(payload: bytes, topic: str, max_bytes: int, network: Network) -> Uplink:
     if topic.startswith(HTTP_PREFIX):
-        sent_by, _, event = topic[len(HTTP_PREFIX) :].partition("/")
-        if sent_by != network:
-            raise PayloadError("bad_topic", f"{topic!r:.60} is not a {network} integration")
+        event = parse_qs(topic.partition("?")[2]).get("event", ["up"])[-1]
         return parse_uplink(payload, network, max_bytes, event=event)
     return parse_uplink(payload, network, max_bytes, topic)
 
@@ -56,6 +55,10 @@ def complete(uplink: Uplink, status_only: bool, sensor_type: SensorType) -> Comp
 
 
 def _decode(payload: bytes, topic: str, max_bytes: int, network: Network) -> Decoded:
+    if network == "chirpstack" and topic.startswith(HTTP_PREFIX):
+        event = parse_qs(topic.partition("?")[2]).get("event", ["up"])[-1]
+        if event in CHIRPSTACK_OTHER_EVENTS:
+            return Decoded([], [])
     uplink = _uplink(payload, topic, max_bytes, network)
     status_only = bool(uplink.extra)  # a ChirpStack status event: health, not a reading
     reading = RawReading(

@@ -29,6 +29,7 @@ from alarms.alertmanager import AlertmanagerClient, alertmanager_client
 from alarms.notify import Notifier
 from alarms.relay import relay_app, run_relay
 from alarms.routing import load_routing
+from dashboards.provisioning import write_provisioning
 from sensornet.alarms.store import AlarmRecord
 from sensornet.errors import ConfigError
 from sensornet.registry.maintenance import Window
@@ -364,3 +365,27 @@ def test_notification_json_is_what_alertmanager_documents(rig: Rig) -> None:
     body = rig.hook.bodies("/hook")[0]
     assert body["version"] == "4" and {"receiver", "status", "alerts", "groupLabels",
                                        "commonLabels", "externalURL"} <= set(body)  # fmt: skip
+
+
+async def test_grafana_alerting_points_at_the_same_alertmanager(rig: Rig, tmp_path: Path) -> None:
+    """Grafana's generated contact point and policy send everything to the platform's
+    Alertmanager; what Grafana's prometheus-alertmanager contact point posts there
+    (<url>/api/v2/alerts) reaches the routing file's receivers."""
+    write_provisioning(tmp_path, "http://influxdb:8086", "sensornet",
+                       alertmanager_url=rig.am.url + "/")  # fmt: skip
+    text = (tmp_path / "provisioning/alerting/sensornet-notifications.yaml").read_text()
+    doc = yaml.safe_load(text)
+    (contact,) = doc["contactPoints"]
+    (receiver,) = contact["receivers"]
+    assert receiver["type"] == "prometheus-alertmanager"
+    (policy,) = doc["policies"]
+    assert policy["receiver"] == contact["name"] and policy["group_by"] == ["..."]
+    alert = {"labels": {"alertname": "pm25_aqi: light", "grafana_folder": "Sensornet",
+                        "severity": "warning", "rule": "pm25_aqi", "sensor_id": "AQ-1"},
+             "annotations": {"summary": "AQ-1: light"}}  # fmt: skip
+    await rig.client.http.post(receiver["settings"]["url"] + "/api/v2/alerts", json=[alert])
+
+    async def told() -> bool:
+        return any(a["labels"].get("sensor_id") == "AQ-1" for a in rig.hook_alerts())
+
+    await wait_until(told, timeout_s=15)

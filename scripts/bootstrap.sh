@@ -10,6 +10,11 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+
 command -v mosquitto_passwd >/dev/null 2>&1 || need_pkgs+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
+# notifications and platform health (docs/alerting.md)
+[ -x /usr/bin/prometheus-alertmanager ] || command -v prometheus-alertmanager >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 # the broker's subscription plugin (deploy/mosquitto/sensornet_subscribe_acl.c) is compiled
 # on first use by wiring/mosquitto_plugin.py: a C compiler and Mosquitto's plugin headers
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)

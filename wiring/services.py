@@ -32,6 +32,11 @@ DEBIAN_PACKAGES = {
     "mosquitto_passwd": "mosquitto",
     "mosquitto_pub": "mosquitto-clients",
     "influxd": "influxdb",
+    # notifications and platform health (wiring/alerting.py)
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
 }
 
 

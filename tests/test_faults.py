@@ -287,7 +287,8 @@ async def _empty(path: Path) -> bool:
 
 
 async def _subscribed(*ingesters: IngesterProcess) -> bool:
-    return all(p.log.exists() and "subscribed" in p.log.read_text() for p in ingesters)
+    # the ingester says "receiving" once every input is ready (MQTT: the SUBACK came)
+    return all(p.log.exists() and " receiving (" in p.log.read_text() for p in ingesters)
 
 
 async def test_clean_broker_restart_under_the_simulator_loses_nothing_acknowledged(

@@ -9,7 +9,7 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -22,8 +22,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from sensornet.lineprotocol import encode_point
+from sensornet.unknown_keys import OTHER
 
 _P = "sensornet_ingest_"
+UNKNOWN_KEY_LABELS = 200  # distinct keys a Prometheus label takes from devices
 #: upper bounds (s) of the latency histograms; the last is +Inf
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, math.inf)
 
@@ -62,6 +64,9 @@ class IngestStats:
     first_message_at: float | None = None
     last_batch_at: float | None = None  # epoch of the last batch made durable and acked
     pending_bytes: int = 0  # received payload not yet taken into a batch
+    # readings stored without a key their type does not know, by key (at most
+    # UNKNOWN_KEY_LABELS keys, the rest "_other"; per device: the unknown_keys measurement)
+    unknown_keys: Counter[str] = field(default_factory=Counter)
     http_requests: int = 0  # HTTP input: requests received
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
@@ -84,6 +89,13 @@ class IngestStats:
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+    def count_unknown_keys(self, counts: Mapping[tuple[str, str], int]) -> None:
+        known = self.unknown_keys
+        for (_, key), count in counts.items():
+            if key not in known and len(known) >= UNKNOWN_KEY_LABELS:
+                key = OTHER
+            known[key] += count
 
 
 class StatsCollector(Collector):
@@ -125,6 +137,14 @@ class StatsCollector(Collector):
         for measurement, count in sorted(s.dropped_lines.items()):
             dropped.add_metric([measurement], count)
         yield dropped
+        unknown = CounterMetricFamily(
+            _P + "unknown_keys",
+            "Readings stored without a key their type does not know, by key",
+            labels=["key"],
+        )
+        for key, count in sorted(s.unknown_keys.items()):
+            unknown.add_metric([key], count)
+        yield unknown
         yield CounterMetricFamily(
             _P + "http_requests", "HTTP input: requests received", value=s.http_requests
         )
@@ -199,6 +219,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "lag_ms": stats.lag_s * 1000,
                 "pending_bytes": stats.pending_bytes,
                 "redelivered": stats.redelivered,
+                "unknown_keys": sum(stats.unknown_keys.values()),
             },
             ts,
         )
@@ -206,5 +227,9 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
     lines += [
         encode_point("platform_rejects", {**tags, "reason": reason}, {"count": count}, ts)
         for reason, count in sorted(stats.rejected.items())
+    ]
+    lines += [
+        encode_point("platform_unknown_keys", {**tags, "key": key}, {"count": count}, ts)
+        for key, count in sorted(stats.unknown_keys.items())
     ]
     return lines

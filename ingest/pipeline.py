@@ -22,6 +22,7 @@ from sensornet.records import Decoded, RawReading
 from sensornet.registry.store import DeviceInfo
 from sensornet.senml_resolve import SenmlContext
 from sensornet.topics import DeviceTopic, parse_topic
+from sensornet.unknown_keys import KeyLabels
 from sensornet.validation import Rejection, validate
 
 log = logging.getLogger("sensornet.ingest")
@@ -61,6 +62,8 @@ class BatchResult:
     status: list[tuple[str, bytes]] = field(default_factory=list)
     # device health lines (sensornet.health): written with the batch, not readings
     health: list[str] = field(default_factory=list)
+    # (device, key label) -> readings stored without that unknown key (sensornet.unknown_keys)
+    unknown_keys: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def refused_by_reason(self) -> Counter[str]:
         """Refused readings by reason."""
@@ -81,6 +84,7 @@ class Pipeline:
     # a device named other than by its id (scheme, key): DeviceCache.resolve
     resolve: Callable[[str, str], DeviceInfo | None] = lambda scheme, key: None
     _fast: FastLane = field(init=False)
+    _key_labels: KeyLabels = field(init=False, default_factory=KeyLabels)
 
     def __post_init__(self) -> None:
         self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
@@ -201,6 +205,8 @@ class Pipeline:
             out.stored += one.stored
             out.rejects += one.rejects
             out.status += one.status
+            out.health += one.health
+            out.unknown_keys.update(one.unknown_keys)
         return out
 
     def _process(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
@@ -361,3 +367,7 @@ class Pipeline:
                 continue
             out.lines.append(line)
             out.stored.append((sensor_id, result.seq))  # not the reading: memory is bounded
+            if result.unknown:
+                label = self._key_labels.label
+                for key in result.unknown:
+                    out.unknown_keys[(sensor_id, label(sensor_id, key))] += 1

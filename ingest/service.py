@@ -20,6 +20,7 @@ from sensornet.lineprotocol import encode_lines
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
+from sensornet.unknown_keys import unknown_key_lines
 
 log = logging.getLogger("sensornet.ingest")
 
@@ -246,6 +247,8 @@ class Ingester:
         stats.received_readings += len(result.stored) + refused_by_reason.total()
         stats.stored += len(result.stored) - len(refused)
         stats.rejected.update(refused_by_reason)
+        if result.unknown_keys:
+            stats.count_unknown_keys(result.unknown_keys)
         stats.batches += 1
         stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
@@ -295,6 +298,7 @@ class Ingester:
         status and device-health lines are counted (``count_dropped``)."""
         lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
         lines += result.health
+        lines += unknown_key_lines(result.unknown_keys, now_ns)
         letters = dead_letter_lines(result.rejects, now_ns)
         lines += islice(letters, LETTERS_PER_WRITE)
         refused: list[int] = []

@@ -36,6 +36,20 @@ def bench_ingest(
     typer.echo(json.dumps(result))
 
 
+@bench_app.command("cluster")
+def bench_cluster(
+    readings: Annotated[int, typer.Option(help="Readings queued per round")] = 20_000,
+    sensors: Annotated[int, typer.Option(help="Registered fleet size")] = 1000,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Scaled shape: 1/2/3 ingesters draining a 3-node RabbitMQ cluster's readings queue
+    vs the cluster's bare drain and InfluxDB's write ceiling."""
+    from bench.cluster import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_bench(readings, sensors, say))))
+
+
 @bench_app.command("pipeline")
 def bench_pipeline(
     readings: Annotated[int, typer.Option(help="Readings per measured run")] = 100_000,

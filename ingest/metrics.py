@@ -49,6 +49,7 @@ class IngestStats:
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
     redelivered: int = 0  # AMQP input: deliveries the broker had given out before
+    reconnects: int = 0  # AMQP input: connections re-established (each returns its window)
 
     @property
     def rejected_total(self) -> int:
@@ -164,6 +165,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "lag_ms": stats.lag_s * 1000,
                 "pending_bytes": stats.pending_bytes,
                 "redelivered": stats.redelivered,
+                "reconnects": stats.reconnects,
             },
             ts,
         )

@@ -41,7 +41,7 @@ async def run_ingester(
         open_registry(settings.registry_database_url) as registry,
     ):
         ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
-        with serve_metrics(ingester.stats, settings.ingest_metrics_port):
+        with serve_metrics(ingester.stats, settings.ingest_metrics_port, settings.metrics_host):
             delay = 1.0
             while True:
                 try:
@@ -141,7 +141,7 @@ async def run_simulator(
     credentials: dict[str, str] | None = None,
 ) -> None:
     """``speed`` > 1 runs the simulated city's clock faster (60: a day in 24 minutes)."""
-    from gateway_sim.publisher import LivePublisher
+    from gateway_sim.publisher import LivePublisher, community_push
 
     async with fleet_login(settings, fleet, credentials) as fleet_password:
         publisher = LivePublisher(
@@ -156,6 +156,7 @@ async def run_simulator(
             speed=speed,
             credentials=credentials,
             tls=MqttTls.from_settings(settings),
+            http_push=community_push(settings),
         )
         await publisher.run(stop)
 

@@ -36,6 +36,7 @@ from api.fast import FastRoutes
 from api.key_cache import KeyCache
 from api.problems import Problem
 from api.query_common import in_store
+from api.request_ids import RequestIds
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, influx_client, rows
 from sensornet.mqtt_tls import MqttTls
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
     app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
+    app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     problems.install(app)
     docs_pages.install(app)
     viewer = [Depends(require("viewer"))]

@@ -23,6 +23,7 @@ from api import (
     docs_pages,
     health_routes,
     latest_routes,
+    maintenance_routes,
     northbound_routes,
     opendata_routes,
     problems,
@@ -34,6 +35,7 @@ from api.auth import require
 from api.body_guard import BodyGuard
 from api.fast import FastRoutes
 from api.key_cache import KeyCache
+from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
 from api.query_common import in_store
 from api.request_ids import RequestIds
@@ -108,6 +110,10 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
     app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
+    metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside: fast routes measured
+    # for Prometheus, without a key like /health: counts and latencies, no readings
+    app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     problems.install(app)
     docs_pages.install(app)
@@ -118,6 +124,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.include_router(range_routes.router, dependencies=viewer)
     app.include_router(health_routes.router, dependencies=viewer)
     app.include_router(alarm_routes.router, dependencies=viewer)
+    app.include_router(maintenance_routes.router, dependencies=viewer)
     app.include_router(northbound_routes.router)  # roles per route: admin, engineer
     app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
 

@@ -33,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 services_app = typer.Typer(
-    help="Run a real Mosquitto and InfluxDB as local processes.", no_args_is_help=True
+    help="Run a real Mosquitto, InfluxDB, Alertmanager and Prometheus as local processes.",
+    no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
@@ -60,7 +61,9 @@ def services_up(
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="With --cluster: its key (PEM)")] = None,
 ) -> None:
-    """Start the broker and InfluxDB (installing the Debian packages if missing)."""
+    """Start the broker, InfluxDB, Alertmanager and Prometheus (installing the Debian
+    packages if missing)."""
+    from wiring.alerting import alerting_services
     from wiring.services import ensure_binaries, platform_services
 
     settings = settings_from(state_dir=state_dir)
@@ -73,7 +76,7 @@ def services_up(
             asyncio.run(_prepare(settings))
             return
         ensure_binaries(install=install)
-        for service in platform_services(settings):
+        for service in (*platform_services(settings), *alerting_services(settings)):
             service.start()
             console.print(
                 f"{service.name}: up on {service.host}:{service.port} (log {service.log_file})"
@@ -92,14 +95,15 @@ async def _prepare(settings: Settings) -> None:
 
 @services_app.command("down")
 def services_down(state_dir: StateDir = None) -> None:
-    """Stop the broker (or the cluster) and InfluxDB cleanly."""
+    """Stop the broker (or the cluster), InfluxDB, Alertmanager and Prometheus cleanly."""
     from cli.cluster import cluster_down, cluster_home_exists
+    from wiring.alerting import alerting_services
     from wiring.services import platform_services
 
     settings = settings_from(state_dir=state_dir)
     if cluster_home_exists(settings):
         cluster_down(settings)
-    for service in platform_services(settings):
+    for service in reversed((*platform_services(settings), *alerting_services(settings))):
         service.stop()
         console.print(f"{service.name}: stopped")
 
@@ -108,12 +112,13 @@ def services_down(state_dir: StateDir = None) -> None:
 def services_status(state_dir: StateDir = None) -> None:
     """Print one JSON line: each service, its pid, port and readiness."""
     from cli.cluster import cluster_home_exists, cluster_status
+    from wiring.alerting import alerting_services
     from wiring.services import platform_services
 
     settings = settings_from(state_dir=state_dir)
     out: dict[str, object] = {
         s.name: {"pid": s.pid(), "port": s.port, "ready": s.running() and s.ready()}
-        for s in platform_services(settings)
+        for s in (*platform_services(settings), *alerting_services(settings))
     }
     if cluster_home_exists(settings):
         out.update(cluster_status(settings))

@@ -70,13 +70,12 @@ def find_device(name: str, ctx: SenmlContext) -> tuple[DeviceInfo, str] | None:
         sensor_type = _types(ctx, publisher)
         if name == SEQ_NAME or (sensor_type is not None and name in sensor_type.quantities):
             return publisher, name
-    for cut in range(len(name), 0, -1):
-        rest = name[cut:]
-        if rest and rest[0] not in SEPARATORS:
-            continue
+    # Only where the rest would start at a separator (or be empty): longest prefix first.
+    cuts = [len(name)] + [i for i in range(len(name) - 1, 0, -1) if name[i] in SEPARATORS]
+    for cut in cuts:
         device = ctx.find(name[:cut])
         if device is not None:
-            return device, rest[1:]
+            return device, name[cut + 1 :]
     return None
 
 

@@ -7,6 +7,7 @@ Mosquitto (fast) is started per test, so no session or queue leaks between tests
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +18,13 @@ import pytest
 from sensornet.influx import InfluxClient
 from sensornet.settings import Settings
 from wiring.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
+
+# The product's fixed default ports (ingester and alarm runner /metrics, Alertmanager) are
+# for one deployment per machine; tests run many at once, so they are off unless a test
+# gives a free port of its own (what a test does not set, the settings' defaults decide).
+os.environ.setdefault("SENSORNET_INGEST_METRICS_PORT", "0")
+os.environ.setdefault("SENSORNET_ALARM_METRICS_PORT", "0")
+os.environ.setdefault("SENSORNET_ALERTMANAGER_URL", "")
 
 INGEST_PASSWORD = "ingest-test-pw"
 #: The simulator's fleet identity (it may publish as any device) is test-only: the shipped

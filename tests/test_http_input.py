@@ -127,7 +127,7 @@ async def test_refusals_are_problems_with_reasons_and_dead_letters(
     assert await letters(influx, "wrong_type") == 1
     # not JSON at all, a reading of another sensor
     r = await http.post("/v1/devices/AQ-H1/readings", content=b"\x1f\x8b nope", auth=h1)
-    assert r.status_code == 422 and r.json()["reason"] in ("invalid_json", "invalid_utf8", "gzip")
+    assert r.status_code == 422 and r.json()["reason"] == "gzip"
     r = await http.post(
         "/v1/devices/AQ-H1/readings", json={"readings": [{"sensor": "AQ-H2", "pm25": 1}]}, auth=h1
     )

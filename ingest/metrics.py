@@ -72,6 +72,7 @@ class IngestStats:
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
     redelivered: int = 0  # AMQP input: deliveries the broker had given out before
+    reconnects: int = 0  # AMQP input: connections re-established (each returns its window)
 
     # histograms (Prometheus): batch receive-to-ack and arrival-to-durable, per batch
     batch_latency_hist: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -232,6 +233,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "lag_ms": stats.lag_s * 1000,
                 "pending_bytes": stats.pending_bytes,
                 "redelivered": stats.redelivered,
+                "reconnects": stats.reconnects,
                 "unknown_keys": sum(stats.unknown_keys.values()),
             },
             ts,

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     broker_confirm_timeout_s: float = Field(
         30.0, description="A credential change the broker has not taken by then is an error"
     )
+    broker_coalesce_s: float = Field(
+        0.05,
+        description="Mosquitto: credential changes of the API within this window share one "
+        "broker reload (and those arriving during a reload share the next)",
+    )
     mqtt_max_queued_messages: int = Field(
         2_000_000, description="Per-session broker queue: 1 h of 10k sensors at 1/min is 600k"
     )

@@ -80,6 +80,20 @@ def bench_pipeline(
     typer.echo(json.dumps(run(readings, rounds)))
 
 
+@bench_app.command("http-listener")
+def bench_http_listener(
+    requests: Annotated[int, typer.Option(help="Requests per server and round")] = 5000,
+    body_bytes: Annotated[int, typer.Option(help="Body size (100 readings: ~3000)")] = 3000,
+    concurrency: Annotated[int, typer.Option(help="Keep-alive connections")] = 32,
+    rounds: Annotated[int, typer.Option(help="Runs per server; the best counts")] = 3,
+) -> None:
+    """The HTTP input's own server vs uvicorn + Starlette: requests/s, server CPU each."""
+    from bench.http_listener import run_listener_bench
+
+    result = asyncio.run(run_listener_bench(requests, body_bytes, concurrency, rounds))
+    typer.echo(json.dumps(result))
+
+
 @bench_app.command("query")
 def query(
     sensors: Annotated[int, typer.Option(help="Simulated sensors")] = 2000,

@@ -155,7 +155,10 @@ def api(
     from api.app import create_app
 
     settings = settings_from(api_host=host, api_port=port)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    setup_logging(True, settings)  # uvicorn's loggers too: log_config=None leaves them to us
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+    )
 
 
 @app.command()

@@ -20,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import (
     accounting_routes,
     alarm_routes,
+    docs_pages,
     health_routes,
     latest_routes,
+    maintenance_routes,
     northbound_routes,
     opendata_routes,
     problems,
@@ -33,8 +35,10 @@ from api.auth import require
 from api.body_guard import BodyGuard
 from api.fast import FastRoutes
 from api.key_cache import KeyCache
+from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
 from api.query_common import in_store
+from api.request_ids import RequestIds
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, influx_client, rows
 from sensornet.mqtt_tls import MqttTls
@@ -99,12 +103,20 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         version="0.1.0",
         description="Readings, sensors and platform health of the city perception network.",
         lifespan=lifespan,
+        docs_url=None,  # api.docs_pages serves them with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
     app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
+    metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside: fast routes measured
+    # for Prometheus, without a key like /health: counts and latencies, no readings
+    app.add_api_route("/metrics", metrics.render, include_in_schema=False)
+    app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     problems.install(app)
+    docs_pages.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)
     app.include_router(accounting_routes.router, dependencies=viewer)
@@ -112,6 +124,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.include_router(range_routes.router, dependencies=viewer)
     app.include_router(health_routes.router, dependencies=viewer)
     app.include_router(alarm_routes.router, dependencies=viewer)
+    app.include_router(maintenance_routes.router, dependencies=viewer)
     app.include_router(northbound_routes.router)  # roles per route: admin, engineer
     app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
 

@@ -21,6 +21,7 @@ from typing import Literal, NoReturn, get_args
 import yaml
 
 from sensornet.errors import CatalogueError, UnknownSensorType
+from sensornet.lorawan.codecs import Codec, parse_codec
 from sensornet.senml_units import UNITS
 
 __all__ = [
@@ -72,6 +73,8 @@ class SensorType:
     interval_s: float
     placement: str
     quantities: Mapping[str, Quantity]  # ordered as in the file
+    # how its raw LoRaWAN payload is decoded when the network server did not (optional)
+    codec: Codec | None = None
 
     @property
     def measurement(self) -> str:
@@ -225,6 +228,7 @@ def _parse_type(raw: object, source: str, where: str) -> SensorType:
         where,
         raw,
         required=("id", "label_en", "label_zh", "interval_s", "placement", "quantities"),
+        optional=("codec",),
         named=lambda type_id: f"type {type_id!r}",
     )
     type_id = entry.ident()
@@ -247,6 +251,7 @@ def _parse_type(raw: object, source: str, where: str) -> SensorType:
         interval_s=interval_s,
         placement=placement,
         quantities=MappingProxyType(quantities),
+        codec=parse_codec(entry.raw["codec"], entry.fail) if entry.has("codec") else None,
     )
 
 

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import orjson
 
+from sensornet.formats import FORMAT_HEADERS
+
 PROBLEM = "application/problem+json"
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # a registry id (sensornet.registry.store.SENSOR_ID)
 _DEVICE_ROUTE = re.compile(rf"^/v1/devices/({_ID})/(readings|pack)$")
@@ -27,7 +29,12 @@ MAX_IDEMPOTENCY_KEY = 255
 
 # Content types of the device routes: the native JSON path (which also reads SenML JSON
 # packs), or a format name that is used when sensornet.formats has a decoder for it.
-JSON_TYPES = frozenset({"application/json", "application/senml+json", "text/plain", ""})
+# SenML CBOR (RFC 8428 §6) is read by the native path too (sensornet.codec: a CBOR array).
+JSON_TYPES = frozenset(
+    {"application/json", "application/senml+json", "application/senml+cbor",
+     "application/cbor", "text/plain", ""}
+)  # fmt: skip
+_HEADER_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 FORMAT_TYPES = {
     "application/senml+json": "senml+json",
     "application/senml+cbor": "senml+cbor",
@@ -41,6 +48,7 @@ class Route:
     name: str  # the device id, or the integration's name
     kind: Literal["readings", "pack", "format"]
     fmt: str = ""  # for integrations: the format of the path
+    query: str = ""  # for integrations: the URL's query (ChirpStack says ?event=up in it)
 
 
 def route_of(path: str) -> Route | None:
@@ -86,3 +94,17 @@ def problem(status: int, title: str, detail: str, reason: str, **extra: Any) -> 
         **extra,
     }
     return orjson.dumps(body)
+
+
+def header_segments(fmt: str, headers: dict[str, str]) -> str | None:
+    """The headers ``fmt`` reads (``sensornet.formats.FORMAT_HEADERS``) as topic segments
+    ``/<header>=<value>``; None when one holds what no topic segment may."""
+    out = ""
+    for name in FORMAT_HEADERS.get(fmt, ()):
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not _HEADER_VALUE.fullmatch(value):
+            return None
+        out += f"/{name}={value}"
+    return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -26,6 +27,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Self
 
 from ingest.inputs.http_server import HttpServer, Request, Response
@@ -38,6 +40,7 @@ from sensornet.http_push import (
     PROBLEM,
     Route,
     credentials,
+    header_segments,
     media_type,
     problem,
     route_of,
@@ -90,6 +93,7 @@ class HttpInput:
     def __init__(self, context: InputContext) -> None:
         s = self.settings = context.settings
         self._deliver = context.deliver
+        self._hurry = context.hurry
         self._devices = context.devices
         self._stats = context.stats
         self._server = HttpServer(
@@ -208,6 +212,8 @@ class HttpInput:
                 200, b'{"status":"ok","paused":%s}' % (b"true" if self._paused else b"false")
             )
         route = route_of(request.path)
+        if route is not None and route.kind == "format" and request.query:
+            route = replace(route, query=request.query[:200])
         if route is None:
             return self._refuse(404, "No such route", "POST to /v1/devices/<id>/readings, "
                                 "/v1/devices/<id>/pack or /v1/integrations/<name>/<format>",
@@ -223,6 +229,12 @@ class HttpInput:
         body = self._body(request)
         if isinstance(body, Response):
             return body
+        passed = header_segments(fmt, request.headers)
+        if passed is None:
+            return self._refuse(400, "Bad header", f"a header {fmt} reads holds characters "
+                                "other than A-Z a-z 0-9 _ . : -", "bad_header")  # fmt: skip
+        if passed:  # the decoder reads them from the topic (sensornet.formats.FORMAT_HEADERS)
+            route = dataclasses.replace(route, fmt=route.fmt + passed)
         key = request.headers.get("idempotency-key")
         if key is not None:
             return await self._idempotent(principal, key, route, fmt, body, request.path)
@@ -242,7 +254,8 @@ class HttpInput:
         if kind in JSON_TYPES:
             return ""
         return self._refuse(415, "Unsupported content type", f"{kind!r:.80}: send "
-                            "application/json (readings, packs, SenML JSON)",
+                            "application/json (readings, packs, SenML JSON) or "
+                            "application/senml+cbor",
                             "unsupported_media_type")  # fmt: skip
 
     def _body(self, request: Request) -> bytes | Response:
@@ -273,7 +286,9 @@ class HttpInput:
         if route.auth == "device":
             topic = device_topic(self.settings.topic_prefix, route.name, route.kind)  # type: ignore[arg-type]
         else:
-            topic = f"http/{route.name}/{route.fmt}"
+            # the query goes with the topic: ChirpStack's HTTP integration names the event
+            # in it (?event=up), and its decoder reads it there
+            topic = f"http/{route.name}/{route.fmt}" + (f"?{route.query}" if route.query else "")
         # arrival times one apart per 8 payload bytes (as the MQTT input's): readings
         # stamped with their arrival never share a timestamp
         arrived = max(time.time_ns(), self._next_arrival)
@@ -298,6 +313,7 @@ class HttpInput:
             return busy
         message = self._message(route, fmt, body)
         self._deliver([message], len(body))
+        self._hurry()
         assert type(message.connection) is _Ticket
         return await self._answer(message.connection.future)
 
@@ -368,6 +384,7 @@ class HttpInput:
         assert type(message.connection) is _Ticket
         entry = replays[(principal, key)] = _Replay(digest, message.connection.future)
         self._deliver([message], len(body))
+        self._hurry()
         response = await self._answer(entry.future)
         if response.status != 503:
             entry.response = response

@@ -143,3 +143,21 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     #: Written by the API at most once per ``SENSORNET_API_KEY_LAST_USED_S`` (api.key_cache)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class MaintenanceWindow(Base):
+    """A sensor or a whole subdistrict under maintenance for a time window: its alarms are
+    still recorded, but nobody is notified (Alertmanager silences, alarms/notify.py)."""
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sensor_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    subdistrict: Mapped[str | None] = mapped_column(String(64), default=None)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_maintenance_ends", "ends_at"),)

@@ -80,6 +80,18 @@ def bench_pipeline(
     typer.echo(json.dumps(run(readings, rounds)))
 
 
+@bench_app.command("senml")
+def bench_senml(
+    readings: Annotated[int, typer.Option(help="Readings per measured run")] = 20_000,
+    rounds: Annotated[int, typer.Option(help="Runs; the best counts")] = 3,
+) -> None:
+    """CPU per reading of the pipeline for SenML JSON and CBOR against the native flat
+    object on the fast lane (the ceiling), same readings (no broker, no InfluxDB)."""
+    from bench.senml import run
+
+    typer.echo(json.dumps(run(readings, rounds)))
+
+
 @bench_app.command("http-listener")
 def bench_http_listener(
     requests: Annotated[int, typer.Option(help="Requests per server and round")] = 5000,

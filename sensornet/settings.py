@@ -338,7 +338,7 @@ class Settings(BaseSettings):
         "/sensornet", description="CloudEvents 'source' of every pushed event"
     )
     northbound_metrics_port: int = Field(
-        0, description="Prometheus /metrics port of the pusher; 0 turns it off"
+        9466, description="The northbound pusher's Prometheus /metrics port; 0 turns it off"
     )
 
     opendata_rate_per_s: float = Field(

@@ -319,10 +319,11 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often the pusher looks for new events when caught up"
     )
     northbound_settle_s: float = Field(
-        5.0,
+        30.0,
         ge=0,
-        description="Readings are pushed once their timestamp is this old (a reading "
-        "stored later than that behind the cursor is not pushed; docs/northbound.md)",
+        description="Readings are pushed once their timestamp is this old, so readings "
+        "stored up to this late (device clocks behind, short spool replays) are still "
+        "pushed; later ones are not (docs/northbound.md). Status and alarms: 1 s",
     )
     northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
     northbound_backoff_max_s: float = Field(

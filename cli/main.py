@@ -118,7 +118,14 @@ def api(
     from api.app import create_app
 
     settings = settings_from(api_host=host, api_port=port)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; the API
+    # believes it only from SENSORNET_API_TRUSTED_PROXIES (sensornet.client_address)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        proxy_headers=False,
+    )
 
 
 @app.command()

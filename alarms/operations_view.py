@@ -43,9 +43,11 @@ def operations_view_lines(
     states: Mapping[str, Liveness],
     active: Iterable[AlarmRecord],
     now_ns: int,
+    in_maintenance: frozenset[str] | set[str] = frozenset(),
 ) -> list[str]:
-    """``sensor_liveness`` per sensor, ``liveness_summary`` per subdistrict,
-    ``alarms_active`` per severity and ``alarm_state`` per active alarm."""
+    """``sensor_liveness`` per sensor (``maintenance`` true while a window covers it),
+    ``liveness_summary`` per subdistrict, ``alarms_active`` per severity and
+    ``alarm_state`` per active alarm."""
     lines: list[str] = []
     per_area: dict[str, Counter[str]] = {}
     worst: dict[str, int] = {}
@@ -65,6 +67,7 @@ def operations_view_lines(
                     "state": state,
                     "state_code": STATE_CODES[state],
                     "alarm_severity": worst.get(d.id, 0),
+                    "maintenance": d.id in in_maintenance,
                 },
                 now_ns,
             )

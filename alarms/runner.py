@@ -1,6 +1,9 @@
 """Evaluates the alarm rules continuously: every ``interval_s`` it reads the latest reading
-of each reporting sensor, feeds the evaluator, records the changes, and writes the
-operations view (liveness, positions, active alarms) for Grafana (``operations_view``).
+of each reporting sensor, feeds the evaluator, records the changes, writes the
+operations view (liveness, positions, active alarms) for Grafana (``operations_view``),
+and tells Alertmanager (``notify``: alerts as they fire and resolve, silences for
+acknowledged alarms and maintenance windows). Its ``/metrics`` (``metrics``) carry the
+liveness Prometheus alerts on, and whether the broker and InfluxDB answer.
 
 It keeps the evaluator states in memory and rebuilds them from the active alarms on start,
 so a restart neither re-raises nor forgets an alarm."""
@@ -9,21 +12,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from alarms.alertmanager import alertmanager_client
+from alarms.metrics import RunnerCollector, RunnerHealth, round_histogram, serve_metrics
+from alarms.notify import Notifier
 from alarms.operations_view import liveness_states, operations_view_lines
+from alarms.relay import run_relay
+from alarms.routing import RELAYED, load_routing
 from sensornet.alarms.evaluate import AlarmState, evaluate
 from sensornet.alarms.rules import RuleSet, load_rules
-from sensornet.alarms.store import Change, active_alarms, apply_changes, create_alarm_tables
+from sensornet.alarms.store import (
+    AlarmRecord,
+    Change,
+    active_alarms,
+    apply_changes,
+    create_alarm_tables,
+)
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.errors import InfluxError
 from sensornet.influx import InfluxClient, rows
 from sensornet.latest import DEVICE_STATUS, Latest, latest_of_types
 from sensornet.lineprotocol import encode_lines
+from sensornet.northbound.events import alarm_event_line
+from sensornet.registry.maintenance import Window, current_windows
 from sensornet.registry.store import DeviceInfo, load_devices
 from sensornet.settings import Settings
 
@@ -32,10 +52,17 @@ log = logging.getLogger("sensornet.alarms")
 
 class AlarmRunner:
     def __init__(
-        self, influx: InfluxClient, engine: AsyncEngine, catalogue: Catalogue, rules: RuleSet
+        self,
+        influx: InfluxClient,
+        engine: AsyncEngine,
+        catalogue: Catalogue,
+        rules: RuleSet,
+        notifier: Notifier | None = None,
     ) -> None:
         self.influx, self.engine, self.catalogue, self.rules = influx, engine, catalogue, rules
+        self.notifier = notifier
         self.states: dict[tuple[str, str], AlarmState] = {}
+        self.health = RunnerHealth(notify=notifier.stats if notifier else None)
 
     async def start(self) -> None:
         await create_alarm_tables(self.engine)
@@ -50,6 +77,7 @@ class AlarmRunner:
             self.influx, self.catalogue, sorted({d.type for d in devices})
         )
         changes: list[Change] = []
+        pushed: list[Callable[[int], str]] = []  # northbound alarm events, stamped when written
         for d in devices:
             reading = latest.get(d.id)
             if reading is None:
@@ -82,8 +110,22 @@ class AlarmRunner:
                         datetime.fromtimestamp(event.at_ns / 1e9, UTC),
                     )
                 )  # fmt: skip
+                c = changes[-1]
+                pushed.append(
+                    functools.partial(
+                        alarm_event_line, d.id, rule.id, d.type, d.subdistrict, c.severity,
+                        event.kind, event.level, c.level_name, c.value, c.threshold, event.at_ns,
+                    )
+                )  # fmt: skip
+        if pushed:  # before the SQL record: what northbound pushes is never behind it
+            now_ns = time.time_ns()
+            await self.influx.write(encode_lines([line(now_ns) for line in pushed]))
         await apply_changes(self.engine, changes)
-        await self._write_operations_view(devices, latest)
+        active = await active_alarms(self.engine)
+        windows = await current_windows(self.engine)
+        await self._write_operations_view(devices, latest, active, windows)
+        if self.notifier is not None:
+            await self.notifier.sync(active, windows)
         for c in changes:
             log.info(
                 "alarm sensor_id=%s rule=%s level=%s value=%s",
@@ -92,26 +134,70 @@ class AlarmRunner:
         return changes
 
     async def _write_operations_view(
-        self, devices: list[DeviceInfo], latest: dict[str, Latest]
+        self,
+        devices: list[DeviceInfo],
+        latest: dict[str, Latest],
+        active: list[AlarmRecord],
+        windows: list[Window],
     ) -> None:
         said = {
             r["sensor_id"]: r["state"] == "offline"
             for r in rows(await self.influx.query(DEVICE_STATUS))
         }
         now = time.time_ns()
+        at = datetime.fromtimestamp(now / 1e9, UTC)
+        running = [w for w in windows if w.active_at(at)]
         states = liveness_states(devices, latest, said, self.catalogue, now)
-        active = await active_alarms(self.engine)
-        await self.influx.write(encode_lines(operations_view_lines(devices, states, active, now)))
+        in_maintenance = {
+            d.id for d in devices if any(w.covers(d.id, d.subdistrict) for w in running)
+        }
+        lines = operations_view_lines(devices, states, active, now, in_maintenance)
+        await self.influx.write(encode_lines(lines))
+        self.health.devices, self.health.states = devices, states
+        self.health.severities = Counter(a.severity for a in active)
+        self.health.maintenance_active = len(running)
 
-    async def run(self, stop: asyncio.Event, interval_s: float) -> None:
-        """Tick until ``stop``; call :meth:`start` first."""
+    async def check_dependencies(self, broker: tuple[str, int] | None) -> None:
+        """Whether InfluxDB and the broker answer: exported for the platform-health alerts."""
+        deps = {"influxdb": (str(self.influx._http.base_url), await self.influx.ping())}
+        if broker is not None:
+            deps["broker"] = (f"{broker[0]}:{broker[1]}", await _reachable(*broker))
+        self.health.dependencies = deps
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        interval_s: float,
+        broker: tuple[str, int] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        """Tick until ``stop``; call :meth:`start` first. With a metrics ``registry``, each
+        round's duration goes to its histogram."""
+        rounds = round_histogram(registry) if registry is not None else None
         while not stop.is_set():
+            started = time.perf_counter()
             try:
+                await self.check_dependencies(broker)
                 await self.tick()
             except InfluxError as exc:  # InfluxDB down: keep state, try again next round
+                self.health.rounds_failed += 1
                 log.warning("alarm evaluation skipped: %s", exc)
+            if rounds is not None:
+                rounds.observe(time.perf_counter() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
+
+
+async def _reachable(host: str, port: int) -> bool:
+    try:
+        async with asyncio.timeout(1.0):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 async def run_alarms(
@@ -121,12 +207,26 @@ async def run_alarms(
     from sensornet.influx import influx_client
     from sensornet.registry.store import open_registry
 
-    async with (
-        influx_client(settings) as influx,
-        open_registry(settings.registry_database_url) as engine,
-    ):
-        runner = AlarmRunner(influx, engine, load_catalogue(), load_rules())
+    async with contextlib.AsyncExitStack() as stack:
+        influx = await stack.enter_async_context(influx_client(settings))
+        engine = await stack.enter_async_context(open_registry(settings.registry_database_url))
+        notifier = None
+        if settings.alertmanager_url:
+            client = await stack.enter_async_context(alertmanager_client(settings.alertmanager_url))
+            link = settings.alert_link_base or f"http://{settings.api_host}:{settings.api_port}"
+            notifier = Notifier(client, link, settings.alert_resend_s)
+        runner = AlarmRunner(influx, engine, load_catalogue(), load_rules(), notifier)
         await runner.start()
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(RunnerCollector(runner.health))
+        stack.enter_context(
+            serve_metrics(registry, settings.alarm_metrics_port, settings.metrics_host)
+        )
         if ready is not None:
             ready.set()
-        await runner.run(stop, settings.alarm_interval_s)
+        broker = (settings.mqtt_host, settings.mqtt_port)
+        routing = load_routing(settings.alert_routing_file)
+        tasks = [runner.run(stop, settings.alarm_interval_s, broker, registry)]
+        if any(r.kind in RELAYED for r in routing.receivers.values()):
+            tasks.append(run_relay(settings, routing, stop))  # WeCom/DingTalk robots
+        await asyncio.gather(*tasks)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -19,9 +19,11 @@ from sensornet.alarms.store import (
     active_alarms,
     alarm_history,
     create_alarm_tables,
+    unacknowledge,
 )
 from sensornet.catalogue import Catalogue
 from sensornet.registry.keys import Principal
+from sensornet.registry.maintenance import current_windows
 
 router = APIRouter(tags=["alarms"])
 
@@ -72,7 +74,17 @@ async def alarms(
         and (not unacknowledged or a.acknowledged_at is None)
     ]
     found.sort(key=lambda a: (-SEVERITIES.index(a.severity), a.raised_at))
-    return {"count": len(found), "items": [_out(catalogue, a) for a in found]}
+    now = datetime.now(UTC)
+    windows = [w for w in await current_windows(request.app.state.registry) if w.active_at(now)]
+    return {
+        "count": len(found),
+        "items": [
+            _out(catalogue, a)
+            # notifications of it are silenced meanwhile (docs/alerting.md)
+            | {"in_maintenance": any(w.covers(a.sensor_id, a.subdistrict) for w in windows)}
+            for a in found
+        ],
+    }
 
 
 @router.get("/alarms/history", summary="Alarm episodes, newest first")
@@ -100,6 +112,17 @@ async def acknowledge_alarm(
     """Recorded as acknowledged by the calling key (its id, name and role)."""
     note = body.note if body is not None else None
     record = await acknowledge(await _engine(request), alarm_id, acknowledger(who), note)
+    if record is None:
+        raise Problem(404, "Unknown alarm", f"no alarm {alarm_id}")
+    return _out(request.app.state.catalogue, record)
+
+
+@router.post("/alarms/{alarm_id}/unacknowledge", summary="Take an acknowledgement back (engineer)")
+async def unacknowledge_alarm(
+    request: Request, who: Engineer, alarm_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+) -> Any:
+    """Its notifications resume: the alarm runner expires the acknowledgement's silence."""
+    record = await unacknowledge(await _engine(request), alarm_id)
     if record is None:
         raise Problem(404, "Unknown alarm", f"no alarm {alarm_id}")
     return _out(request.app.state.catalogue, record)

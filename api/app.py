@@ -12,13 +12,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import (
     accounting_routes,
     alarm_routes,
+    docs_pages,
     health_routes,
     latest_routes,
+    maintenance_routes,
+    northbound_routes,
     opendata_routes,
     problems,
     queries,
@@ -29,6 +35,7 @@ from api.auth import require
 from api.body_guard import BodyGuard
 from api.fast import FastRoutes
 from api.key_cache import KeyCache
+from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
 from api.query_common import in_store
 from sensornet.catalogue import Catalogue, load_catalogue
@@ -61,9 +68,14 @@ class SensorReadings(BaseModel):
 
 
 class Health(BaseModel):
+    """``status`` is "ok" only when every dependency answers; otherwise the answer is a
+    503 whose ``down`` names them, so a load balancer or watchdog sees the truth."""
+
     status: str
     broker: bool
     influxdb: bool
+    registry: bool
+    down: list[str]
 
 
 def create_app(settings: Settings | None = None, *, fast_routes: bool = True) -> FastAPI:
@@ -94,13 +106,20 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         version="0.1.0",
         description="Readings, sensors and platform health of the city perception network.",
         lifespan=lifespan,
+        docs_url=None,  # api.docs_pages serves them with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.trusted_proxies = trusted_networks(settings.api_trusted_proxies)
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
     app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
+    metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside: fast routes measured
+    # for Prometheus, without a key like /health: counts and latencies, no readings
+    app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     problems.install(app)
+    docs_pages.install(app)
     viewer = [Depends(require("viewer"))]
     app.include_router(registry_routes.router)
     app.include_router(accounting_routes.router, dependencies=viewer)
@@ -108,18 +127,30 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.include_router(range_routes.router, dependencies=viewer)
     app.include_router(health_routes.router, dependencies=viewer)
     app.include_router(alarm_routes.router, dependencies=viewer)
+    app.include_router(maintenance_routes.router, dependencies=viewer)
+    app.include_router(northbound_routes.router)  # roles per route: admin, engineer
     app.include_router(opendata_routes.router)  # anonymous, rate-limited, aggregates only
 
-    @app.get("/health", response_model=Health)
-    async def health(request: Request) -> Health:
+    @app.get(
+        "/health",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "a dependency is down"}},
+    )
+    async def health(request: Request) -> Any:
         influx: InfluxClient = request.app.state.influx
-        broker = await _broker_reachable(
-            settings.mqtt_host, settings.mqtt_port, MqttTls.from_settings(settings)
+        broker, influx_ok, registry_ok = await asyncio.gather(
+            _broker_reachable(
+                settings.mqtt_host, settings.mqtt_port, MqttTls.from_settings(settings)
+            ),
+            influx.ping(),
+            _registry_reachable(request.app.state.registry),
         )
-        influx_ok = await influx.ping()
-        return Health(
-            status="ok" if broker and influx_ok else "degraded", broker=broker, influxdb=influx_ok
-        )
+        checks = {"broker": broker, "influxdb": influx_ok, "registry": registry_ok}
+        down = [name for name, ok in checks.items() if not ok]
+        body = Health(status="down" if down else "ok", down=down, **checks)
+        if down:
+            return JSONResponse(body.model_dump(), status_code=503)
+        return body
 
     @app.get("/sensors/{sensor_id}/latest", response_model=SensorReadings, dependencies=viewer)
     async def latest(request: Request, sensor_id: str) -> SensorReadings:
@@ -156,6 +187,17 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         return _readings(request.app.state.catalogue, device, rows(series))
 
     return app
+
+
+async def _registry_reachable(engine: AsyncEngine) -> bool:
+    """The registry database answers a trivial query within a second."""
+    try:
+        async with asyncio.timeout(1.0), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver's failure means the same: not reachable
+        log.warning("health: registry unreachable: %r", exc)
+        return False
+    return True
 
 
 async def _broker_reachable(host: str, port: int, tls: MqttTls | None) -> bool:

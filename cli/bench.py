@@ -27,11 +27,29 @@ def bench_ingest(
         bool, typer.Option(help="InfluxDB down while they arrive: spool, then replay")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+    way_in: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            help="mqtt: drain a queued session; http: push over the HTTP input, each "
+            "request answered once durable",
+        ),
+    ] = "mqtt",
+    batch: Annotated[int, typer.Option(help="HTTP input: readings per request")] = 100,
+    concurrency: Annotated[int, typer.Option(help="HTTP input: requests at once")] = 32,
 ) -> None:
-    """Drain of a queued session by the production ingester vs the InfluxDB ceiling."""
+    """The production ingester's rate vs the InfluxDB ceiling of the same run."""
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    if way_in == "http":
+        from bench.ingest_http import run_http_bench
+
+        result = asyncio.run(run_http_bench(readings, batch, sensors, concurrency, say))
+        typer.echo(json.dumps(result))
+        return
+    if way_in != "mqtt":
+        raise typer.BadParameter(f"--input {way_in!r}: mqtt or http")
     from bench.ingest import run_bench
 
-    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
     result = asyncio.run(run_bench(readings, pack, sensors, outage, say))
     typer.echo(json.dumps(result))
 

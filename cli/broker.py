@@ -56,3 +56,12 @@ def setup(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps({"auth_dir": str(auth_dir), "broker_devices": count}))
+
+
+@broker_app.command("auth-serve")
+def auth_serve() -> None:
+    """Scaled shape: answer the RabbitMQ cluster's device logins from the registry
+    (rabbitmq_auth_backend_http; SENSORNET_BROKER_AUTH_HOST/PORT) until SIGTERM."""
+    from cli.cluster import auth_serve as serve
+
+    serve(Settings())

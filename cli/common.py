@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
@@ -37,5 +38,5 @@ def run_or_exit(coro: Any) -> None:
     try:
         asyncio.run(coro)
     except SensornetError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.alarms import app as alarms_app
 from cli.bench import bench_app
 from cli.broker import broker_app
 from cli.common import StateDir, console, run_or_exit, settings_from, setup_logging
 from cli.dashboards import app as dashboards_app
+from cli.errors import run_with_boundary
+from cli.northbound import northbound
 from cli.registry import keys_app, registry_app
 from cli.simulate import simulate
 from cli.storage import app as storage_app
@@ -28,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 services_app = typer.Typer(
-    help="Run a real Mosquitto and InfluxDB as local processes.", no_args_is_help=True
+    help="Run a real Mosquitto, InfluxDB, Alertmanager and Prometheus as local processes.",
+    no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
@@ -39,24 +45,45 @@ app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")
 app.command("simulate")(simulate)
+app.command("northbound")(northbound)
 
 
 @services_app.command("up")
-def services_up(state_dir: StateDir = None, install: bool = True) -> None:
-    """Start the broker and InfluxDB (installing the Debian packages if missing)."""
+def services_up(
+    state_dir: StateDir = None,
+    install: bool = True,
+    cluster: Annotated[
+        int,
+        typer.Option(help="Scaled shape: a RabbitMQ cluster of this many nodes, not Mosquitto"),
+    ] = 0,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="With --cluster: MQTT over TLS with this chain (PEM)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="With --cluster: its key (PEM)")] = None,
+) -> None:
+    """Start the broker, InfluxDB, Alertmanager and Prometheus (installing the Debian
+    packages if missing)."""
+    from wiring.alerting import alerting_services
     from wiring.services import ensure_binaries, platform_services
 
     settings = settings_from(state_dir=state_dir)
     try:
+        if cluster:
+            from cli.cluster import cluster_up
+
+            tls = (tls_cert, tls_key or tls_cert) if tls_cert else None
+            cluster_up(settings, cluster, tls)
+            asyncio.run(_prepare(settings))
+            return
         ensure_binaries(install=install)
-        for service in platform_services(settings):
+        for service in (*platform_services(settings), *alerting_services(settings)):
             service.start()
             console.print(
                 f"{service.name}: up on {service.host}:{service.port} (log {service.log_file})"
             )
         asyncio.run(_prepare(settings))
     except SensornetError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
@@ -68,10 +95,15 @@ async def _prepare(settings: Settings) -> None:
 
 @services_app.command("down")
 def services_down(state_dir: StateDir = None) -> None:
-    """Stop the broker and InfluxDB cleanly."""
+    """Stop the broker (or the cluster), InfluxDB, Alertmanager and Prometheus cleanly."""
+    from cli.cluster import cluster_down, cluster_home_exists
+    from wiring.alerting import alerting_services
     from wiring.services import platform_services
 
-    for service in platform_services(settings_from(state_dir=state_dir)):
+    settings = settings_from(state_dir=state_dir)
+    if cluster_home_exists(settings):
+        cluster_down(settings)
+    for service in reversed((*platform_services(settings), *alerting_services(settings))):
         service.stop()
         console.print(f"{service.name}: stopped")
 
@@ -79,12 +111,17 @@ def services_down(state_dir: StateDir = None) -> None:
 @services_app.command("status")
 def services_status(state_dir: StateDir = None) -> None:
     """Print one JSON line: each service, its pid, port and readiness."""
+    from cli.cluster import cluster_home_exists, cluster_status
+    from wiring.alerting import alerting_services
     from wiring.services import platform_services
 
-    out = {
+    settings = settings_from(state_dir=state_dir)
+    out: dict[str, object] = {
         s.name: {"pid": s.pid(), "port": s.port, "ready": s.running() and s.ready()}
-        for s in platform_services(settings_from(state_dir=state_dir))
+        for s in (*platform_services(settings), *alerting_services(settings))
     }
+    if cluster_home_exists(settings):
+        out.update(cluster_status(settings))
     typer.echo(json.dumps(out))
 
 
@@ -141,9 +178,14 @@ def demo(
     try:
         run_demo(settings, sensors, keep_services=keep_services, console=console)
     except SensornetError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
+def main() -> None:
+    """The installed ``sensornet`` command: the app inside the CLI's error boundary."""
+    run_with_boundary(app, console, sys.argv)
+
+
 if __name__ == "__main__":
-    app()
+    main()

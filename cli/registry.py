@@ -18,16 +18,25 @@ import typer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cli.common import console
+from cli.errors import fail
 from sensornet import broker_auth
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
 from sensornet.registry import bulk, keys
 from sensornet.registry.schemas import Move, SensorIn, SensorPatch, StatusChange
-from sensornet.registry.service import Registry, SensorFilter, parse_bbox, parse_dev_eui
+from sensornet.registry.service import (
+    MAX_PAGE,
+    Registry,
+    SensorFilter,
+    parse_bbox,
+    parse_dev_eui,
+)
 from sensornet.registry.store import open_registry
 from sensornet.reserved import reserved_ids
 from sensornet.settings import Settings
+from sensornet.text_files import decode_text
 
 T = TypeVar("T")
 registry_app = typer.Typer(help="Register, change and look up sensors.", no_args_is_help=True)
@@ -58,8 +67,7 @@ def run(url: str | None, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except (SensornetError, ValidationError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        fail(exc, console)
 
 
 def _registry(engine: AsyncEngine) -> Registry:
@@ -183,7 +191,7 @@ def list_(
     status: str | None = None,
     bbox: Annotated[str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat")] = None,
     q: Annotated[str | None, typer.Option(help="Text in id, address, description")] = None,
-    limit: int = 100,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Sensors per page")] = 100,
     cursor: str | None = None,
     dev_eui: Annotated[str | None, typer.Option(help="LoRaWAN DevEUI, any spelling")] = None,
     url: Url = None,
@@ -258,7 +266,9 @@ def import_(
     url: Url = None,
 ) -> None:
     """Import sensors all-or-nothing; prints one JSON report (exit 1 if any row is bad)."""
-    text = path.read_text(encoding="utf-8-sig")
+    text, encoding = decode_text(path.read_bytes())
+    if encoding not in ("UTF-8", "UTF-8 with BOM"):
+        typer.echo(f"read {path} as {encoding}", err=True)
     try:
         rows = bulk.parse_json(text) if path.suffix.lower() == ".json" else bulk.parse_csv(text)
     except bulk.ImportFormatError as exc:
@@ -272,7 +282,7 @@ def import_(
         return report
 
     report = run(url, job)
-    _out(report.as_dict())
+    _out({**report.as_dict(), "encoding": encoding})
     if report.errors:
         raise typer.Exit(1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,21 +36,36 @@ def _credentials(path: Path | None) -> dict[str, str]:
 
 def print_report(report: Any, limit: int = 30) -> None:
     table = Table(title="simulator account (per device with faults or discrepancies)")
-    for col in ("device", "sent", "expected", "stored", "rejected", "unexpected", "missing"):
+    cols = ("device", "sent", "expected", "stored", "rejected", "unexpected", "lost on device")
+    for col in (*cols, "missing"):
         table.add_column(col, justify="right" if col != "device" else "left")
     shown = [
         a
         for a in report.devices
-        if a.missing or a.unexpected or a.rejected or a.stored != a.expected_stored
+        if a.missing
+        or a.unexpected
+        or a.rejected
+        or a.lost_on_device
+        or a.stored != a.expected_stored
     ]
     for a in shown[:limit]:
         table.add_row(
             a.device,
-            *(str(v) for v in (a.sent, a.expected_stored, a.stored, a.rejected, a.unexpected)),
+            *(
+                str(v)
+                for v in (
+                    a.sent,
+                    a.expected_stored,
+                    a.stored,
+                    a.rejected,
+                    a.unexpected,
+                    a.lost_on_device,
+                )
+            ),
             f"[red]{a.missing}[/red]" if a.missing else "0",
         )
     if len(shown) > limit:
-        table.add_row(f"… {len(shown) - limit} more", "", "", "", "", "", "")
+        table.add_row(f"… {len(shown) - limit} more", "", "", "", "", "", "", "")
     console.print(table)
     reasons = Table(title="refusals: injected fault vs platform reason")
     for col in ("reason", "injected", "platform"):
@@ -61,24 +77,60 @@ def print_report(report: Any, limit: int = 30) -> None:
     console.print(f"totals {report.totals} -> {verdict}")
 
 
+def _checked(test: Callable[[float], bool], rule: str) -> Callable[[Any], Any]:
+    """A Typer callback refusing a value that breaks ``rule`` (None passes: unset)."""
+
+    def check(value: Any) -> Any:
+        if value is not None and not test(value):
+            raise typer.BadParameter(f"must be {rule}, got {value}")
+        return value
+
+    return check
+
+
+positive = _checked(lambda v: v > 0, "greater than 0")
+not_negative = _checked(lambda v: v >= 0, "0 or more")
+at_least_one = _checked(lambda v: v >= 1, "at least 1")
+share = _checked(lambda v: 0 <= v <= 1, "a share between 0 and 1")
+
+
 def simulate(
     mode: Annotated[Mode, typer.Option(help="live, load or backfill")] = Mode.live,
-    sensors: Annotated[int, typer.Option(help="Fleet size (generated fleet)")] = 100,
+    sensors: Annotated[
+        int, typer.Option(callback=at_least_one, help="Fleet size (generated fleet)")
+    ] = 100,
     seed: int = 151,
     from_registry: Annotated[bool, typer.Option(help="Simulate the registry's sensors")] = False,
     register: Annotated[bool, typer.Option(help="Upsert the fleet into the registry")] = True,
     speed: Annotated[
-        float, typer.Option(help="live: city clock speed-up (60 = a day in 24 min)")
+        float,
+        typer.Option(callback=positive, help="live: city clock speed-up (60 = a day in 24 min)"),
     ] = 1.0,
-    interval_scale: Annotated[float, typer.Option(help="live: multiply every interval")] = 1.0,
-    duration: Annotated[float | None, typer.Option(help="Seconds to run (load default 30)")] = None,
-    rounds: Annotated[int | None, typer.Option(help="live: reports per sensor, then stop")] = None,
-    rate: Annotated[float, typer.Option(help="load: target readings/s (0 = max)")] = 0.0,
-    connections: Annotated[int, typer.Option(help="Shared-identity MQTT connections")] = 8,
-    processes: Annotated[int, typer.Option(help="load: worker processes")] = 2,
-    max_in_flight: Annotated[int, typer.Option(help="load: unacked QoS 1 per connection")] = 100,
-    days: Annotated[float, typer.Option(help="backfill: days of history")] = 7.0,
-    faults: Annotated[float, typer.Option(help="Share of readings given a fault")] = 0.0,
+    interval_scale: Annotated[
+        float, typer.Option(callback=positive, help="live: multiply every interval")
+    ] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(callback=positive, help="Seconds to run (load default 30)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(callback=at_least_one, help="live: reports per sensor, then stop")
+    ] = None,
+    rate: Annotated[
+        float, typer.Option(callback=not_negative, help="load: target readings/s (0 = max)")
+    ] = 0.0,
+    connections: Annotated[
+        int, typer.Option(callback=at_least_one, help="Shared-identity MQTT connections")
+    ] = 8,
+    processes: Annotated[
+        int, typer.Option(callback=at_least_one, help="load: worker processes")
+    ] = 2,
+    max_in_flight: Annotated[
+        int, typer.Option(callback=at_least_one, help="load: unacked QoS 1 per connection")
+    ] = 100,
+    days: Annotated[float, typer.Option(callback=positive, help="backfill: days of history")] = 7.0,
+    faults: Annotated[
+        float, typer.Option(callback=share, help="Share of readings given a fault")
+    ] = 0.0,
     fault_kinds: Annotated[str | None, typer.Option(help="Comma list (default: all)")] = None,
     ground_truth: Annotated[Path | None, typer.Option(help="Ground-truth JSONL path")] = None,
     credentials: Annotated[
@@ -172,6 +224,13 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
         from sensornet.influx import influx_client
 
         async with influx_client(settings) as influx:
+            if not await ingester_reporting(influx, settings.ingest_report_interval_s):
+                console.print(
+                    "[red]error:[/red] no ingester has reported to InfluxDB lately: nothing "
+                    "consumes the readings (start one: `sensornet ingest`)",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1)
             result = await account(
                 influx,
                 truth,
@@ -186,11 +245,30 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
         typer.echo(json.dumps(summary))
     else:
         console.print(summary)
+    if o["report"] and not result.exact:
+        raise typer.Exit(1)
+
+
+async def ingester_reporting(influx: Any, interval_s: float) -> bool:
+    """Some ingester wrote its figures within two report intervals (ingesters report
+    when they start, then every interval); one that is starting gets one interval."""
+    window_s = max(20.0, 2 * interval_s)
+    deadline = time.monotonic() + interval_s
+    while True:
+        since_ns = time.time_ns() - int(window_s * 1e9)
+        found = await influx.query(
+            'SELECT last("stored") FROM "platform_ingest" WHERE time > $since',
+            {"since": since_ns},
+        )
+        if found or time.monotonic() > deadline:
+            return bool(found)
+        console.print("no ingester has reported yet; waiting for one", soft_wrap=True)
+        await asyncio.sleep(2.0)
 
 
 async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     from gateway_sim.faults import GroundTruth
-    from gateway_sim.publisher import LivePublisher
+    from gateway_sim.publisher import LivePublisher, community_push
     from sensornet.catalogue import load_catalogue
     from sensornet.mqtt_tls import MqttTls
     from wiring.parts import stop_on_signals
@@ -212,6 +290,7 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         faults=o["plan"],
         ground_truth=truth,
         tls=MqttTls.from_settings(settings),
+        http_push=community_push(settings),
     )
     async with stop_on_signals() as stop:
         if o["duration"] is not None:

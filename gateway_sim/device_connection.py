@@ -1,5 +1,12 @@
 """MQTT connections of simulated devices: connect with backoff, Last Will, retained status,
-a bounded number of unacknowledged QoS 1 messages, and counters of sent/acked."""
+a bounded number of unacknowledged QoS 1 messages, and counters of sent/acked.
+
+Built as a device that loses nothing should be (docs/simulator.md, "Building a device that
+loses nothing"): a fixed client id per run, clean start off with a session expiry, every
+QoS 1 message kept until its PUBACK and sent again on every reconnect, whether or not the
+broker still had the session. What is still unacknowledged when the device gives up is
+known reading by reading (``unacknowledged``), so the ground truth can book it as lost on
+the device, not by the platform."""
 
 from __future__ import annotations
 
@@ -23,6 +30,13 @@ log = logging.getLogger("gateway_sim")
 
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 30.0
+#: How long the broker keeps a simulated device's session while it is away: long enough
+#: for any restart a test or a load run rides out, short enough that the sessions of
+#: finished runs (their client ids are new each run) do not pile up in the broker.
+SESSION_EXPIRY_S = 600
+
+#: A reading as the ground truth knows it: (sensor id, seq).
+ReadingKey = tuple[str, int]
 
 
 class SimulatorError(SensornetError):
@@ -53,7 +67,11 @@ class DeviceConnection:
             )
         self.storage = CountingStorage(max_in_flight)
         self.client = gmqtt.Client(
-            client_id, clean_session=True, will_message=will, persistent_storage=self.storage
+            client_id,
+            clean_session=False,
+            session_expiry_interval=SESSION_EXPIRY_S,
+            will_message=will,
+            persistent_storage=self.storage,
         )
         self.client.set_auth_credentials(username, password)
         self.client.set_config({"reconnect_retries": -1, "reconnect_delay": RECONNECT_FIRST_S})
@@ -76,7 +94,18 @@ class DeviceConnection:
         self.reconnects = 0
         self._hooks = GmqttHooks(self.client)
         # gmqtt's own PUBACK handler logs twice per PUBACK: a third of the generator's time
-        self._hooks.on_puback(self.storage.remove_message_by_mid)
+        self._hooks.on_puback(self._puback)
+        self._hooks.resend_unacked_on_every_connect()
+        #: packet id -> the readings its message carries, until the PUBACK
+        self._carrying: dict[int, tuple[ReadingKey, ...]] = {}
+
+    def _puback(self, mid: int) -> None:
+        self.storage.remove_message_by_mid(mid)
+        self._carrying.pop(mid, None)
+
+    def unacknowledged(self) -> list[ReadingKey]:
+        """The readings of every message the broker has not acknowledged (yet)."""
+        return [key for keys in self._carrying.values() for key in keys]
 
     def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
         self.client.reconnect_delay = RECONNECT_FIRST_S
@@ -112,20 +141,33 @@ class DeviceConnection:
         payload = STATUS_ONLINE if online else STATUS_OFFLINE
         self.publish(device_topic(self.prefix, device_id, "status"), payload, retain=True)
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain)
-        self.sent += 1
+    def publish(
+        self, topic: str, payload: bytes, retain: bool = False, carries: Sequence[ReadingKey] = ()
+    ) -> None:
+        """One QoS 1 message; ``carries`` names the readings in it (for the ground truth)."""
+        self.publish_batch([(topic, payload)], retain=retain, carries=[tuple(carries)])
 
-    def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
+    def publish_batch(
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        *,
+        retain: bool = False,
+        carries: Sequence[tuple[ReadingKey, ...]] | None = None,
+    ) -> None:
         """QoS 1 PUBLISHes in one socket write. A syscall per message was the load
         generator's largest cost; this builds the packets directly (MQTT 5, no
         properties) with ids from gmqtt's own pool, so its PUBACK handling and
-        resend-on-reconnect store work unchanged."""
+        resend-on-reconnect store work unchanged. Without a connection the packets
+        wait in the store and go out at the next connect."""
         out = bytearray()
-        for topic, payload in messages:
+        for n, (topic, payload) in enumerate(messages):
             mid = self._hooks.next_packet_id()
             packet = publish_packet(topic.encode(), payload, mid, b"")
+            if retain:
+                packet = bytes([packet[0] | 0x01]) + packet[1:]
             self.storage.push_message(mid, packet)
+            if carries is not None and carries[n]:
+                self._carrying[mid] = carries[n]
             out += packet
         self._hooks.send(bytes(out))
         self.sent += len(messages)
@@ -151,6 +193,9 @@ class DeviceConnection:
         drop the connection without DISCONNECT first, so the broker sends the Will."""
         if not graceful:
             self._hooks.abort()
+            await self.client.disconnect()
+            return
         # gmqtt's disconnect marks the client closed before the dropped connection is seen
-        # (no reconnect starts), and is harmless on a connection already gone
-        await self.client.disconnect()
+        # (no reconnect starts), and is harmless on a connection already gone; a session
+        # expiry of 0 in the DISCONNECT ends the session (nothing is owed any more)
+        await self.client.disconnect(session_expiry_interval=0)

@@ -154,6 +154,9 @@ class GroundTruth:
     denied: Counter[str] = field(default_factory=Counter)  # refused by the broker's ACL
     not_sent: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    #: sent, but the broker never acknowledged them before the device gave up: lost on
+    #: the device (it knows; a real one would keep them), never the platform's loss
+    unacked: Counter[str] = field(default_factory=Counter)
     _file: IO[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -164,6 +167,9 @@ class GroundTruth:
     def clean(self, device: str) -> None:
         self.sent[device] += 1
         self.expected_stored[device] += 1
+
+    def never_acknowledged(self, device: str) -> None:
+        self.unacked[device] += 1
 
     def fault(self, kind: str, item: Item, injected: Injected, **extra: Any) -> None:
         self.faults[kind] += 1

@@ -163,7 +163,7 @@ async def _worker_main(
         cursor = (cursor + n_now) % len(mine)
         now_ms = time.time_ns() // 1_000_000
         values = city.readings([mine[r] for r in rows], [now_ms / 1000] * n_now)
-        batches: dict[int, tuple[DeviceConnection, list[tuple[str, bytes]]]] = {}
+        batches: dict[int, tuple[DeviceConnection, list[Pending]]] = {}
         flush = functools.partial(_flush, batches)
         for r, vals in zip(rows, values, strict=True):
             ts = max(now_ms, last_ts[r] + 1)  # unique per sensor, so no overwrite
@@ -179,7 +179,8 @@ async def _worker_main(
             kind = plan.faults.pick(item.sensor_id, item.seq)
             if kind is None:
                 truth.clean(item.sensor_id)
-                pending.append((topics[r], orjson.dumps({"ts": ts, "seq": item.seq, **vals})))
+                payload = orjson.dumps({"ts": ts, "seq": item.seq, **vals})
+                pending.append((topics[r], payload, (item.sensor_id, item.seq)))
             else:
                 device = fleet[mine[r]]
                 injected = inject(
@@ -198,7 +199,9 @@ async def _worker_main(
                     pending = batches.setdefault(id(link), (link, []))[1]
                 if injected.payload is not None:
                     topic = device_topic(plan.prefix, injected.topic_device, "readings")
-                    pending.extend([(topic, injected.payload)] * injected.copies)
+                    key = (item.sensor_id, item.seq)  # acknowledged by its first copy
+                    pending.append((topic, injected.payload, key))
+                    pending.extend([(topic, injected.payload, None)] * (injected.copies - 1))
             result.sent += 1
         flush()
         with sent_v.get_lock():
@@ -217,16 +220,26 @@ async def _worker_main(
     for n, i in enumerate(mine):
         link_of[n].status(fleet[i].id, online=False)
     await asyncio.gather(*(x.drain(10) for x in used))
+    for link in used:  # still unacknowledged: lost on the device, not the platform
+        for sensor_id, _seq in link.unacknowledged():
+            truth.never_acknowledged(sensor_id)
     await asyncio.gather(*(x.close() for x in used))
     truth.close()
     truth.path = None
     return result
 
 
-def _flush(batches: dict[int, tuple[DeviceConnection, list[tuple[str, bytes]]]]) -> None:
+#: a message waiting for its batch: topic, payload, the reading it carries (if any)
+Pending = tuple[str, bytes, tuple[str, int] | None]
+
+
+def _flush(batches: dict[int, tuple[DeviceConnection, list[Pending]]]) -> None:
     for link, batch in batches.values():
         if batch:
-            link.publish_batch(batch)
+            link.publish_batch(
+                [(topic, payload) for topic, payload, _ in batch],
+                carries=[(key,) if key else () for _, _, key in batch],
+            )
     batches.clear()
 
 
@@ -305,7 +318,15 @@ def run_load(
 def merge_truth(results: Sequence[WorkerResult]) -> GroundTruth:
     merged = GroundTruth()
     for r in results:
-        for name in ("sent", "expected_stored", "expected_rejects", "denied", "not_sent", "faults"):
+        for name in (
+            "sent",
+            "expected_stored",
+            "expected_rejects",
+            "denied",
+            "not_sent",
+            "faults",
+            "unacked",
+        ):
             counter: Counter[Any] = getattr(merged, name)
             counter.update(getattr(r.truth, name))
     return merged

@@ -19,17 +19,26 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import httpx
+
 from gateway_sim.device_connection import DeviceConnection
 from gateway_sim.faults import (
     SKEW_S,
     FaultPlan,
     GroundTruth,
-    Injected,
     foreign_targets,
     inject,
     out_of_range,
 )
-from gateway_sim.payloads import Item, flat, gateway_pack, senml_pack
+from gateway_sim.payloads import (
+    Item,
+    airrohr_push,
+    device_format,
+    flat,
+    gateway_pack,
+    senml_device_pack,
+    senml_pack,
+)
 from gateway_sim.signals import City
 from gateway_sim.weather import Weather
 from sensornet.catalogue import Catalogue
@@ -37,6 +46,7 @@ from sensornet.district import District, load_district
 from sensornet.lineprotocol import FieldValue
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo
+from sensornet.settings import Settings
 from sensornet.topics import device_topic
 
 
@@ -46,6 +56,30 @@ class SentReading:
     ts_ms: int
     seq: int
     values: dict[str, FieldValue]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPush:
+    """The ingester's HTTP input and the integration community nodes push with (the
+    firmware's "own API": host, path, user and password; docs/inputs/sensor-community.md)."""
+
+    base_url: str
+    integration: str
+    token: str
+
+
+COMMUNITY_INTEGRATION = "community"
+
+
+def community_push(settings: Settings) -> HttpPush | None:
+    """Community nodes push over HTTP when the ingester runs its HTTP input and has an
+    integration named ``community`` (SENSORNET_INGEST_HTTP_INTEGRATIONS); else they
+    report over MQTT like the other sensors."""
+    token = settings.ingest_http_integrations.get(COMMUNITY_INTEGRATION)
+    if "http" not in settings.ingest_inputs or token is None:
+        return None
+    base = f"http://{settings.ingest_http_host}:{settings.ingest_http_port}"
+    return HttpPush(base, COMMUNITY_INTEGRATION, token.get_secret_value())
 
 
 @dataclass
@@ -79,8 +113,16 @@ class LivePublisher:
         gateway_flush_s: float = 2.0,
         storm_after_s: float | None = 60.0,
         tls: MqttTls | None = None,
+        drain_s: float = 10.0,
+        http_push: HttpPush | None = None,
     ) -> None:
         self._host, self._port = host, port
+        #: where community nodes push as the airrohr firmware does (None: they use MQTT)
+        self._http_push = http_push
+        self._http: httpx.AsyncClient | None = None
+        self._pushes: set[asyncio.Task[None]] = set()
+        #: at the end, how long to wait for the broker to acknowledge what is in flight
+        self._drain_s = drain_s
         self._tls = tls
         self._user, self._password = username, password
         self._prefix = topic_prefix
@@ -119,6 +161,12 @@ class LivePublisher:
         return [d.id for d in self._fleet if not d.gateway_id] + gateways
 
     async def _connect(self) -> None:
+        if self._http_push is not None:
+            self._http = httpx.AsyncClient(
+                base_url=self._http_push.base_url,
+                auth=httpx.BasicAuth(self._http_push.integration, self._http_push.token),
+                timeout=60.0,
+            )
         tag = uuid.uuid4().hex[:6]
         self._shared = [
             DeviceConnection(
@@ -149,10 +197,17 @@ class LivePublisher:
             link.status(sender, online=True)
 
     async def _disconnect(self) -> None:
+        if self._pushes:
+            await asyncio.wait(self._pushes, timeout=self._drain_s)
+        if self._http is not None:
+            await self._http.aclose()
         links = set(self._links.values())
         for sender, link in self._links.items():
             link.status(sender, online=False)  # a clean shutdown, not a lost device
-        await asyncio.gather(*(link.drain(10) for link in links))
+        await asyncio.gather(*(link.drain(self._drain_s) for link in links))
+        for link in links:  # still unacknowledged now: lost on the device, not the platform
+            for sensor_id, _seq in link.unacknowledged():
+                self.truth.never_acknowledged(sensor_id)
         await asyncio.gather(*(link.close() for link in links))
 
     # --- the run loop -----------------------------------------------------------------
@@ -203,10 +258,19 @@ class LivePublisher:
         values = self.city.readings([i], [self._city_time(ts_ms / 1000)])[0]
         item = Item(device.id, ts_ms, seq, values)
         in_pack = device.gateway_id is not None
+        speaks = None if in_pack else device_format(device.id, device.type)
+        if speaks == "sensor_community" and self._http is not None and device.sc_chip:
+            self._push_community(device, item, device.sc_chip)  # no faults over HTTP
+            return
         kind = self._faults.pick(device.id, seq, in_pack=in_pack)
         if kind is None:
             self.truth.clean(device.id)
-            self._emit(device, item, flat(item), device.id, copies=1)
+            if speaks in ("senml", "senml_cbor"):
+                name = device.senml_name or device.id
+                payload = senml_device_pack(item, name, cbor=speaks == "senml_cbor")
+            else:
+                payload = flat(item)
+            self._emit(device, item, payload, device.id, copies=1)
             return
         injected = inject(
             kind,
@@ -216,10 +280,6 @@ class LivePublisher:
             foreign=self._foreign.get(device.type),
             per_device_auth=device.id in self._credentials,
         )
-        if in_pack and injected.payload is not None:
-            # the pack carries the faulty reading; SenML cannot carry seq
-            senml = _uses_senml(device.gateway_id or "")
-            injected = _in_pack(injected, senml)
         self.truth.fault(kind, item, injected)
         if kind == "flapping":
             link = self._links[device.id]
@@ -232,6 +292,35 @@ class LivePublisher:
             self._emit(device, faulty, b"", device.id, copies=injected.copies)
         else:
             self._emit(device, item, injected.payload, injected.topic_device, injected.copies)
+
+    def _push_community(self, device: DeviceInfo, item: Item, chip: str) -> None:
+        """POST as the airrohr firmware does; a refusal or a failure is a reading the
+        platform never acknowledged (the firmware does not retry either)."""
+        assert self._http is not None and self._http_push is not None
+        self.truth.clean(device.id)
+        self.stats.sent += 1
+        self.stats.messages += 1
+        if self._keep_log:
+            self.stats.log.append(
+                SentReading(item.sensor_id, item.ts_ms, item.seq, dict(item.values))
+            )
+        path = f"/v1/integrations/{self._http_push.integration}/sensor.community"
+        body = airrohr_push(item, chip)
+        headers = {"x-sensor": f"esp8266-{chip}", "content-type": "application/json"}
+
+        async def push() -> None:
+            assert self._http is not None
+            try:
+                answer = await self._http.post(path, content=body, headers=headers)
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if not ok:
+                self.truth.never_acknowledged(device.id)
+
+        task = asyncio.create_task(push())
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
 
     def _emit(
         self, device: DeviceInfo, item: Item, payload: bytes, topic_device: str, copies: int
@@ -251,19 +340,23 @@ class LivePublisher:
             return
         link = self._links[device.id]
         topic = device_topic(self._prefix, topic_device, "readings")
-        for _ in range(copies):
-            link.publish(topic, payload)
+        for copy in range(copies):
+            # a reading counts as acknowledged by its first copy's PUBACK
+            link.publish(topic, payload, carries=() if copy else ((item.sensor_id, item.seq),))
             self.stats.messages += 1
 
     def _flush_packs(self) -> None:
         now_ms = time.time_ns() // 1_000_000
         for gateway, batches in self._packs.items():
-            for items in batches:
+            for k, items in enumerate(batches):  # batches[0] holds every first copy
                 if _uses_senml(gateway):
                     payload = senml_pack(items)
                 else:
                     payload = gateway_pack(gateway, items, now_ms)
-                self._links[gateway].publish(device_topic(self._prefix, gateway, "pack"), payload)
+                carries = [(i.sensor_id, i.seq) for i in items] if k == 0 else []
+                self._links[gateway].publish(
+                    device_topic(self._prefix, gateway, "pack"), payload, carries=carries
+                )
                 self.stats.messages += 1
         self._packs.clear()
 
@@ -275,18 +368,6 @@ def _centre(district: District) -> tuple[float, float]:
 def _uses_senml(gateway_id: str) -> bool:
     """Half of the gateways speak SenML, half the gateway format: both paths stay exercised."""
     return zlib.crc32(gateway_id.encode()) % 2 == 1
-
-
-def _in_pack(injected: Injected, senml: bool) -> Injected:
-    seq = None if senml else injected.platform_seq
-    return Injected(
-        injected.payload,
-        injected.topic_device,
-        injected.expected,
-        injected.platform_device,
-        seq,
-        injected.copies,
-    )
 
 
 def _item_from(item: Item, payload: bytes, catalogue: Catalogue, type_id: str, kind: str) -> Item:

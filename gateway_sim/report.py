@@ -4,6 +4,15 @@ Stored readings are counted per sensor in the run's time window (by sensor and t
 so a duplicate that overwrote itself counts once, and SenML readings without ``seq``
 count too); refusals are read from the ``dead_letter`` measurement by device, reason and
 seq, and matched against the injected faults' expected reasons.
+
+Two losses are told apart. **Lost on the device**: readings the broker never acknowledged
+before the simulated device gave up (its connection's store still held them at the end);
+the device knows it lost them, the platform never took them on. **Missing** (the
+platform's loss): readings the broker acknowledged — so the platform promised to keep
+them — that are neither stored nor refused with a reason. A reading never acknowledged may
+still be stored (the broker took it, its PUBACK was lost), so ``missing`` subtracts the
+device's losses from what was expected: it is exact when nothing was lost on the device,
+which a device built as docs/simulator.md says ensures.
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ class DeviceAccount:
     stored: int
     rejected: int  # refusals booked on this device that match an injected fault
     unexpected: int  # refusals booked on this device that no fault explains
-    missing: int  # expected stored or refused, found neither
+    missing: int  # acknowledged, expected stored or refused, found neither
+    lost_on_device: int = 0  # never acknowledged by the broker (the device's loss)
 
 
 @dataclass
@@ -113,6 +123,7 @@ def compare(
     for device in sorted(ids | set(truth.sent)):
         want, got = truth.expected_stored[device], stored[device]
         extra += max(0, got - want)
+        lost = truth.unacked[device]
         accounts.append(
             DeviceAccount(
                 device=device,
@@ -121,7 +132,8 @@ def compare(
                 stored=got,
                 rejected=matched_by_device[device],
                 unexpected=unexpected_by_device[device],
-                missing=max(0, want - got) + unmatched_by_device[device],
+                missing=max(0, max(0, want - got) + unmatched_by_device[device] - lost),
+                lost_on_device=lost,
             )
         )
     by_reason: dict[str, dict[str, int]] = {}
@@ -141,6 +153,7 @@ def compare(
         "extra": extra,
         "not_sent": sum(truth.not_sent.values()),
         "acl_denied": sum(truth.denied.values()),
+        "lost_on_devices": sum(truth.unacked.values()),
     }
     return Report(
         accounts,

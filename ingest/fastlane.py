@@ -1,7 +1,8 @@
 """The ingest fast lane: well-formed messages straight from JSON to line protocol.
 
-Nearly every message a city's sensors send is well formed: a flat object or a gateway pack
-of flat objects whose values are in range, with an integer timestamp. And a sensor sends
+Nearly every message a city's sensors send is well formed: a flat object, an array of them
+(one device's batch, as HTTP pushes carry) or a gateway pack of flat objects whose values
+are in range, with an integer timestamp. And a sensor sends
 the same keys in the same order, reading after reading. So for each sensor type and key
 order ("shape") the lane compiles one small function that checks every value against the
 catalogue's constants and writes the line, with orjson writing the fields when they are
@@ -9,7 +10,9 @@ all floats and booleans. Anything else (a bad value, an RFC 3339 time, SenML, ne
 possible duplicate key, a shape past the cap) makes the lane step aside, and the message
 takes the general path (codec → validation → line protocol), which decides and explains
 every rejection. So the lane can only be faster, never different: tests/test_fastlane.py
-checks its output equals the general path's over generated messages.
+checks its output equals the general path's over generated messages. Its checks are
+compiled from the same rules the general path applies: the catalogue's quantities and
+``sensornet.rules`` (reserved keys, seq, timestamp units, the accepted time window).
 """
 
 from __future__ import annotations
@@ -20,17 +23,24 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from sensornet.catalogue import ID_RE, Catalogue, SensorType
-from sensornet.codec import MAX_READINGS_PER_MESSAGE
+from sensornet.catalogue import ID_RE, RESERVED_FIELD_IDS, Catalogue, SensorType
+from sensornet.codec import MAX_READINGS_PER_MESSAGE, is_senml
 from sensornet.errors import LineProtocolError
 from sensornet.lineprotocol import encode_field_value, series_head
 from sensornet.registry.store import DeviceInfo
-from sensornet.validation import MAX_FUTURE_NS, MAX_PAST_NS
+from sensornet.rules import (
+    MAX_FUTURE_NS,
+    MAX_PAST_NS,
+    MILLIS_BELOW,
+    READING_KEYS,
+    SECONDS_BELOW,
+    SEQ_LIMIT,
+)
 
 # The keys a reading may carry beside its quantities, and the tag keys of every series.
-_READING_KEYS = frozenset({"ts", "seq", "sensor", "values", "time"})
+_READING_KEYS = READING_KEYS | RESERVED_FIELD_IDS
 _TAG_KEYS = frozenset({"sensor_id", "subdistrict"})
-_SEQ_LIMIT = 2**63  # int64, InfluxDB's integer
+_SEQ_LIMIT = SEQ_LIMIT  # int64, InfluxDB's integer
 SHAPES_PER_TYPE = 256  # past this (a sender varying its keys), readings go the general way
 
 _FLOAT, _INT, _BOOL, _CHOICE = range(4)
@@ -127,6 +137,8 @@ class FastLane:
     ) -> bool:
         """A one-sensor message into ``out``; ``False`` (and nothing added) if it steps aside."""
         doc = self._load(payload)
+        if type(doc) is list:
+            return self._array(doc, payload, device_id, now_ns, arrival_ns, out)
         if type(doc) is not dict or "sensor" in doc or payload.count(b":") != len(doc):
             return False
         plan = self._plans.get(device_id) or self._plan(device_id)
@@ -137,6 +149,35 @@ class FastLane:
             return False
         out.lines.append(line[0])
         out.stored.append((device_id, line[1]))
+        return True
+
+    def _array(
+        self, items: list[Any], payload: bytes, device_id: str, now_ns: int, arrival_ns: int,
+        out: Out,
+    ) -> bool:  # fmt: skip
+        """An array of one sensor's readings (not SenML), each stamped as the general path
+        stamps the readings of a message: arrival + its index."""
+        if not items or len(items) > MAX_READINGS_PER_MESSAGE or is_senml(items):
+            return False
+        plan = self._plans.get(device_id) or self._plan(device_id)
+        if plan is None:
+            return False
+        lines, stored = out.lines, out.stored
+        start = len(lines)
+        keys = 0
+        for index, item in enumerate(items):
+            line = None
+            if type(item) is dict and "sensor" not in item:
+                keys += len(item)  # before the line writer takes ts and seq out
+                line = _write(item, plan, now_ns, arrival_ns + index)
+            if line is None:
+                del lines[start:], stored[start:]
+                return False
+            lines.append(line[0])
+            stored.append((device_id, line[1]))
+        if payload.count(b":") != keys:  # a colon in a string, or a duplicate key
+            del lines[start:], stored[start:]
+            return False
         return True
 
     def pack(self, payload: bytes, gateway_id: str, now_ns: int, arrival_ns: int, out: Out) -> bool:
@@ -188,8 +229,8 @@ _SHAPE_GLOBALS = {
     "TABLE": bytes.maketrans(b":", b"="),  # "key":value -> key=value, once quotes are gone
     "QUOTE": b'"',
     "SEQ_LIMIT": _SEQ_LIMIT,
-    "SECONDS_BELOW": 10**11,  # the same magnitude rule as sensornet.timestamps
-    "MILLIS_BELOW": 10**14,
+    "SECONDS_BELOW": SECONDS_BELOW,  # the magnitude rule of sensornet.timestamps
+    "MILLIS_BELOW": MILLIS_BELOW,
     "MAX_PAST_NS": MAX_PAST_NS,
     "MAX_FUTURE_NS": MAX_FUTURE_NS,
 }

@@ -15,11 +15,14 @@ from sensornet.catalogue import Catalogue
 from sensornet.codec import decode_payload
 from sensornet.errors import LineProtocolError, PayloadError
 from sensornet.formats import decoder_for
+from sensornet.health import health_line
 from sensornet.lineprotocol import encode_point
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.records import Decoded, RawReading
 from sensornet.registry.store import DeviceInfo
+from sensornet.senml_resolve import SenmlContext
 from sensornet.topics import DeviceTopic, parse_topic
+from sensornet.unknown_keys import KeyLabels
 from sensornet.validation import Rejection, validate
 
 log = logging.getLogger("sensornet.ingest")
@@ -57,6 +60,10 @@ class BatchResult:
     stored: list[tuple[str, int | None]] = field(default_factory=list)  # (sensor id, seq)
     rejects: list[Reject] = field(default_factory=list)
     status: list[tuple[str, bytes]] = field(default_factory=list)
+    # device health lines (sensornet.health): written with the batch, not readings
+    health: list[str] = field(default_factory=list)
+    # (device, key label) -> readings stored without that unknown key (sensornet.unknown_keys)
+    unknown_keys: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def refused_by_reason(self) -> Counter[str]:
         """Refused readings by reason."""
@@ -77,6 +84,7 @@ class Pipeline:
     # a device named other than by its id (scheme, key): DeviceCache.resolve
     resolve: Callable[[str, str], DeviceInfo | None] = lambda scheme, key: None
     _fast: FastLane = field(init=False)
+    _key_labels: KeyLabels = field(init=False, default_factory=KeyLabels)
 
     def __post_init__(self) -> None:
         self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
@@ -104,9 +112,16 @@ class Pipeline:
         sensor is booked under that sensor only when the publisher may carry its readings
         (``DeviceInfo.publishers``): nobody can write refusals into another device's
         account. Ids the registry does not know all share one tag, ``UNKNOWN_DEVICE``, so
-        made-up ids cannot create series (docs/payloads.md)."""
+        made-up ids cannot create series (docs/payloads.md). With no publisher, the message
+        came by a route its input trusts as a whole (a network server, an integration, the
+        Sensor.Community pull: their readings may name any registered sensor), so a refusal
+        naming a registered sensor is that sensor's."""
         if named == publisher:
             named = None
+        if publisher is None and named is not None and self.lookup(named) is not None:
+            # no publisher: a format on a route its input trusts as a whole (a network
+            # server's subscription), whose devices the registry resolved by their keys
+            return named, None
         if named is not None and publisher is not None:
             device = self.lookup(named)
             if device is not None and publisher in device.publishers:
@@ -145,6 +160,29 @@ class Pipeline:
                 return
         rejects.append(Reject(device, reason, detail, m.topic, m.payload, seq, raw))
 
+    def _complete(
+        self, raw: RawReading, device: DeviceInfo, ts_ns: int, out: BatchResult
+    ) -> PayloadError | bool:
+        """Type-dependent decoding (``RawReading.complete``) of a reporting device's
+        reading; its health is kept whatever becomes of the reading. Returns the refusal,
+        ``True`` when the reading goes on to validation (its values set), ``False`` for a
+        record of health only. A device that may not report (or of a type gone from the
+        catalogue) goes on to ``validate``, which says why."""
+        complete = raw.complete
+        sensor_type = self.catalogue.types.get(device.type)
+        if sensor_type is None or not device.reporting or complete is None:
+            return True
+        done = complete(sensor_type)
+        if done.health:
+            try:
+                out.health.append(health_line(device, done.health, ts_ns))
+            except LineProtocolError:
+                log.warning("device health of %s not encodable: %.200r", device.id, done.health)
+        if done.error is not None:
+            return done.error
+        raw.values = done.values
+        return done.reading
+
     def _process_each(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
         out = BatchResult()
         for m in messages:
@@ -167,6 +205,8 @@ class Pipeline:
             out.stored += one.stored
             out.rejects += one.rejects
             out.status += one.status
+            out.health += one.health
+            out.unknown_keys.update(one.unknown_keys)
         return out
 
     def _process(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
@@ -205,8 +245,14 @@ class Pipeline:
             else:
                 out.status.append((publisher, m.payload))
             return
+        senml = SenmlContext(self.catalogue, self._senml_name, self.lookup(publisher))
         try:
-            decoded = decode_payload(m.payload, max_bytes=self.max_payload_bytes)
+            decoded = decode_payload(
+                m.payload,
+                max_bytes=self.max_payload_bytes,
+                senml=senml,
+                now_ns=m.arrived_ns or now_ns,
+            )
         except PayloadError as exc:
             self._reject(out, m, publisher, exc.reason, exc.detail)
             return
@@ -230,6 +276,11 @@ class Pipeline:
             self._reject(out, m, publisher, exc.reason, exc.detail)
             return
         self._store(m, publisher, "format", decoded, now_ns, out)
+
+    def _senml_name(self, name: str) -> DeviceInfo | None:
+        """The sensor a SenML name names: its registered ``senml_name``, else its id."""
+        device = self.resolve("senml_name", name)
+        return device if device is not None else self.lookup(name)
 
     def _device_of(
         self, raw: RawReading, publisher: str | None
@@ -258,7 +309,7 @@ class Pipeline:
         ``pack``) or ``format``, which decides whose readings the message may carry."""
         for item in decoded.rejects:
             error = item.error
-            self._reject(out, m, publisher, error.reason, error.detail, None, item.sensor_id)
+            self._reject(out, m, publisher, error.reason, error.detail, item.seq, item.sensor_id)
         is_pack = kind == "pack"
         for index, raw in enumerate(decoded.readings):
             named = raw.sensor_id
@@ -295,6 +346,14 @@ class Pipeline:
             # A reading without its own time gets its arrival time, kept distinct per reading
             # (same series + same time would overwrite in InfluxDB).
             arrival = (m.arrived_ns or now_ns) + index
+            if raw.complete is not None and device is not None:
+                outcome = self._complete(raw, device, raw.ts_ns or arrival, out)
+                if isinstance(outcome, PayloadError):
+                    self._reject(
+                        out, m, publisher, outcome.reason, outcome.detail, raw.seq, sensor_id
+                    )
+                if outcome is not True:
+                    continue  # refused, or a record of device health only
             result = validate(raw, device, self.catalogue, now_ns, sensor_id, arrival)
             if isinstance(result, Rejection):
                 self._reject(out, m, publisher, result.reason, result.detail, raw.seq, sensor_id)
@@ -308,3 +367,7 @@ class Pipeline:
                 continue
             out.lines.append(line)
             out.stored.append((sensor_id, result.seq))  # not the reading: memory is bounded
+            if result.unknown:
+                label = self._key_labels.label
+                for key in result.unknown:
+                    out.unknown_keys[(sensor_id, label(sensor_id, key))] += 1

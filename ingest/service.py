@@ -20,6 +20,7 @@ from sensornet.lineprotocol import encode_lines
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
+from sensornet.unknown_keys import unknown_key_lines
 
 log = logging.getLogger("sensornet.ingest")
 
@@ -123,7 +124,9 @@ class Ingester:
 
     def inputs(self) -> list[Input]:
         """The ways in named by ``SENSORNET_INGEST_INPUTS``, all feeding ``_on_messages``."""
-        context = InputContext(self.settings, self._on_messages, self.devices, self.stats)
+        context = InputContext(
+            self.settings, self._on_messages, self.devices, self.stats, self._batch_ready.set
+        )
         return build_inputs(self.settings.ingest_inputs, context)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -156,6 +159,8 @@ class Ingester:
                         await in_flight[0]
                     previous = in_flight[-1] if in_flight else None
                     in_flight.append(asyncio.create_task(self.flush(inputs, writer, previous)))
+                    # the flush takes its batch (and clears a hurry) before the next wait
+                    await asyncio.sleep(0)
                 # drain: read no more; write and ack, in order, all that was received
                 self._draining = True
                 self._pause()
@@ -242,10 +247,13 @@ class Ingester:
         stats.received_readings += len(result.stored) + refused_by_reason.total()
         stats.stored += len(result.stored) - len(refused)
         stats.rejected.update(refused_by_reason)
+        if result.unknown_keys:
+            stats.count_unknown_keys(result.unknown_keys)
         stats.batches += 1
         stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
         stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+        stats.observe_batch(stats.batch_latency_s, stats.lag_s)
 
     async def _until_durable(
         self, batch: list[InboundMessage], writer: DurableWriter, now_ns: int
@@ -286,9 +294,11 @@ class Ingester:
         """Make a batch's readings, status and dead letters durable; returns the indices
         of the readings InfluxDB refused. Dead letters go with the readings, and past one
         write's worth in writes of their own: they are made as they are written, so a
-        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter
-        and status lines are counted (``count_dropped``)."""
+        batch of poison holds ``LETTERS_PER_WRITE`` of them at a time. Refused dead-letter,
+        status and device-health lines are counted (``count_dropped``)."""
         lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
+        lines += result.health
+        lines += unknown_key_lines(result.unknown_keys, now_ns)
         letters = dead_letter_lines(result.rejects, now_ns)
         lines += islice(letters, LETTERS_PER_WRITE)
         refused: list[int] = []
@@ -333,11 +343,13 @@ class Ingester:
             count_dropped(self.stats, [letters[i] for i in dropped])
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
+        """From the start (a report says an ingester runs: ``simulate --report`` asks),
+        then every interval."""
         while not stop.is_set():
+            await self._report()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.ingest_report_interval_s):
                     await stop.wait()
-            await self._report()
 
     async def _report(self) -> None:
         """Platform figures into InfluxDB; best effort, they are not readings."""

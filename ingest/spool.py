@@ -113,8 +113,8 @@ class Spool:
 
     def append(self, body: bytes) -> None:
         """Durable when it returns; raises ``SpoolFullError`` or ``OSError`` when not. A
-        failed attempt may leave its temporary file: the next truncates it, a restart
-        removes it."""
+        failed attempt (ENOSPC, EIO) removes what it wrote: no empty or partial temporary
+        file is left to fill a full disk further or puzzle an operator (issue 23)."""
         if self.bytes + len(body) > self.max_bytes:
             raise SpoolFullError(
                 f"spool {self.directory} full ({self.bytes} of {self.max_bytes} bytes); "
@@ -123,13 +123,21 @@ class Spool:
         final = self.directory / f"{self._next:012d}.lp"
         tmp = final.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        renamed = False
         try:
-            _write_all(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, final)
-        _fsync_dir(self.directory)
+            try:
+                _write_all(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+            renamed = True
+            _fsync_dir(self.directory)
+        except BaseException:
+            # not durable, so not acknowledged: the broker keeps the readings; what was
+            # written goes (a renamed file too: its name would be reused by the next try)
+            (final if renamed else tmp).unlink(missing_ok=True)
+            raise
         self._next += 1
         segment = Segment(final, body.count(b"\n"), len(body))
         self._segments.append(segment)

@@ -10,6 +10,15 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+
 command -v mosquitto_passwd >/dev/null 2>&1 || need_pkgs+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
+# notifications and platform health (docs/alerting.md)
+[ -x /usr/bin/prometheus-alertmanager ] || command -v prometheus-alertmanager >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# the broker's subscription plugin (deploy/mosquitto/sensornet_subscribe_acl.c) is compiled
+# on first use by wiring/mosquitto_plugin.py: a C compiler and Mosquitto's plugin headers
+command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
+[ -f /usr/include/mosquitto_broker.h ] || need_pkgs+=(mosquitto-dev libmosquitto-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
   echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"

@@ -44,7 +44,7 @@ from sensornet.errors import SensornetError
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.models import Gateway, Sensor, utcnow
 from sensornet.registry.service import audit
-from sensornet.reserved import acl_denies, service_names
+from sensornet.reserved import acl_denies, service_users
 from sensornet.settings import Settings
 
 __all__ = ["BrokerSyncError", "BrokerTarget", "mosquitto_hash"]  # re-exported for callers
@@ -221,8 +221,11 @@ async def sync_broker(engine: AsyncEngine, target: BrokerTarget) -> int:
 
 
 def fleet_acl(prefix: str, fleet_user: str, ingest_user: str = "ingester") -> str:
-    """The fleet identity may write as any device, but never as a service identity."""
-    denies = acl_denies(prefix, service_names(ingest_user, fleet_user))
+    """The fleet identity may write as any device, but never as a service identity. Only
+    the service identities' names, not every reserved one: Mosquitto checks a user's
+    entries one by one on every publish, and the fleet identity carries the load tests
+    (a reserved id is never registered, so a reading there is refused by the ingester)."""
+    denies = acl_denies(prefix, service_users(ingest_user, fleet_user))
     return f"user {fleet_user}\n{denies}topic write {prefix}/#\n"
 
 

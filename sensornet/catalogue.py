@@ -21,6 +21,8 @@ from typing import Literal, NoReturn, get_args
 import yaml
 
 from sensornet.errors import CatalogueError, UnknownSensorType
+from sensornet.lorawan.codecs import Codec, parse_codec
+from sensornet.senml_units import UNITS
 
 __all__ = [
     "ID_RE",
@@ -58,6 +60,7 @@ class Quantity:
     max: float | None
     typical: tuple[float, float] | None  # normal city conditions; what the simulator draws
     allowed: tuple[str, ...] | None  # closed value set, string kind only
+    senml_unit: str | None = None  # its unit by SenML name (sensornet.senml_units); None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,8 @@ class SensorType:
     interval_s: float
     placement: str
     quantities: Mapping[str, Quantity]  # ordered as in the file
+    # how its raw LoRaWAN payload is decoded when the network server did not (optional)
+    codec: Codec | None = None
 
     @property
     def measurement(self) -> str:
@@ -223,6 +228,7 @@ def _parse_type(raw: object, source: str, where: str) -> SensorType:
         where,
         raw,
         required=("id", "label_en", "label_zh", "interval_s", "placement", "quantities"),
+        optional=("codec",),
         named=lambda type_id: f"type {type_id!r}",
     )
     type_id = entry.ident()
@@ -245,6 +251,7 @@ def _parse_type(raw: object, source: str, where: str) -> SensorType:
         interval_s=interval_s,
         placement=placement,
         quantities=MappingProxyType(quantities),
+        codec=parse_codec(entry.raw["codec"], entry.fail) if entry.has("codec") else None,
     )
 
 
@@ -254,7 +261,7 @@ def _parse_quantity(raw: object, source: str, parent: str, index: int) -> Quanti
         f"{parent}, quantities[{index}]",
         raw,
         required=("id", "label_en", "unit", "kind"),
-        optional=("min", "max", "typical", "allowed"),
+        optional=("min", "max", "typical", "allowed", "senml_unit"),
         named=lambda quantity_id: f"{parent}, quantity {quantity_id!r}",
     )
     quantity_id = entry.ident()
@@ -275,6 +282,8 @@ def _parse_quantity(raw: object, source: str, parent: str, index: int) -> Quanti
         allowed = _parse_allowed(entry) if kind == "string" else None
         if kind != "string" and entry.has("allowed"):
             entry.fail(f"allowed is for kind string only, not {kind}")
+        if entry.has("senml_unit"):
+            entry.fail(f"senml_unit makes no sense for kind {kind}")
         return Quantity(quantity_id, label, unit, kind, None, None, None, allowed)
 
     if entry.has("allowed"):
@@ -292,7 +301,29 @@ def _parse_quantity(raw: object, source: str, parent: str, index: int) -> Quanti
         entry.fail(f"typical [{typ_lo:g}, {typ_hi:g}] is reversed")
     if typ_lo < low or typ_hi > high:
         entry.fail(f"typical [{typ_lo:g}, {typ_hi:g}] must lie within min/max [{low:g}, {high:g}]")
-    return Quantity(quantity_id, label, unit, kind, low, high, (typ_lo, typ_hi), None)
+    senml_unit = _senml_unit(entry, unit)
+    return Quantity(quantity_id, label, unit, kind, low, high, (typ_lo, typ_hi), None, senml_unit)
+
+
+#: The SenML name of each display unit that has exactly one; a quantity whose display unit
+#: is ambiguous (``%``: relative humidity or a fill ratio) names it with ``senml_unit``.
+DISPLAY_TO_SENML: Mapping[str, str] = MappingProxyType(
+    {
+        "µg/m³": "ug/m3", "mg/m³": "mg/m3", "°C": "Cel", "%": "/100", "hPa": "hPa",
+        "m/s": "m/s", "mm/h": "mm/h", "km/h": "km/h", "mm/s": "mm/s", "cm": "cm", "m": "m",
+        "W": "W", "°": "deg", "veh": "count", "dB(A)": "dB", "mg/L": "mg/l", "pH": "pH",
+        "NTU": "NTU", "MPa": "MPa",
+    }
+)  # fmt: skip
+
+
+def _senml_unit(entry: Entry, display_unit: str) -> str | None:
+    if not entry.has("senml_unit"):
+        return DISPLAY_TO_SENML.get(display_unit)
+    name = entry.text("senml_unit")
+    if name not in UNITS:
+        entry.fail(f"senml_unit {name!r} is not a SenML unit (sensornet/senml_units.py)")
+    return name
 
 
 def _parse_allowed(entry: Entry) -> tuple[str, ...] | None:

@@ -6,32 +6,44 @@ Accepted shapes (docs/payloads.md):
   array                [<flat or ts+values object>, ...]
   gateway pack         {"gw": "GW-1", "readings": [{"sensor": "AQ-1", <flat or ts+values>}, ...]}
   SenML (RFC 8428)     [{"bn": "AQ-1/", "bt": 1732500000, "n": "pm25", "v": 12.3}, ...]
+  SenML CBOR (§6)      the same as a CBOR array of maps with integer labels
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import orjson
 
 from sensornet.errors import PayloadError
 from sensornet.records import Decoded, ItemReject, RawReading
-from sensornet.senml import decode_senml
+from sensornet.rules import seq_ok
+from sensornet.senml import loads_cbor, resolve_pack
+from sensornet.senml_resolve import SenmlContext, to_readings
 from sensornet.timestamps import to_ns
 
 MAX_READINGS_PER_MESSAGE = 10_000
 MAX_DEPTH = 4
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def parse_json(payload: bytes, max_bytes: int) -> Any:
+    """The JSON document of ``payload``. A UTF-8 byte order mark is skipped (RFC 8259
+    allows a parser to ignore it; some device SDKs write one); a payload that is not JSON
+    is refused with a reason naming what it is (``not_json_reason``)."""
     if len(payload) > max_bytes:
         raise PayloadError("oversize", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    if payload.startswith(UTF8_BOM):
+        payload = payload[3:]
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
-        raise PayloadError(reason, str(exc)[:200]) from exc
+        reason, detail = not_json_reason(payload, str(exc))
+        raise PayloadError(reason, detail[:200]) from exc
     # orjson keeps the last of duplicate keys silently. Every key is followed by a colon,
     # so when the colons equal the keys parsed there can be none (the common case, cheap);
     # otherwise (colons inside strings, e.g. RFC 3339 times) check with the slower parser.
@@ -41,6 +53,25 @@ def parse_json(payload: bytes, max_bytes: int) -> Any:
         except _DuplicateKeyError as exc:
             raise PayloadError("duplicate_key", f"key {exc.args[0]!r:.60} appears twice") from exc
     return doc
+
+
+def not_json_reason(payload: bytes, error: str) -> tuple[str, str]:
+    """Why ``payload`` is not JSON, named by what it most likely is: a device sending
+    gzip, UTF-16 or CBOR on the JSON path is told so, not "invalid_utf8: surrogates"."""
+    head = payload[:4]
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip", "gzip-compressed payload: send it uncompressed (JSON, UTF-8)"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+        len(head) >= 2 and (head[0] == 0) != (head[1] == 0)  # ASCII in 16-bit units
+    ):
+        return "utf16", "UTF-16 text: JSON payloads must be UTF-8"
+    if head and (0x80 <= head[0] <= 0xBF or head.startswith(b"\xd9\xd9\xf7")):
+        return "cbor", "a CBOR payload (array or map) where JSON was expected"
+    if "depth limit" in error or "recursion" in error:
+        return "too_deep", f"payload nests deeper than {MAX_DEPTH} levels"
+    if "UTF-8" in error:
+        return "invalid_utf8", error
+    return "invalid_json", error
 
 
 class _DuplicateKeyError(ValueError):
@@ -76,7 +107,7 @@ def _count_keys(value: Any, depth_left: int = MAX_DEPTH) -> int:
 def _seq(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**63:
+    if not seq_ok(value):
         raise PayloadError("bad_seq", f"seq must be a non-negative integer, got {value!r}")
     return value
 
@@ -103,7 +134,7 @@ def _reading_from_object(obj: dict[str, Any], in_pack: bool) -> RawReading:
     return RawReading(values=values, ts_ns=ts_ns, seq=seq, sensor_id=sensor_id)
 
 
-def _is_senml(items: list[Any]) -> bool:
+def is_senml(items: list[Any]) -> bool:
     return (
         bool(items)
         and isinstance(items[0], dict)
@@ -112,10 +143,34 @@ def _is_senml(items: list[Any]) -> bool:
     )
 
 
-def decode_payload(payload: bytes, *, max_bytes: int = 256 * 1024) -> Decoded:
+def is_cbor_array(payload: bytes) -> bool:
+    """A CBOR array starts with major type 4 (0x80-0x9f), a byte no JSON text starts with."""
+    return bool(payload) and 0x80 <= payload[0] <= 0x9F
+
+
+def decode_senml_cbor(
+    payload: bytes, senml: SenmlContext, now_ns: int, *, max_bytes: int = 256 * 1024
+) -> Decoded:
+    """A SenML CBOR pack (RFC 8428 §6, ``application/senml+cbor``)."""
+    if len(payload) > max_bytes:
+        raise PayloadError("oversize", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    return to_readings(resolve_pack(loads_cbor(payload), now_ns), senml)
+
+
+def decode_payload(
+    payload: bytes,
+    *,
+    max_bytes: int = 256 * 1024,
+    senml: SenmlContext | None = None,
+    now_ns: int | None = None,
+) -> Decoded:
     """Decode one MQTT payload. A message-level fault (not JSON, too big, too deep) raises
     ``PayloadError``; a bad item among several is returned in ``rejects``, so the good
-    readings of the same message are kept."""
+    readings of the same message are kept. SenML names are resolved through ``senml``
+    (the registry's names and the publishing device); without it SenML is refused.
+    ``now_ns`` is what SenML's relative times are relative to (default: the clock)."""
+    if senml is not None and is_cbor_array(payload):
+        return decode_senml_cbor(payload, senml, _now(now_ns), max_bytes=max_bytes)
     doc = parse_json(payload, max_bytes)
     if isinstance(doc, dict):
         if "readings" in doc:
@@ -126,10 +181,16 @@ def decode_payload(payload: bytes, *, max_bytes: int = 256 * 1024) -> Decoded:
             raise PayloadError("too_many", f"{len(doc)} readings in one message")
         if not doc:
             raise PayloadError("no_values", "empty array")
-        if _is_senml(doc):
-            return Decoded(decode_senml(doc), [])
+        if is_senml(doc):
+            if senml is None:
+                raise PayloadError("bad_shape", "SenML is not accepted on this path")
+            return to_readings(resolve_pack(doc, _now(now_ns)), senml)
         return _decode_items(doc, in_pack=False, base_ts=None)
     raise PayloadError("bad_shape", f"payload is a JSON {type(doc).__name__}, not an object")
+
+
+def _now(now_ns: int | None) -> int:
+    return time.time_ns() if now_ns is None else now_ns
 
 
 def _pack_items(doc: dict[str, Any]) -> list[Any]:

@@ -45,6 +45,25 @@ class District:
     subdistricts: Mapping[str, Subdistrict]
     area_km2: float | None = None
 
+    def contains(self, lat: float, lon: float, margin_deg: float = 0.01) -> bool:
+        """Inside the district's bounding box, with ``margin_deg`` (about 1 km) for
+        positions taken on the boundary."""
+        min_lon, min_lat, max_lon, max_lat = self.bbox
+        return (
+            min_lat - margin_deg <= lat <= max_lat + margin_deg
+            and min_lon - margin_deg <= lon <= max_lon + margin_deg
+        )
+
+    def outside(self, lat: float, lon: float) -> str | None:
+        """Why a position cannot be in this district, or None when it can."""
+        if self.contains(lat, lon):
+            return None
+        min_lon, min_lat, max_lon, max_lat = self.bbox
+        return (
+            f"position lat={lat:g}, lon={lon:g} lies outside {self.name_en}"
+            f" (lat {min_lat:g}..{max_lat:g}, lon {min_lon:g}..{max_lon:g})"
+        )
+
     def get(self, subdistrict_id: str) -> Subdistrict:
         try:
             return self.subdistricts[subdistrict_id]

@@ -31,11 +31,25 @@ Decoder = Callable[[bytes, str, int], Decoded]
 NATIVE = ""  # the platform's own JSON shapes (sensornet.codec), decided by the topic kind
 
 # format name -> "module:function" of its decoder, imported when first used
-FORMATS: dict[str, str] = {}
+FORMATS: dict[str, str] = {
+    # LoRaWAN network servers' uplink envelopes (docs/inputs/lorawan.md)
+    "chirpstack": "sensornet.lorawan.formats:decode_chirpstack",
+    "tts": "sensornet.lorawan.formats:decode_tts",
+    # the airrohr firmware's push (HTTP input, integration route): docs/inputs/sensor-community.md
+    "sensor.community": "sensornet.sensor_community:push_format",
+    # records of the public data API (the sensor_community pull input)
+    "sensor.community.api": "sensornet.sensor_community:api_format",
+}
+
+# Request headers an HTTP push of a format carries meaning in: the HTTP input passes the
+# ones present to the decoder as the topic's last segments, ``<header>=<value>``.
+FORMAT_HEADERS: dict[str, tuple[str, ...]] = {
+    "sensor.community": ("x-sensor", "x-pin"),  # the airrohr firmware's node and sensor
+}
 
 # Ways a payload may name a device besides its registry id. The registry cache maps each
 # (scheme, key) to a sensor id (``sensornet.registry.store.load_aliases``).
-ID_SCHEMES: frozenset[str] = frozenset({"deveui", "sc_chip", "senml_name"})
+ID_SCHEMES: frozenset[str] = frozenset({"deveui", "sc_chip", "sc_location", "senml_name"})
 
 _loaded: dict[str, Decoder] = {}
 

@@ -156,10 +156,14 @@ class KeepAlivePool:
         target: str,
         body: bytes | None = None,
         content_type: str = "application/x-www-form-urlencoded",
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        """``target`` is the path and query, already encoded. Raises ``TimeoutError``,
-        ``OSError`` (unreachable, reset; ``ProtocolError`` is one) as they come."""
+        """``target`` is the path and query, already encoded; ``headers`` are added to the
+        pool's own for this request. Raises ``TimeoutError``, ``OSError`` (unreachable,
+        reset; ``ProtocolError`` is one) as they come."""
         head = f"{method} {self._prefix}{target} HTTP/1.1\r\n{self._head}"
+        if headers:
+            head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         if body is not None:
             head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         data = (head + "\r\n").encode("latin-1") + (body or b"")

@@ -266,6 +266,23 @@ class GmqttHooks:
 
         handler._handle_puback_packet = puback
 
+    def resend_unacked_on_every_connect(self) -> None:
+        """On a CONNACK without a session, gmqtt empties its in-flight store: every QoS 1
+        message the broker had not acknowledged is gone without a word (the simulator lost
+        659 of 12,551 readings to a 3 s broker restart that way, issue 23). A device built
+        to lose nothing sends them again in the new session, as it does when the session
+        is present; so the store is replayed on every connect and emptied only by
+        PUBACKs. The broker may then get a message twice (at least once, as QoS 1 says)."""
+        client = self.client
+        replays: set[asyncio.Future[None]] = set()  # referenced until done
+
+        def replay() -> None:
+            task = asyncio.ensure_future(client._resend_qos_messages())
+            replays.add(task)
+            task.add_done_callback(replays.discard)
+
+        client._package_handler._clear_qos_callback = replay
+
     def next_packet_id(self) -> int:
         """A packet id from gmqtt's own pool, so its PUBACK handling stays in step."""
         return int(self.client._connection._protocol.id_generator.next_id())

@@ -129,10 +129,52 @@ class Settings(BaseSettings):
 
     ingest_inputs: Annotated[list[str], NoDecode] = Field(
         ["mqtt"],
-        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt); "
-        "docs/decisions.md, Inputs",
+        description="The ingester's ways in, comma-separated (ingest/inputs/: mqtt, http, "
+        "amqp, sensor_community); docs/decisions.md, Inputs",
     )
-    ingest_client_id: str = Field("ingester-1", description="Fixed MQTT client id (session)")
+    ingest_http_host: str = Field("127.0.0.1", description="HTTP input: listen address")
+    ingest_http_port: int = Field(
+        8090, description="HTTP input: listen port (0 = any free port, logged)"
+    )
+    ingest_http_max_body_bytes: int = Field(
+        1024 * 1024,
+        description="HTTP input: larger request bodies are refused with 413 (each message is "
+        "still held to SENSORNET_INGEST_MAX_PAYLOAD_BYTES)",
+    )
+    ingest_http_wait_s: float = Field(
+        30.0,
+        description="HTTP input: a request whose readings are not durable by then is answered "
+        "503 (retry: it is idempotent)",
+    )
+    ingest_http_max_waiting: int = Field(
+        10_000,
+        description="HTTP input: requests waiting to be durable at once; past it 429",
+    )
+    ingest_http_integrations: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='HTTP input: integration credentials, JSON {"<name>": "<token>"}; an '
+        "integration may push for any registered device (docs/payloads.md, HTTP input)",
+    )
+    sc_pull_url: str = Field(
+        "https://data.sensor.community",
+        description="Sensor.Community data API (the sensor_community input pulls "
+        "<url>/airrohr/v1/filter/area=...); docs/inputs/sensor-community.md",
+    )
+    sc_pull_area: str = Field(
+        "",
+        description="The pull's area filter 'lat,lon,km'; empty: the circle around the "
+        "district's bounding box (records outside the box are dropped either way)",
+    )
+    sc_pull_interval_s: float = Field(
+        60.0, gt=0, description="How often the sensor_community input pulls (the API "
+        "answers the last 5 minutes, refreshed every minute)"
+    )  # fmt: skip
+    sc_pull_timeout_s: float = Field(20.0, gt=0, description="Timeout of one pull")
+    ingest_client_id: str = Field(
+        "ingester-1",
+        description="Fixed MQTT client id (session); in the scaled shape the ingester's "
+        "name, its AMQP consumer tag",
+    )
     ingest_share_group: str = Field(
         "", description="MQTT 5 shared-subscription group for several ingesters ('' = one)"
     )
@@ -164,16 +206,130 @@ class Settings(BaseSettings):
     ingest_report_interval_s: float = Field(
         10.0, description="How often platform figures are written to InfluxDB"
     )
-    ingest_metrics_port: int = Field(0, description="Prometheus /metrics port; 0 turns it off")
+    ingest_metrics_port: int = Field(
+        9464, description="The ingester's Prometheus /metrics port; 0 turns it off"
+    )
+    amqp_urls: str = Field(
+        "",
+        description="Scaled shape: the cluster's AMQP nodes, comma-separated "
+        "(amqp://host:port/); user and password are SENSORNET_MQTT_INGEST_USER/PASSWORD",
+    )
+    amqp_queue: str = Field("readings", description="Scaled shape: the readings quorum queue")
+    broker_auth_host: str = Field(
+        "127.0.0.1", description="Scaled shape: where the platform answers RabbitMQ's logins"
+    )
+    broker_auth_port: int = Field(
+        8010, description="Scaled shape: port of the broker login endpoint (auth-serve)"
+    )
+    rabbitmq_management_urls: str = Field(
+        "",
+        description="Scaled shape: the broker nodes' management APIs, comma-separated "
+        "(http://user:password@host:port), shown by /platform/health",
+    )
     spool_max_bytes: int = Field(
         2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
 
+    # Notifications and platform health (issue 20; docs/alerting.md)
+    alertmanager_url: str = Field(
+        "http://127.0.0.1:9093",
+        description="Alertmanager the alarm runner sends alarms and silences to; '' = none "
+        "(alarms are still recorded)",
+    )
+    alert_routing_file: Path | None = Field(
+        None,
+        description="Who gets which alarms (docs/alerting.md); default: the shipped "
+        "sensornet/data/routing.yaml",
+    )
+    alert_resend_s: float = Field(
+        60.0,
+        gt=0,
+        description="Firing alarms are sent to Alertmanager again this often (it forgets an "
+        "alert not resent within 4x this)",
+    )
+    alert_link_base: str = Field(
+        "",
+        description="Base URL of the link back to a sensor in notifications (its view is "
+        "<base>/sensors/<id>/view); default: the API's own address",
+    )
+    alert_secrets: SecretStr = Field(
+        SecretStr(""),
+        description='JSON object of receivers\' secrets, e.g. {"duty-dingtalk.url": "...", '
+        '"duty-dingtalk.secret": "SEC...", "smtp.password": "..."}; never written into '
+        "generated configuration except as 0600 files (docs/alerting.md)",
+    )
+    alert_smtp_smarthost: str = Field(
+        "localhost:25", description="SMTP server (host:port) for e-mail receivers"
+    )
+    alert_smtp_from: str = Field("sensornet@localhost", description="Sender of alarm e-mail")
+    alert_smtp_user: str = Field("", description="SMTP login ('' = none); password: secret "
+                                 "smtp.password")  # fmt: skip
+    alert_smtp_require_tls: bool = Field(True, description="Require STARTTLS to the SMTP server")
+    alert_relay_host: str = Field("127.0.0.1", description="The WeCom/DingTalk relay listens here")
+    alert_relay_port: int = Field(
+        9097, description="Port of the relay Alertmanager posts robot notifications to"
+    )
+    alert_relay_url: str = Field(
+        "",
+        description="How Alertmanager reaches the relay (containers: http://alarms:9097); "
+        "default: http://<relay host>:<relay port>",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the ingester's and alarm runner's /metrics listen on "
+        "(containers: 0.0.0.0)",
+    )
+    alertmanager_cluster_port: int = Field(
+        0, description="Alertmanager's gossip port (0: no cluster, one Alertmanager)"
+    )
+    prometheus_port: int = Field(9090, description="The project's Prometheus listens here")
+    alarm_metrics_port: int = Field(
+        9465, description="The alarm runner's Prometheus /metrics port; 0 turns it off"
+    )
+
     accounting_max_rows: int = Field(
         100_000,
         description="Per-device accounting reads at most this many rows of readings (and "
         "as many dead letters) per request; past it the answer covers less and says so",
+    )
+
+    northbound_secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated (the first encrypts), that encrypt "
+        "northbound subscription secrets in the registry; unset locally: one is made in "
+        "<state_dir>/northbound.key; required in production (docs/northbound.md)",
+    )
+    northbound_allow_http: bool = Field(
+        False, description="Accept plain http:// subscription URLs to hosts other than loopback"
+    )
+    northbound_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Events per northbound request at most"
+    )
+    northbound_poll_s: float = Field(
+        0.5, gt=0, description="How often the pusher looks for new events when caught up"
+    )
+    northbound_settle_s: float = Field(
+        5.0,
+        ge=0,
+        description="Readings are pushed once their timestamp is this old (a reading "
+        "stored later than that behind the cursor is not pushed; docs/northbound.md)",
+    )
+    northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
+    northbound_backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between retries of a failing receiver"
+    )
+    northbound_pause_after_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="A receiver failing for this long is paused with an alarm (resume "
+        "through the API); longer than the hour-long outage it must ride out",
+    )
+    northbound_source: str = Field(
+        "/sensornet", description="CloudEvents 'source' of every pushed event"
+    )
+    northbound_metrics_port: int = Field(
+        0, description="Prometheus /metrics port of the pusher; 0 turns it off"
     )
 
     opendata_rate_per_s: float = Field(
@@ -191,6 +347,30 @@ class Settings(BaseSettings):
         description="Addresses or networks of reverse proxies whose X-Forwarded-For the API "
         "believes, comma-separated (e.g. 127.0.0.1 for nginx on the host); default none: "
         "the client is the connection's peer",
+    )
+
+    lorawan_network: Literal["chirpstack", "tts"] = Field(
+        "chirpstack",
+        description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "
+        "Stack v3 (docs/inputs/lorawan.md)",
+    )
+    lorawan_mqtt_host: str = Field("127.0.0.1", description="LoRaWAN input: the NS's broker")
+    lorawan_mqtt_port: int = Field(1883, description="LoRaWAN input: the NS's broker port")
+    lorawan_mqtt_user: str = Field("", description="LoRaWAN input: user at the NS's broker")
+    lorawan_mqtt_password: SecretStr = Field(
+        SecretStr(""), description="LoRaWAN input: password at the NS's broker (TTS: an API key)"
+    )
+    lorawan_mqtt_client_id: str = Field(
+        "sensornet-lorawan-1", description="LoRaWAN input: fixed MQTT client id (its session)"
+    )
+    lorawan_mqtt_topics: str = Field(
+        "",
+        description="LoRaWAN input: topic filters, comma-separated; empty: the network's "
+        "uplink topics (application/+/device/+/event/up and .../status; v3/+/devices/+/up)",
+    )
+    lorawan_mqtt_tls: bool = Field(False, description="LoRaWAN input: TLS to the NS's broker")
+    lorawan_mqtt_ca_file: Path | None = Field(
+        None, description="LoRaWAN input: CA bundle for the NS's broker (default: the system's)"
     )
 
     registry_url: str = Field(
@@ -233,6 +413,19 @@ class Settings(BaseSettings):
             )
         return self
 
+    def amqp_node_urls(self) -> list[str]:
+        """``amqp_urls`` with the ingester's credentials in each."""
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        out = []
+        for url in filter(None, (u.strip() for u in self.amqp_urls.split(","))):
+            parts = urlsplit(url)
+            user = quote(self.mqtt_ingest_user, safe="")
+            password = quote(self.mqtt_ingest_password.get_secret_value(), safe="")
+            netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 5672}"
+            out.append(urlunsplit((parts.scheme, netloc, parts.path or "/", "", "")))
+        return out
+
     def fleet_password(self) -> str:
         """The fleet identity's password (test-only); an error naming the setting if unset."""
         if self.mqtt_fleet_password is None:
@@ -269,6 +462,41 @@ class Settings(BaseSettings):
     @property
     def registry_database_url(self) -> str:
         return self.registry_url or f"sqlite+aiosqlite:///{self.state_dir / 'registry.db'}"
+
+    @property
+    def alertmanager_port(self) -> int:
+        """The local Alertmanager's port (9093 when the runner sends to none)."""
+        if not self.alertmanager_url:
+            return 9093
+        return int(self.alertmanager_url.rsplit(":", 1)[1].split("/")[0])
+
+    def alert_secret(self, name: str) -> str:
+        """A receiver's secret by name; an error naming the setting if it is missing."""
+        secrets = self.alert_secret_names()
+        if name not in secrets:
+            raise ConfigError(
+                f"secret {name!r} is missing: add it to SENSORNET_ALERT_SECRETS (a JSON object)"
+            )
+        return secrets[name]
+
+    def alert_secret_names(self) -> dict[str, str]:
+        """The receivers' secrets by name: SENSORNET_ALERT_SECRETS, empty (compose passes
+        ``${ALERT_SECRETS:-}``) or a JSON object of strings. Checked here, not when the
+        settings load, so that the error never repeats the value."""
+        text = self.alert_secrets.get_secret_value().strip()
+        if not text:
+            return {}
+        try:
+            found = json.loads(text)
+        except ValueError:
+            found = None
+        if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+        ):
+            raise ConfigError(
+                'SENSORNET_ALERT_SECRETS must be a JSON object of strings: {"name": "..."}'
+            )
+        return found
 
     @property
     def influx_port(self) -> int:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sensornet.errors import PayloadError, TimeOutOfRange
-
-# Magnitude decides the unit: 1e11 s is the year 5138, 1e14 ms the year 5138, etc.
-_SECONDS_BELOW = 1e11
-_MILLIS_BELOW = 1e14
-_MICROS_BELOW = 1e17
+from sensornet.rules import MICROS_BELOW as _MICROS_BELOW
+from sensornet.rules import MILLIS_BELOW as _MILLIS_BELOW
+from sensornet.rules import SECONDS_BELOW as _SECONDS_BELOW
 
 
 def to_ns(value: object) -> int:

@@ -45,3 +45,18 @@ def parse_topic(prefix: str, topic: str) -> DeviceTopic | None:
     if not sep or not device_id or "/" in device_id or kind not in TOPIC_KINDS:
         return None
     return DeviceTopic(device_id, kind)
+
+
+_AMQP_SWAP = str.maketrans("./", "/.")
+
+
+def topic_of_routing_key(routing_key: str) -> str:
+    """The MQTT topic of an AMQP routing key: RabbitMQ's MQTT plugin swaps ``/`` and
+    ``.`` between the two (the scaled shape, docs/decisions.md)."""
+    return routing_key.translate(_AMQP_SWAP)
+
+
+def ingest_routing_keys(prefix: str) -> list[str]:
+    """``amq.topic`` binding keys of the topics the ingester reads (``*``: one level)."""
+    base = prefix.translate(_AMQP_SWAP)
+    return [f"{base}.*.{kind}" for kind in ("readings", "pack", "status")]

@@ -7,6 +7,7 @@ Mosquitto (fast) is started per test, so no session or queue leaks between tests
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +18,13 @@ import pytest
 from sensornet.influx import InfluxClient
 from sensornet.settings import Settings
 from wiring.services import InfluxDB, Mosquitto, broker_acl, ensure_binaries, free_port
+
+# The product's fixed default ports (ingester and alarm runner /metrics, Alertmanager) are
+# for one deployment per machine; tests run many at once, so they are off unless a test
+# gives a free port of its own (what a test does not set, the settings' defaults decide).
+os.environ.setdefault("SENSORNET_INGEST_METRICS_PORT", "0")
+os.environ.setdefault("SENSORNET_ALARM_METRICS_PORT", "0")
+os.environ.setdefault("SENSORNET_ALERTMANAGER_URL", "")
 
 INGEST_PASSWORD = "ingest-test-pw"
 #: The simulator's fleet identity (it may publish as any device) is test-only: the shipped
@@ -141,3 +149,37 @@ def postgres() -> Iterator[str | None]:
 
     with postgres_server() as address:
         yield address
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A 3-node RabbitMQ cluster for the whole session (its start takes ~30 s): the
+    scaled shape (wiring.rabbitmq). Devices log in through the platform's endpoint on
+    ``cluster.auth_port``, which a test serves with its own registry
+    (``rabbit_support.rabbit_settings``); MQTT over TLS with a throwaway CA
+    (``cluster.ca``). A test leaves the readings queue empty."""
+    import trustme
+
+    from wiring.rabbitmq import RabbitCluster
+
+    home = tmp_path_factory.mktemp("rabbitmq")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(home / "server.pem"))
+    cert.private_key_pem.write_to_path(str(home / "server.key"))
+    ca.cert_pem.write_to_path(str(home / "ca.pem"))
+    auth_port = free_port()
+    cluster = RabbitCluster(
+        home / "cluster",
+        3,
+        auth_url=f"http://127.0.0.1:{auth_port}/broker/auth",
+        tls=(home / "server.pem", home / "server.key"),
+    )
+    cluster.auth_port = auth_port  # type: ignore[attr-defined]
+    cluster.ca = home / "ca.pem"  # type: ignore[attr-defined]
+    try:
+        cluster.start()
+        cluster.declare_readings("city/v1", "ingester", INGEST_PASSWORD)
+        yield cluster
+    finally:
+        cluster.stop()

@@ -75,30 +75,6 @@ def test_gateway_pack() -> None:
     assert d.rejects[0].error.reason == "bad_pack"
 
 
-def test_senml_pack_with_bases_and_names() -> None:
-    d = decode_payload(
-        orjson.dumps(
-            [
-                {"bn": "AQ-1/", "bt": 1732500000, "n": "pm25", "v": 10.0, "u": "ug/m3"},
-                {"n": "pm10", "v": 20.0},
-                {"bn": "urn:dev:ow:MH-7:", "n": "open", "vb": True, "t": 1},
-            ]
-        )
-    )
-    by_sensor = {r.sensor_id: r for r in d.readings}
-    assert by_sensor["AQ-1"].values == {"pm25": 10.0, "pm10": 20.0}
-    assert by_sensor["AQ-1"].ts_ns == NS
-    assert by_sensor["MH-7"].values == {"open": True}
-    assert by_sensor["MH-7"].ts_ns == NS + 10**9
-
-
-def test_senml_relative_time_is_relative_to_now() -> None:
-    from sensornet.senml import decode_senml
-
-    readings = decode_senml([{"n": "laeq", "v": 50, "t": -10}], now_s=1_732_500_000)
-    assert readings[0].ts_ns == NS - 10 * 10**9 and readings[0].sensor_id is None
-
-
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [

@@ -39,7 +39,8 @@ def test_compose_has_every_part() -> None:
     services = _compose()["services"]
     assert isinstance(services, dict)
     assert {"mosquitto", "influxdb", "grafana", "ingester", "api", "simulator", "alarms",
-            "storage-layout", "grafana-files"} <= set(services)  # fmt: skip
+            "storage-layout", "grafana-files", "alertmanager", "prometheus",
+            "alerting-files"} <= set(services)  # fmt: skip
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         for dep in service.get("depends_on") or {}:
@@ -71,12 +72,18 @@ def test_grafana_reads_what_dashboards_build_writes() -> None:
 
 def test_systemd_units_parse() -> None:
     units = sorted((DEPLOY / "systemd").glob("*.service"))
-    assert len(units) == 5
+    assert len(units) == 7
+    debian = {  # the Debian packages' servers, configured by `sensornet alarms write-config`
+        "sensornet-alertmanager.service": "/usr/bin/prometheus-alertmanager ",
+        "sensornet-prometheus.service": "/usr/bin/prometheus ",
+    }
     for unit in units:
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.read_string(unit.read_text())
         assert {"Unit", "Service"} <= set(parser.sections()), unit.name
-        if unit.name != "sensornet-broker-reload.service":
+        if unit.name in debian:
+            assert parser["Service"]["ExecStart"].startswith(debian[unit.name])
+        elif unit.name != "sensornet-broker-reload.service":
             assert parser["Service"]["ExecStart"].startswith("/opt/sensornet/venv/bin/")
 
 
@@ -104,7 +111,7 @@ def test_compose_broker_reads_the_store_the_platform_writes() -> None:
     assert broker["depends_on"]["broker-auth"] == {"condition": "service_completed_successfully"}
     for name, service in _sensornet_services().items():
         env = service["environment"]
-        if name == "grafana-files":  # builds dashboard files only, in a volume of its own
+        if name in ("grafana-files", "alerting-files"):  # write files to a volume of their own
             continue
         assert env["SENSORNET_BROKER_AUTH_DIR"] == store, name
         assert env["SENSORNET_BROKER_RELOAD"] == "watch", name

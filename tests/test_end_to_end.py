@@ -68,4 +68,10 @@ async def test_published_readings_come_back_through_the_api(
                 latest = (await http.get(f"/sensors/{device.id}/latest")).json()
                 assert latest["readings"][0]["time"] == body["readings"][-1]["time"]
             health = (await http.get("/health")).json()
-            assert health == {"status": "ok", "broker": True, "influxdb": True}
+            assert health == {
+                "status": "ok",
+                "broker": True,
+                "influxdb": True,
+                "registry": True,
+                "down": [],
+            }

@@ -131,7 +131,8 @@ def encode(doc: Any, duplicate: bool) -> bytes:
 def message(draw: st.DrawFn) -> InboundMessage:
     clean = draw(st.booleans())
     duplicate = not clean and draw(st.integers(0, 4)) == 0
-    if draw(st.booleans()):
+    shape = draw(st.sampled_from(["pack", "single", "array"]))
+    if shape == "pack":
         gateway = draw(mostly(st.just("GW-1"), st.sampled_from(["GW-2", "AQ-1"]), clean))
         on_gateway = [s for s, d in DEVICES.items() if d.gateway_id == "GW-1"] + ["GW-1"]
         sensors = mostly(st.sampled_from(on_gateway), st.sampled_from(SENSORS), clean)
@@ -143,7 +144,10 @@ def message(draw: st.DrawFn) -> InboundMessage:
     else:
         good_sensors = st.sampled_from(["AQ-1", "TF-1", "SL-1"])
         sensor = draw(mostly(good_sensors, st.sampled_from(SENSORS), clean))
-        doc = draw(reading(sensor, False, clean))
+        if shape == "array":  # one sensor's batch, as HTTP pushes carry
+            doc = draw(st.lists(reading(sensor, False, clean), max_size=5))
+        else:
+            doc = draw(reading(sensor, False, clean))
         topic = f"city/v1/{sensor}/readings"
     payload = encode(doc, duplicate)
     return InboundMessage(topic, payload, 1, None, NOW_NS - 1000)
@@ -167,9 +171,11 @@ def well_formed() -> list[InboundMessage]:
         ],
     }
     single = {"ts": NOW_S * 1000, "seq": 1, "pm25": 3.25}
+    array = [{"ts": NOW_S - 1, "seq": 7, "count": 3}, {"seq": 8, "count": 4, "mean_speed": 9.5}]
     return [
         InboundMessage("city/v1/GW-1/pack", orjson.dumps(pack), 1, None, NOW_NS),
         InboundMessage("city/v1/AQ-1/readings", orjson.dumps(single), 2, None, NOW_NS),
+        InboundMessage("city/v1/TF-1/readings", orjson.dumps(array), 3, None, NOW_NS),
     ]
 
 
@@ -177,14 +183,15 @@ def test_well_formed_messages_take_the_fast_lane() -> None:
     """Fails if the lane silently steps aside for the shapes sensors really send."""
     fast, general = pipelines()
     lane = fast._fast
-    pack, single = well_formed()
+    pack, single, array = well_formed()
     assert lane.pack(pack.payload, "GW-1", NOW_NS, NOW_NS, BatchResult())
     assert lane.readings(single.payload, "AQ-1", NOW_NS, NOW_NS, BatchResult())
-    result = fast.process([pack, single], NOW_NS)
-    assert outcome(result) == outcome(general.process([pack, single], NOW_NS))
-    assert len(result.lines) == 5 and not result.rejects
+    assert lane.readings(array.payload, "TF-1", NOW_NS, NOW_NS, BatchResult())
+    result = fast.process([pack, single, array], NOW_NS)
+    assert outcome(result) == outcome(general.process([pack, single, array], NOW_NS))
+    assert len(result.lines) == 7 and not result.rejects
     assert (
-        result.lines[-1]
+        result.lines[4]
         == f"air_quality,sensor_id=AQ-1,subdistrict=jingansi pm25=3.25,seq=1i {NOW_S * 10**9}"
     )
 

@@ -157,7 +157,13 @@ async def test_ingester_stores_what_live_simulator_and_bulk_publisher_send_over_
         base = f"http://{settings.api_host}:{settings.api_port}"
         async with httpx.AsyncClient(base_url=base) as http:
             health = (await http.get("/health")).json()
-        assert health == {"status": "ok", "broker": True, "influxdb": True}
+        assert health == {
+            "status": "ok",
+            "broker": True,
+            "influxdb": True,
+            "registry": True,
+            "down": [],
+        }
         await influx.drop_database(settings.influx_db)
 
 
@@ -241,7 +247,10 @@ async def test_a_client_that_does_not_trust_the_broker_is_refused_clearly(
     async with running(run_api, unconfigured):
         base = f"http://{settings.api_host}:{settings.api_port}"
         async with httpx.AsyncClient(base_url=base) as http:
-            assert (await http.get("/health")).json()["broker"] is False
+            answer = await http.get("/health")
+            assert answer.status_code == 503
+            assert answer.json()["broker"] is False
+            assert answer.json()["down"] == ["broker"]
 
 
 async def test_tls_on_the_plain_port_is_told_to_check_the_port(

@@ -110,7 +110,7 @@ async def test_sensor_lifecycle_is_enforced_and_audited(
 
 
 async def test_filters_and_cursor_pagination(settings: Settings, api_keys: dict[str, str]) -> None:
-    specs = [sensor(f"AQ-P{i:02d}", lat=31.20 + i * 0.005) for i in range(7)]
+    specs = [sensor(f"AQ-P{i:02d}", lat=31.22 + i * 0.005) for i in range(7)]
     specs += [
         sensor("NS-P01", type="noise", subdistrict="beizhan", address="North station square"),
         sensor("NS-P02", type="noise", subdistrict="beizhan", status="installed"),
@@ -143,7 +143,7 @@ async def test_filters_and_cursor_pagination(settings: Settings, api_keys: dict[
         assert await ids(type="noise") == ["NS-P01", "NS-P02"]
         assert await ids(subdistrict="beizhan", status="installed") == ["NS-P02"]
         assert await ids(q="north STATION") == ["NS-P01"]
-        assert await ids(bbox="121.4,31.209,121.5,31.221") == ["AQ-P02", "AQ-P03", "AQ-P04"]
+        assert await ids(bbox="121.4,31.229,121.5,31.241") == ["AQ-P02", "AQ-P03", "AQ-P04"]
         assert (await http.get("/sensors", params={"bbox": "1,2,3"})).status_code == 422
         assert (await http.get("/sensors", params={"cursor": "%%%"})).status_code == 422
 

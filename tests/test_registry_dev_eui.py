@@ -150,7 +150,7 @@ def test_cli_registers_and_lists_by_dev_eui(
     monkeypatch.chdir(tmp_path)
     cli = CliRunner()
     args = ["registry", "register", "WL-C1", "--type", "waterlogging", "--subdistrict",
-            "beizhan", "--lat", "31.2", "--lon", "121.4"]  # fmt: skip
+            "beizhan", "--lat", "31.2471", "--lon", "121.4752"]  # fmt: skip
     out = cli.invoke(app, [*args, "--dev-eui", "70b3d57ed005b89a"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["dev_eui"] == "70B3D57ED005B89A"

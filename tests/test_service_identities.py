@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from cli.main import app
 from sensornet import broker_files
 from sensornet.broker_auth import mosquitto_hash
-from sensornet.reserved import BUILTIN_RESERVED
 from sensornet.settings import Settings
 from sensornet.topics import TOPIC_KINDS
 from wiring.parts import run_api
@@ -72,10 +71,10 @@ async def test_no_service_identity_can_publish_to_device_topics(open_broker: Mos
             async with mqtt_client("dev", port, "NS-DEV", "device-pw") as device:
                 device.publish(f"{PREFIX}/NS-DEV/readings", b'{"laeq": 50}')
                 await wait_until(lambda: _has(heard, f"{PREFIX}/NS-DEV/readings"))
-            targets = sorted({*identities, *BUILTIN_RESERVED})
             for user, password in identities.items():
                 async with mqtt_client(f"svc-{user}", port, user, password) as svc:
-                    for name in {user, *(targets if user == "simulator" else ())}:
+                    # its own %u topics; the fleet identity also every other service's
+                    for name in {user, *(identities if user == "simulator" else ())}:
                         for kind in TOPIC_KINDS:
                             svc.publish(f"{PREFIX}/{name}/{kind}", b'{"pm25": 777}')
                     await svc.acked()  # MQTT 3.1.1: a refused publish is acked, then dropped
@@ -105,12 +104,14 @@ async def test_registry_refuses_reserved_ids_over_the_api(
             assert "reserved" in r.json()["detail"]
             g = await h.post(
                 "/gateways",
-                json={"id": reserved, "subdistrict": "jingansi", "lat": 31.22, "lon": 121.44},
+                json={"id": reserved, "subdistrict": "jingansi", "lat": 31.2235, "lon": 121.4455},
             )
             assert g.status_code == 422, g.text
         assert (await h.get("/sensors/ingester")).status_code == 404
-        csv_body = "id,type,subdistrict,lat,lon,status\nNS-OK,noise,jingansi,31.2,121.4,installed\n"
-        csv_body += "simulator,noise,jingansi,31.2,121.4,installed\n"
+        csv_body = (
+            "id,type,subdistrict,lat,lon,status\nNS-OK,noise,jingansi,31.2235,121.4455,installed\n"
+        )
+        csv_body += "simulator,noise,jingansi,31.2235,121.4455,installed\n"
         r = await h.post(
             "/sensors/import.csv", content=csv_body, headers={"Content-Type": "text/csv"}
         )
@@ -130,7 +131,16 @@ def test_registry_refuses_reserved_ids_in_the_cli(
     monkeypatch.setenv("SENSORNET_MQTT_INGEST_USER", "svc-ingest")  # a renamed service user
     monkeypatch.chdir(tmp_path)
     cli = CliRunner()
-    where = ["--type", "noise", "--subdistrict", "jingansi", "--lat", "31.2", "--lon", "121.4"]
+    where = [
+        "--type",
+        "noise",
+        "--subdistrict",
+        "jingansi",
+        "--lat",
+        "31.2235",
+        "--lon",
+        "121.4455",
+    ]
     for reserved in ("ingester", "svc-ingest"):
         result = cli.invoke(app, ["registry", "register", reserved, *where])
         assert result.exit_code == 1, result.output

@@ -20,6 +20,8 @@ def test_services_up_status_down(tmp_path: Path) -> None:
         "SENSORNET_MQTT_PORT": str(free_port()),
         "SENSORNET_INFLUX_URL": f"http://127.0.0.1:{free_port()}",
         "SENSORNET_INFLUX_RPC_PORT": str(free_port()),
+        "SENSORNET_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
+        "SENSORNET_PROMETHEUS_PORT": str(free_port()),
     }
     runner = CliRunner()
     try:
@@ -27,6 +29,7 @@ def test_services_up_status_down(tmp_path: Path) -> None:
         assert up.exit_code == 0, up.output
         status = json.loads(runner.invoke(app, ["services", "status"], env=env).stdout)
         assert status["mosquitto"]["ready"] and status["influxd"]["ready"]
+        assert status["alertmanager"]["ready"] and status["prometheus"]["ready"]
         assert (tmp_path / "state/mosquitto/mosquitto.log").exists()
         again = runner.invoke(app, ["services", "up"], env=env)  # idempotent
         assert again.exit_code == 0, again.output
@@ -35,6 +38,7 @@ def test_services_up_status_down(tmp_path: Path) -> None:
     assert down.exit_code == 0
     status = json.loads(runner.invoke(app, ["services", "status"], env=env).stdout)
     assert status["mosquitto"]["pid"] is None and status["influxd"]["pid"] is None
+    assert status["alertmanager"]["pid"] is None and status["prometheus"]["pid"] is None
 
 
 def test_port_taken_by_a_stranger_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,14 +4,18 @@ readings they meant; and a fleet can come from the registry."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from gateway_sim.fleet import build_fleet, fleet_from_registry
-from gateway_sim.payloads import Item, flat, gateway_pack, senml_pack
+from gateway_sim.payloads import Item, flat, gateway_pack, senml_cbor_pack, senml_pack
 from sensornet.catalogue import load_catalogue
 from sensornet.codec import decode_payload
 from sensornet.district import load_district
-from sensornet.registry.store import open_registry, upsert_devices
+from sensornet.registry.store import DeviceInfo, open_registry, upsert_devices
+from sensornet.senml_resolve import SenmlContext
 
 ITEMS = [
     Item("AQ-1", 1_795_580_000_123, 7, {"pm25": 12.5, "pm10": 40.0}),
@@ -36,15 +40,19 @@ def test_gateway_pack_round_trips() -> None:
     assert got == {(i.sensor_id, i.seq, i.ts_ms * 1_000_000): i.values for i in ITEMS}
 
 
-def test_senml_pack_round_trips_without_seq() -> None:
-    decoded = decode_payload(senml_pack(ITEMS))
+@pytest.mark.parametrize("encode", [senml_pack, senml_cbor_pack])
+def test_senml_pack_round_trips_with_seq(encode: Callable[[list[Item]], bytes]) -> None:
+    types = {"AQ-1": "air_quality", "SL-2": "street_light", "TF-3": "traffic_flow"}
+    devices = {i: DeviceInfo(i, t, "jingansi", 31.2, 121.4, "active") for i, t in types.items()}
+    context = SenmlContext(load_catalogue(), devices.get)
+    decoded = decode_payload(encode(ITEMS), senml=context)
     assert decoded.rejects == []
     assert len(decoded.readings) == len(ITEMS)
     for reading, item in zip(decoded.readings, ITEMS, strict=True):
         assert reading.sensor_id == item.sensor_id
         assert reading.values == item.values
-        assert reading.seq is None
-        assert abs(reading.ts_ns - item.ts_ms * 1_000_000) < 1_000  # float seconds
+        assert reading.seq == item.seq
+        assert reading.ts_ns == item.ts_ms * 1_000_000
 
 
 async def test_fleet_from_the_registry_keeps_reporting_sensors(tmp_path: Path) -> None:

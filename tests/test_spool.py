@@ -3,8 +3,11 @@ happens to segments that do not read back."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -116,7 +119,45 @@ def test_a_full_disk_raises_and_nothing_is_indexed(tmp_path: Path) -> None:
         spool.append(b"m v=1 1\n")
     assert raised.value.errno == errno.ENOSPC
     assert (len(spool), spool.bytes) == (0, 0) and not list(tmp_path.glob("*.lp"))
-    (tmp_path / "000000000000.tmp").unlink()
+    assert not (tmp_path / "000000000000.tmp").exists()  # the failed attempt's is removed
     spool.append(b"m v=1 1\n")  # the disk has room again: the same batch is spooled
     item = spool.oldest()
     assert item is not None and item[1] == ["m v=1 1"]
+
+
+@pytest.fixture
+def small_full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs (root mounts it; CI runs as root), filled to the last byte."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and the project's machines are root)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=700", "tmpfs", str(mount)], check=True
+    )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_enospc_mid_write_leaves_no_temporary_file(small_full_disk: Path) -> None:
+    spool = Spool(small_full_disk / "spool", max_bytes=10_000_000)
+    filler = small_full_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):  # until the kernel says ENOSPC
+                pass
+    finally:
+        os.close(fd)
+    body = b"m v=1 1\n" * 2048  # 16 KiB: no room for it
+    with pytest.raises(OSError) as raised:
+        spool.append(body)
+    assert raised.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in spool.directory.iterdir()) == []  # no .tmp, no .lp
+    assert (len(spool), spool.bytes) == (0, 0)
+    filler.unlink()  # room again: the same batch is spooled and reads back
+    spool.append(body)
+    item = spool.oldest()
+    assert item is not None and len(item[1]) == 2048

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
+from alarms.northbound.pusher import run_pusher
 from alarms.runner import run_alarms
 from sensornet.registry.keys import create_key
 from sensornet.registry.store import open_registry
 from sensornet.settings import Settings
+from wiring.alerting import alerting_services
 from wiring.parts import (
     default_fleet,
     issue_fleet_credentials,
@@ -28,7 +30,7 @@ DEMO_SPEED = 60.0  # a simulated day in 24 minutes: daily cycles show within the
 
 def run_demo(settings: Settings, sensors: int, *, keep_services: bool, console: Console) -> None:
     ensure_binaries()
-    services = platform_services(settings)
+    services = (*platform_services(settings), *alerting_services(settings))
     started = [s for s in services if not s.running()]
     for service in services:
         service.start()
@@ -66,6 +68,7 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
                 name="simulator",
             ),
             asyncio.create_task(run_alarms(settings, stop), name="alarms"),
+            asyncio.create_task(run_pusher(settings, stop), name="northbound"),
         ]
         console.print(
             f"\n[bold]Sensornet demo running[/bold] — Ctrl-C stops everything\n"
@@ -76,6 +79,11 @@ async def _run(settings: Settings, sensors: int, console: Console) -> None:
             f"  accounting    curl {auth} {base}/devices/{sample}/accounting\n"
             f"  all sensors   curl {auth} {base}/latest\n"
             f"  alarms        curl {auth} {base}/alarms\n"
+            f"  maintenance   curl {auth} {base}/maintenance\n"
+            f"  Alertmanager  {settings.alertmanager_url}  (routing: docs/alerting.md)\n"
+            f"  Prometheus    http://127.0.0.1:{settings.prometheus_port}/alerts\n"
+            f"  northbound    curl {auth} {base}/northbound/subscriptions  (register one "
+            "with an admin key: docs/northbound.md)\n"
             f"  readings      curl {auth} '{base}/sensors/{sample}/readings?start={today}'\n"
             f"  the city runs {DEMO_SPEED:.0f}x fast: a simulated day every "
             f"{24 * 60 / DEMO_SPEED:.0f} minutes, with weather episodes\n",

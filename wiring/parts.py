@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from sensornet.catalogue import load_catalogue
@@ -39,8 +41,32 @@ async def run_ingester(
         open_registry(settings.registry_database_url) as registry,
     ):
         ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
-        with serve_metrics(ingester.stats, settings.ingest_metrics_port):
-            await ingester.run(stop, ready)
+        with serve_metrics(ingester.stats, settings.ingest_metrics_port, settings.metrics_host):
+            delay = 1.0
+            while True:
+                try:
+                    await ingester.run(stop, ready)
+                    return
+                except OSError as exc:
+                    if not broker_unreachable(exc) or stop.is_set():
+                        raise
+                    log.error(
+                        "broker %s:%d unreachable (%s); retrying in %.0f s",
+                        settings.mqtt_host, settings.mqtt_port, exc, delay,
+                    )  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+                if stop.is_set():
+                    return
+                delay = min(delay * 2, 30.0)
+
+
+def broker_unreachable(exc: OSError) -> bool:
+    """A connection that could not be made (refused, reset, no route, unknown host) is
+    retried: the broker may come up later. A TLS failure or a port we cannot bind is a
+    configuration error that retrying cannot fix."""
+    return not isinstance(exc, ssl.SSLError) and exc.errno not in (errno.EADDRINUSE, errno.EACCES)
 
 
 def tune_gc_for_throughput() -> None:
@@ -115,7 +141,7 @@ async def run_simulator(
     credentials: dict[str, str] | None = None,
 ) -> None:
     """``speed`` > 1 runs the simulated city's clock faster (60: a day in 24 minutes)."""
-    from gateway_sim.publisher import LivePublisher
+    from gateway_sim.publisher import LivePublisher, community_push
 
     async with fleet_login(settings, fleet, credentials) as fleet_password:
         publisher = LivePublisher(
@@ -130,6 +156,7 @@ async def run_simulator(
             speed=speed,
             credentials=credentials,
             tls=MqttTls.from_settings(settings),
+            http_push=community_push(settings),
         )
         await publisher.run(stop)
 

@@ -25,12 +25,18 @@ from sensornet.broker_files import ACL, CANARY_USER, PASSWD, assemble
 from sensornet.errors import ServiceError
 from sensornet.reserved import acl_denies, service_names
 from sensornet.settings import Settings
+from wiring.mosquitto_plugin import subscribe_acl_plugin
 
 DEBIAN_PACKAGES = {
     "mosquitto": "mosquitto",
     "mosquitto_passwd": "mosquitto",
     "mosquitto_pub": "mosquitto-clients",
     "influxd": "influxdb",
+    # notifications and platform health (wiring/alerting.py)
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
 }
 
 
@@ -111,6 +117,10 @@ class LocalService:
     def configure(self) -> None:
         """Write config files; called before every start."""
 
+    def env(self) -> dict[str, str] | None:
+        """The process's environment; ``None``: ours."""
+        return None
+
     def ready(self) -> bool:
         return _port_open(self.host, self.port)
 
@@ -143,6 +153,7 @@ class LocalService:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=self.home,
+                env=self.env(),
             )
         self.pid_file.write_text(str(proc.pid))
         self.wait_ready()
@@ -200,6 +211,9 @@ class Mosquitto(LocalService):
     tls_port: int = 0
     #: with ``tls``: require a client certificate signed by this CA (PEM)
     tls_client_ca: Path | None = None
+    #: refuse (in the SUBACK) subscriptions no read grant of the ACL covers
+    #: (wiring.mosquitto_plugin); off only to measure or show the broker without it
+    refuse_foreign_subscriptions: bool = True
 
     @property
     def config_file(self) -> Path:
@@ -228,6 +242,16 @@ class Mosquitto(LocalService):
     def argv(self) -> list[str]:
         return [find_binary("mosquitto") or "mosquitto", "-c", str(self.config_file)]
 
+    def subscribe_plugin(self) -> str:
+        """The lines loading the subscription plugin (deploy/mosquitto/mosquitto.conf too)."""
+        if not self.refuse_foreign_subscriptions:
+            return ""
+        return (
+            "# refused SUBACKs for filters outside the client's read grants (docs/security.md)\n"
+            f"plugin {subscribe_acl_plugin()}\n"
+            f"plugin_opt_acl_file {self.home / ACL}\n"
+        )
+
     def configure(self) -> None:
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -244,7 +268,7 @@ listener {self.port} {self.host}
 allow_anonymous false
 password_file {self.home / PASSWD}
 acl_file {self.home / ACL}
-persistence true
+{self.subscribe_plugin()}persistence true
 persistence_location {data}/
 autosave_interval {self.autosave_interval_s}
 persistent_client_expiration 14d

@@ -8,6 +8,9 @@ input's ``ack(batch, outcome)`` in batch order: each input acknowledges only the
 it delivered itself (it knows them by ``InboundMessage.connection``, an object it owns),
 and may read ``outcome`` for what became of them (the HTTP input answers with it). Under
 backpressure the ingester calls ``pause()``, and ``resume()`` once the pending bytes fell.
+An input whose senders wait for the answer calls ``context.hurry()`` after delivering: the
+batch is then cut at once (while fewer than ``ingest_writes_in_flight`` writes are under
+way; more requests gather meanwhile) instead of waiting for the timer.
 
 The pipeline and the durable writer never learn which input a message came from: what a
 message is, is said by its topic (the native layout, ``sensornet.topics``) and its
@@ -39,6 +42,10 @@ Deliver = Callable[[list[InboundMessage], int], None]  # messages, their payload
 # name -> module; each module has ``build(context: InputContext) -> Input``
 INPUTS: dict[str, str] = {
     "mqtt": "ingest.inputs.mqtt",
+    "amqp": "ingest.inputs.amqp",
+    "http": "ingest.inputs.http",
+    "lorawan": "ingest.inputs.lorawan",  # a network server's MQTT integration
+    "sensor_community": "ingest.inputs.sensor_community",
 }
 
 
@@ -73,6 +80,9 @@ class InputContext:
     deliver: Deliver
     devices: DeviceCache
     stats: IngestStats
+    # Cut a batch now instead of at the next full batch or timer: for inputs whose
+    # senders wait for the answer (HTTP), where few messages carry many readings.
+    hurry: Callable[[], None] = lambda: None
 
 
 @dataclass

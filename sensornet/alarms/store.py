@@ -165,3 +165,14 @@ async def acknowledge(
             return None
         row.acknowledged_at, row.acknowledged_by, row.note = datetime.now(UTC), by, note
         return _record(row)
+
+
+async def unacknowledge(engine: AsyncEngine, alarm_id: int) -> AlarmRecord | None:
+    """Take an acknowledgement back: the alarm notifies again (its silence is expired)."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as session, session.begin():
+        row = await session.get(Alarm, alarm_id)
+        if row is None:
+            return None
+        row.acknowledged_at = row.acknowledged_by = row.note = None
+        return _record(row)

@@ -45,6 +45,9 @@ COLUMNS = (
     "firmware",
     "gateway_id",
     "dev_eui",
+    "senml_name",
+    "sc_chip",
+    "sc_location",
 )
 MAX_ROWS = 100_000
 _CHUNK = 500
@@ -183,7 +186,7 @@ def _check_row(
         spec = SensorIn.model_validate(merged, strict=False)
         if current is None:
             registry.check_new_id(spec.id)
-        registry.check(spec.type, spec.subdistrict)
+        registry.check(spec.type, spec.subdistrict, spec.lat, spec.lon)
         if current is None and spec.status == "retired":
             raise SensornetError("cannot register a sensor as retired")
         if current is not None:

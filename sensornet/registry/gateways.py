@@ -31,7 +31,7 @@ def _out(row: Gateway, sensors: list[str]) -> GatewayOut:
 
 async def register_gateway(registry: Registry, spec: GatewayIn, actor: str) -> GatewayOut:
     registry.check_new_id(spec.id)
-    registry.check(subdistrict=spec.subdistrict)
+    registry.check(subdistrict=spec.subdistrict, lat=spec.lat, lon=spec.lon)
     if spec.status == "retired":
         raise InvalidSensor(f"gateway {spec.id}: cannot register as retired")
     async with registry.session() as session, session.begin():

@@ -91,10 +91,20 @@ class Sensor(Base):
     credentials_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     #: LoRaWAN DevEUI, 16 upper-case hex digits (sensornet.deveui); unique when set
     dev_eui: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: The name its SenML packs give it (RFC 8428 bn/n), e.g. urn:dev:ow:10e2073a01080063;
+    #: unique when set; unset, its id is its SenML name (sensornet.senml_resolve)
+    senml_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: A Sensor.Community (airrohr) node: the chip id its firmware sends (``esp8266id``) and
+    #: its location id in the public data API; each unique when set (docs/inputs/)
+    sc_chip: Mapped[str | None] = mapped_column(String(32), default=None)
+    sc_location: Mapped[str | None] = mapped_column(String(16), default=None)
 
     __table_args__ = (
         Index("ix_sensors_updated_at", "updated_at"),
         Index("ux_sensors_dev_eui", "dev_eui", unique=True),
+        Index("ux_sensors_senml_name", "senml_name", unique=True),
+        Index("ux_sensors_sc_chip", "sc_chip", unique=True),
+        Index("ux_sensors_sc_location", "sc_location", unique=True),
         Index("ix_sensors_type", "type"),
         Index("ix_sensors_subdistrict", "subdistrict"),
         Index("ix_sensors_status", "status"),
@@ -133,3 +143,21 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     #: Written by the API at most once per ``SENSORNET_API_KEY_LAST_USED_S`` (api.key_cache)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class MaintenanceWindow(Base):
+    """A sensor or a whole subdistrict under maintenance for a time window: its alarms are
+    still recorded, but nobody is notified (Alertmanager silences, alarms/notify.py)."""
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sensor_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    subdistrict: Mapped[str | None] = mapped_column(String(64), default=None)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_maintenance_ends", "ends_at"),)

@@ -25,6 +25,21 @@ def _dev_eui(value: object) -> str | None:
         raise ValueError(str(exc)) from None
 
 
+#: RFC 8428 §4.5.1: the characters of a SenML name, and its first one
+SENML_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:./_-]{0,254}$"
+SC_CHIP_PATTERN = r"^[0-9A-Za-z]{1,32}$"
+SC_CHIP_DESCRIPTION = (
+    "Sensor.Community (airrohr) node: the chip id its firmware sends as esp8266id "
+    "(X-Sensor: esp8266-<chip id>); unique"
+)
+SC_LOCATION_PATTERN = r"^[0-9]{1,16}$"
+SC_LOCATION_DESCRIPTION = "Sensor.Community node: its location id in the public data API; unique"
+SENML_NAME_DESCRIPTION = (
+    "The name its SenML packs give it (bn + n up to the quantity), e.g. "
+    "urn:dev:ow:10e2073a01080063; unique; unset, the sensor id is its SenML name"
+)
+
+
 class SensorDetails(BaseModel):
     """Fields an engineer may change after registration (all optional on update)."""
 
@@ -41,6 +56,13 @@ class SensorDetails(BaseModel):
     dev_eui: str | None = Field(None, max_length=64, description=DEV_EUI_DESCRIPTION)
 
     _canonical_dev_eui = field_validator("dev_eui", mode="before")(_dev_eui)
+    senml_name: str | None = Field(
+        None, pattern=SENML_NAME_PATTERN, description=SENML_NAME_DESCRIPTION
+    )
+    sc_chip: str | None = Field(None, pattern=SC_CHIP_PATTERN, description=SC_CHIP_DESCRIPTION)
+    sc_location: str | None = Field(
+        None, pattern=SC_LOCATION_PATTERN, description=SC_LOCATION_DESCRIPTION
+    )
 
 
 class SensorIn(SensorDetails):
@@ -81,6 +103,13 @@ class SensorPatch(BaseModel):
     dev_eui: str | None = Field(None, max_length=64, description=DEV_EUI_DESCRIPTION)
 
     _canonical_dev_eui = field_validator("dev_eui", mode="before")(_dev_eui)
+    senml_name: str | None = Field(
+        None, pattern=SENML_NAME_PATTERN, description=SENML_NAME_DESCRIPTION
+    )
+    sc_chip: str | None = Field(None, pattern=SC_CHIP_PATTERN, description=SC_CHIP_DESCRIPTION)
+    sc_location: str | None = Field(
+        None, pattern=SC_LOCATION_PATTERN, description=SC_LOCATION_DESCRIPTION
+    )
 
     @model_validator(mode="before")
     @classmethod

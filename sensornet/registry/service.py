@@ -81,6 +81,9 @@ def to_out(row: Sensor) -> SensorOut:
         owner_department=row.owner_department or "",
         firmware=row.firmware or "",
         dev_eui=row.dev_eui,
+        senml_name=row.senml_name,
+        sc_chip=row.sc_chip,
+        sc_location=row.sc_location,
         created_at=row.created_at,
         updated_at=row.updated_at,
         has_credentials=row.mqtt_password_hash is not None,
@@ -122,6 +125,22 @@ async def _check_dev_eui(session: AsyncSession, dev_eui: str | None, sensor_id: 
 _ID_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
+#: Names other ways in give a sensor (unique columns): what each is called in errors
+_NAMES = {"senml_name": "SenML name", "sc_chip": "chip id", "sc_location": "location id"}
+
+
+async def _names_free(session: AsyncSession, values: dict[str, Any], sensor_id: str) -> None:
+    """Each name finds one sensor (the columns are unique): say whose it is, not a 500."""
+    for column, label in _NAMES.items():
+        name = values.get(column)
+        if name is None:
+            continue
+        query = select(Sensor.id).where(getattr(Sensor, column) == name, Sensor.id != sensor_id)
+        other = await session.scalar(query)
+        if other is not None:
+            raise InvalidSensor(f"{label} {name!r} is already sensor {other}'s")
+
+
 def encode_cursor(last_id: str) -> str:
     return cursors.encode(last_id)
 
@@ -144,7 +163,13 @@ class Registry:
     def session(self) -> AsyncSession:
         return async_sessionmaker(self.engine, expire_on_commit=False)()
 
-    def check(self, type_id: str | None = None, subdistrict: str | None = None) -> None:
+    def check(
+        self,
+        type_id: str | None = None,
+        subdistrict: str | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+    ) -> None:
         try:
             if type_id is not None:
                 self.catalogue.get(type_id)
@@ -152,6 +177,8 @@ class Registry:
                 self.district.get(subdistrict)
         except SensornetError as exc:
             raise InvalidSensor(str(exc)) from exc
+        if lat is not None and lon is not None and (why := self.district.outside(lat, lon)):
+            raise InvalidSensor(why)
 
     def check_new_id(self, device_id: str) -> None:
         """A new sensor or gateway may not take a service identity's name."""
@@ -162,7 +189,7 @@ class Registry:
 
     def new_row(self, spec: SensorIn) -> Sensor:
         self.check_new_id(spec.id)
-        self.check(spec.type, spec.subdistrict)
+        self.check(spec.type, spec.subdistrict, spec.lat, spec.lon)
         if spec.status == "retired":
             raise InvalidSensor(f"sensor {spec.id}: cannot register as retired")
         now = utcnow()
@@ -174,6 +201,7 @@ class Registry:
                 raise SensorExists(f"sensor {spec.id} is already registered; update it instead")
             row = self.new_row(spec)
             await _check_dev_eui(session, spec.dev_eui, spec.id)
+            await _names_free(session, spec.model_dump(), spec.id)
             session.add(row)
             audit(session, actor, "register", "sensor", spec.id, None, snapshot(row))
             return to_out(row)
@@ -189,9 +217,16 @@ class Registry:
                 raise InvalidSensor(f"sensor {sensor_id} is retired; register a new id instead")
             if "status" in changes:
                 check_transition(sensor_id, row.status, changes["status"])
-            self.check(changes.get("type"), changes.get("subdistrict"))
+            moved = "lat" in changes or "lon" in changes
+            self.check(
+                changes.get("type"),
+                changes.get("subdistrict"),
+                changes.get("lat", row.lat) if moved else None,
+                changes.get("lon", row.lon) if moved else None,
+            )
             if changes.get("dev_eui") is not None:
                 await _check_dev_eui(session, changes["dev_eui"], sensor_id)
+            await _names_free(session, changes, sensor_id)
             before = snapshot(row)
             for key, value in changes.items():
                 setattr(row, key, value)

@@ -8,8 +8,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -31,6 +33,10 @@ class RegistryError(SensornetError):
     """A registry entry is invalid; the message names the sensor and the field."""
 
 
+class RegistryUnavailable(SensornetError):
+    """The registry database cannot be opened or reached; the message names it."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """What the data path needs to know of a sensor: its tags and whether it may report."""
@@ -43,6 +49,9 @@ class DeviceInfo:
     status: str
     gateway_id: str | None = None
     dev_eui: str | None = None  # LoRaWAN sensors: canonical DevEUI (sensornet.deveui)
+    senml_name: str | None = None  # its SenML name when not its id (sensornet.senml_resolve)
+    sc_chip: str | None = None  # Sensor.Community node: the airrohr firmware's chip id
+    sc_location: str | None = None  # Sensor.Community node: its location id in the data API
 
     @property
     def reporting(self) -> bool:
@@ -69,10 +78,20 @@ def validate_device(device: DeviceInfo, catalogue: Catalogue, district: District
 
 @asynccontextmanager
 async def open_registry(url: str) -> AsyncIterator[AsyncEngine]:
-    """Engine for the registry, its schema migrated to the newest revision (Alembic)."""
+    """Engine for the registry, its schema migrated to the newest revision (Alembic). A
+    SQLite file's folder is created (it is the platform's own state folder); a database
+    that cannot be opened is a ``RegistryUnavailable`` naming it."""
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url)
     try:
-        await migrate(engine)
+        try:
+            await migrate(engine)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            shown = make_url(url).render_as_string(hide_password=True)
+            cause = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's link
+            raise RegistryUnavailable(f"registry database {shown}: {cause}") from exc
         yield engine
     finally:
         await engine.dispose()
@@ -128,6 +147,9 @@ async def upsert_devices(
                     status=d.status,
                     gateway_id=d.gateway_id,
                     dev_eui=d.dev_eui,
+                    senml_name=d.senml_name,
+                    sc_chip=d.sc_chip,
+                    sc_location=d.sc_location,
                     created_at=now,
                     updated_at=now,
                 )
@@ -138,6 +160,11 @@ async def upsert_devices(
                 before = snapshot(row)
                 row.type, row.subdistrict, row.lat, row.lon = d.type, d.subdistrict, d.lat, d.lon
                 row.status, row.gateway_id, row.dev_eui = d.status, d.gateway_id, d.dev_eui
+                row.senml_name, row.sc_chip, row.sc_location = (
+                    d.senml_name,
+                    d.sc_chip,
+                    d.sc_location,
+                )
                 row.updated_at = utcnow()
                 audit(session, actor, "update", "sensor", d.id, before, snapshot(row))
                 changed += 1
@@ -182,6 +209,22 @@ async def load_gateway_ids(engine: AsyncEngine) -> frozenset[str]:
 # column or table it reads); the cache reloads the aliases whenever it reloads the sensors.
 AliasRows = Iterable[tuple[str, str, str]]
 ALIAS_LOADERS: list[Callable[[AsyncConnection], Awaitable[AliasRows]]] = []
+
+
+async def _column_aliases(connection: AsyncConnection) -> AliasRows:
+    """The schemes kept as columns of the sensor: ``senml_name`` (its name in SenML packs),
+    ``sc_chip`` and ``sc_location`` (a Sensor.Community node's chip id and location id)."""
+    out: list[tuple[str, str, str]] = []
+    for scheme in ("senml_name", "sc_chip", "sc_location"):
+        column = getattr(Sensor, scheme)
+        query = select(column, Sensor.id).where(column.is_not(None))
+        out += [
+            (scheme, str(key), str(sensor_id)) for key, sensor_id in await connection.execute(query)
+        ]
+    return out
+
+
+ALIAS_LOADERS.append(_column_aliases)
 
 
 async def load_aliases(engine: AsyncEngine) -> dict[tuple[str, str], str]:
@@ -252,6 +295,11 @@ class DeviceCache:
         if time.monotonic() - self._checked_at >= self._ttl_s:  # else no coroutine at all
             await self.refresh()
         return self._devices
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The registry behind the cache (an input reads its devices' credentials)."""
+        return self._engine
 
     def get(self, sensor_id: str) -> DeviceInfo | None:
         return self._devices.get(sensor_id)

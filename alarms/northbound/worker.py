@@ -1,0 +1,182 @@
+"""One subscription's delivery loop: read a page after the cursor, send it, and only once
+the receiver answered 2xx move the cursor (and count the events) in one transaction.
+
+Batches of one subscription go one at a time, so a receiver sees each sensor's events in
+order; the next page is read while the current one is on the wire. A failing receiver is
+retried with backoff (``retry``) with the same batch (same ``webhook-id``, same event ids);
+once it has been failing for ``pause_after_s`` the subscription is paused with an alarm
+and the loop ends: no retry for ever, nothing skipped either (the cursor stays)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from alarms.northbound.metrics import PusherMetrics
+from alarms.northbound.retry import backoff_s
+from sensornet.catalogue import Catalogue
+from sensornet.influx import InfluxClient
+from sensornet.northbound import store
+from sensornet.northbound.envelope import CONTENT_TYPE, batch_body, batch_id
+from sensornet.northbound.events import Cursor, Event
+from sensornet.northbound.signing import sign_headers
+from sensornet.northbound.sources import WRITE_STAMPED, Page, read_aggregates, read_page
+from sensornet.northbound.spec import Kind
+from sensornet.registry.store import DeviceInfo
+
+log = logging.getLogger("sensornet.northbound")
+
+#: Points stamped when written (status, alarm changes) are read this long after.
+WRITE_STAMPED_SETTLE_NS = 1_000_000_000
+#: Pages of one stream taken in a row before the next stream gets its turn.
+PAGES_PER_TURN = 20
+
+
+class Paused(Exception):
+    """The subscription was paused: its worker ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    batch_size: int
+    poll_s: float
+    settle_s: float
+    backoff_max_s: float
+    pause_after_s: float
+    source: str
+
+
+def per_minute(events: list[Event]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for e in events:
+        minute = e.time_ns // 60_000_000_000
+        out[minute] = out.get(minute, 0) + 1
+    return out
+
+
+class Worker:
+    def __init__(
+        self,
+        subscription: store.Subscription,
+        key: bytes,
+        influx: InfluxClient,
+        engine: AsyncEngine,
+        http: httpx.AsyncClient,
+        catalogue: Catalogue,
+        devices: Callable[[], Mapping[str, DeviceInfo]],
+        config: PushConfig,
+        metrics: PusherMetrics,
+    ) -> None:
+        self.sub, self.key, self.influx, self.engine = subscription, key, influx, engine
+        self.http, self.catalogue, self.devices = http, catalogue, devices
+        self.config, self.metrics = config, metrics
+        self.cursors: dict[str, Cursor] = {}
+
+    async def run(self) -> None:
+        """Deliver until cancelled or paused; a failure to read InfluxDB or the registry
+        is logged and tried again (nothing moves meanwhile)."""
+        self.metrics.paused.labels(self.sub.id).set(0)
+        attempt = 0
+        while True:
+            try:
+                if not self.cursors:
+                    self.cursors = await store.cursors(self.engine, self.sub.id)
+                moved = False
+                for kind in self.sub.spec.kinds:
+                    moved |= await self._turn(kind)
+                attempt = 0
+                if not moved:
+                    self.metrics.lag.labels(self.sub.id).set(0)
+                    await asyncio.sleep(self.config.poll_s)
+            except Paused:
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # InfluxDB or the registry: retry, skip nothing
+                log.warning("northbound %s: %s; retrying", self.sub.id, exc)
+                await asyncio.sleep(backoff_s(attempt, self.config.backoff_max_s))
+                attempt += 1
+
+    async def read(self, kind: Kind, after: Cursor) -> Page:
+        now = time.time_ns()
+        settle = int(self.config.settle_s * 1e9)
+        if kind == "aggregates":
+            return await read_aggregates(
+                self.influx, self.sub.spec, self.catalogue, after, now, settle,
+                self.config.batch_size,
+            )  # fmt: skip
+        horizon = now - (WRITE_STAMPED_SETTLE_NS if kind in WRITE_STAMPED else settle)
+        return await read_page(
+            self.influx, kind, self.sub.spec, self.catalogue, self.devices(), after, horizon,
+            self.config.batch_size,
+        )  # fmt: skip
+
+    async def _turn(self, kind: Kind) -> bool:
+        """Up to ``PAGES_PER_TURN`` pages of one stream; True if its cursor moved."""
+        page = await self.read(kind, self.cursors[kind])
+        moved = False
+        for _ in range(PAGES_PER_TURN):
+            if page.upto is None:
+                break
+            upto = page.upto
+            following = asyncio.create_task(self.read(kind, upto))
+            try:
+                if page.events:
+                    self.metrics.lag.labels(self.sub.id).set(
+                        max(0.0, time.time() - page.events[0].time_ns / 1e9)
+                    )
+                    await self.deliver(page.events)
+                await store.record_delivery(
+                    self.engine, self.sub.id, kind, upto, per_minute(page.events)
+                )
+            except BaseException:
+                following.cancel()
+                raise
+            self.cursors[kind] = upto
+            moved = True
+            page = await following
+        return moved
+
+    async def deliver(self, events: list[Event]) -> None:
+        """Send until the receiver answers 2xx; raises ``Paused`` once it has failed for
+        ``pause_after_s``."""
+        body = batch_body(events, self.config.source)
+        msg_id = batch_id(self.sub.id, events)
+        attempt = 0
+        while True:
+            headers = sign_headers(self.key, msg_id, int(time.time()), body)
+            headers["content-type"] = CONTENT_TYPE
+            try:
+                answer = await self.http.post(self.sub.spec.url, content=body, headers=headers)
+                if 200 <= answer.status_code < 300:
+                    self.metrics.delivered.labels(self.sub.id).inc(len(events))
+                    return
+                error = f"HTTP {answer.status_code}: {answer.text[:200]}"
+            except httpx.HTTPError as exc:
+                error = f"{exc.__class__.__name__}: {exc}"[:300]
+            self.metrics.failed.labels(self.sub.id).inc()
+            now = datetime.now(UTC)
+            since = await store.record_failure(self.engine, self.sub.id, error, now)
+            if (now - since).total_seconds() >= self.config.pause_after_s:
+                reason = (
+                    f"receiver failing since {since.isoformat()} "
+                    f"(over {self.config.pause_after_s:.0f} s); last: {error}"
+                )
+                await store.pause(self.engine, self.sub.id, reason)
+                self.metrics.paused.labels(self.sub.id).set(1)
+                log.error(
+                    "alarm: northbound subscription %s (%s) paused: %s",
+                    self.sub.id, self.sub.spec.name, reason,
+                )  # fmt: skip
+                raise Paused(reason)
+            wait = backoff_s(attempt, self.config.backoff_max_s)
+            log.warning("northbound %s: %s; retry in %.1f s", self.sub.id, error, wait)
+            await asyncio.sleep(wait)
+            attempt += 1

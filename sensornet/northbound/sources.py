@@ -1,0 +1,284 @@
+"""Where northbound events come from: InfluxDB, read forward from a cursor per stream.
+
+Readings (one measurement per sensor type), device status (``device_status``) and alarm
+changes (``alarm_event``) are all points in InfluxDB already, so a subscription's durable
+outbox is its cursor per stream: nothing is copied, a batch read again after a crash is the
+same batch, and a receiver's hour-long outage costs no storage of ours (docs/decisions.md,
+"Northbound"). Each read takes the points after the cursor up to a horizon a little behind
+now (points may land up to ``settle`` late), in ``(time, key)`` order. Queries bind every
+value; identifiers come from the catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from sensornet.catalogue import Catalogue
+from sensornet.errors import InfluxError
+from sensornet.influx import InfluxClient, ParamValue, check_identifier
+from sensornet.northbound.events import ALARM_EVENT_MEASUREMENT, Cursor, Event, rfc3339_ns
+from sensornet.northbound.spec import Filter, Kind, Spec
+from sensornet.registry.store import DeviceInfo
+
+STATUS_MEASUREMENT = "device_status"
+#: Kinds whose points are stamped when written (arrival, decision): a short settle does.
+WRITE_STAMPED: frozenset[Kind] = frozenset({"status", "alarms"})
+_NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What one read found: the matching events, and how far it read (``upto`` may be past
+    the last event when rows were skipped by a filter only the registry can apply)."""
+
+    events: list[Event]
+    upto: Cursor | None
+
+
+def _or(column: str, prefix: str, values: Sequence[str], params: dict[str, ParamValue]) -> str:
+    for i, v in enumerate(values):
+        params[f"{prefix}{i}"] = v
+    return "(" + " OR ".join(f'"{column}" = ${prefix}{i}' for i in range(len(values))) + ")"
+
+
+def _where(flt: Filter, kind: Kind, params: dict[str, ParamValue]) -> list[str]:
+    out = []
+    if flt.sensors:
+        out.append(_or("sensor_id", "s", flt.sensors, params))
+    if kind != "status" and flt.subdistricts:  # status points carry only sensor_id
+        out.append(_or("subdistrict", "d", flt.subdistricts, params))
+    if kind == "alarms" and flt.types:
+        out.append(_or("type", "t", flt.types, params))
+    return out
+
+
+def measurements(kind: Kind, flt: Filter, catalogue: Catalogue) -> list[str]:
+    if kind == "status":
+        return [STATUS_MEASUREMENT]
+    if kind == "alarms":
+        return [ALARM_EVENT_MEASUREMENT]
+    return [check_identifier(catalogue.get(t).measurement) for t in flt.types or catalogue.types]
+
+
+def page_queries(
+    kind: Kind, flt: Filter, catalogue: Catalogue, after: Cursor, horizon_ns: int, limit: int
+) -> tuple[str, dict[str, ParamValue]]:
+    """Two statements: the rest of the cursor's own instant (rows sharing its time, any
+    number), then up to ``limit`` rows per measurement after it, up to the horizon."""
+    params: dict[str, ParamValue] = {
+        "t0": rfc3339_ns(after.time_ns),
+        "h": rfc3339_ns(horizon_ns),
+    }
+    source = ", ".join(f'"{m}"' for m in measurements(kind, flt, catalogue))
+    extra = "".join(f" AND {w}" for w in _where(flt, kind, params))
+    same = f"SELECT * FROM {source} WHERE time = $t0{extra}"  # noqa: S608 - identifiers checked
+    rest = (
+        f"SELECT * FROM {source} WHERE time > $t0 AND time <= $h{extra} "  # noqa: S608
+        f"ORDER BY time LIMIT {int(limit)}"
+    )
+    return f"{same}; {rest}", params
+
+
+def _statement_rows(body: bytes) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Per statement, (measurement, row) pairs."""
+    out = []
+    for result in orjson.loads(body).get("results", []):
+        if "error" in result:
+            raise InfluxError(f"InfluxQL error: {result['error']}", 200, result["error"])
+        found = []
+        for s in result.get("series", []):
+            columns = s["columns"]
+            tags = s.get("tags") or {}
+            for values in s.get("values", []):
+                row = dict(zip(columns, values, strict=True))
+                row.update(tags)
+                found.append((s["name"], row))
+        out.append(found)
+    return out
+
+
+def to_event(
+    kind: Kind,
+    measurement: str,
+    row: dict[str, Any],
+    devices: Mapping[str, DeviceInfo],
+    quantities: Mapping[str, Sequence[str]],
+) -> tuple[str, Event | None]:
+    """The row's key, and its event (None: the row is not one we can deliver, e.g. the
+    status of a gateway or of a sensor no longer registered)."""
+    sensor_id = str(row.get("sensor_id") or "")
+    t = int(row["time"])
+    if kind == "readings":
+        data: dict[str, Any] = {
+            "values": {q: row[q] for q in quantities.get(measurement, ()) if row.get(q) is not None}
+        }
+        if row.get("seq") is not None:
+            data["seq"] = row["seq"]
+        area = str(row.get("subdistrict", ""))
+        return sensor_id, Event(t, sensor_id, kind, sensor_id, measurement, area, data)
+    if kind == "status":
+        device = devices.get(sensor_id)
+        if device is None:
+            return sensor_id, None
+        data = {"state": row.get("state")}
+        ev = Event(t, sensor_id, kind, sensor_id, device.type, device.subdistrict, data)
+        return sensor_id, ev
+    rule = str(row.get("rule", ""))
+    key = f"{sensor_id}/{rule}"
+    level = row.get("level")
+    data = {
+        "rule": rule,
+        "change": row.get("kind"),
+        "severity": None if row.get("severity") in (None, "none") else row["severity"],
+        "level": None if level is None or level < 0 else level,
+        "level_name": row.get("level_name") or None,
+        "value": row.get("value"),
+        "threshold": row.get("threshold"),
+        "reading_time": rfc3339_ns(int(row["reading_time"])) if row.get("reading_time") else None,
+    }
+    type_id, area = str(row.get("type", "")), str(row.get("subdistrict", ""))
+    return key, Event(t, key, kind, sensor_id, type_id, area, data)
+
+
+async def read_page(
+    influx: InfluxClient,
+    kind: Kind,
+    spec: Spec,
+    catalogue: Catalogue,
+    devices: Mapping[str, DeviceInfo],
+    after: Cursor,
+    horizon_ns: int,
+    limit: int,
+) -> Page:
+    """Up to ``limit`` events of ``kind`` after ``after``, in (time, key) order."""
+    if horizon_ns <= after.time_ns and not after.key:
+        return Page([], None)
+    horizon_ns = max(horizon_ns, after.time_ns)
+    q, params = page_queries(kind, spec.filter, catalogue, after, horizon_ns, limit)
+    body = await influx.query_body(q, params, method="POST")
+    statements = _statement_rows(body)
+    same, rest = [*statements, [], []][:2]
+    quantities = {t.measurement: tuple(t.quantities) for t in catalogue.types.values()}
+    keyed: list[tuple[int, str, Event | None]] = []
+    for measurement, row in same:
+        key, ev = to_event(kind, measurement, row, devices, quantities)
+        if key > after.key:
+            keyed.append((int(row["time"]), key, ev))
+    for measurement, row in rest:
+        key, ev = to_event(kind, measurement, row, devices, quantities)
+        keyed.append((int(row["time"]), key, ev))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    keyed, upto = _complete_prefix(keyed, rest, limit)
+    events = [
+        e
+        for _, _, e in keyed
+        if e is not None and spec.filter.matches(e.sensor_id, e.type, e.subdistrict)
+    ]
+    return Page(events, upto)
+
+
+def _complete_prefix(
+    keyed: list[tuple[int, str, Event | None]],
+    rest: list[tuple[str, dict[str, Any]]],
+    limit: int,
+) -> tuple[list[tuple[int, str, Event | None]], Cursor | None]:
+    """The longest prefix (at most ``limit``) known to be complete, and the cursor after it.
+
+    A measurement that returned ``limit`` rows may have more from the time of its last row
+    on (even at that very time: which series InfluxDB gave first is not ours to choose), so
+    nothing from the earliest such time is taken. When that leaves nothing, the cursor moves
+    to the start of that instant (key ""): the next read's ``time = $t0`` statement, which
+    has no limit, takes the whole instant."""
+    per: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for measurement, row in rest:
+        per[measurement] = per.get(measurement, 0) + 1
+        last[measurement] = max(last.get(measurement, 0), int(row["time"]))
+    cut = [last[m] for m, n in per.items() if n >= limit]
+    if cut:
+        edge = min(cut)
+        before = [k for k in keyed if k[0] < edge]
+        if not before:
+            return [], Cursor(edge, "")
+        keyed = before
+    keyed = keyed[:limit]
+    return keyed, (Cursor(keyed[-1][0], keyed[-1][1]) if keyed else None)
+
+
+#: Buckets one aggregate read covers at most (then cut to the page limit).
+AGGREGATE_BUCKETS_PER_READ = 10
+
+
+def aggregate_query(
+    catalogue: Catalogue, flt: Filter, resolution_s: int
+) -> tuple[str, dict[str, ParamValue]]:
+    """One statement per sensor type: mean/min/max/count of each numeric quantity (count
+    alone for booleans and strings) per sensor and bucket, from the raw readings."""
+    statements = []
+    params: dict[str, ParamValue] = {}
+    where = "".join(f" AND {w}" for w in _where(flt, "aggregates", params))
+    for type_id in flt.types or catalogue.types:
+        t = catalogue.get(type_id)
+        m = check_identifier(t.measurement)
+        parts = []
+        for q in t.quantities.values():
+            name = check_identifier(q.id)
+            fns = ("mean", "min", "max", "count") if q.kind in ("float", "int") else ("count",)
+            parts += [f'{fn}("{name}") AS "{name}__{fn}"' for fn in fns]
+        statements.append(
+            f'SELECT {", ".join(parts)} FROM "{m}" WHERE time >= $a AND time < $b{where} '  # noqa: S608
+            f'GROUP BY time({int(resolution_s)}s), "sensor_id", "subdistrict" fill(none)'
+        )
+    return "; ".join(statements), params
+
+
+async def read_aggregates(
+    influx: InfluxClient,
+    spec: Spec,
+    catalogue: Catalogue,
+    after: Cursor,
+    now_ns: int,
+    settle_ns: int,
+    limit: int,
+) -> Page:
+    """Complete buckets (ended ``settle`` ago) after the cursor: one event per sensor and
+    bucket, keyed by sensor id, timed at the bucket's start."""
+    assert spec.resolution_s is not None
+    r = spec.resolution_s * 1_000_000_000
+    start = after.time_ns - after.time_ns % r
+    last_end = (now_ns - settle_ns) // r * r  # end of the newest complete bucket
+    end = min(start + r * AGGREGATE_BUCKETS_PER_READ, last_end)
+    if end <= start:
+        return Page([], None)
+    q, params = aggregate_query(catalogue, spec.filter, spec.resolution_s)
+    params |= {"a": rfc3339_ns(start), "b": rfc3339_ns(end)}
+    body = await influx.query_body(q, params, method="POST")
+    keyed: list[tuple[int, str, Event]] = []
+    for statement in _statement_rows(body):
+        for measurement, row in statement:
+            t, sensor_id = int(row["time"]), str(row.get("sensor_id", ""))
+            if (t, sensor_id) <= (after.time_ns, after.key):
+                continue
+            values: dict[str, dict[str, Any]] = {}
+            for column, v in row.items():
+                if "__" in column and v is not None:
+                    q_id, fn = column.rsplit("__", 1)
+                    values.setdefault(q_id, {})[fn] = v
+            data = {
+                "resolution": spec.resolution,
+                "start": rfc3339_ns(t),
+                "end": rfc3339_ns(t + r),
+                "values": values,
+            }
+            ev = Event(t, sensor_id, "aggregates", sensor_id, measurement,
+                       str(row.get("subdistrict", "")), data)  # fmt: skip
+            keyed.append((t, sensor_id, ev))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    if len(keyed) > limit:
+        keyed = keyed[:limit]
+        return Page([e for _, _, e in keyed], Cursor(keyed[-1][0], keyed[-1][1]))
+    # the whole range read: next time start at the first bucket not read
+    return Page([e for _, _, e in keyed], Cursor(end, ""))

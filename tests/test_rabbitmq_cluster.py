@@ -1,0 +1,100 @@
+"""The scaled shape on a real 3-node RabbitMQ cluster (session fixture ``rabbit_cluster``):
+the cluster and its readings queue, device logins answered by the registry, and the
+AMQP input storing what devices published over MQTT to any node."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from rabbit_support import publishers, queue_empty, rabbit_settings
+from support import running, wait_until
+
+from gateway_sim.synthetic import make_readings, messages
+from sensornet.accounting import count_stored
+from sensornet.broker_auth import issue_credentials, revoke_credentials
+from sensornet.broker_files import connack
+from sensornet.influx import InfluxClient
+from sensornet.mqtt_tls import MqttTls
+from sensornet.registry.store import open_registry
+from sensornet.settings import Settings
+from sensornet.topics import device_topic, ingest_routing_keys
+from wiring.broker_auth_service import run_broker_auth
+from wiring.parts import default_fleet, register_fleet, run_ingester
+from wiring.rabbitmq import READINGS_QUEUE, RabbitCluster
+
+
+def test_three_nodes_and_a_quorum_queue_with_a_member_on_each(
+    rabbit_cluster: RabbitCluster,
+) -> None:
+    nodes = rabbit_cluster.node_status()
+    assert [n["running"] for n in nodes] == [True, True, True]
+    queue = rabbit_cluster.queue()
+    assert queue["type"] == "quorum"
+    assert sorted(queue["members"]) == sorted(n.node_name for n in rabbit_cluster.nodes)
+    with rabbit_cluster.api() as api:
+        bindings = api.get(f"/queues/%2F/{READINGS_QUEUE}/bindings").json()
+    keys = {b["routing_key"] for b in bindings if b["source"] == "amq.topic"}
+    assert keys == set(ingest_routing_keys("city/v1"))
+
+
+async def test_devices_log_in_through_the_registry_and_reach_influxdb_over_amqp(
+    settings: Settings, influx: InfluxClient, rabbit_cluster: RabbitCluster
+) -> None:
+    s = rabbit_settings(settings, rabbit_cluster)
+    fleet = default_fleet(3)
+    await register_fleet(s, fleet)
+    async with open_registry(s.registry_database_url) as registry:
+        creds = await issue_credentials(registry, [d.id for d in fleet])
+    a, b, c = (d.id for d in fleet)
+    nodes = rabbit_cluster.mqtt_endpoints()
+    async with running(run_broker_auth, s), running(run_ingester, s):
+        # the right password on any node; a wrong one, an unknown device: refused
+        for _, port in nodes:
+            assert await asyncio.to_thread(connack, "127.0.0.1", port, a, creds[a]) == 0
+        assert await asyncio.to_thread(connack, "127.0.0.1", nodes[1][1], a, "wrong") in (4, 5)
+        assert await asyncio.to_thread(connack, "127.0.0.1", nodes[2][1], "nobody", "x") in (4, 5)
+        # TLS listener, certificate checked
+        tls = MqttTls(rabbit_cluster.ca)  # type: ignore[attr-defined]
+        tls_port = rabbit_cluster.mqtt_endpoints(tls=True)[2][1]
+        assert await asyncio.to_thread(connack, "127.0.0.1", tls_port, b, creds[b], 5.0, tls) == 0
+
+        async with publishers(nodes, creds) as devices:
+            readings = make_readings(fleet, len(fleet))
+            for reading, (topic, payload) in zip(
+                make_readings(fleet, len(fleet)), messages(s.topic_prefix, readings, 1), strict=True
+            ):
+                device = devices[reading.device.id]
+                await device.publish(topic.decode(), payload, 1)
+                assert await device.puback() == 1
+            # a device may not publish as another: RabbitMQ closes its connection
+            await devices[a].publish(device_topic(s.topic_prefix, b, "readings"), b"{}", 2)
+            assert await devices[a].puback() is None
+
+        async def stored() -> int:
+            return await count_stored(influx, {d.type for d in fleet})
+
+        assert await wait_until(lambda: _ge(stored, 3), timeout_s=30)
+        await wait_until(lambda: queue_empty(rabbit_cluster), timeout_s=30)
+
+        # revoked: refused at its next connection, no broker reload
+        async with open_registry(s.registry_database_url) as registry:
+            await revoke_credentials(registry, [c])
+
+        async def refused() -> bool:
+            code = await asyncio.to_thread(connack, "127.0.0.1", nodes[0][1], c, creds[c])
+            return code in (4, 5)
+
+        await wait_until(refused, timeout_s=5)
+        async with httpx.AsyncClient() as http:
+            stats = (
+                await http.get(f"http://127.0.0.1:{s.broker_auth_port}/broker/auth/stats")
+            ).json()
+        assert stats["denied"] >= 3 and stats["allowed"] >= 6
+        # repeated logins of a device were answered from the cache
+        assert stats["device_queries"] <= len(fleet) + 1 < stats["logins"]
+    assert await stored() == 3
+
+
+async def _ge(fn: object, n: int) -> bool:
+    return await fn() >= n  # type: ignore[operator, no-any-return]

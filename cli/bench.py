@@ -80,6 +80,18 @@ def bench_pipeline(
     typer.echo(json.dumps(run(readings, rounds)))
 
 
+@bench_app.command("senml")
+def bench_senml(
+    readings: Annotated[int, typer.Option(help="Readings per measured run")] = 20_000,
+    rounds: Annotated[int, typer.Option(help="Runs; the best counts")] = 3,
+) -> None:
+    """CPU per reading of the pipeline for SenML JSON and CBOR against the native flat
+    object on the fast lane (the ceiling), same readings (no broker, no InfluxDB)."""
+    from bench.senml import run
+
+    typer.echo(json.dumps(run(readings, rounds)))
+
+
 @bench_app.command("http-listener")
 def bench_http_listener(
     requests: Annotated[int, typer.Option(help="Requests per server and round")] = 5000,
@@ -171,6 +183,21 @@ def broker_auth(
     from bench.broker_auth import run_bench
 
     typer.echo(json.dumps(asyncio.run(run_bench(connected, register, sample_101, budget_s))))
+
+
+@bench_app.command("northbound")
+def bench_northbound(
+    events: Annotated[int, typer.Option(help="Readings in InfluxDB to push")] = 50_000,
+    sensors: Annotated[int, typer.Option(help="Sensors they come from")] = 200,
+    batch: Annotated[int, typer.Option(help="Events per request (both sides)")] = 1000,
+    samples: Annotated[int, typer.Option(help="Alarm latency samples")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Northbound push vs a bare HTTP client to the same receiver; alarm latency."""
+    from bench.northbound import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_bench(events, sensors, batch, samples, say))))
 
 
 @bench_app.command("alarms")

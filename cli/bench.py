@@ -80,6 +80,32 @@ def bench_pipeline(
     typer.echo(json.dumps(run(readings, rounds)))
 
 
+@bench_app.command("senml")
+def bench_senml(
+    readings: Annotated[int, typer.Option(help="Readings per measured run")] = 20_000,
+    rounds: Annotated[int, typer.Option(help="Runs; the best counts")] = 3,
+) -> None:
+    """CPU per reading of the pipeline for SenML JSON and CBOR against the native flat
+    object on the fast lane (the ceiling), same readings (no broker, no InfluxDB)."""
+    from bench.senml import run
+
+    typer.echo(json.dumps(run(readings, rounds)))
+
+
+@bench_app.command("http-listener")
+def bench_http_listener(
+    requests: Annotated[int, typer.Option(help="Requests per server and round")] = 5000,
+    body_bytes: Annotated[int, typer.Option(help="Body size (100 readings: ~3000)")] = 3000,
+    concurrency: Annotated[int, typer.Option(help="Keep-alive connections")] = 32,
+    rounds: Annotated[int, typer.Option(help="Runs per server; the best counts")] = 3,
+) -> None:
+    """The HTTP input's own server vs uvicorn + Starlette: requests/s, server CPU each."""
+    from bench.http_listener import run_listener_bench
+
+    result = asyncio.run(run_listener_bench(requests, body_bytes, concurrency, rounds))
+    typer.echo(json.dumps(result))
+
+
 @bench_app.command("query")
 def query(
     sensors: Annotated[int, typer.Option(help="Simulated sensors")] = 2000,
@@ -157,3 +183,32 @@ def broker_auth(
     from bench.broker_auth import run_bench
 
     typer.echo(json.dumps(asyncio.run(run_bench(connected, register, sample_101, budget_s))))
+
+
+@bench_app.command("northbound")
+def bench_northbound(
+    events: Annotated[int, typer.Option(help="Readings in InfluxDB to push")] = 50_000,
+    sensors: Annotated[int, typer.Option(help="Sensors they come from")] = 200,
+    batch: Annotated[int, typer.Option(help="Events per request (both sides)")] = 1000,
+    samples: Annotated[int, typer.Option(help="Alarm latency samples")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Northbound push vs a bare HTTP client to the same receiver; alarm latency."""
+    from bench.northbound import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_bench(events, sensors, batch, samples, say))))
+
+
+@bench_app.command("alarms")
+def bench_alarms(
+    alarms: Annotated[int, typer.Option(help="Alarms raised, one sensor each")] = 40,
+    interval: Annotated[float, typer.Option(help="The alarm runner's round (s)")] = 1.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """End-to-end alarm latency: a reading's arrival at the broker to the notification at
+    a receiver, through ingester, InfluxDB, alarm runner and Alertmanager (p50/p99)."""
+    from bench.alarms import run_alarm_latency
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_alarm_latency(alarms, interval, say))))

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sensornet.errors import ConfigError
+from sensornet.logs import LogFormat
 
 DEV_INGEST_PASSWORD = "ingester-dev-secret"  # noqa: S105 - refused outside local use
 
@@ -111,6 +112,9 @@ class Settings(BaseSettings):
         "included (its aggregate is at most this old); InfluxQL duration",
     )
 
+    log_format: LogFormat = Field(
+        "text", description="Logs as plain text, or one JSON object a line (json)"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_key_cache_s: float = Field(

@@ -38,6 +38,7 @@ from api.key_cache import KeyCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
 from api.query_common import in_store
+from api.request_ids import RequestIds
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.client_address import trusted_networks
 from sensornet.influx import InfluxClient, influx_client, rows
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside: fast routes measured
     # for Prometheus, without a key like /health: counts and latencies, no readings
     app.add_api_route("/metrics", metrics.render, include_in_schema=False)
+    app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     problems.install(app)
     docs_pages.install(app)
     viewer = [Depends(require("viewer"))]

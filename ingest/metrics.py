@@ -9,10 +9,10 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from sensornet.lineprotocol import encode_point
+from sensornet.probe_server import serve_probes
 from sensornet.unknown_keys import OTHER
 
 _P = "sensornet_ingest_"
@@ -71,6 +72,7 @@ class IngestStats:
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
     redelivered: int = 0  # AMQP input: deliveries the broker had given out before
+    reconnects: int = 0  # AMQP input: connections re-established (each returns its window)
 
     # histograms (Prometheus): batch receive-to-ack and arrival-to-durable, per batch
     batch_latency_hist: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -179,20 +181,32 @@ class StatsCollector(Collector):
 
 
 @contextlib.contextmanager
-def serve_metrics(stats: IngestStats, port: int, host: str = "127.0.0.1") -> Iterator[None]:
-    """Prometheus ``/metrics`` on ``port`` (0: off) for as long as the ingester runs."""
+def serve_metrics(
+    stats: IngestStats,
+    port: int,
+    host: str = "127.0.0.1",
+    receiving: Callable[[], bool] = lambda: True,
+) -> Iterator[None]:
+    """Prometheus ``/metrics`` and the probes ``/livez`` and ``/readyz`` on ``port``
+    (0: off) for as long as the ingester runs. Call it inside the running loop.
+
+    Ready means: the inputs receive, and a batch can be made durable (InfluxDB does not
+    refuse the ingester's writes, the spool takes batches)."""
     if not port:
         yield
         return
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(stats))
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    try:
+
+    def ready() -> dict[str, bool]:
+        return {
+            "receiving": receiving(),
+            "influxdb_accepts_writes": not stats.influx_refusing,
+            "spool_accepts_batches": not stats.spool_failing,
+        }
+
+    with serve_probes(port, host, registry, ready):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None) -> list[str]:
@@ -219,6 +233,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "lag_ms": stats.lag_s * 1000,
                 "pending_bytes": stats.pending_bytes,
                 "redelivered": stats.redelivered,
+                "reconnects": stats.reconnects,
                 "unknown_keys": sum(stats.unknown_keys.values()),
             },
             ts,

@@ -83,11 +83,15 @@ class Pipeline:
     is_gateway: Callable[[str], bool] = lambda device_id: False  # may publish its status
     # a device named other than by its id (scheme, key): DeviceCache.resolve
     resolve: Callable[[str, str], DeviceInfo | None] = lambda scheme, key: None
+    _senml_memo: dict[tuple[str, str | None], tuple[DeviceInfo, str] | None] = field(
+        init=False, default_factory=dict
+    )
+    _senml_version: object = field(init=False, default=None)
     _fast: FastLane = field(init=False)
     _key_labels: KeyLabels = field(init=False, default_factory=KeyLabels)
 
     def __post_init__(self) -> None:
-        self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
+        self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes, self._key_labels)
 
     def process(
         self, messages: Sequence[InboundMessage], now_ns: int, registry_version: object = None
@@ -99,6 +103,9 @@ class Pipeline:
         becomes an ``internal_error`` dead letter: logged with its traceback, and neither
         the batch nor the ingester stalls on it."""
         self._fast.registry_seen(registry_version)
+        if registry_version != self._senml_version or len(self._senml_memo) > 100_000:
+            self._senml_memo.clear()  # SenML names resolved under another registry
+            self._senml_version = registry_version
         try:
             return self._process(messages, now_ns)
         except Exception:
@@ -245,7 +252,8 @@ class Pipeline:
             else:
                 out.status.append((publisher, m.payload))
             return
-        senml = SenmlContext(self.catalogue, self._senml_name, self.lookup(publisher))
+        memo = None if self._senml_version is None else self._senml_memo
+        senml = SenmlContext(self.catalogue, self._senml_name, self.lookup(publisher), memo)
         try:
             decoded = decode_payload(
                 m.payload,

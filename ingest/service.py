@@ -17,6 +17,7 @@ from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
+from sensornet.logs import batch_id
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
@@ -40,6 +41,7 @@ class Ingester:
         devices: DeviceCache,
         catalogue: Catalogue,
     ) -> None:
+        self._batch_seq = 0
         self.settings = settings
         self.influx = influx
         self.devices = devices
@@ -230,6 +232,8 @@ class Ingester:
         batch = self._take_batch()
         if not batch:
             return
+        self._batch_seq += 1  # the batch's log records carry its id (this task's context)
+        batch_id.set(f"{self.settings.ingest_client_id}-{self._batch_seq}")
         started = time.monotonic()
         if self.stats.first_message_at is None:
             self.stats.first_message_at = time.time()

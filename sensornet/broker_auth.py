@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from sensornet import broker_files
+from sensornet.broker_coalesce import coalesced
 from sensornet.broker_files import (
     ACL,
     DEVICE_ITERATIONS,
@@ -210,14 +211,20 @@ async def check_broker(target: BrokerTarget) -> None:
     await asyncio.to_thread(broker_files.broker_reachable, target)
 
 
-async def sync_broker(engine: AsyncEngine, target: BrokerTarget) -> int:
+async def sync_broker(engine: AsyncEngine, target: BrokerTarget, window_s: float = 0.0) -> int:
     """Make the broker accept exactly the registry's devices, and confirm it did; returns
     how many. The registry is read under the store's lock, so of two concurrent callers the
-    later one writes a state that includes the earlier one's change."""
-    async with broker_files.locked(target.auth_dir):
-        entries = await broker_entries(engine)
-        await broker_files.deliver(target, entries)
-    return len(entries)
+    later one writes a state that includes the earlier one's change. Callers of one process
+    that ask together share one reload (``sensornet.broker_coalesce``), also within
+    ``window_s`` of each other."""
+
+    async def run() -> int:
+        async with broker_files.locked(target.auth_dir):
+            entries = await broker_entries(engine)
+            await broker_files.deliver(target, entries)
+        return len(entries)
+
+    return await coalesced(target.auth_dir, window_s, run)
 
 
 def fleet_acl(prefix: str, fleet_user: str, ingest_user: str = "ingester") -> str:

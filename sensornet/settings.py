@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sensornet.errors import ConfigError
+from sensornet.logs import LogFormat
 
 DEV_INGEST_PASSWORD = "ingester-dev-secret"  # noqa: S105 - refused outside local use
 
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     broker_confirm_timeout_s: float = Field(
         30.0, description="A credential change the broker has not taken by then is an error"
     )
+    broker_coalesce_s: float = Field(
+        0.05,
+        description="Mosquitto: credential changes of the API within this window share one "
+        "broker reload (and those arriving during a reload share the next)",
+    )
     mqtt_max_queued_messages: int = Field(
         2_000_000, description="Per-session broker queue: 1 h of 10k sensors at 1/min is 600k"
     )
@@ -106,6 +112,9 @@ class Settings(BaseSettings):
         "included (its aggregate is at most this old); InfluxQL duration",
     )
 
+    log_format: LogFormat = Field(
+        "text", description="Logs as plain text, or one JSON object a line (json)"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_key_cache_s: float = Field(

@@ -295,6 +295,18 @@ async def test_maintenance_window_silences_its_sensor_or_subdistrict(rig: Rig) -
     await asyncio.sleep(1.5)
     assert all(a["labels"]["subdistrict"] != "jingansi" for a in rig.hook_alerts())
 
+    # a sensor's window: its alerts from the runner and Prometheus (label sensor) and from
+    # Grafana (label sensor_id) are silenced alike
+    one = replace(window, id=8, subdistrict=None, sensor_id="WL-9")
+    await notifier.sync([inside, outside], [window, one])
+    held = [s for s in await rig.client.silences() if s["status"]["state"] == "active"]
+    assert sorted((m["name"], m["value"]) for s in held for m in s["matchers"]) == [
+        ("sensor", "WL-9"), ("sensor_id", "WL-9"), ("subdistrict", "jingansi"),
+    ]  # fmt: skip
+    await notifier.sync([inside, outside], [window])
+    held = [s for s in await rig.client.silences() if s["status"]["state"] == "active"]
+    assert [s["matchers"][0]["name"] for s in held] == ["subdistrict"]
+
     # the window ended early (sensornet maintenance end): its silence is expired
     over = replace(window, ends_at=datetime.now(UTC) - timedelta(seconds=1))
     await notifier.sync([inside, outside], [over])
@@ -389,3 +401,25 @@ async def test_grafana_alerting_points_at_the_same_alertmanager(rig: Rig, tmp_pa
         return any(a["labels"].get("sensor_id") == "AQ-1" for a in rig.hook_alerts())
 
     await wait_until(told, timeout_s=15)
+
+
+async def test_level_change_resolves_the_old_alert_and_resends_are_periodic(rig: Rig) -> None:
+    notifier = rig.notifier(resend_s=0.5)
+    worse = alarm(1, severity="critical")
+    await notifier.sync([replace(worse, severity="warning", level=0, level_name="water on road")],
+                        [])  # fmt: skip
+    assert notifier.stats.posts_ok == 1
+    await notifier.sync([replace(worse, severity="warning", level=0, level_name="water on road")],
+                        [])  # fmt: skip
+    assert notifier.stats.posts_ok == 1  # unchanged, not yet due
+    await asyncio.sleep(0.6)
+    await notifier.sync([replace(worse, severity="warning", level=0, level_name="water on road")],
+                        [])  # fmt: skip
+    assert notifier.stats.posts_ok == 2  # due again: Alertmanager must keep hearing of it
+    await notifier.sync([worse], [])  # escalated: new labels, the old alert resolved
+
+    async def both() -> bool:
+        got = {(a["labels"]["severity"], a["status"]) for a in rig.hook_alerts()}
+        return {("warning", "resolved"), ("critical", "firing")} <= got
+
+    await wait_until(both, timeout_s=15)

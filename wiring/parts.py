@@ -41,11 +41,17 @@ async def run_ingester(
         open_registry(settings.registry_database_url) as registry,
     ):
         ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
-        with serve_metrics(ingester.stats, settings.ingest_metrics_port, settings.metrics_host):
+        receiving = ready if ready is not None else asyncio.Event()
+        with serve_metrics(
+            ingester.stats,
+            settings.ingest_metrics_port,
+            settings.metrics_host,
+            receiving=receiving.is_set,
+        ):
             delay = 1.0
             while True:
                 try:
-                    await ingester.run(stop, ready)
+                    await ingester.run(stop, receiving)
                     return
                 except OSError as exc:
                     if not broker_unreachable(exc) or stop.is_set():

@@ -346,6 +346,18 @@ class Settings(BaseSettings):
         1.0, description="Open data: requests per second per client IP (token bucket refill)"
     )
     opendata_burst: int = Field(30, description="Open data: burst size per client IP")
+    opendata_limit_file: Path | None = Field(
+        None,
+        description="Open data: the rate-limit state every API worker of this host shares "
+        "(SQLite, WAL); default: opendata-limits.db in the state directory "
+        "(docs/decisions.md, Open-data rate limit)",
+    )
+    api_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For the API "
+        "believes, comma-separated (e.g. 127.0.0.1 for nginx on the host); default none: "
+        "the client is the connection's peer",
+    )
 
     lorawan_network: Literal["chirpstack", "tts"] = Field(
         "chirpstack",
@@ -375,7 +387,7 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
 
-    @field_validator("ingest_inputs", mode="before")
+    @field_validator("ingest_inputs", "api_trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """``SENSORNET_INGEST_INPUTS=mqtt,http`` as well as a JSON list."""
@@ -383,6 +395,14 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        from sensornet.client_address import trusted_networks
+
+        trusted_networks(value)  # a bad entry is a clear error at start, not a silent miss
         return value
 
     @field_validator("mqtt_fleet_password", mode="before")

@@ -222,8 +222,8 @@ class LivePublisher:
             link.status(sender, online=False)  # a clean shutdown, not a lost device
         await asyncio.gather(*(link.drain(self._drain_s) for link in links))
         for link in links:  # still unacknowledged now: lost on the device, not the platform
-            for sensor_id, _seq in link.unacknowledged():
-                self.truth.never_acknowledged(sensor_id)
+            for sensor_id, seq in link.unacknowledged():
+                self.truth.never_acknowledged(sensor_id, seq)
         await asyncio.gather(*(link.close() for link in links))
 
     # --- the run loop -----------------------------------------------------------------

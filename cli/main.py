@@ -156,8 +156,14 @@ def api(
 
     settings = settings_from(api_host=host, api_port=port)
     setup_logging(True, settings)  # uvicorn's loggers too: log_config=None leaves them to us
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; the API
+    # believes it only from SENSORNET_API_TRUSTED_PROXIES (sensornet.client_address)
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        proxy_headers=False,
     )
 
 

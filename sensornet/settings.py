@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         None, description="Private key (PEM) of SENSORNET_MQTT_CERT_FILE, if not in that file"
     )
     topic_prefix: str = Field("city/v1", description="Prefix of every device topic")
+    mqtt_endpoints: str = Field(
+        "",
+        description="Scaled shape: the broker nodes devices (the simulator) connect to, "
+        "comma-separated host:port, spread round-robin; '' = SENSORNET_MQTT_HOST:PORT",
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="The simulator's MQTT version; 3.1.1 for RabbitMQ 3.10 (scaled shape)"
+    )
     mqtt_ingest_user: str = "ingester"
     mqtt_ingest_password: SecretStr = SecretStr(DEV_INGEST_PASSWORD)
     mqtt_fleet_user: str = Field(
@@ -422,6 +430,16 @@ class Settings(BaseSettings):
                 "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
             )
         return self
+
+    def mqtt_endpoint_list(self) -> list[tuple[str, int]]:
+        """``mqtt_endpoints`` as (host, port) pairs; the one broker when empty."""
+        out = []
+        for item in filter(None, (e.strip() for e in self.mqtt_endpoints.split(","))):
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"SENSORNET_MQTT_ENDPOINTS: {item!r} is not host:port")
+            out.append((host, int(port)))
+        return out or [(self.mqtt_host, self.mqtt_port)]
 
     def amqp_node_urls(self) -> list[str]:
         """``amqp_urls`` with the ingester's credentials in each."""

@@ -106,8 +106,10 @@ async def _measure(
         }
         log_path = settings.state_dir / "ingester.log"
         with log_path.open("wb") as log:
+            # e.g. "-m cProfile -o prof.out" to profile the ingester under load
+            python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
             proc = subprocess.Popen(  # noqa: ASYNC220 - we need its pid for the RSS figure
-                [sys.executable, "-m", "cli.main", "ingest"],
+                [sys.executable, *python_args, "-m", "cli.main", "ingest"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

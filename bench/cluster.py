@@ -258,6 +258,7 @@ async def _measure(
         "nodes": 3,
         "readings": n,
         "sensors": sensors,
+        "batch_size": settings.ingest_batch_size,
         "prefetch": window,
         "fill_per_s": round(n / fill_s),
         "drain_ceiling_per_s": round(drain_ceiling),

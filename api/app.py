@@ -40,6 +40,7 @@ from api.problems import Problem
 from api.query_common import in_store
 from api.request_ids import RequestIds
 from sensornet.catalogue import Catalogue, load_catalogue
+from sensornet.client_address import trusted_networks
 from sensornet.influx import InfluxClient, influx_client, rows
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo, get_device, open_registry
@@ -95,8 +96,11 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
                 registry, settings.api_key_cache_s, settings.api_key_refused_cache_s
             )
             app.state.catalogue = load_catalogue()
-            async with keys.record_uses(settings.api_key_last_used_s):
-                yield
+            try:
+                async with keys.record_uses(settings.api_key_last_used_s):
+                    yield
+            finally:
+                opendata_routes.close_limiter(app)
 
     app = FastAPI(
         title="Sensornet city sensor API",
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.trusted_proxies = trusted_networks(settings.api_trusted_proxies)
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
     app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap

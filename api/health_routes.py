@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from api.broker_nodes import broker_nodes
 from api.query_common import registry_view
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient, rows
@@ -113,4 +114,6 @@ async def platform_health(request: Request) -> dict[str, Any]:
         "devices": total,
         "devices_by_subdistrict": by_area,
         "devices_of_unknown_type": unknown_type,
+        # the scaled shape's RabbitMQ nodes (null in the single-machine shape)
+        "broker_nodes": await broker_nodes(request.app.state.settings.rabbitmq_management_urls),
     }

@@ -185,6 +185,21 @@ def broker_auth(
     typer.echo(json.dumps(asyncio.run(run_bench(connected, register, sample_101, budget_s))))
 
 
+@bench_app.command("northbound")
+def bench_northbound(
+    events: Annotated[int, typer.Option(help="Readings in InfluxDB to push")] = 50_000,
+    sensors: Annotated[int, typer.Option(help="Sensors they come from")] = 200,
+    batch: Annotated[int, typer.Option(help="Events per request (both sides)")] = 1000,
+    samples: Annotated[int, typer.Option(help="Alarm latency samples")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Northbound push vs a bare HTTP client to the same receiver; alarm latency."""
+    from bench.northbound import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_bench(events, sensors, batch, samples, say))))
+
+
 @bench_app.command("alarms")
 def bench_alarms(
     alarms: Annotated[int, typer.Option(help="Alarms raised, one sensor each")] = 40,

@@ -91,7 +91,7 @@ class Pipeline:
     _key_labels: KeyLabels = field(init=False, default_factory=KeyLabels)
 
     def __post_init__(self) -> None:
-        self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
+        self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes, self._key_labels)
 
     def process(
         self, messages: Sequence[InboundMessage], now_ns: int, registry_version: object = None

@@ -180,6 +180,7 @@ async def run_api(
         port=settings.api_port,
         log_level="warning",
         lifespan="on",
+        proxy_headers=False,  # X-Forwarded-For: only from trusted proxies (api.opendata_routes)
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from sensornet.probe_server import ReadinessChecks, serve_probes
 
 
 class PusherMetrics:
@@ -45,13 +47,13 @@ class PusherMetrics:
 
 
 @contextlib.contextmanager
-def serve_metrics(metrics: PusherMetrics, port: int, host: str = "127.0.0.1") -> Iterator[None]:
+def serve_metrics(
+    metrics: PusherMetrics, port: int, host: str, ready: ReadinessChecks
+) -> Iterator[None]:
+    """``/metrics``, ``/livez`` and ``/readyz`` (the pusher's loop runs, and its last look
+    at the registry worked) on ``port``; 0: off."""
     if not port:
         yield
         return
-    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
-    try:
+    with serve_probes(port, host, metrics.registry, ready):
         yield
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)

@@ -44,6 +44,7 @@ class Pusher:
         self.catalogue, self.config = catalogue, config
         self.metrics = metrics or PusherMetrics()
         self.workers: dict[str, tuple[store.Subscription, asyncio.Task[None]]] = {}
+        self.synced = False  # the last look at the registry worked (readiness)
         self._devices: Mapping[str, DeviceInfo] = {}
         self._devices_at = 0.0
 
@@ -86,7 +87,9 @@ class Pusher:
             while not stop.is_set():
                 try:
                     await self.sync()
+                    self.synced = True
                 except Exception as exc:  # the registry away: keep the workers, try again
+                    self.synced = False
                     log.warning("northbound: registry read failed: %s", exc)
                 if ready is not None:
                     ready.set()
@@ -128,5 +131,10 @@ async def run_pusher(
 ) -> None:
     """The pusher wired from settings (``sensornet northbound``, the demo, tests)."""
     async with pusher_from(settings) as pusher:
-        with serve_metrics(pusher.metrics, settings.northbound_metrics_port):
+        with serve_metrics(
+            pusher.metrics,
+            settings.northbound_metrics_port,
+            settings.metrics_host,
+            lambda: {"registry": pusher.synced},
+        ):
             await pusher.run(stop, ready)

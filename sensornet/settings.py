@@ -254,6 +254,20 @@ class Settings(BaseSettings):
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
 
+    # The operations view's map (issue 22; docs/dashboards.md, docs/operations.md)
+    map_tiles_url: str = Field(
+        "",
+        description="XYZ tile URL template of the map's basemap, e.g. a self-hosted tile "
+        "server http://tiles.internal/{z}/{x}/{y}.png; '' = Grafana's default basemap "
+        "(from the internet unless grafana.ini sets [geomap] default_baselayer_config)",
+    )
+    map_tiles_attribution: str = Field("", description="Attribution shown on the basemap")
+    map_crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84",
+        description="Coordinate system of the basemap's tiles: gcj02 for Chinese tile "
+        "services (Gaode/AutoNavi, Tencent); the alarm runner writes map positions in it",
+    )
+
     # Notifications and platform health (issue 20; docs/alerting.md)
     alertmanager_url: str = Field(
         "http://127.0.0.1:9093",

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     broker_confirm_timeout_s: float = Field(
         30.0, description="A credential change the broker has not taken by then is an error"
     )
+    broker_logins: Literal["file", "registry"] = Field(
+        "file",
+        description="file: the platform delivers credentials to Mosquitto's password file; "
+        "registry: the broker asks the platform at each connection (the scaled shape's "
+        "RabbitMQ, sensornet broker auth-serve): a change needs no delivery",
+    )
     broker_coalesce_s: float = Field(
         0.05,
         description="Mosquitto: credential changes of the API within this window share one "

@@ -337,6 +337,13 @@ class Settings(BaseSettings):
     )
     opendata_burst: int = Field(30, description="Open data: burst size per client IP")
 
+    device_health_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="At most one device_health point (radio metadata, battery) per device in "
+        "this time; 0 (the default) keeps every one. A bound for bursts and replayed "
+        "backlogs: it drops the health of uplinks in between, never a reading",
+    )
     lorawan_network: Literal["chirpstack", "tts"] = Field(
         "chirpstack",
         description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "

@@ -11,12 +11,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from alarms.notify import NotifyStats
 from sensornet.liveness import Liveness
+from sensornet.probe_server import serve_probes
 from sensornet.registry.store import DeviceInfo
 
 _P = "sensornet_alarm_"
@@ -111,16 +112,21 @@ def round_histogram(registry: CollectorRegistry) -> Histogram:
 
 @contextlib.contextmanager
 def serve_metrics(
-    registry: CollectorRegistry, port: int, host: str = "127.0.0.1"
+    registry: CollectorRegistry,
+    port: int,
+    host: str = "127.0.0.1",
+    health: RunnerHealth | None = None,
 ) -> Iterator[None]:
-    """Prometheus ``/metrics`` on ``port`` (0: off) while the runner runs."""
+    """Prometheus ``/metrics``, ``/livez`` and ``/readyz`` on ``port`` (0: off) while the
+    runner runs. Ready: every dependency the last round used (InfluxDB, the broker,
+    Alertmanager) answered it; before the first round, nothing is known to be down."""
     if not port:
         yield
         return
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    try:
+
+    def ready() -> dict[str, bool]:
+        deps = health.dependencies if health is not None else {}
+        return {name: reachable for name, (_, reachable) in deps.items()}
+
+    with serve_probes(port, host, registry, ready):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

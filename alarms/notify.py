@@ -108,19 +108,21 @@ def desired_silences(
         if w.ends_at <= now:
             continue
         key = f"{MARKER}maintenance:{w.id}"
-        matcher = (
-            _matcher("sensor", w.sensor_id)
-            if w.sensor_id is not None
-            else _matcher("subdistrict", w.subdistrict or "")
-        )
-        out[key] = {
-            "matchers": [matcher],
-            "startsAt": iso(max(w.starts_at, now)),
-            "endsAt": iso(w.ends_at),
-            "createdBy": author(w.created_by) or "sensornet",
-            "comment": f"{key} maintenance of {w.sensor_id or w.subdistrict}"
-            + (f": {w.reason}" if w.reason else ""),
-        }
+        if w.sensor_id is not None:
+            # the runner's and Prometheus's alerts say ``sensor``; Grafana's, ``sensor_id``
+            matchers = {key: _matcher("sensor", w.sensor_id),
+                        f"{key}:grafana": _matcher("sensor_id", w.sensor_id)}  # fmt: skip
+        else:
+            matchers = {key: _matcher("subdistrict", w.subdistrict or "")}
+        for marker, matcher in matchers.items():
+            out[marker] = {
+                "matchers": [matcher],
+                "startsAt": iso(max(w.starts_at, now)),
+                "endsAt": iso(w.ends_at),
+                "createdBy": author(w.created_by) or "sensornet",
+                "comment": f"{marker} maintenance of {w.sensor_id or w.subdistrict}"
+                + (f": {w.reason}" if w.reason else ""),
+            }
     return out
 
 

@@ -220,7 +220,9 @@ async def run_alarms(
         registry = CollectorRegistry(auto_describe=True)
         registry.register(RunnerCollector(runner.health))
         stack.enter_context(
-            serve_metrics(registry, settings.alarm_metrics_port, settings.metrics_host)
+            serve_metrics(
+                registry, settings.alarm_metrics_port, settings.metrics_host, runner.health
+            )
         )
         if ready is not None:
             ready.set()

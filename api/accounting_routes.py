@@ -16,6 +16,7 @@ from sensornet.accounting import (
     device_liveness,
     settle_margin_ns,
     spool_backlog,
+    unknown_keys_of,
 )
 from sensornet.catalogue import Catalogue
 from sensornet.registry.store import get_device
@@ -111,6 +112,8 @@ async def accounting(
         if reasons == ["window_end_recent"]
         else None,
         "spool_backlog": backlog,
+        # readings stored without keys their type does not know (docs/payloads.md)
+        "unknown_keys": await unknown_keys_of(influx, sensor_id, counted),
         "last_seen_ns": alive.last_seen_ns,
         "status": alive.status,
         "liveness": alive.liveness,

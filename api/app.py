@@ -38,7 +38,9 @@ from api.key_cache import KeyCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
 from api.query_common import in_store
+from api.request_ids import RequestIds
 from sensornet.catalogue import Catalogue, load_catalogue
+from sensornet.client_address import trusted_networks
 from sensornet.influx import InfluxClient, influx_client, rows
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo, get_device, open_registry
@@ -94,8 +96,11 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
                 registry, settings.api_key_cache_s, settings.api_key_refused_cache_s
             )
             app.state.catalogue = load_catalogue()
-            async with keys.record_uses(settings.api_key_last_used_s):
-                yield
+            try:
+                async with keys.record_uses(settings.api_key_last_used_s):
+                    yield
+            finally:
+                opendata_routes.close_limiter(app)
 
     app = FastAPI(
         title="Sensornet city sensor API",
@@ -106,6 +111,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.trusted_proxies = trusted_networks(settings.api_trusted_proxies)
     if fast_routes:
         app.add_middleware(FastRoutes, api=app)
     app.add_middleware(BodyGuard, api=app)  # authenticate, then read at most the cap
@@ -113,6 +119,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside: fast routes measured
     # for Prometheus, without a key like /health: counts and latencies, no readings
     app.add_api_route("/metrics", metrics.render, include_in_schema=False)
+    app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     problems.install(app)
     docs_pages.install(app)
     viewer = [Depends(require("viewer"))]

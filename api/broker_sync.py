@@ -36,7 +36,11 @@ async def sync(request: Request, kept: str) -> int:
     """Have the broker accept exactly the registry's devices; ``kept`` says what the
     registry already holds, for the problem if the broker does not confirm."""
     try:
-        return await broker_auth.sync_broker(request.app.state.registry, _target(request))
+        return await broker_auth.sync_broker(
+            request.app.state.registry,
+            _target(request),
+            request.app.state.settings.broker_coalesce_s,
+        )
     except BrokerSyncError as exc:
         raise concealed(
             exc,

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from api.broker_nodes import broker_nodes
 from api.query_common import registry_view
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient, rows
@@ -25,6 +26,11 @@ INGEST_LAST_TWO = (
 REJECTS = (
     'SELECT last("count") AS "count" FROM "platform_rejects" WHERE time > now() - 1h '
     'GROUP BY "ingester", "reason"'
+)
+
+UNKNOWN_KEYS = (
+    'SELECT last("count") AS "count" FROM "platform_unknown_keys" WHERE time > now() - 1h '
+    'GROUP BY "ingester", "key"'
 )
 
 
@@ -58,6 +64,7 @@ def ingest_summary(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "rejected",
                         "write_errors",
                         "dropped_lines",
+                        "unknown_keys",
                     )
                 },
             }
@@ -74,6 +81,9 @@ async def platform_health(request: Request) -> dict[str, Any]:
     rejects: Counter[str] = Counter()
     for r in rows(await influx.query(REJECTS)):
         rejects[r["reason"]] += int(r["count"] or 0)
+    unknown_keys: Counter[str] = Counter()  # stored readings' keys no type knows
+    for r in rows(await influx.query(UNKNOWN_KEYS)):
+        unknown_keys[r["key"]] += int(r["count"] or 0)
     said = {r["sensor_id"]: r["state"] for r in rows(await influx.query(DEVICE_STATUS))}
     latest = await latest_of_types(influx, catalogue, sorted({d.type for d in devices}))
     now = time.time_ns()
@@ -100,7 +110,10 @@ async def platform_health(request: Request) -> dict[str, Any]:
         "max_lag_ms": max((i["lag_ms"] or 0 for i in ingest), default=None),
         "spool_readings": sum(i["spool_readings"] or 0 for i in ingest),
         "rejects_by_reason": dict(sorted(rejects.items())),
+        "unknown_keys_by_key": dict(sorted(unknown_keys.items())),
         "devices": total,
         "devices_by_subdistrict": by_area,
         "devices_of_unknown_type": unknown_type,
+        # the scaled shape's RabbitMQ nodes (null in the single-machine shape)
+        "broker_nodes": await broker_nodes(request.app.state.settings.rabbitmq_management_urls),
     }

@@ -1,9 +1,11 @@
 """Open data: a read-only catalogue of aggregated datasets, anonymous and rate-limited per
-client IP (token bucket; 429 with ``Retry-After``). Only per-subdistrict aggregates leave
+client IP across the host's API workers (GCRA, sensornet.shared_limit; 429 with
+``Retry-After``). Only per-subdistrict aggregates leave
 through here, never a sensor's own readings."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -15,22 +17,49 @@ from api import range_queries
 from api.problems import Problem
 from api.query_common import in_store
 from sensornet.catalogue import Catalogue
+from sensornet.client_address import client_address
 from sensornet.influx import InfluxClient
-from sensornet.opendata import Dataset, OpenDataCatalogue, RateLimiter, load_opendata
+from sensornet.opendata import Dataset, OpenDataCatalogue, load_opendata
 from sensornet.settings import Settings
+from sensornet.shared_limit import SharedRateLimiter
 from sensornet.storage_layout import choose_resolution, duration_s
 
 
-def rate_limited(request: Request) -> None:
-    """Per client IP. Behind a reverse proxy run uvicorn with ``--proxy-headers`` so that
-    ``request.client`` is the real client (deploy/README.md)."""
-    limiter: RateLimiter | None = getattr(request.app.state, "opendata_limiter", None)
+def client_of(request: Request) -> str:
+    """The client a limit counts: the peer, or what a trusted proxy says it forwarded
+    (``SENSORNET_API_TRUSTED_PROXIES``; sensornet.client_address)."""
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return client_address(peer, forwarded, request.app.state.trusted_proxies)
+
+
+_opening = threading.Lock()
+
+
+def limiter_of(app: Any) -> SharedRateLimiter:
+    """This process's handle on the host's shared limit state, opened on first use."""
+    limiter: SharedRateLimiter | None = getattr(app.state, "opendata_limiter", None)
     if limiter is None:
-        settings: Settings = request.app.state.settings
-        limiter = RateLimiter(settings.opendata_rate_per_s, settings.opendata_burst)
-        request.app.state.opendata_limiter = limiter
-    key = request.client.host if request.client else "unknown"
-    wait = limiter.check(key, time.monotonic())
+        with _opening:
+            limiter = getattr(app.state, "opendata_limiter", None)
+            if limiter is None:
+                s: Settings = app.state.settings
+                path = s.opendata_limit_file or s.state_dir / "opendata-limits.db"
+                limiter = SharedRateLimiter(path, s.opendata_rate_per_s, s.opendata_burst)
+                app.state.opendata_limiter = limiter
+    return limiter
+
+
+def close_limiter(app: Any) -> None:
+    limiter: SharedRateLimiter | None = getattr(app.state, "opendata_limiter", None)
+    if limiter is not None:
+        app.state.opendata_limiter = None
+        limiter.close()
+
+
+def rate_limited(request: Request) -> None:
+    """Per client, shared by every API worker of the host (sensornet.shared_limit)."""
+    wait = limiter_of(request.app).check(client_of(request), time.time())
     if wait:
         detail = f"open data allows a burst, then a steady rate: retry in {wait} s"
         raise Problem(429, "Too many requests", detail, headers={"Retry-After": str(wait)})

@@ -33,6 +33,7 @@ from sensornet.registry.service import (
     MAX_PAGE,
     DevEuiTaken,
     InvalidSensor,
+    NameTaken,
     Registry,
     SensorExists,
     SensorFilter,
@@ -53,6 +54,7 @@ _STATUS = {
     SensorNotFound: (404, "Unknown sensor"),
     SensorExists: (409, "Sensor already registered"),
     DevEuiTaken: (409, "DevEUI already registered"),
+    NameTaken: (409, "Name already registered"),
     TransitionError: (409, "Status change not allowed"),
     InvalidSensor: (422, "Invalid sensor entry"),
     InvalidCursor: (422, "Invalid cursor"),  # 422 as before (a query listing: 400)

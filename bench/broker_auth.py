@@ -33,6 +33,8 @@ from typing import Any
 import gmqtt
 
 from bench.procfs import process_cpu_s
+from sensornet.broker_coalesce import coalesced
+from sensornet.broker_coalesce import stats as coalesce_stats
 from sensornet.broker_files import (
     DEVICE_ITERATIONS,
     BrokerTarget,
@@ -157,6 +159,76 @@ class PasswdBench:
     async def register_bulk(self, users: list[str]) -> None:
         self.entries.update({u: self.hash(u) for u in users})
         await self.deliver()
+
+    async def register_coalesced(self, user: str, window_s: float) -> None:
+        """As the API does since registrations coalesce (sensornet.broker_coalesce)."""
+        self.entries[user] = self.hash(user)
+
+        async def run() -> int:
+            await self.deliver()
+            return len(self.entries)
+
+        await coalesced(self.target.auth_dir, window_s, run)
+
+
+async def coalesced_phase(
+    tmp: Path, connected: int, register: int, concurrent: int, window_s: float, budget_s: float
+) -> dict[str, Any]:
+    """``register`` devices, ``concurrent`` registrations at a time (as many API requests
+    at once), each until it can connect: reloads done and cost per registration."""
+    bench = PasswdBench(tmp / f"coalesced-{concurrent}", connected, DEVICE_ITERATIONS)
+    await bench.start()
+    new = fleet("N", register)
+
+    async def run() -> dict[str, Any]:
+        _, reloads0 = coalesce_stats(bench.target.auth_dir)
+        t0 = time.perf_counter()
+        done = 0
+        for i in range(0, len(new), concurrent):
+            group = new[i : i + concurrent]
+            await asyncio.gather(*(bench.register_coalesced(u, window_s) for u in group))
+            wait_connect(bench.broker.port, group[-1], password(group[-1]))
+            done += len(group)
+            if time.perf_counter() - t0 > budget_s:
+                break
+        total = time.perf_counter() - t0
+        _, reloads = coalesce_stats(bench.target.auth_dir)
+        return {
+            "registered": done,
+            "concurrent": concurrent,
+            "window_s": window_s,
+            "reloads": reloads - reloads0,
+            "total_s": round(total, 2),
+            "per_registration_ms": round(total / done * 1000, 2),
+        }
+
+    try:
+        return await measured(bench.broker.port, bench.broker.pid(), list(bench.entries), run)
+    finally:
+        bench.broker.stop()
+
+
+async def run_coalesced(
+    connected: list[int], register: int, concurrent: int, window_s: float, budget_s: float
+) -> dict[str, Any]:
+    """Mosquitto's cost per registration at several fleet sizes, one by one and coalesced."""
+    out: dict[str, Any] = {"loadavg_start": os.getloadavg()[0], "register": register}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for n in connected:
+            one = await passwd_phase(tmp, n, register, DEVICE_ITERATIONS, False, budget_s)
+            both = await coalesced_phase(tmp, n, register, concurrent, window_s, budget_s)
+            out[str(n)] = {
+                "one_by_one_ms": one["last_100_ms"],
+                "one_by_one_cpu_s": one["broker_cpu_s"],
+                "coalesced_ms": both["per_registration_ms"],
+                "coalesced_reloads": both["reloads"],
+                "coalesced_cpu_s": both["broker_cpu_s"],
+                "registered": [one["registered"], both["registered"]],
+                "still_connected": [one["still_connected"], both["still_connected"]],
+            }
+    out["loadavg_end"] = os.getloadavg()[0]
+    return out
 
 
 # --- dynamic security plugin ---------------------------------------------------------------

@@ -69,6 +69,20 @@ def bench_ingest(
     typer.echo(json.dumps(result))
 
 
+@bench_app.command("cluster")
+def bench_cluster(
+    readings: Annotated[int, typer.Option(help="Readings queued per round")] = 20_000,
+    sensors: Annotated[int, typer.Option(help="Registered fleet size")] = 1000,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Scaled shape: 1/2/3 ingesters draining a 3-node RabbitMQ cluster's readings queue
+    vs the cluster's bare drain and InfluxDB's write ceiling."""
+    from bench.cluster import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_bench(readings, sensors, say))))
+
+
 @bench_app.command("pipeline")
 def bench_pipeline(
     readings: Annotated[int, typer.Option(help="Readings per measured run")] = 100_000,
@@ -79,6 +93,32 @@ def bench_pipeline(
     from bench.pipeline import run
 
     typer.echo(json.dumps(run(readings, rounds)))
+
+
+@bench_app.command("senml")
+def bench_senml(
+    readings: Annotated[int, typer.Option(help="Readings per measured run")] = 20_000,
+    rounds: Annotated[int, typer.Option(help="Runs; the best counts")] = 3,
+) -> None:
+    """CPU per reading of the pipeline for SenML JSON and CBOR against the native flat
+    object on the fast lane (the ceiling), same readings (no broker, no InfluxDB)."""
+    from bench.senml import run
+
+    typer.echo(json.dumps(run(readings, rounds)))
+
+
+@bench_app.command("http-listener")
+def bench_http_listener(
+    requests: Annotated[int, typer.Option(help="Requests per server and round")] = 5000,
+    body_bytes: Annotated[int, typer.Option(help="Body size (100 readings: ~3000)")] = 3000,
+    concurrency: Annotated[int, typer.Option(help="Keep-alive connections")] = 32,
+    rounds: Annotated[int, typer.Option(help="Runs per server; the best counts")] = 3,
+) -> None:
+    """The HTTP input's own server vs uvicorn + Starlette: requests/s, server CPU each."""
+    from bench.http_listener import run_listener_bench
+
+    result = asyncio.run(run_listener_bench(requests, body_bytes, concurrency, rounds))
+    typer.echo(json.dumps(result))
 
 
 @bench_app.command("query")
@@ -107,6 +147,41 @@ def query(
     typer.echo(json.dumps(result))
 
 
+@bench_app.command("cluster-auth")
+def cluster_auth(
+    connected: Annotated[int, typer.Option(help="Devices registered and connected")] = 10_000,
+    register: Annotated[int, typer.Option(help="New devices registered one by one")] = 10_000,
+    budget_s: Annotated[float, typer.Option(help="Time limit of the registrations")] = 600.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Scaled shape: device logins on the RabbitMQ cluster answered from the registry
+    (reconnect storms, registry queries, registrations one by one with a fleet connected)."""
+    from bench.cluster_auth import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_bench(connected, register, budget_s, say))))
+
+
+@bench_app.command("broker-coalesce")
+def broker_coalesce(
+    connected: Annotated[
+        list[int] | None, typer.Option(help="Fleet sizes (repeatable); default 1k, 10k, 50k")
+    ] = None,
+    register: Annotated[int, typer.Option(help="Registrations per size")] = 500,
+    concurrent: Annotated[int, typer.Option(help="Registrations asked at once")] = 50,
+    window_s: Annotated[float, typer.Option(help="Coalescing window")] = 0.05,
+    budget_s: Annotated[float, typer.Option(help="Time limit of each phase")] = 120.0,
+) -> None:
+    """Mosquitto single node: cost per registration one by one vs coalesced (several at
+    once share a reload), at several fleet sizes."""
+    from bench.broker_auth import run_coalesced
+
+    sizes = connected or [1000, 10_000, 50_000]
+    typer.echo(
+        json.dumps(asyncio.run(run_coalesced(sizes, register, concurrent, window_s, budget_s)))
+    )
+
+
 @bench_app.command("broker-auth")
 def broker_auth(
     connected: Annotated[
@@ -123,3 +198,32 @@ def broker_auth(
     from bench.broker_auth import run_bench
 
     typer.echo(json.dumps(asyncio.run(run_bench(connected, register, sample_101, budget_s))))
+
+
+@bench_app.command("northbound")
+def bench_northbound(
+    events: Annotated[int, typer.Option(help="Readings in InfluxDB to push")] = 50_000,
+    sensors: Annotated[int, typer.Option(help="Sensors they come from")] = 200,
+    batch: Annotated[int, typer.Option(help="Events per request (both sides)")] = 1000,
+    samples: Annotated[int, typer.Option(help="Alarm latency samples")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """Northbound push vs a bare HTTP client to the same receiver; alarm latency."""
+    from bench.northbound import run_bench
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_bench(events, sensors, batch, samples, say))))
+
+
+@bench_app.command("alarms")
+def bench_alarms(
+    alarms: Annotated[int, typer.Option(help="Alarms raised, one sensor each")] = 40,
+    interval: Annotated[float, typer.Option(help="The alarm runner's round (s)")] = 1.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
+) -> None:
+    """End-to-end alarm latency: a reading's arrival at the broker to the notification at
+    a receiver, through ingester, InfluxDB, alarm runner and Alertmanager (p50/p99)."""
+    from bench.alarms import run_alarm_latency
+
+    say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    typer.echo(json.dumps(asyncio.run(run_alarm_latency(alarms, interval, say))))

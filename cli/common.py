@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sensornet.errors import SensornetError
+from sensornet.logs import configure_logging
 from sensornet.settings import Settings
 
 console = Console(stderr=True)
@@ -25,13 +26,10 @@ def settings_from(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for chatty in ("httpx", "gmqtt"):  # one line per request/packet is noise, not a log
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+def setup_logging(verbose: bool, settings: Settings | None = None) -> None:
+    """Text or JSON (``SENSORNET_LOG_FORMAT``), INFO with ``--verbose`` else WARNING."""
+    fmt = (settings or Settings()).log_format
+    configure_logging(logging.INFO if verbose else logging.WARNING, fmt)
 
 
 def run_or_exit(coro: Any) -> None:

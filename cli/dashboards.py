@@ -22,6 +22,10 @@ def build(
     dashboards_path: Annotated[
         str | None, typer.Option(help="Dashboards folder as Grafana sees it (containers)")
     ] = None,
+    alertmanager_url: Annotated[
+        str | None,
+        typer.Option(help="Alertmanager as Grafana sees it (default: SENSORNET_ALERTMANAGER_URL)"),
+    ] = None,
 ) -> None:
     """Write dashboards/*.json and provisioning/{datasources,dashboards,alerting}; the data
     source queries as SENSORNET_INFLUX_READ_USER, its password from Grafana's environment
@@ -36,6 +40,7 @@ def build(
         settings.influx_db,
         dashboards_path,
         user=settings.influx_reader[0],
+        alertmanager_url=alertmanager_url or settings.alertmanager_url or "http://127.0.0.1:9093",
     )
     typer.echo(json.dumps({"folder": str(out), "files": [str(p) for p in written]}))
 

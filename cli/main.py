@@ -157,7 +157,45 @@ def api(
     from api.app import create_app
 
     settings = settings_from(api_host=host, api_port=port)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    setup_logging(True, settings)  # uvicorn's loggers too: log_config=None leaves them to us
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; the API
+    # believes it only from SENSORNET_API_TRUSTED_PROXIES (sensornet.client_address)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def probe(
+    url: Annotated[str, typer.Argument(help="e.g. http://127.0.0.1:9464/readyz")],
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to keep asking until it answers 2xx")
+    ] = 0.0,
+) -> None:
+    """Exit 0 when URL answers 2xx, else 1 with its answer: the health check of compose
+    and systemd (no curl needed in the image)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            answer = httpx.get(url, timeout=5.0)
+            if answer.is_success:
+                typer.echo(answer.text.strip()[:500])
+                return
+            why = f"{answer.status_code} {answer.text.strip()[:300]}"
+        except httpx.HTTPError as exc:
+            why = f"no answer ({exc})"
+        if time.monotonic() >= deadline:
+            console.print(f"[red]error:[/red] {escape(url)}: {escape(why)}", soft_wrap=True)
+            raise typer.Exit(1)
+        time.sleep(1.0)
 
 
 @app.command()

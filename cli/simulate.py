@@ -268,7 +268,7 @@ async def ingester_reporting(influx: Any, interval_s: float) -> bool:
 
 async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     from gateway_sim.faults import GroundTruth
-    from gateway_sim.publisher import LivePublisher
+    from gateway_sim.publisher import LivePublisher, community_push
     from sensornet.catalogue import load_catalogue
     from sensornet.mqtt_tls import MqttTls
     from wiring.parts import stop_on_signals
@@ -277,6 +277,8 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     publisher = LivePublisher(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
+        endpoints=settings.mqtt_endpoint_list(),
+        mqtt311=settings.mqtt_protocol == "3.1.1",
         username=settings.mqtt_fleet_user,
         password=o["fleet_password"],
         topic_prefix=settings.topic_prefix,
@@ -290,6 +292,7 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         faults=o["plan"],
         ground_truth=truth,
         tls=MqttTls.from_settings(settings),
+        http_push=community_push(settings),
     )
     async with stop_on_signals() as stop:
         if o["duration"] is not None:

@@ -151,9 +151,24 @@ def city_overview(district: District) -> JSON:
         w=8,
         h=6,
     )
+    # sensors whose notifications a maintenance window silences (docs/alerting.md)
+    maintenance = panel(
+        "Sensors in maintenance",
+        "table",
+        [
+            target(
+                'SELECT last("state") AS "state", last("alarm_severity") AS "alarm" '
+                'FROM "sensor_liveness" WHERE time > now() - 2m AND "maintenance" = true '
+                'GROUP BY "sensor_id", "subdistrict"',
+                fmt="table",
+            )
+        ],
+        w=8,
+        h=6,
+    )
     return dashboard(
         "sn-city", f"{district.name_en} — City overview",
-        [geomap, counts, alarm_counts, alarm_table], tags=["overview"],
+        [geomap, counts, alarm_counts, alarm_table, maintenance], tags=["overview"],
     )  # fmt: skip
 
 

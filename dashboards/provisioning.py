@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from dashboards.build import build_dashboards
+from dashboards.notifications import notification_provisioning
 from dashboards.panels import DATASOURCE, JSON
 from sensornet.alarms.rules import Level, Rule, RuleSet, load_rules
 
@@ -124,8 +125,10 @@ def write_provisioning(
     database: str,
     dashboards_path: str | None = None,
     user: str | None = None,
+    alertmanager_url: str = "http://127.0.0.1:9093",
 ) -> list[Path]:
-    """Write everything under ``folder``: ``dashboards/*.json`` and ``provisioning/…``.
+    """Write everything under ``folder``: ``dashboards/*.json`` and ``provisioning/…``
+    (alert rules, and their contact point and policy: the platform's Alertmanager).
 
     ``dashboards_path`` is where Grafana will see the dashboards folder (e.g. in a
     container); default: this folder's absolute path."""
@@ -155,6 +158,10 @@ def write_provisioning(
     }  # fmt: skip
     put(prov / "dashboards" / "sensornet.yaml", _yaml(provider))
     put(prov / "alerting" / "sensornet-rules.yaml", _yaml(alert_rules(load_rules())))
+    put(
+        prov / "alerting" / "sensornet-notifications.yaml",
+        _yaml(notification_provisioning(alertmanager_url)),
+    )
     return written
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gateway_sim.payloads import chip_id_for, device_format, senml_name_for
 from gateway_sim.profiles import Profiles, load_profiles
 from sensornet.catalogue import Catalogue
 from sensornet.district import District, Subdistrict
@@ -37,6 +38,7 @@ _ID_PREFIX = {
     "community_air": "SC",
 }
 _M_PER_DEG = 111_320.0
+SENML_FORMATS = ("senml", "senml_cbor")
 _GRID_M = {"road": 400.0, "street": 120.0}
 _LOW_LYING_WEIGHT = 6.0  # waterlogging gauges go where water collects
 _PARKS_PER_AREA = 2
@@ -150,15 +152,19 @@ def build_fleet(
                 slot = attached.get(area, 0)
                 attached[area] = slot + 1
                 gw = gateway_id(district, area, slot // profiles.per_gateway)
+            sensor_id = f"{prefix}-{district.id.upper()[:2]}{number:05d}"
+            speaks = None if gw else device_format(sensor_id, type_id)
             fleet.append(
                 DeviceInfo(
-                    f"{prefix}-{district.id.upper()[:2]}{number:05d}",
+                    sensor_id,
                     type_id,
                     areas[area].id,
                     float(lat[k]),
                     float(lon[k]),
                     "active",
                     gw,
+                    senml_name=senml_name_for(sensor_id) if speaks in SENML_FORMATS else None,
+                    sc_chip=chip_id_for(sensor_id) if speaks == "sensor_community" else None,
                 )
             )
             number += 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import cbor2
 import orjson
@@ -74,3 +77,63 @@ def senml_cbor_pack(items: Sequence[Item]) -> bytes:
     return cbor2.dumps(
         [{JSON_TO_CBOR[label]: v for label, v in r.items()} for r in senml_records(items)]
     )
+
+
+DeviceFormat = Literal["flat", "senml", "senml_cbor", "sensor_community"]
+COMMUNITY_TYPE = "community_air"
+
+
+def device_format(sensor_id: str, type_id: str) -> DeviceFormat:
+    """What a simulated sensor that is not behind a gateway speaks, fixed by its id so
+    fleet and publisher agree: a community node pushes as the airrohr firmware does (over
+    HTTP when the simulator has a push target, else flat over MQTT); of the others, one in
+    five sends SenML JSON and one in five SenML CBOR, the rest the flat object."""
+    if type_id == COMMUNITY_TYPE:
+        return "sensor_community"
+    return ("senml", "senml_cbor", "flat", "flat", "flat")[zlib.crc32(sensor_id.encode()) % 5]
+
+
+def senml_name_for(sensor_id: str) -> str:
+    """A SenML device's registered name, a URN of the RFC 8428 §5 kind (urn:dev:ops)."""
+    return f"urn:dev:ops:32473-sensornet-{sensor_id}"
+
+
+def chip_id_for(sensor_id: str) -> str:
+    """A stable ESP8266-style chip id (decimal) for a simulated community node."""
+    return str(int(hashlib.sha256(sensor_id.encode()).hexdigest()[:12], 16) % 10**10)
+
+
+def senml_device_pack(item: Item, name: str, cbor: bool) -> bytes:
+    """One reading as a SenML device sends it, named by its SenML ``name``, with its seq."""
+    records: list[dict[str, object]] = [
+        {"bn": name + ":", "bt": item.ts_ms / 1000, "n": "seq", "v": item.seq}
+    ]
+    for quantity, value in item.values.items():
+        key, v = _senml_value(value)
+        records.append({"n": quantity, key: v})
+    if cbor:
+        return cbor2.dumps([{JSON_TO_CBOR[k]: v for k, v in r.items()} for r in records])
+    return orjson.dumps(records)
+
+
+# The firmware's value types for the community node's quantities (sensornet.sensor_community)
+_FIRMWARE_TYPES = {"pm10": "SDS_P1", "pm25": "SDS_P2", "temperature": "BME280_temperature",
+                   "humidity": "BME280_humidity", "pressure": "BME280_pressure",
+                   "laeq": "DNMS_noise_LAeq", "pm1": "PMS_P0"}  # fmt: skip
+
+
+def airrohr_push(item: Item, chip: str) -> bytes:
+    """What the airrohr firmware posts to its "own API": values as text with two decimals,
+    pressure in Pa, the node's diagnostics; no time and no seq (the firmware has neither)."""
+    values = []
+    for quantity, value in item.values.items():
+        number = float(value)
+        if quantity == "pressure":
+            number *= 100  # the firmware sends Pa
+        values.append({"value_type": _FIRMWARE_TYPES[quantity], "value": f"{number:.2f}"})
+    values += [{"value_type": "samples", "value": "742381"},
+               {"value_type": "signal", "value": "-67"}]  # fmt: skip
+    return orjson.dumps(
+        {"esp8266id": chip, "software_version": "NRZ-2020-133",
+         "sensordatavalues": values}
+    )  # fmt: skip

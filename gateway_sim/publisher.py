@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import httpx
+
 from gateway_sim.device_connection import DeviceConnection
 from gateway_sim.faults import (
     SKEW_S,
@@ -28,7 +30,15 @@ from gateway_sim.faults import (
     inject,
     out_of_range,
 )
-from gateway_sim.payloads import Item, flat, gateway_pack, senml_pack
+from gateway_sim.payloads import (
+    Item,
+    airrohr_push,
+    device_format,
+    flat,
+    gateway_pack,
+    senml_device_pack,
+    senml_pack,
+)
 from gateway_sim.signals import City
 from gateway_sim.weather import Weather
 from sensornet.catalogue import Catalogue
@@ -36,6 +46,7 @@ from sensornet.district import District, load_district
 from sensornet.lineprotocol import FieldValue
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceInfo
+from sensornet.settings import Settings
 from sensornet.topics import device_topic
 
 
@@ -45,6 +56,30 @@ class SentReading:
     ts_ms: int
     seq: int
     values: dict[str, FieldValue]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPush:
+    """The ingester's HTTP input and the integration community nodes push with (the
+    firmware's "own API": host, path, user and password; docs/inputs/sensor-community.md)."""
+
+    base_url: str
+    integration: str
+    token: str
+
+
+COMMUNITY_INTEGRATION = "community"
+
+
+def community_push(settings: Settings) -> HttpPush | None:
+    """Community nodes push over HTTP when the ingester runs its HTTP input and has an
+    integration named ``community`` (SENSORNET_INGEST_HTTP_INTEGRATIONS); else they
+    report over MQTT like the other sensors."""
+    token = settings.ingest_http_integrations.get(COMMUNITY_INTEGRATION)
+    if "http" not in settings.ingest_inputs or token is None:
+        return None
+    base = f"http://{settings.ingest_http_host}:{settings.ingest_http_port}"
+    return HttpPush(base, COMMUNITY_INTEGRATION, token.get_secret_value())
 
 
 @dataclass
@@ -79,8 +114,20 @@ class LivePublisher:
         storm_after_s: float | None = 60.0,
         tls: MqttTls | None = None,
         drain_s: float = 10.0,
+        http_push: HttpPush | None = None,
+        endpoints: Sequence[tuple[str, int]] = (),
+        mqtt311: bool = False,
     ) -> None:
+        """``endpoints``: the broker nodes the connections are spread over, round-robin
+        (the scaled shape; default ``(host, port)``); ``mqtt311`` for brokers without
+        MQTT 5 (RabbitMQ 3.10)."""
         self._host, self._port = host, port
+        self._endpoints = list(endpoints) or [(host, port)]
+        self._mqtt311 = mqtt311
+        #: where community nodes push as the airrohr firmware does (None: they use MQTT)
+        self._http_push = http_push
+        self._http: httpx.AsyncClient | None = None
+        self._pushes: set[asyncio.Task[None]] = set()
         #: at the end, how long to wait for the broker to acknowledge what is in flight
         self._drain_s = drain_s
         self._tls = tls
@@ -121,10 +168,21 @@ class LivePublisher:
         return [d.id for d in self._fleet if not d.gateway_id] + gateways
 
     async def _connect(self) -> None:
+        if self._http_push is not None:
+            self._http = httpx.AsyncClient(
+                base_url=self._http_push.base_url,
+                auth=httpx.BasicAuth(self._http_push.integration, self._http_push.token),
+                timeout=60.0,
+            )
         tag = uuid.uuid4().hex[:6]
         self._shared = [
             DeviceConnection(
-                f"sim-{tag}-{k}", self._user, self._password, self._prefix, tls=self._tls
+                f"sim-{tag}-{k}",
+                self._user,
+                self._password,
+                self._prefix,
+                tls=self._tls,
+                mqtt311=self._mqtt311,
             )
             for k in range(self._connections)
         ]
@@ -139,6 +197,7 @@ class LivePublisher:
                     self._prefix,
                     will_device=sender,
                     tls=self._tls,
+                    mqtt311=self._mqtt311,
                 )
                 own.append(link)
             else:
@@ -146,18 +205,25 @@ class LivePublisher:
             self._links[sender] = link
         used = [link for link in self._shared if link in self._links.values()]
         self._shared = used
-        await asyncio.gather(*(link.connect(self._host, self._port) for link in used + own))
+        nodes = self._endpoints
+        await asyncio.gather(
+            *(link.connect(*nodes[k % len(nodes)]) for k, link in enumerate(used + own))
+        )
         for sender, link in self._links.items():
             link.status(sender, online=True)
 
     async def _disconnect(self) -> None:
+        if self._pushes:
+            await asyncio.wait(self._pushes, timeout=self._drain_s)
+        if self._http is not None:
+            await self._http.aclose()
         links = set(self._links.values())
         for sender, link in self._links.items():
             link.status(sender, online=False)  # a clean shutdown, not a lost device
         await asyncio.gather(*(link.drain(self._drain_s) for link in links))
         for link in links:  # still unacknowledged now: lost on the device, not the platform
-            for sensor_id, _seq in link.unacknowledged():
-                self.truth.never_acknowledged(sensor_id)
+            for sensor_id, seq in link.unacknowledged():
+                self.truth.never_acknowledged(sensor_id, seq)
         await asyncio.gather(*(link.close() for link in links))
 
     # --- the run loop -----------------------------------------------------------------
@@ -208,10 +274,19 @@ class LivePublisher:
         values = self.city.readings([i], [self._city_time(ts_ms / 1000)])[0]
         item = Item(device.id, ts_ms, seq, values)
         in_pack = device.gateway_id is not None
+        speaks = None if in_pack else device_format(device.id, device.type)
+        if speaks == "sensor_community" and self._http is not None and device.sc_chip:
+            self._push_community(device, item, device.sc_chip)  # no faults over HTTP
+            return
         kind = self._faults.pick(device.id, seq, in_pack=in_pack)
         if kind is None:
             self.truth.clean(device.id)
-            self._emit(device, item, flat(item), device.id, copies=1)
+            if speaks in ("senml", "senml_cbor"):
+                name = device.senml_name or device.id
+                payload = senml_device_pack(item, name, cbor=speaks == "senml_cbor")
+            else:
+                payload = flat(item)
+            self._emit(device, item, payload, device.id, copies=1)
             return
         injected = inject(
             kind,
@@ -233,6 +308,35 @@ class LivePublisher:
             self._emit(device, faulty, b"", device.id, copies=injected.copies)
         else:
             self._emit(device, item, injected.payload, injected.topic_device, injected.copies)
+
+    def _push_community(self, device: DeviceInfo, item: Item, chip: str) -> None:
+        """POST as the airrohr firmware does; a refusal or a failure is a reading the
+        platform never acknowledged (the firmware does not retry either)."""
+        assert self._http is not None and self._http_push is not None
+        self.truth.clean(device.id)
+        self.stats.sent += 1
+        self.stats.messages += 1
+        if self._keep_log:
+            self.stats.log.append(
+                SentReading(item.sensor_id, item.ts_ms, item.seq, dict(item.values))
+            )
+        path = f"/v1/integrations/{self._http_push.integration}/sensor.community"
+        body = airrohr_push(item, chip)
+        headers = {"x-sensor": f"esp8266-{chip}", "content-type": "application/json"}
+
+        async def push() -> None:
+            assert self._http is not None
+            try:
+                answer = await self._http.post(path, content=body, headers=headers)
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if not ok:
+                self.truth.never_acknowledged(device.id)
+
+        task = asyncio.create_task(push())
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
 
     def _emit(
         self, device: DeviceInfo, item: Item, payload: bytes, topic_device: str, copies: int

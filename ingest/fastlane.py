@@ -17,6 +17,7 @@ compiled from the same rules the general path applies: the catalogue's quantitie
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -36,6 +37,7 @@ from sensornet.rules import (
     SECONDS_BELOW,
     SEQ_LIMIT,
 )
+from sensornet.unknown_keys import KeyLabels
 
 # The keys a reading may carry beside its quantities, and the tag keys of every series.
 _READING_KEYS = READING_KEYS | RESERVED_FIELD_IDS
@@ -48,11 +50,15 @@ _FLOAT, _INT, _BOOL, _CHOICE = range(4)
 FieldRules = dict[str, tuple[float, float, int, dict[str, str]]]
 Line = tuple[str, int | None]  # a line and the reading's seq
 ShapeLine = Callable[[dict[str, Any], str, int, int], Line | None]
+# a shape's line writer and the keys of it its type does not know (counted, not stored)
+Shape = tuple[ShapeLine, tuple[str, ...]]
+Unknown = list[tuple[str, tuple[str, ...]]]  # (sensor id, unknown keys) of a message
 
 
 class Out(Protocol):
     lines: list[str]
     stored: list[tuple[str, int | None]]
+    unknown_keys: Counter[tuple[str, str]]
 
 
 def field_rules(sensor_type: SensorType) -> FieldRules:
@@ -84,20 +90,27 @@ class _Plan:
     publishers: frozenset[str]  # device.publishers, looked up once
     head: str
     rules: FieldRules
-    shapes: dict[tuple[str, ...], ShapeLine | None]  # shared by the sensors of a type
+    known: frozenset[str]  # the type's quantities: any other key is unknown to it
+    shapes: dict[tuple[str, ...], Shape | None]  # shared by the sensors of a type
 
 
 class FastLane:
     """Appends to the caller's lists, and takes back what it appended when it steps aside."""
 
     def __init__(
-        self, catalogue: Catalogue, lookup: Callable[[str], DeviceInfo | None], max_bytes: int
+        self,
+        catalogue: Catalogue,
+        lookup: Callable[[str], DeviceInfo | None],
+        max_bytes: int,
+        labels: KeyLabels | None = None,
     ) -> None:
         self._lookup = lookup
         self._max_bytes = max_bytes
         self._rules = {t.id: field_rules(t) for t in catalogue.types.values()}
         self._plans: dict[str, _Plan] = {}
-        self._shapes: dict[str, dict[tuple[str, ...], ShapeLine | None]] = {}
+        self._shapes: dict[str, dict[tuple[str, ...], Shape | None]] = {}
+        self._known = {t.id: frozenset(t.quantities) for t in catalogue.types.values()}
+        self._labels = labels or KeyLabels()
         self._registry_version: object = None
 
     def registry_seen(self, version: object) -> None:
@@ -120,7 +133,8 @@ class FastLane:
         except LineProtocolError:
             return None
         shapes = self._shapes.setdefault(device.type, {})
-        plan = self._plans[sensor_id] = _Plan(device, device.publishers, head, rules, shapes)
+        known = self._known[device.type]
+        plan = self._plans[sensor_id] = _Plan(device, device.publishers, head, rules, known, shapes)
         return plan
 
     def _load(self, payload: bytes) -> Any:
@@ -144,12 +158,23 @@ class FastLane:
         plan = self._plans.get(device_id) or self._plan(device_id)
         if plan is None:
             return False
-        line = _write(doc, plan, now_ns, arrival_ns)
+        unknown: Unknown = []
+        line = _write(doc, plan, now_ns, arrival_ns, unknown)
         if line is None:
             return False
         out.lines.append(line[0])
         out.stored.append((device_id, line[1]))
+        if unknown:
+            self._count(out, unknown)
         return True
+
+    def _count(self, out: Out, unknown: Unknown) -> None:
+        """Unknown keys of a message taken, counted as the general path counts them."""
+        label = self._labels.label
+        counts = out.unknown_keys
+        for sensor_id, keys in unknown:
+            for key in keys:
+                counts[(sensor_id, label(sensor_id, key))] += 1
 
     def _array(
         self, items: list[Any], payload: bytes, device_id: str, now_ns: int, arrival_ns: int,
@@ -165,11 +190,12 @@ class FastLane:
         lines, stored = out.lines, out.stored
         start = len(lines)
         keys = 0
+        unknown: Unknown = []
         for index, item in enumerate(items):
             line = None
             if type(item) is dict and "sensor" not in item:
                 keys += len(item)  # before the line writer takes ts and seq out
-                line = _write(item, plan, now_ns, arrival_ns + index)
+                line = _write(item, plan, now_ns, arrival_ns + index, unknown)
             if line is None:
                 del lines[start:], stored[start:]
                 return False
@@ -178,6 +204,8 @@ class FastLane:
         if payload.count(b":") != keys:  # a colon in a string, or a duplicate key
             del lines[start:], stored[start:]
             return False
+        if unknown:
+            self._count(out, unknown)
         return True
 
     def pack(self, payload: bytes, gateway_id: str, now_ns: int, arrival_ns: int, out: Out) -> bool:
@@ -192,6 +220,7 @@ class FastLane:
         start = len(lines)
         keys = 2
         plans = self._plans
+        unknown: Unknown = []
         sensor_id: Any = None
         for index, item in enumerate(items):
             line = None
@@ -201,7 +230,7 @@ class FastLane:
                     plan = plans.get(sensor_id) or self._plan(sensor_id)
                     if plan is not None and gateway_id in plan.publishers:
                         keys += len(item)  # before the line writer takes ts, seq, sensor out
-                        line = _write(item, plan, now_ns, arrival_ns + index)
+                        line = _write(item, plan, now_ns, arrival_ns + index, unknown)
             if line is None:
                 del lines[start:], stored[start:]
                 return False
@@ -210,18 +239,29 @@ class FastLane:
         if payload.count(b":") != keys:  # a colon in a string, or a duplicate key
             del lines[start:], stored[start:]
             return False
+        if unknown:
+            self._count(out, unknown)
         return True
 
 
-def _write(reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int) -> Line | None:
+def _write(
+    reading: dict[str, Any], plan: _Plan, now_ns: int, arrival_ns: int, unknown: Unknown
+) -> Line | None:
+    """The reading's line, its unknown keys appended to ``unknown`` (the caller counts
+    them once the whole message is taken)."""
     keys = tuple(reading)
     try:
         shape = plan.shapes[keys]
     except KeyError:
         if len(plan.shapes) >= SHAPES_PER_TYPE:
             return None
-        shape = plan.shapes[keys] = compile_shape(keys, plan.rules)
-    return None if shape is None else shape(reading, plan.head, now_ns, arrival_ns)
+        shape = plan.shapes[keys] = compile_shape(keys, plan.rules, plan.known)
+    if shape is None:
+        return None
+    line = shape[0](reading, plan.head, now_ns, arrival_ns)
+    if line is not None and shape[1]:
+        unknown.append((plan.device.id, shape[1]))
+    return line
 
 
 _SHAPE_GLOBALS = {
@@ -236,12 +276,18 @@ _SHAPE_GLOBALS = {
 }
 
 
-def compile_shape(keys: tuple[str, ...], rules: FieldRules) -> ShapeLine | None:
+def compile_shape(
+    keys: tuple[str, ...], rules: FieldRules, known: frozenset[str] = frozenset()
+) -> Shape | None:
     """The line writer for readings with exactly these keys in this order, or ``None``
     when the shape is not the lane's. The writer answers ``None`` for any value it does
-    not take, and the reading goes the general way (which re-decodes the payload)."""
+    not take, and the reading goes the general way (which re-decodes the payload). Keys
+    that are no quantity of the type (``known``) nor reserved are left out of the line,
+    whatever their value, and returned to be counted, as validation does."""
     quantities = [k for k in keys if k in rules]
-    if not quantities or any(k not in rules and k not in ("ts", "seq", "sensor") for k in keys):
+    unknown = tuple(k for k in keys if k not in known and k not in _READING_KEYS)
+    taken = ("ts", "seq", "sensor", *unknown)
+    if not quantities or any(k not in rules and k not in taken for k in keys):
         return None
     code = ["def line(r, head, now_ns, arrival_ns):"]
     namespace = dict(_SHAPE_GLOBALS)
@@ -308,4 +354,4 @@ def compile_shape(keys: tuple[str, ...], rules: FieldRules) -> ShapeLine | None:
     else:
         code.append('    return f"{head} {text} {ts_ns}", None')
     exec("\n".join(code), namespace)  # noqa: S102 - plain catalogue ids and constants only
-    return cast(ShapeLine, namespace["line"])
+    return cast(ShapeLine, namespace["line"]), unknown

@@ -4,19 +4,39 @@ operations view can chart platform health next to the data."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import math
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from sensornet.lineprotocol import encode_point
+from sensornet.probe_server import serve_probes
+from sensornet.unknown_keys import OTHER
 
 _P = "sensornet_ingest_"
+UNKNOWN_KEY_LABELS = 200  # distinct keys a Prometheus label takes from devices
+#: upper bounds (s) of the latency histograms; the last is +Inf
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, math.inf)
+
+
+def _histogram(name: str, doc: str, counts: list[int], total: float) -> HistogramMetricFamily:
+    cumulative, running = [], 0
+    for bound, count in zip(LATENCY_BUCKETS, counts, strict=True):
+        running += count
+        cumulative.append(("+Inf" if math.isinf(bound) else repr(bound), running))
+    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=total)
 
 
 @dataclass
@@ -45,14 +65,39 @@ class IngestStats:
     first_message_at: float | None = None
     last_batch_at: float | None = None  # epoch of the last batch made durable and acked
     pending_bytes: int = 0  # received payload not yet taken into a batch
+    # readings stored without a key their type does not know, by key (at most
+    # UNKNOWN_KEY_LABELS keys, the rest "_other"; per device: the unknown_keys measurement)
+    unknown_keys: Counter[str] = field(default_factory=Counter)
     http_requests: int = 0  # HTTP input: requests received
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
     pending_bytes_peak: int = 0
     redelivered: int = 0  # AMQP input: deliveries the broker had given out before
+    reconnects: int = 0  # AMQP input: connections re-established (each returns its window)
+
+    # histograms (Prometheus): batch receive-to-ack and arrival-to-durable, per batch
+    batch_latency_hist: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    batch_latency_sum: float = 0.0
+    lag_hist: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    lag_sum: float = 0.0
+
+    def observe_batch(self, latency_s: float, lag_s: float) -> None:
+        """One batch made durable and acked: into both histograms (cumulative buckets are
+        made at scrape time; here each batch counts once, in its first bucket)."""
+        self.batch_latency_sum += latency_s
+        self.batch_latency_hist[bisect.bisect_left(LATENCY_BUCKETS, latency_s)] += 1
+        self.lag_sum += lag_s
+        self.lag_hist[bisect.bisect_left(LATENCY_BUCKETS, lag_s)] += 1
 
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+    def count_unknown_keys(self, counts: Mapping[tuple[str, str], int]) -> None:
+        known = self.unknown_keys
+        for (_, key), count in counts.items():
+            if key not in known and len(known) >= UNKNOWN_KEY_LABELS:
+                key = OTHER
+            known[key] += count
 
 
 class StatsCollector(Collector):
@@ -94,6 +139,14 @@ class StatsCollector(Collector):
         for measurement, count in sorted(s.dropped_lines.items()):
             dropped.add_metric([measurement], count)
         yield dropped
+        unknown = CounterMetricFamily(
+            _P + "unknown_keys",
+            "Readings stored without a key their type does not know, by key",
+            labels=["key"],
+        )
+        for key, count in sorted(s.unknown_keys.items()):
+            unknown.add_metric([key], count)
+        yield unknown
         yield CounterMetricFamily(
             _P + "http_requests", "HTTP input: requests received", value=s.http_requests
         )
@@ -121,23 +174,39 @@ class StatsCollector(Collector):
         )
         for name, level, doc in gauges:
             yield GaugeMetricFamily(_P + name, doc, value=level)
+        yield _histogram(_P + "batch_seconds", "Batches: receive to ack",
+                         s.batch_latency_hist, s.batch_latency_sum)  # fmt: skip
+        yield _histogram(_P + "lag_histogram_seconds", "Batches: oldest arrival to durable",
+                         s.lag_hist, s.lag_sum)  # fmt: skip
 
 
 @contextlib.contextmanager
-def serve_metrics(stats: IngestStats, port: int, host: str = "127.0.0.1") -> Iterator[None]:
-    """Prometheus ``/metrics`` on ``port`` (0: off) for as long as the ingester runs."""
+def serve_metrics(
+    stats: IngestStats,
+    port: int,
+    host: str = "127.0.0.1",
+    receiving: Callable[[], bool] = lambda: True,
+) -> Iterator[None]:
+    """Prometheus ``/metrics`` and the probes ``/livez`` and ``/readyz`` on ``port``
+    (0: off) for as long as the ingester runs. Call it inside the running loop.
+
+    Ready means: the inputs receive, and a batch can be made durable (InfluxDB does not
+    refuse the ingester's writes, the spool takes batches)."""
     if not port:
         yield
         return
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(stats))
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    try:
+
+    def ready() -> dict[str, bool]:
+        return {
+            "receiving": receiving(),
+            "influxdb_accepts_writes": not stats.influx_refusing,
+            "spool_accepts_batches": not stats.spool_failing,
+        }
+
+    with serve_probes(port, host, registry, ready):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None) -> list[str]:
@@ -164,6 +233,8 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "lag_ms": stats.lag_s * 1000,
                 "pending_bytes": stats.pending_bytes,
                 "redelivered": stats.redelivered,
+                "reconnects": stats.reconnects,
+                "unknown_keys": sum(stats.unknown_keys.values()),
             },
             ts,
         )
@@ -171,5 +242,9 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
     lines += [
         encode_point("platform_rejects", {**tags, "reason": reason}, {"count": count}, ts)
         for reason, count in sorted(stats.rejected.items())
+    ]
+    lines += [
+        encode_point("platform_unknown_keys", {**tags, "key": key}, {"count": count}, ts)
+        for key, count in sorted(stats.unknown_keys.items())
     ]
     return lines

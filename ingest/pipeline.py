@@ -22,6 +22,7 @@ from sensornet.records import Decoded, RawReading
 from sensornet.registry.store import DeviceInfo
 from sensornet.senml_resolve import SenmlContext
 from sensornet.topics import DeviceTopic, parse_topic
+from sensornet.unknown_keys import KeyLabels
 from sensornet.validation import Rejection, validate
 
 log = logging.getLogger("sensornet.ingest")
@@ -61,6 +62,8 @@ class BatchResult:
     status: list[tuple[str, bytes]] = field(default_factory=list)
     # device health lines (sensornet.health): written with the batch, not readings
     health: list[str] = field(default_factory=list)
+    # (device, key label) -> readings stored without that unknown key (sensornet.unknown_keys)
+    unknown_keys: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def refused_by_reason(self) -> Counter[str]:
         """Refused readings by reason."""
@@ -84,10 +87,15 @@ class Pipeline:
     # time written per device, so a burst or a replayed backlog is sampled, not copied
     health_interval_ns: int = 0
     _health_at: dict[str, int] = field(init=False, default_factory=dict)
+    _senml_memo: dict[tuple[str, str | None], tuple[DeviceInfo, str] | None] = field(
+        init=False, default_factory=dict
+    )
+    _senml_version: object = field(init=False, default=None)
     _fast: FastLane = field(init=False)
+    _key_labels: KeyLabels = field(init=False, default_factory=KeyLabels)
 
     def __post_init__(self) -> None:
-        self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes)
+        self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes, self._key_labels)
 
     def process(
         self, messages: Sequence[InboundMessage], now_ns: int, registry_version: object = None
@@ -99,6 +107,9 @@ class Pipeline:
         becomes an ``internal_error`` dead letter: logged with its traceback, and neither
         the batch nor the ingester stalls on it."""
         self._fast.registry_seen(registry_version)
+        if registry_version != self._senml_version or len(self._senml_memo) > 100_000:
+            self._senml_memo.clear()  # SenML names resolved under another registry
+            self._senml_version = registry_version
         try:
             return self._process(messages, now_ns)
         except Exception:
@@ -215,6 +226,8 @@ class Pipeline:
             out.stored += one.stored
             out.rejects += one.rejects
             out.status += one.status
+            out.health += one.health
+            out.unknown_keys.update(one.unknown_keys)
         return out
 
     def _process(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
@@ -253,7 +266,8 @@ class Pipeline:
             else:
                 out.status.append((publisher, m.payload))
             return
-        senml = SenmlContext(self.catalogue, self._senml_name, self.lookup(publisher))
+        memo = None if self._senml_version is None else self._senml_memo
+        senml = SenmlContext(self.catalogue, self._senml_name, self.lookup(publisher), memo)
         try:
             decoded = decode_payload(
                 m.payload,
@@ -375,3 +389,7 @@ class Pipeline:
                 continue
             out.lines.append(line)
             out.stored.append((sensor_id, result.seq))  # not the reading: memory is bounded
+            if result.unknown:
+                label = self._key_labels.label
+                for key in result.unknown:
+                    out.unknown_keys[(sensor_id, label(sensor_id, key))] += 1

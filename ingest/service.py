@@ -17,9 +17,11 @@ from ingest.writer import DurableWriter, WriteAborted
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
+from sensornet.logs import batch_id
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
+from sensornet.unknown_keys import unknown_key_lines
 
 log = logging.getLogger("sensornet.ingest")
 
@@ -39,6 +41,7 @@ class Ingester:
         devices: DeviceCache,
         catalogue: Catalogue,
     ) -> None:
+        self._batch_seq = 0
         self.settings = settings
         self.influx = influx
         self.devices = devices
@@ -230,6 +233,8 @@ class Ingester:
         batch = self._take_batch()
         if not batch:
             return
+        self._batch_seq += 1  # the batch's log records carry its id (this task's context)
+        batch_id.set(f"{self.settings.ingest_client_id}-{self._batch_seq}")
         started = time.monotonic()
         if self.stats.first_message_at is None:
             self.stats.first_message_at = time.time()
@@ -247,10 +252,13 @@ class Ingester:
         stats.received_readings += len(result.stored) + refused_by_reason.total()
         stats.stored += len(result.stored) - len(refused)
         stats.rejected.update(refused_by_reason)
+        if result.unknown_keys:
+            stats.count_unknown_keys(result.unknown_keys)
         stats.batches += 1
         stats.last_batch_at = time.time()
         stats.batch_latency_s = time.monotonic() - started
         stats.lag_s = (time.time_ns() - batch[0].arrived_ns) / 1e9
+        stats.observe_batch(stats.batch_latency_s, stats.lag_s)
 
     async def _until_durable(
         self, batch: list[InboundMessage], writer: DurableWriter, now_ns: int
@@ -295,6 +303,7 @@ class Ingester:
         status and device-health lines are counted (``count_dropped``)."""
         lines = result.lines + [status_line(d, payload, now_ns) for d, payload in result.status]
         lines += result.health
+        lines += unknown_key_lines(result.unknown_keys, now_ns)
         letters = dead_letter_lines(result.rejects, now_ns)
         lines += islice(letters, LETTERS_PER_WRITE)
         refused: list[int] = []

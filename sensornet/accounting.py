@@ -21,6 +21,7 @@ from sensornet.influx import InfluxClient, check_identifier
 from sensornet.liveness import Liveness, liveness
 from sensornet.seq_account import SeqAccount, SeqRow, account_seqs
 from sensornet.settings import Settings
+from sensornet.unknown_keys import MEASUREMENT as UNKNOWN_KEYS
 
 DEAD_LETTER = "dead_letter"  # ingest/deadletter.py writes it; the core only reads it
 
@@ -168,6 +169,21 @@ def account_from_rows(
     account.rejected = dict(sorted(reasons.items()))
     account.seqs = account_seqs(seq_rows)
     return account
+
+
+async def unknown_keys_of(influx: InfluxClient, sensor_id: str, window: Window) -> dict[str, int]:
+    """Readings of the window stored without a key their type does not know, by key
+    (``sensornet.unknown_keys``): the keys a firmware sends that nobody catalogued."""
+    series = await influx.query(
+        f'SELECT sum("count") AS "count" FROM "{UNKNOWN_KEYS}" '  # noqa: S608 - a constant
+        'WHERE "device" = $id AND time >= $start AND time < $end GROUP BY "key"',
+        {"id": sensor_id, "start": window.start_ns, "end": window.end_ns},
+    )
+    out = {}
+    for s in series:
+        key = (s.get("tags") or {}).get("key", "")
+        out[key] = int(s["values"][0][1] or 0)
+    return dict(sorted(out.items()))
 
 
 async def count_stored(influx: InfluxClient, measurements: set[str]) -> int:

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from sensornet import broker_files
+from sensornet.broker_coalesce import coalesced
 from sensornet.broker_files import (
     ACL,
     DEVICE_ITERATIONS,
@@ -44,7 +45,7 @@ from sensornet.errors import SensornetError
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.models import Gateway, Sensor, utcnow
 from sensornet.registry.service import audit
-from sensornet.reserved import acl_denies, service_names
+from sensornet.reserved import acl_denies, service_users
 from sensornet.settings import Settings
 
 __all__ = ["BrokerSyncError", "BrokerTarget", "mosquitto_hash"]  # re-exported for callers
@@ -210,19 +211,28 @@ async def check_broker(target: BrokerTarget) -> None:
     await asyncio.to_thread(broker_files.broker_reachable, target)
 
 
-async def sync_broker(engine: AsyncEngine, target: BrokerTarget) -> int:
+async def sync_broker(engine: AsyncEngine, target: BrokerTarget, window_s: float = 0.0) -> int:
     """Make the broker accept exactly the registry's devices, and confirm it did; returns
     how many. The registry is read under the store's lock, so of two concurrent callers the
-    later one writes a state that includes the earlier one's change."""
-    async with broker_files.locked(target.auth_dir):
-        entries = await broker_entries(engine)
-        await broker_files.deliver(target, entries)
-    return len(entries)
+    later one writes a state that includes the earlier one's change. Callers of one process
+    that ask together share one reload (``sensornet.broker_coalesce``), also within
+    ``window_s`` of each other."""
+
+    async def run() -> int:
+        async with broker_files.locked(target.auth_dir):
+            entries = await broker_entries(engine)
+            await broker_files.deliver(target, entries)
+        return len(entries)
+
+    return await coalesced(target.auth_dir, window_s, run)
 
 
 def fleet_acl(prefix: str, fleet_user: str, ingest_user: str = "ingester") -> str:
-    """The fleet identity may write as any device, but never as a service identity."""
-    denies = acl_denies(prefix, service_names(ingest_user, fleet_user))
+    """The fleet identity may write as any device, but never as a service identity. Only
+    the service identities' names, not every reserved one: Mosquitto checks a user's
+    entries one by one on every publish, and the fleet identity carries the load tests
+    (a reserved id is never registered, so a reading there is refused by the ingester)."""
+    denies = acl_denies(prefix, service_users(ingest_user, fleet_user))
     return f"user {fleet_user}\n{denies}topic write {prefix}/#\n"
 
 

@@ -20,7 +20,7 @@ import orjson
 from sensornet.errors import PayloadError
 from sensornet.records import Decoded, ItemReject, RawReading
 from sensornet.rules import seq_ok
-from sensornet.senml import loads_cbor, resolve_pack
+from sensornet.senml import JSON_TO_CBOR, loads_cbor, resolve_pack
 from sensornet.senml_resolve import SenmlContext, to_readings
 from sensornet.timestamps import to_ns
 
@@ -28,14 +28,22 @@ MAX_READINGS_PER_MESSAGE = 10_000
 MAX_DEPTH = 4
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def parse_json(payload: bytes, max_bytes: int) -> Any:
+    """The JSON document of ``payload``. A UTF-8 byte order mark is skipped (RFC 8259
+    allows a parser to ignore it; some device SDKs write one); a payload that is not JSON
+    is refused with a reason naming what it is (``not_json_reason``)."""
     if len(payload) > max_bytes:
         raise PayloadError("oversize", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    if payload.startswith(UTF8_BOM):
+        payload = payload[3:]
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
-        raise PayloadError(reason, str(exc)[:200]) from exc
+        reason, detail = not_json_reason(payload, str(exc))
+        raise PayloadError(reason, detail[:200]) from exc
     # orjson keeps the last of duplicate keys silently. Every key is followed by a colon,
     # so when the colons equal the keys parsed there can be none (the common case, cheap);
     # otherwise (colons inside strings, e.g. RFC 3339 times) check with the slower parser.
@@ -45,6 +53,25 @@ def parse_json(payload: bytes, max_bytes: int) -> Any:
         except _DuplicateKeyError as exc:
             raise PayloadError("duplicate_key", f"key {exc.args[0]!r:.60} appears twice") from exc
     return doc
+
+
+def not_json_reason(payload: bytes, error: str) -> tuple[str, str]:
+    """Why ``payload`` is not JSON, named by what it most likely is: a device sending
+    gzip, UTF-16 or CBOR on the JSON path is told so, not "invalid_utf8: surrogates"."""
+    head = payload[:4]
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip", "gzip-compressed payload: send it uncompressed (JSON, UTF-8)"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+        len(head) >= 2 and (head[0] == 0) != (head[1] == 0)  # ASCII in 16-bit units
+    ):
+        return "utf16", "UTF-16 text: JSON payloads must be UTF-8"
+    if head and (0x80 <= head[0] <= 0xBF or head.startswith(b"\xd9\xd9\xf7")):
+        return "cbor", "a CBOR payload (array or map) where JSON was expected"
+    if "depth limit" in error or "recursion" in error:
+        return "too_deep", f"payload nests deeper than {MAX_DEPTH} levels"
+    if "UTF-8" in error:
+        return "invalid_utf8", error
+    return "invalid_json", error
 
 
 class _DuplicateKeyError(ValueError):
@@ -107,12 +134,18 @@ def _reading_from_object(obj: dict[str, Any], in_pack: bool) -> RawReading:
     return RawReading(values=values, ts_ns=ts_ns, seq=seq, sensor_id=sensor_id)
 
 
+_SENML_LABELS = frozenset(JSON_TO_CBOR)
+_NATIVE_KEYS = frozenset({"values", "ts", "seq", "sensor"})
+
+
 def is_senml(items: list[Any]) -> bool:
+    """A SenML pack: its first record has a SenML label (RFC 8428 Table 1; a pack may open
+    with ``bver`` or ``bu`` alone) and none of the native shapes' own keys."""
+    first = items[0] if items else None
     return (
-        bool(items)
-        and isinstance(items[0], dict)
-        and any(k in items[0] for k in ("bn", "n", "bt", "v", "vs", "vb", "vd"))
-        and not any(k in items[0] for k in ("values", "ts"))
+        isinstance(first, dict)
+        and not _SENML_LABELS.isdisjoint(first)
+        and _NATIVE_KEYS.isdisjoint(first)
     )
 
 

@@ -4,7 +4,6 @@ catalogue on load; and the per-client token bucket that rate-limits anonymous ac
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -75,38 +74,3 @@ def _parse(raw: object, source: str, catalogue: Catalogue) -> OpenDataCatalogue:
         datasets[d.id] = d
     licence = {k: lic.text(k) for k in ("id", "name", "url", "attribution")}
     return OpenDataCatalogue(top.text("publisher"), licence, datasets)
-
-
-class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; ``take`` returns 0 when allowed, else the
-    seconds until a token is available (for ``Retry-After``)."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.at = burst, now
-
-    def take(self, now: float) -> float:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
-class RateLimiter:
-    """One bucket per client key; idle full buckets are dropped so memory stays bounded."""
-
-    def __init__(self, rate: float, burst: float, max_clients: int = 100_000) -> None:
-        self.rate, self.burst, self.max_clients = rate, burst, max_clients
-        self.buckets: dict[str, TokenBucket] = {}
-
-    def check(self, key: str, now: float) -> int:
-        """0 when allowed, else whole seconds to wait."""
-        if len(self.buckets) >= self.max_clients:
-            self.buckets = {
-                k: b for k, b in self.buckets.items() if b.tokens + (now - b.at) * b.rate < b.burst
-            }
-        bucket = self.buckets.setdefault(key, TokenBucket(self.rate, self.burst, now))
-        wait = bucket.take(now)
-        return 0 if wait == 0 else max(1, math.ceil(wait))

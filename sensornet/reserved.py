@@ -55,11 +55,16 @@ def reserved_ids(settings: Settings) -> frozenset[str]:
     return frozenset(n.lower() for n in names)
 
 
+def service_users(ingest_user: str, fleet_user: str | None = None) -> frozenset[str]:
+    """The platform's own MQTT logins: the ingester, the delivery canary and, where it
+    exists, the fleet identity."""
+    return frozenset({ingest_user, CANARY_USER} | ({fleet_user} if fleet_user else set()))
+
+
 def service_names(ingest_user: str, fleet_user: str | None = None) -> frozenset[str]:
-    """Whose device topics every service identity is denied: the reserved names, this
-    deployment's service users and the delivery canary (a login of its own too)."""
-    extra = {ingest_user, CANARY_USER} | ({fleet_user} if fleet_user else set())
-    return BUILTIN_RESERVED | extra
+    """Whose device topics a service identity is denied: the reserved names and the
+    service users."""
+    return BUILTIN_RESERVED | service_users(ingest_user, fleet_user)
 
 
 def check_device_id(device_id: str, reserved: Iterable[str] = BUILTIN_RESERVED) -> None:

@@ -51,6 +51,8 @@ class SenmlContext:
     catalogue: Catalogue
     find: Callable[[str], DeviceInfo | None]  # a SenML name (or id) -> the sensor
     publisher: DeviceInfo | None = None
+    #: names already resolved, kept by the caller while the registry does not change
+    memo: dict[tuple[str, str | None], tuple[DeviceInfo, str] | None] | None = None
 
 
 def no_registry(catalogue: Catalogue) -> SenmlContext:
@@ -70,13 +72,22 @@ def find_device(name: str, ctx: SenmlContext) -> tuple[DeviceInfo, str] | None:
         sensor_type = _types(ctx, publisher)
         if name == SEQ_NAME or (sensor_type is not None and name in sensor_type.quantities):
             return publisher, name
-    for cut in range(len(name), 0, -1):
-        rest = name[cut:]
-        if rest and rest[0] not in SEPARATORS:
-            continue
+        # the common case: the publisher's own name, then one of its quantities
+        own = publisher.senml_name or publisher.id
+        rest = name[len(own) + 1 :]
+        if (
+            name.startswith(own)
+            and len(name) > len(own)
+            and name[len(own)] in SEPARATORS
+            and (rest == SEQ_NAME or (sensor_type is not None and rest in sensor_type.quantities))
+        ):
+            return publisher, rest
+    # Only where the rest would start at a separator (or be empty): longest prefix first.
+    cuts = [len(name)] + [i for i in range(len(name) - 1, 0, -1) if name[i] in SEPARATORS]
+    for cut in cuts:
         device = ctx.find(name[:cut])
         if device is not None:
-            return device, rest[1:]
+            return device, name[cut + 1 :]
     return None
 
 
@@ -130,16 +141,19 @@ def to_readings(pack: Pack, ctx: SenmlContext) -> Decoded:
     out = Decoded([], list(pack.rejects))
     grouped: dict[tuple[str, int | None], RawReading] = {}
     failed: dict[tuple[str, int | None], PayloadError] = {}
-    found: dict[str, tuple[DeviceInfo, str] | None] = {}
+    found = {} if ctx.memo is None else ctx.memo
+    publisher_id = None if ctx.publisher is None else ctx.publisher.id
     for record in pack.records:
         slot: tuple[str, int | None] | None = None
         try:
             name = record.name
             if len(name) > MAX_NAME:
                 raise PayloadError("bad_senml", f"SenML name of {len(name)} characters")
-            if name not in found:
-                found[name] = find_device(name, ctx)
-            hit = found[name]
+            memo_key = (name, publisher_id)
+            if memo_key in found:
+                hit = found[memo_key]
+            else:
+                hit = found[memo_key] = find_device(name, ctx)
             if hit is None:
                 raise PayloadError(
                     "unknown_sensor", f"SenML name {name!r:.80} matches no registered sensor"

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sensornet.errors import ConfigError
+from sensornet.logs import LogFormat
 
 DEV_INGEST_PASSWORD = "ingester-dev-secret"  # noqa: S105 - refused outside local use
 
@@ -48,6 +49,14 @@ class Settings(BaseSettings):
         None, description="Private key (PEM) of SENSORNET_MQTT_CERT_FILE, if not in that file"
     )
     topic_prefix: str = Field("city/v1", description="Prefix of every device topic")
+    mqtt_endpoints: str = Field(
+        "",
+        description="Scaled shape: the broker nodes devices (the simulator) connect to, "
+        "comma-separated host:port, spread round-robin; '' = SENSORNET_MQTT_HOST:PORT",
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="The simulator's MQTT version; 3.1.1 for RabbitMQ 3.10 (scaled shape)"
+    )
     mqtt_ingest_user: str = "ingester"
     mqtt_ingest_password: SecretStr = SecretStr(DEV_INGEST_PASSWORD)
     mqtt_fleet_user: str = Field(
@@ -70,6 +79,11 @@ class Settings(BaseSettings):
     )
     broker_confirm_timeout_s: float = Field(
         30.0, description="A credential change the broker has not taken by then is an error"
+    )
+    broker_coalesce_s: float = Field(
+        0.05,
+        description="Mosquitto: credential changes of the API within this window share one "
+        "broker reload (and those arriving during a reload share the next)",
     )
     mqtt_max_queued_messages: int = Field(
         2_000_000, description="Per-session broker queue: 1 h of 10k sensors at 1/min is 600k"
@@ -106,6 +120,9 @@ class Settings(BaseSettings):
         "included (its aggregate is at most this old); InfluxQL duration",
     )
 
+    log_format: LogFormat = Field(
+        "text", description="Logs as plain text, or one JSON object a line (json)"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_key_cache_s: float = Field(
@@ -310,10 +327,11 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often the pusher looks for new events when caught up"
     )
     northbound_settle_s: float = Field(
-        5.0,
+        30.0,
         ge=0,
-        description="Readings are pushed once their timestamp is this old (a reading "
-        "stored later than that behind the cursor is not pushed; docs/northbound.md)",
+        description="Readings are pushed once their timestamp is this old, so readings "
+        "stored up to this late (device clocks behind, short spool replays) are still "
+        "pushed; later ones are not (docs/northbound.md). Status and alarms: 1 s",
     )
     northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
     northbound_backoff_max_s: float = Field(
@@ -329,13 +347,25 @@ class Settings(BaseSettings):
         "/sensornet", description="CloudEvents 'source' of every pushed event"
     )
     northbound_metrics_port: int = Field(
-        0, description="Prometheus /metrics port of the pusher; 0 turns it off"
+        9466, description="The northbound pusher's Prometheus /metrics port; 0 turns it off"
     )
 
     opendata_rate_per_s: float = Field(
         1.0, description="Open data: requests per second per client IP (token bucket refill)"
     )
     opendata_burst: int = Field(30, description="Open data: burst size per client IP")
+    opendata_limit_file: Path | None = Field(
+        None,
+        description="Open data: the rate-limit state every API worker of this host shares "
+        "(SQLite, WAL); default: opendata-limits.db in the state directory "
+        "(docs/decisions.md, Open-data rate limit)",
+    )
+    api_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For the API "
+        "believes, comma-separated (e.g. 127.0.0.1 for nginx on the host); default none: "
+        "the client is the connection's peer",
+    )
 
     device_health_interval_s: float = Field(
         0.0,
@@ -372,7 +402,7 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL; empty means SQLite in the state directory"
     )
 
-    @field_validator("ingest_inputs", mode="before")
+    @field_validator("ingest_inputs", "api_trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """``SENSORNET_INGEST_INPUTS=mqtt,http`` as well as a JSON list."""
@@ -380,6 +410,14 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        from sensornet.client_address import trusted_networks
+
+        trusted_networks(value)  # a bad entry is a clear error at start, not a silent miss
         return value
 
     @field_validator("mqtt_fleet_password", mode="before")
@@ -399,6 +437,16 @@ class Settings(BaseSettings):
                 "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
             )
         return self
+
+    def mqtt_endpoint_list(self) -> list[tuple[str, int]]:
+        """``mqtt_endpoints`` as (host, port) pairs; the one broker when empty."""
+        out = []
+        for item in filter(None, (e.strip() for e in self.mqtt_endpoints.split(","))):
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"SENSORNET_MQTT_ENDPOINTS: {item!r} is not host:port")
+            out.append((host, int(port)))
+        return out or [(self.mqtt_host, self.mqtt_port)]
 
     def amqp_node_urls(self) -> list[str]:
         """``amqp_urls`` with the ingester's credentials in each."""

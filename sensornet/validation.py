@@ -1,9 +1,11 @@
 """Validation of decoded readings against the catalogue and the registry. Pure.
 
 Policy (docs/payloads.md): a reading is stored whole or rejected whole with one reason,
-so accounting stays per reading. A value outside the quantity's physically valid range
-is rejected (``out_of_range``); a value inside it but outside the typical range is a real
-if unusual observation and is stored.
+so accounting stays per reading. Keys its type does not know do not refuse it: they are
+returned in ``ValidReading.unknown`` to be counted (``sensornet.unknown_keys``), and only a
+reading with no known quantity at all is refused (``unknown_quantity``). A value outside
+the quantity's physically valid range is rejected (``out_of_range``); a value inside it but
+outside the typical range is a real if unusual observation and is stored.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ValidReading:
     fields: dict[str, FieldValue]
     ts_ns: int
     seq: int | None
+    unknown: tuple[str, ...] = ()  # keys its type does not know: counted, not stored
 
     def tags(self) -> dict[str, str]:
         return {"sensor_id": self.device.id, "subdistrict": self.device.subdistrict}
@@ -100,14 +103,19 @@ def validate(
         return Rejection("ts_past", f"timestamp {ts_ns} is older than the accepted window")
     fields: dict[str, FieldValue] = {}
     quantities = sensor_type.quantities
+    unknown: list[str] = []
     for key, value in raw.values.items():
         q = quantities.get(key)
-        if q is None:
-            return Rejection("unknown_quantity", f"{key!r:.60} is not a quantity of {device.type}")
+        if q is None:  # lenient where it loses nothing: counted per device, not stored
+            unknown.append(key)
+            continue
         coerced = _coerce(q, value)
         if isinstance(coerced, Rejection):
             return coerced
         fields[key] = coerced
+    if not fields:
+        names = ", ".join(repr(k)[:40] for k in unknown[:5])
+        return Rejection("unknown_quantity", f"no quantity of {device.type} in {names}")
     if raw.seq is not None:  # stored, so losses can be counted from InfluxDB alone
         fields["seq"] = raw.seq
-    return ValidReading(device, sensor_type, fields, ts_ns, raw.seq)
+    return ValidReading(device, sensor_type, fields, ts_ns, raw.seq, tuple(unknown))

@@ -24,10 +24,12 @@ class IngesterProcess:
         settings: Settings,
         client_id: str | None = None,
         data_limit_bytes: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.client_id = client_id or settings.ingest_client_id
         self.data_limit_bytes = data_limit_bytes
+        self.extra_env = extra_env or {}  # e.g. the scaled shape's input and nodes
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = settings.state_dir / f"{self.client_id}.log"
 
@@ -47,6 +49,7 @@ class IngesterProcess:
             "SENSORNET_INGEST_SHARE_GROUP": s.ingest_share_group,
             "SENSORNET_INGEST_METRICS_PORT": str(s.ingest_metrics_port),
             "SENSORNET_REGISTRY_URL": s.registry_database_url,
+            **self.extra_env,
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -41,7 +41,11 @@ class RawPublisher:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def connect(self) -> int:
+    async def connect(self, timeout_s: float = 10.0) -> int:
+        async with asyncio.timeout(timeout_s):
+            return await self._connect()
+
+    async def _connect(self) -> int:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(
             mqtt_wire.connect_packet(
@@ -93,3 +97,55 @@ async def publishers(
         yield out
     finally:
         await asyncio.gather(*(p.close() for p in out.values()))
+
+
+async def publish_all(
+    endpoints: Sequence[tuple[str, int]],
+    start: int,
+    device: str,
+    password: str,
+    items: Sequence[tuple[str, bytes]],
+    window: int = 20,
+    deadline_s: float = 120.0,
+) -> set[int]:
+    """Publish ``items`` QoS 1 as one device, at most ``window`` unacknowledged, starting
+    on node ``start``; when the node goes away, reconnect to the next one and send again
+    what was not acknowledged (at least once, as a device does). Returns the indices the
+    broker acknowledged: the publishes the platform owes."""
+    assert len(items) < 65_535
+    acked: set[int] = set()
+    node = start
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while len(acked) < len(items):
+        if loop.time() > give_up:
+            raise AssertionError(f"{device}: {len(acked)} of {len(items)} acknowledged")
+        host, port = endpoints[node % len(endpoints)]
+        pub = RawPublisher(host, port, device, password)
+        try:
+            if await pub.connect() != 0:
+                raise ConnectionError("refused")
+            todo = [i for i in range(len(items)) if i not in acked]
+            in_flight: set[int] = set()
+            for i in todo:
+                while len(in_flight) >= window:
+                    mid = await pub.puback()
+                    if mid is None:
+                        raise ConnectionError("lost")
+                    in_flight.discard(mid - 1)
+                    acked.add(mid - 1)
+                topic, payload = items[i]
+                await pub.publish(topic, payload, i + 1)
+                in_flight.add(i)
+            while in_flight:
+                mid = await pub.puback()
+                if mid is None:
+                    raise ConnectionError("lost")
+                in_flight.discard(mid - 1)
+                acked.add(mid - 1)
+        except (OSError, asyncio.IncompleteReadError):
+            node += 1  # the node went away: the next one
+            await asyncio.sleep(0.2)
+        finally:
+            await pub.close()
+    return acked

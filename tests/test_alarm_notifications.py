@@ -269,3 +269,14 @@ def test_write_config_for_services_run_elsewhere(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["alarms", "write-config", "--out", str(tmp_path),
                                    "--target", "no-address"])  # fmt: skip
     assert bad.exit_code == 2 and "job=host:port" in bad.output
+
+
+def test_bench_alarms_runs_end_to_end() -> None:
+    """A smoke test of `sensornet bench alarms` (its figures are docs/benchmarks.md's):
+    every alarm reaches the receiver; no speed is asserted."""
+    r = CliRunner().invoke(app, ["bench", "alarms", "--alarms", "3", "--interval", "0.5",
+                                 "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["delivered"] == 3 and result["lost"] == 0
+    assert 0 < result["p50_s"] <= result["p99_s"] <= result["max_s"]

@@ -29,6 +29,7 @@ from alarms.alertmanager import AlertmanagerClient, alertmanager_client
 from alarms.notify import Notifier
 from alarms.relay import relay_app, run_relay
 from alarms.routing import load_routing
+from dashboards.provisioning import write_provisioning
 from sensornet.alarms.store import AlarmRecord
 from sensornet.errors import ConfigError
 from sensornet.registry.maintenance import Window
@@ -294,6 +295,18 @@ async def test_maintenance_window_silences_its_sensor_or_subdistrict(rig: Rig) -
     await asyncio.sleep(1.5)
     assert all(a["labels"]["subdistrict"] != "jingansi" for a in rig.hook_alerts())
 
+    # a sensor's window: its alerts from the runner and Prometheus (label sensor) and from
+    # Grafana (label sensor_id) are silenced alike
+    one = replace(window, id=8, subdistrict=None, sensor_id="WL-9")
+    await notifier.sync([inside, outside], [window, one])
+    held = [s for s in await rig.client.silences() if s["status"]["state"] == "active"]
+    assert sorted((m["name"], m["value"]) for s in held for m in s["matchers"]) == [
+        ("sensor", "WL-9"), ("sensor_id", "WL-9"), ("subdistrict", "jingansi"),
+    ]  # fmt: skip
+    await notifier.sync([inside, outside], [window])
+    held = [s for s in await rig.client.silences() if s["status"]["state"] == "active"]
+    assert [s["matchers"][0]["name"] for s in held] == ["subdistrict"]
+
     # the window ended early (sensornet maintenance end): its silence is expired
     over = replace(window, ends_at=datetime.now(UTC) - timedelta(seconds=1))
     await notifier.sync([inside, outside], [over])
@@ -364,3 +377,49 @@ def test_notification_json_is_what_alertmanager_documents(rig: Rig) -> None:
     body = rig.hook.bodies("/hook")[0]
     assert body["version"] == "4" and {"receiver", "status", "alerts", "groupLabels",
                                        "commonLabels", "externalURL"} <= set(body)  # fmt: skip
+
+
+async def test_grafana_alerting_points_at_the_same_alertmanager(rig: Rig, tmp_path: Path) -> None:
+    """Grafana's generated contact point and policy send everything to the platform's
+    Alertmanager; what Grafana's prometheus-alertmanager contact point posts there
+    (<url>/api/v2/alerts) reaches the routing file's receivers."""
+    write_provisioning(tmp_path, "http://influxdb:8086", "sensornet",
+                       alertmanager_url=rig.am.url + "/")  # fmt: skip
+    text = (tmp_path / "provisioning/alerting/sensornet-notifications.yaml").read_text()
+    doc = yaml.safe_load(text)
+    (contact,) = doc["contactPoints"]
+    (receiver,) = contact["receivers"]
+    assert receiver["type"] == "prometheus-alertmanager"
+    (policy,) = doc["policies"]
+    assert policy["receiver"] == contact["name"] and policy["group_by"] == ["..."]
+    alert = {"labels": {"alertname": "pm25_aqi: light", "grafana_folder": "Sensornet",
+                        "severity": "warning", "rule": "pm25_aqi", "sensor_id": "AQ-1"},
+             "annotations": {"summary": "AQ-1: light"}}  # fmt: skip
+    await rig.client.http.post(receiver["settings"]["url"] + "/api/v2/alerts", json=[alert])
+
+    async def told() -> bool:
+        return any(a["labels"].get("sensor_id") == "AQ-1" for a in rig.hook_alerts())
+
+    await wait_until(told, timeout_s=15)
+
+
+async def test_level_change_resolves_the_old_alert_and_resends_are_periodic(rig: Rig) -> None:
+    notifier = rig.notifier(resend_s=0.5)
+    worse = alarm(1, severity="critical")
+    await notifier.sync([replace(worse, severity="warning", level=0, level_name="water on road")],
+                        [])  # fmt: skip
+    assert notifier.stats.posts_ok == 1
+    await notifier.sync([replace(worse, severity="warning", level=0, level_name="water on road")],
+                        [])  # fmt: skip
+    assert notifier.stats.posts_ok == 1  # unchanged, not yet due
+    await asyncio.sleep(0.6)
+    await notifier.sync([replace(worse, severity="warning", level=0, level_name="water on road")],
+                        [])  # fmt: skip
+    assert notifier.stats.posts_ok == 2  # due again: Alertmanager must keep hearing of it
+    await notifier.sync([worse], [])  # escalated: new labels, the old alert resolved
+
+    async def both() -> bool:
+        got = {(a["labels"]["severity"], a["status"]) for a in rig.hook_alerts()}
+        return {("warning", "resolved"), ("critical", "firing")} <= got
+
+    await wait_until(both, timeout_s=15)

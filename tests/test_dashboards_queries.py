@@ -9,6 +9,7 @@ import dataclasses
 import json
 import random
 import time
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from sensornet.alarms.rules import load_rules
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
+from sensornet.registry.maintenance import add_window
 from sensornet.registry.store import open_registry
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
@@ -78,6 +80,9 @@ async def _simulated_city(settings: Settings, influx: InfluxClient) -> list[Any]
     ))  # fmt: skip
     await influx.write(encode_lines(lines))
     async with open_registry(settings.registry_database_url) as engine:
+        # and under maintenance, for the maintenance panel (its alarm is still recorded)
+        until = datetime.now(UTC) + timedelta(hours=1)
+        await add_window(engine, sensor_id=flooded.id, ends_at=until, by="test")
         runner = AlarmRunner(influx, engine, catalogue, load_rules())
         await runner.start()
         changes = await runner.tick()

@@ -158,7 +158,8 @@ def test_systemd_api_writes_where_the_broker_reads_and_a_path_unit_reloads_it() 
     reload = _unit(path["Path"]["Unit"])
     assert reload["Service"]["ExecStart"] == "/bin/systemctl reload mosquitto.service"
     readme = (DEPLOY / "README.md").read_text()
-    assert f"password_file {store}/passwd" in readme and f"acl_file {store}/acl" in readme
+    drop_in = (DEPLOY / "mosquitto" / "sensornet-debian.conf").read_text()  # the guide's
+    assert f"password_file {store}/passwd" in drop_in and f"acl_file {store}/acl" in drop_in
     assert f"install -d -m 2770 -o sensornet -g mosquitto {store}" in readme
 
 
@@ -270,6 +271,7 @@ def test_systemd_units_each_load_their_own_influxdb_user() -> None:
     for unit, (env_file, variable) in wanted.items():
         text = (DEPLOY / "systemd" / unit).read_text()
         files = re.findall(r"^EnvironmentFile=(\S+)$", text, re.M)
+        files = [f for f in files if f != "-/etc/sensornet/ingest-%i.env"]  # its port only
         assert files == ["/etc/sensornet/sensornet.env", f"/etc/sensornet/{env_file}"], unit
         example = (DEPLOY / "systemd" / f"{env_file}.example").read_text()
         assert re.search(rf"^{variable}=\w+$", example, re.M), env_file
@@ -329,3 +331,19 @@ def test_the_shipped_tls_listener_runs_on_a_real_mosquitto(tmp_path: Path) -> No
         broker.terminate()
         _, errors = broker.communicate(timeout=20)
     assert b"Error" not in errors, errors.decode()
+
+
+def test_every_long_running_compose_service_has_a_health_check() -> None:
+    """One-shot jobs aside (restart "no"), each service says when it is healthy; the
+    platform's own ask their probes through `sensornet probe` (no curl in the image)."""
+    probes = {"api": "8000/health", "ingester": "9464/readyz", "alarms": "9465/readyz"}
+    for name, service in _services().items():
+        if service.get("restart") == "no" or "profiles" in service:
+            continue
+        check = service.get("healthcheck", {}).get("test")
+        assert check, f"{name} has no health check"
+        if name in probes:
+            assert check[:3] == ["CMD", "sensornet", "probe"], name
+            assert check[3].endswith(probes[name]), (name, check)
+    env = _services()["api"]["environment"]
+    assert env["SENSORNET_REGISTRY_URL"].startswith("postgresql+asyncpg://"), "one shared registry"

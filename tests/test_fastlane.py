@@ -47,7 +47,7 @@ def pipelines() -> tuple[Pipeline, Pipeline]:
 
 def outcome(result: BatchResult) -> tuple[Any, ...]:
     rejects = [(r.device_id, r.reason, r.seq, r.payload) for r in result.rejects]
-    return result.lines, result.stored, rejects, result.status
+    return result.lines, result.stored, rejects, result.status, result.unknown_keys
 
 
 hostile_values = st.one_of(
@@ -210,3 +210,15 @@ def test_doubtful_messages_step_aside(payload: bytes) -> None:
     out = BatchResult()
     assert not fast._fast.readings(payload, "AQ-1", NOW_NS, NOW_NS, out)
     assert not out.lines and not out.stored
+
+
+def test_keys_the_type_does_not_know_stay_on_the_fast_lane_and_are_counted() -> None:
+    """A firmware update that adds ``rssi`` and ``fw`` must not push a fleet off the lane."""
+    fast, general = pipelines()
+    payload = b'{"ts": %d, "seq": 4, "pm25": 3.0, "rssi": -71, "fw": "1.4"}' % NOW_S
+    assert fast._fast.readings(payload, "AQ-1", NOW_NS, NOW_NS, BatchResult())
+    message = InboundMessage("city/v1/AQ-1/readings", payload, 1, None, NOW_NS)
+    result = fast.process([message, message], NOW_NS)
+    assert outcome(result) == outcome(general.process([message, message], NOW_NS))
+    assert result.unknown_keys == {("AQ-1", "rssi"): 2, ("AQ-1", "fw"): 2}
+    assert result.lines[0].endswith(f"pm25=3.0,seq=4i {NOW_S * 10**9}")

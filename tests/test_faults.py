@@ -229,7 +229,10 @@ async def test_poison_message_among_good_ones(
     victim = next(d for d in fleet if d.type == "air_quality")
     sample = next(r for r in make_readings(fleet, 200) if r.device.id == victim.id)
     # an earlier, wrongly typed write makes every float pm25 of this shard a conflict
-    ts_ns = (readings_epoch_ms() + sample.seq * 100) * 10**6 - 1  # (its shard is what counts)
+    # its shard is what counts: 1 ns after the reading, never before it, since a reading
+    # at an exact shard-group boundary (seq 0 on an epoch that is one) put the conflict
+    # 1 ns into the previous shard and nothing was refused (seen 2026-12-07 00:10-00:20)
+    ts_ns = (readings_epoch_ms() + sample.seq * 100) * 10**6 + 1
     conflict = f'air_quality,sensor_id=OTHER,subdistrict=x pm25="text" {ts_ns}'
     await influx.write(conflict.encode() + b"\n")
     async with running(run_ingester, settings):
@@ -287,7 +290,8 @@ async def _empty(path: Path) -> bool:
 
 
 async def _subscribed(*ingesters: IngesterProcess) -> bool:
-    return all(p.log.exists() and "subscribed" in p.log.read_text() for p in ingesters)
+    # the ingester says "receiving" once every input is ready (MQTT: the SUBACK came)
+    return all(p.log.exists() and " receiving (" in p.log.read_text() for p in ingesters)
 
 
 async def test_clean_broker_restart_under_the_simulator_loses_nothing_acknowledged(

@@ -11,12 +11,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import cbor2
 import httpx
 import orjson
 import pytest
 from faultproxy import FaultProxy
 from pydantic import SecretStr
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.broker_auth import issue_credentials
 from sensornet.influx import InfluxClient
@@ -100,6 +101,16 @@ async def test_a_device_pushes_readings_and_they_are_durable_when_answered(
     )
     assert r.status_code == 200, r.text
     assert (await stored(influx, "AQ-H1"))[-1][1:] == [7.5, None]
+    # SenML CBOR (RFC 8428 section 6: bn -2, bt -3, n 0, v 2)
+    pack = cbor2.dumps([{-2: "AQ-H1/", -3: now + 1, 0: "pm25", 2: 8.5}])
+    r = await http.post(
+        "/v1/devices/AQ-H1/readings",
+        content=pack,
+        headers={"content-type": "application/senml+cbor"},
+        auth=auth("AQ-H1", passwords["AQ-H1"]),
+    )
+    assert r.status_code == 200, r.text
+    assert (await stored(influx, "AQ-H1"))[-1][1:] == [8.5, None]
     # an integration's token may push for any registered device, on its native route
     r = await http.post(
         "/v1/devices/AQ-H2/readings",
@@ -127,11 +138,14 @@ async def test_refusals_are_problems_with_reasons_and_dead_letters(
     assert await letters(influx, "wrong_type") == 1
     # not JSON at all, a reading of another sensor
     r = await http.post("/v1/devices/AQ-H1/readings", content=b"\x1f\x8b nope", auth=h1)
-    assert r.status_code == 422 and r.json()["reason"] in ("invalid_json", "invalid_utf8", "gzip")
+    assert r.status_code == 422 and r.json()["reason"] == "gzip"
     r = await http.post(
         "/v1/devices/AQ-H1/readings", json={"readings": [{"sensor": "AQ-H2", "pm25": 1}]}, auth=h1
     )
     assert r.status_code == 422
+    # a pack item without its sensor id, on the device's own pack route
+    r = await http.post("/v1/devices/AQ-H1/pack", json={"readings": [{"pm25": 1.0}]}, auth=h1)
+    assert r.status_code == 422 and r.json()["reason"] == "bad_pack"
     # at the door: each with its status and reason, nothing delivered
     cases = [
         (await http.post("/v1/devices/AQ-H1/readings", json={"pm25": 1.0}), 401, "no_credentials"),
@@ -274,3 +288,102 @@ async def test_influxdb_down_readings_spooled_before_the_answer(
                 return len(await stored(influx, "AQ-H2")) == 50
 
             await wait_until(replayed, timeout_s=60)
+
+
+@pytest.mark.parametrize(
+    ("limits", "busy"),
+    [
+        ({"ingest_batch_bytes": 300, "ingest_http_max_waiting": 1000}, 503),  # paused
+        ({"ingest_batch_bytes": 10**6, "ingest_http_max_waiting": 4}, 429),  # too many wait
+    ],
+)
+async def test_backpressure_is_answered_and_retries_then_store_everything_once(
+    http_settings: Settings,
+    passwords: dict[str, str],
+    influx: InfluxClient,
+    limits: dict[str, int],
+    busy: int,
+) -> None:
+    """InfluxDB hangs with one write in flight: requests wait, then the input answers
+    ``busy`` with Retry-After instead of holding more; once InfluxDB answers, every
+    request retried until 200 is stored exactly once."""
+    async with FaultProxy(http_settings.influx_url).serving() as proxy:
+        settings = http_settings.model_copy(
+            update={
+                "influx_url": f"http://127.0.0.1:{proxy.port}",
+                "influx_timeout_s": 30.0,
+                "ingest_writes_in_flight": 1,
+                **limits,
+            }
+        )
+        base = f"http://127.0.0.1:{settings.ingest_http_port}"
+        h2 = auth("AQ-H2", passwords["AQ-H2"])
+        now = int(time.time())
+        bodies = [
+            [{"ts": now - 100 + i, "seq": i, "pm25": 1.0, "pm10": 2.0, "no2": 3.0}]
+            for i in range(12)
+        ]
+        seen: list[int] = []
+        async with (
+            running(run_ingester, settings),
+            httpx.AsyncClient(base_url=base, timeout=60) as http,
+        ):
+            proxy.set_mode("hang")
+
+            async def push(body: list[dict[str, float]]) -> None:
+                while True:
+                    r = await http.post("/v1/devices/AQ-H2/readings", json=body, auth=h2)
+                    seen.append(r.status_code)
+                    if r.status_code == 200:
+                        return
+                    assert r.status_code == busy, r.text
+                    assert r.headers["retry-after"] == "1"
+                    await asyncio.sleep(0.2)
+
+            pushing = asyncio.gather(*(push(body) for body in bodies))
+
+            async def refused_some() -> bool:
+                return busy in seen
+
+            await wait_until(refused_some, timeout_s=20)
+            assert 200 not in seen  # nothing answered while nothing is durable
+            proxy.set_mode("ok")
+            await asyncio.wait_for(pushing, 60)
+        assert seen.count(200) == len(bodies)
+        assert sorted(row[2] for row in await stored(influx, "AQ-H2")) == list(range(12))
+
+
+async def test_mqtt_and_http_inputs_share_batches_and_each_acks_its_own(
+    http_settings: Settings, passwords: dict[str, str], influx: InfluxClient
+) -> None:
+    """Both inputs in one ingester: batches mix their messages, and each input
+    acknowledges only its own (PUBACKs to the broker, answers to the HTTP senders)."""
+    settings = http_settings.model_copy(update={"ingest_inputs": ["mqtt", "http"]})
+    base = f"http://127.0.0.1:{settings.ingest_http_port}"
+    now = int(time.time())
+    topic = f"{settings.topic_prefix}/AQ-H1/readings"
+    async with (
+        running(run_ingester, settings),
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        mqtt_client("mixed", settings.mqtt_port, "simulator", settings.fleet_password()) as mqtt,
+    ):
+        for i in range(50):
+            mqtt.publish(topic, orjson.dumps({"ts": now - 100 + i, "seq": i, "pm25": 1.0}))
+        answers = await asyncio.gather(
+            *[
+                http.post(
+                    "/v1/devices/AQ-H2/readings",
+                    json={"ts": now - 100 + i, "seq": i, "pm25": 2.0},
+                    auth=auth("AQ-H2", passwords["AQ-H2"]),
+                )
+                for i in range(50)
+            ]
+        )
+        await mqtt.acked()
+        assert {r.status_code for r in answers} == {200}
+        assert len(await stored(influx, "AQ-H2")) == 50  # answered: already durable
+
+        async def mqtt_stored() -> bool:
+            return len(await stored(influx, "AQ-H1")) == 50
+
+        await wait_until(mqtt_stored, timeout_s=30)

@@ -110,6 +110,15 @@ async def test_the_firmware_push_to_its_own_api(
         ("SC-H1", 23.17, 11.40, pytest.approx(1016.5434)), ("SC-H1", 30.0, 15.0, None)
     ]  # fmt: skip
 
+    # a value type the catalogue's community_air has no quantity for is counted, not lost
+    pm_co2 = [{"value_type": "SDS_P1", "value": "5.0"},
+              {"value_type": "SCD30_co2_ppm", "value": "612"}]  # fmt: skip
+    co2 = {"esp8266id": "13597771", "sensordatavalues": pm_co2}
+    r = await client.post(route, content=orjson.dumps(co2), auth=auth)
+    assert r.status_code == 200, r.text
+    counted = rows(await influx.query('SELECT * FROM "unknown_keys"'))
+    assert [(c["device"], c["key"], c["count"]) for c in counted] == [("SC-H1", "co2", 1)]
+
     # refusals: a chip nobody registered, a body and X-Sensor that disagree, a bad header
     unknown = {**PUSH, "esp8266id": "424242"}
     r = await client.post(route, content=orjson.dumps(unknown), auth=auth)

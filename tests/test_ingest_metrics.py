@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import orjson
 from support import running, wait_until
@@ -46,6 +48,13 @@ async def test_metrics_count_received_stored_and_rejected_by_reason(
         assert "sensornet_ingest_stored_total 10.0" in text
         assert 'sensornet_ingest_rejected_total{reason="invalid_json"} 1.0' in text
         assert 'sensornet_ingest_rejected_total{reason="out_of_range"} 1.0' in text
+        # latencies as histograms: every acked batch counted once, in cumulative buckets
+        batches = re.search(r"^sensornet_ingest_batches_total (\S+)$", text, re.M)
+        count = re.search(r"^sensornet_ingest_batch_seconds_count (\S+)$", text, re.M)
+        inf = re.search(r'^sensornet_ingest_batch_seconds_bucket\{le="\+Inf"\} (\S+)$', text, re.M)
+        assert batches and count and inf
+        assert float(count.group(1)) == float(inf.group(1)) == float(batches.group(1)) >= 1
+        assert "sensornet_ingest_lag_histogram_seconds_bucket" in text
 
         async def reported() -> list[dict[str, object]]:
             found = rows(await influx.query('SELECT last("stored") FROM "platform_ingest"'))

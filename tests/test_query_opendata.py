@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from query_fixtures import sample_values, write_history
@@ -12,18 +13,26 @@ from support import running
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
-from sensornet.opendata import RateLimiter, load_opendata
+from sensornet.opendata import load_opendata
 from sensornet.settings import Settings
+from sensornet.shared_limit import SharedRateLimiter
 from sensornet.storage_layout import apply_storage_layout, backfill_aggregates
 from wiring.parts import default_fleet, register_fleet, run_api
 
 
-def test_token_bucket_allows_burst_then_rate() -> None:
-    limiter = RateLimiter(rate=2.0, burst=3)
-    assert [limiter.check("a", 0.0) for _ in range(3)] == [0, 0, 0]
-    assert limiter.check("a", 0.0) == 1  # empty: half a second to the next token, rounded up
-    assert limiter.check("b", 0.0) == 0  # another client has its own bucket
-    assert limiter.check("a", 0.5) == 0  # refilled one token
+def test_shared_limit_allows_burst_then_rate(tmp_path: Path) -> None:
+    """Two limiters on one file (two workers) share each client's allowance."""
+    one = SharedRateLimiter(tmp_path / "limits.db", rate=2.0, burst=3)
+    two = SharedRateLimiter(tmp_path / "limits.db", rate=2.0, burst=3)
+    assert [w.check("a", 100.0) for w in (one, two, one)] == [0, 0, 0]
+    assert two.check("a", 100.0) == 1  # empty: half a second to the next one, rounded up
+    assert one.check("b", 100.0) == 0  # another client has its own allowance
+    assert two.check("a", 100.5) == 0  # refilled one
+    assert one.check("a", 100.5) == 1
+    assert one.check("a", 10_000.0) == 0  # a clock that went back does not lock it out
+    assert two.check("a", 100.0) == 0
+    one.close()
+    two.close()
 
 
 def test_shipped_catalogue_loads() -> None:

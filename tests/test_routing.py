@@ -126,3 +126,18 @@ def test_bad_routing_file(tmp_path: Path) -> None:
     broken.write_text("receivers: [unclosed")
     with pytest.raises(ConfigError, match="not YAML"):
         load_routing(broken)
+
+
+def test_receivers_secrets_setting_is_checked_without_echoing_it() -> None:
+    from sensornet.settings import Settings
+
+    assert Settings(alert_secrets="", _env_file=None).alert_secret_names() == {}  # type: ignore[arg-type,call-arg]
+    for bad in ('["hunter2"]', '{"a": 1}', "hunter2"):
+        settings = Settings(alert_secrets=bad, _env_file=None)  # type: ignore[arg-type,call-arg]
+        with pytest.raises(ConfigError, match="JSON object of strings") as caught:
+            settings.alert_secret_names()
+        assert "hunter2" not in str(caught.value) and "hunter2" not in repr(settings)
+    good = Settings(alert_secrets='{"x.url": "u"}', _env_file=None)  # type: ignore[arg-type,call-arg]
+    assert good.alert_secret("x.url") == "u"
+    with pytest.raises(ConfigError, match=r"'y\.url' is missing"):
+        good.alert_secret("y.url")

@@ -18,12 +18,13 @@ from support import mqtt_client, running, sensor_spec, wait_until
 from typer.testing import CliRunner
 
 from cli.main import app
+from gateway_sim.synthetic import make_readings, messages
 from sensornet import broker_files
 from sensornet.broker_auth import mosquitto_hash
-from sensornet.reserved import BUILTIN_RESERVED
+from sensornet.influx import InfluxClient, rows
 from sensornet.settings import Settings
 from sensornet.topics import TOPIC_KINDS
-from wiring.parts import run_api
+from wiring.parts import default_fleet, register_fleet, run_api, run_ingester
 from wiring.services import Mosquitto, broker_acl, free_port
 
 PREFIX = "city/v1"
@@ -65,17 +66,22 @@ async def test_no_service_identity_can_publish_to_device_topics(open_broker: Mos
     }
     try:
         async with mqtt_client("observer", port, "observer", "observer-pw") as ear:
-            ear.client.on_message = lambda c, topic, *rest: heard.append(topic) or 0
+
+            def on_message(client: object, topic: str, *rest: object) -> int:
+                heard.append(topic)
+                return 0
+
+            ear.client.on_message = on_message
             ear.client.on_subscribe = lambda *args: subscribed.set()
             ear.client.subscribe(f"{PREFIX}/#", qos=1)
             await asyncio.wait_for(subscribed.wait(), 10)
             async with mqtt_client("dev", port, "NS-DEV", "device-pw") as device:
                 device.publish(f"{PREFIX}/NS-DEV/readings", b'{"laeq": 50}')
                 await wait_until(lambda: _has(heard, f"{PREFIX}/NS-DEV/readings"))
-            targets = sorted({*identities, *BUILTIN_RESERVED})
             for user, password in identities.items():
                 async with mqtt_client(f"svc-{user}", port, user, password) as svc:
-                    for name in {user, *(targets if user == "simulator" else ())}:
+                    # its own %u topics; the fleet identity also every other service's
+                    for name in {user, *(identities if user == "simulator" else ())}:
                         for kind in TOPIC_KINDS:
                             svc.publish(f"{PREFIX}/{name}/{kind}", b'{"pm25": 777}')
                     await svc.acked()  # MQTT 3.1.1: a refused publish is acked, then dropped
@@ -105,12 +111,14 @@ async def test_registry_refuses_reserved_ids_over_the_api(
             assert "reserved" in r.json()["detail"]
             g = await h.post(
                 "/gateways",
-                json={"id": reserved, "subdistrict": "jingansi", "lat": 31.22, "lon": 121.44},
+                json={"id": reserved, "subdistrict": "jingansi", "lat": 31.2235, "lon": 121.4455},
             )
             assert g.status_code == 422, g.text
         assert (await h.get("/sensors/ingester")).status_code == 404
-        csv_body = "id,type,subdistrict,lat,lon,status\nNS-OK,noise,jingansi,31.2,121.4,installed\n"
-        csv_body += "simulator,noise,jingansi,31.2,121.4,installed\n"
+        csv_body = (
+            "id,type,subdistrict,lat,lon,status\nNS-OK,noise,jingansi,31.2235,121.4455,installed\n"
+        )
+        csv_body += "simulator,noise,jingansi,31.2235,121.4455,installed\n"
         r = await h.post(
             "/sensors/import.csv", content=csv_body, headers={"Content-Type": "text/csv"}
         )
@@ -130,7 +138,16 @@ def test_registry_refuses_reserved_ids_in_the_cli(
     monkeypatch.setenv("SENSORNET_MQTT_INGEST_USER", "svc-ingest")  # a renamed service user
     monkeypatch.chdir(tmp_path)
     cli = CliRunner()
-    where = ["--type", "noise", "--subdistrict", "jingansi", "--lat", "31.2", "--lon", "121.4"]
+    where = [
+        "--type",
+        "noise",
+        "--subdistrict",
+        "jingansi",
+        "--lat",
+        "31.2235",
+        "--lon",
+        "121.4455",
+    ]
     for reserved in ("ingester", "svc-ingest"):
         result = cli.invoke(app, ["registry", "register", reserved, *where])
         assert result.exit_code == 1, result.output
@@ -142,3 +159,33 @@ def test_registry_refuses_reserved_ids_in_the_cli(
     assert "reserved" in result.output
     listed = cli.invoke(app, ["registry", "list"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)["items"] == []
+
+
+async def test_a_service_identity_publishing_stores_nothing(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """End to end (broker, ingester, InfluxDB): the ingester's login publishing a forged
+    reading on its own ``%u`` topic, and the fleet identity on the ingester's, store
+    nothing and leave no dead letter, while a device's reading sent after them is stored."""
+    fleet = default_fleet(3)
+    await register_fleet(settings, fleet)
+    sensor = next(d for d in fleet if d.gateway_id is None)
+    p = settings.topic_prefix
+    ingest_password = settings.mqtt_ingest_password.get_secret_value()
+    async with running(run_ingester, settings):
+        async with mqtt_client("forger", settings.mqtt_port, "ingester", ingest_password) as svc:
+            svc.publish(f"{p}/ingester/readings", b'{"pm25": 777}')
+            await svc.acked()
+        async with mqtt_client("fleet", settings.mqtt_port, "simulator", FLEET_PASSWORD) as fl:
+            fl.publish(f"{p}/ingester/readings", b'{"pm25": 777}')
+            topic, payload = next(messages(p, make_readings([sensor], 1), 1))
+            fl.publish(topic.decode(), payload)
+            await fl.acked()
+
+        async def stored() -> list[dict[str, object]]:
+            return rows(await influx.query(f'SELECT * FROM "{sensor.type}"'))
+
+        assert len(await wait_until(stored)) == 1
+    assert rows(await influx.query('SELECT * FROM "dead_letter"')) == []
+    everything = rows(await influx.query('SHOW TAG VALUES WITH KEY = "sensor_id"'))
+    assert "ingester" not in {str(r["value"]) for r in everything}

@@ -195,3 +195,14 @@ async def test_the_compose_broker_config_refuses_too(tmp_path: Path) -> None:
     finally:
         broker.terminate()
         await asyncio.wait_for(broker.wait(), 10)
+
+
+def test_the_plugin_builds_from_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh cache compiles the source (as on a new machine); the next call reuses it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = subscribe_acl_plugin()
+    assert built.parent == tmp_path / "sensornet"
+    assert built.read_bytes()[:4] == b"\x7fELF"
+    stamp = built.stat().st_mtime_ns
+    assert subscribe_acl_plugin() == built and built.stat().st_mtime_ns == stamp
+    assert [p.name for p in built.parent.iterdir()] == [built.name]  # no partial file left

@@ -38,6 +38,32 @@ def _cache_dir() -> Path:
     return path
 
 
+def _build_tools() -> str:
+    """The C compiler, after installing it and the headers when missing (as root with
+    apt-get, like ``wiring.services.ensure_binaries``); otherwise say what to run."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is not None and HEADER.exists():
+        return compiler
+    command = f"apt-get update && apt-get install -y {' '.join(DEBIAN_PACKAGES)}"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ServiceError(
+            "the broker's subscription plugin needs a C compiler and Mosquitto's plugin "
+            f"headers; install them with: {command} (scripts/bootstrap.sh does)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES],
+    ):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ServiceError(f"{' '.join(argv)} failed: {result.stderr.strip()[-500:]}")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not HEADER.exists():
+        raise ServiceError(f"installed {' '.join(DEBIAN_PACKAGES)}, still no compiler/headers")
+    return compiler
+
+
 def subscribe_acl_plugin() -> Path:
     """The compiled plugin (built now if this source has not been built before)."""
     source = SOURCE.read_bytes()
@@ -45,13 +71,7 @@ def subscribe_acl_plugin() -> Path:
     target = _cache_dir() / f"sensornet_subscribe_acl-{digest}.so"
     if target.exists():
         return target
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None or not HEADER.exists():
-        raise ServiceError(
-            "the broker's subscription plugin needs a C compiler and Mosquitto's plugin "
-            f"headers; install them with: apt-get install -y {' '.join(DEBIAN_PACKAGES)} "
-            "(scripts/bootstrap.sh does)"
-        )
+    compiler = _build_tools()
     partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     result = subprocess.run(
         [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial), str(SOURCE)],

@@ -41,11 +41,17 @@ async def run_ingester(
         open_registry(settings.registry_database_url) as registry,
     ):
         ingester = Ingester(settings, influx, DeviceCache(registry), load_catalogue())
-        with serve_metrics(ingester.stats, settings.ingest_metrics_port, settings.metrics_host):
+        receiving = ready if ready is not None else asyncio.Event()
+        with serve_metrics(
+            ingester.stats,
+            settings.ingest_metrics_port,
+            settings.metrics_host,
+            receiving=receiving.is_set,
+        ):
             delay = 1.0
             while True:
                 try:
-                    await ingester.run(stop, ready)
+                    await ingester.run(stop, receiving)
                     return
                 except OSError as exc:
                     if not broker_unreachable(exc) or stop.is_set():
@@ -141,7 +147,7 @@ async def run_simulator(
     credentials: dict[str, str] | None = None,
 ) -> None:
     """``speed`` > 1 runs the simulated city's clock faster (60: a day in 24 minutes)."""
-    from gateway_sim.publisher import LivePublisher
+    from gateway_sim.publisher import LivePublisher, community_push
 
     async with fleet_login(settings, fleet, credentials) as fleet_password:
         publisher = LivePublisher(
@@ -156,6 +162,7 @@ async def run_simulator(
             speed=speed,
             credentials=credentials,
             tls=MqttTls.from_settings(settings),
+            http_push=community_push(settings),
         )
         await publisher.run(stop)
 
@@ -173,6 +180,7 @@ async def run_api(
         port=settings.api_port,
         log_level="warning",
         lifespan="on",
+        proxy_headers=False,  # X-Forwarded-For: only from trusted proxies (api.opendata_routes)
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

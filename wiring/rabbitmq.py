@@ -27,7 +27,7 @@ import os
 import secrets
 import signal
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,22 +348,8 @@ class RabbitCluster:
             time.sleep(0.5)
 
     def declare_readings(self, prefix: str, ingest_user: str, ingest_password: str) -> None:
-        """The readings quorum queue on every node, bound to ``amq.topic``, and the
-        ingester's user, which may read it and nothing else. Idempotent."""
-        q = urllib.parse.quote(READINGS_QUEUE, safe="")
-        self._call(
-            "PUT",
-            f"/queues/%2F/{q}",
-            {"durable": True, "auto_delete": False, "arguments": {"x-queue-type": "quorum"}},
-        )
-        for key in ingest_routing_keys(prefix):
-            self._call("POST", f"/bindings/%2F/e/amq.topic/q/{q}", {"routing_key": key})
-        self._call("PUT", f"/users/{ingest_user}", {"password": ingest_password, "tags": ""})
-        self._call(
-            "PUT",
-            f"/permissions/%2F/{ingest_user}",
-            {"configure": "^$", "write": "^$", "read": f"^{READINGS_QUEUE}$"},
-        )
+        """The readings queue, its bindings and the ingester's user (``declare_readings``)."""
+        declare_readings(self._call, prefix, ingest_user, ingest_password)
 
     def queue(self, name: str = READINGS_QUEUE) -> dict[str, Any]:
         """The queue as the management API reports it (``leader``, ``members``,
@@ -384,6 +370,29 @@ class RabbitCluster:
 
     def mqtt_endpoints(self, tls: bool = False) -> list[tuple[str, int]]:
         return [(self.host, n.ports.mqtts if tls else n.ports.mqtt) for n in self.nodes]
+
+
+def declare_readings(
+    call: Callable[[str, str, Any], Any], prefix: str, ingest_user: str, ingest_password: str
+) -> None:
+    """Through the management API (``call(method, path, body)``): the readings quorum
+    queue (a member on every node that has joined), bound to ``amq.topic`` with the
+    readings' routing keys, and the ingester's user, which may read it and nothing else.
+    Idempotent."""
+    q = urllib.parse.quote(READINGS_QUEUE, safe="")
+    call(
+        "PUT",
+        f"/queues/%2F/{q}",
+        {"durable": True, "auto_delete": False, "arguments": {"x-queue-type": "quorum"}},
+    )
+    for key in ingest_routing_keys(prefix):
+        call("POST", f"/bindings/%2F/e/amq.topic/q/{q}", {"routing_key": key})
+    call("PUT", f"/users/{ingest_user}", {"password": ingest_password, "tags": ""})
+    call(
+        "PUT",
+        f"/permissions/%2F/{ingest_user}",
+        {"configure": "^$", "write": "^$", "read": f"^{READINGS_QUEUE}$"},
+    )
 
 
 def cluster_home(settings: Settings) -> Path:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from sensornet.probe_server import serve_probes
 
 
 class PusherMetrics:
@@ -46,12 +48,9 @@ class PusherMetrics:
 
 @contextlib.contextmanager
 def serve_metrics(metrics: PusherMetrics, port: int, host: str = "127.0.0.1") -> Iterator[None]:
+    """``/metrics``, ``/livez`` and ``/readyz`` (the pusher's loop runs) on ``port``."""
     if not port:
         yield
         return
-    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
-    try:
+    with serve_probes(port, host, metrics.registry, dict):
         yield
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)

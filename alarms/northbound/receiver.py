@@ -56,6 +56,9 @@ class Receiver:
         self.got = Received()
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._stats = b""
+        self._arrived = asyncio.Condition()
 
     @property
     def url(self) -> str:
@@ -71,8 +74,18 @@ class Receiver:
             self._server.close()
             for w in list(self._conns):
                 w.close()
+            if self._handlers:  # each ends on its closed connection
+                await asyncio.wait(list(self._handlers), timeout=5)
             await self._server.wait_closed()
             self._server = None
+
+    async def wait_for_ids(self, n: int, timeout_s: float) -> bool:
+        """Until ``n`` distinct events arrived (True) or the time is up (False)."""
+        async with self._arrived:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._arrived.wait_for(lambda: len(self.got.ids) >= n)
+        return len(self.got.ids) >= n
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -83,25 +96,39 @@ class Receiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conns.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 headers = _headers(head)
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status = await self._handle(headers, body)
+                answer, self._stats = self._stats, b""
                 writer.write(
-                    b"HTTP/1.1 %d X\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n" % status
+                    b"HTTP/1.1 %d X\r\ncontent-length: %d\r\nconnection: keep-alive\r\n\r\n"
+                    % (status, len(answer))
+                    + answer
                 )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
             self._conns.discard(writer)
+            if task is not None:
+                self._handlers.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     async def _handle(self, headers: dict[str, str], body: bytes) -> int:
+        if headers[":path"] == "/stats":  # for a receiver run as its own process
+            self._stats = orjson.dumps(
+                {"ids": len(self.got.ids), "events": len(self.got.events),
+                 "bad_signatures": self.got.bad_signatures}
+            )  # fmt: skip
+            return 200
         self.got.requests += 1
         if self.faults.status != 200:
             self.got.refused += 1
@@ -118,6 +145,8 @@ class Receiver:
             if e["id"] not in self.got.ids:
                 self.got.ids.add(e["id"])
                 self.got.arrival[e["id"]] = now
+        async with self._arrived:
+            self._arrived.notify_all()
         if self.faults.delay_s:
             await asyncio.sleep(self.faults.delay_s)
         return 200
@@ -125,9 +154,37 @@ class Receiver:
 
 def _headers(head: bytes) -> dict[str, str]:
     lines = head.decode("latin-1").split("\r\n")
-    out = {}
+    parts = lines[0].split(" ")
+    out = {":path": parts[1] if len(parts) > 1 else ""}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if sep:
             out[name.strip().lower()] = value.strip()
     return out
+
+
+async def _serve_until_stopped(port: int, secret: str | None) -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Receiver(secret, port=port):
+        await stop.wait()
+
+
+def main() -> None:
+    """``python -m alarms.northbound.receiver --port P [--secret whsec_...]``: the receiver
+    as a process of its own (the benchmark's); ``GET /stats`` says what it got."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--secret", default=None)
+    args = parser.parse_args()
+    asyncio.run(_serve_until_stopped(args.port, args.secret))
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,13 @@ from sensornet.northbound import store
 from sensornet.northbound.envelope import CONTENT_TYPE, batch_body, batch_id
 from sensornet.northbound.events import Cursor, Event
 from sensornet.northbound.signing import sign_headers
-from sensornet.northbound.sources import WRITE_STAMPED, Page, read_aggregates, read_page
+from sensornet.northbound.sources import (
+    WRITE_STAMPED,
+    Page,
+    next_window,
+    read_aggregates,
+    read_page,
+)
 from sensornet.northbound.spec import Kind
 from sensornet.registry.store import DeviceInfo
 
@@ -37,6 +43,12 @@ log = logging.getLogger("sensornet.northbound")
 WRITE_STAMPED_SETTLE_NS = 1_000_000_000
 #: Pages of one stream taken in a row before the next stream gets its turn.
 PAGES_PER_TURN = 20
+#: Requests one InfluxDB read feeds (fewer, larger reads: each has a fixed cost).
+PAGE_BATCHES = 10
+#: Time span of a stream's first read; then sized to bring about one page (``next_window``).
+FIRST_WINDOW_NS = 60_000_000_000
+#: Acknowledged batches that may wait for their record while one is being written.
+MAX_UNRECORDED = 10
 
 
 class Paused(Exception):
@@ -78,6 +90,7 @@ class Worker:
         self.http, self.catalogue, self.devices = http, catalogue, devices
         self.config, self.metrics = config, metrics
         self.cursors: dict[str, Cursor] = {}
+        self.windows: dict[str, int] = {}  # time span of the next read, per kind
 
     async def run(self) -> None:
         """Deliver until cancelled or paused; a failure to read InfluxDB or the registry
@@ -110,39 +123,69 @@ class Worker:
         if kind == "aggregates":
             return await read_aggregates(
                 self.influx, self.sub.spec, self.catalogue, after, now, settle,
-                self.config.batch_size,
+                self.config.batch_size * PAGE_BATCHES,
             )  # fmt: skip
         horizon = now - (WRITE_STAMPED_SETTLE_NS if kind in WRITE_STAMPED else settle)
-        return await read_page(
+        target = self.config.batch_size * PAGE_BATCHES
+        window = self.windows.get(kind, FIRST_WINDOW_NS)
+        page = await read_page(
             self.influx, kind, self.sub.spec, self.catalogue, self.devices(), after, horizon,
-            self.config.batch_size,
+            target, window,
         )  # fmt: skip
+        self.windows[kind] = next_window(window, page.rows, target)
+        return page
 
     async def _turn(self, kind: Kind) -> bool:
-        """Up to ``PAGES_PER_TURN`` pages of one stream; True if its cursor moved."""
+        """Up to ``PAGES_PER_TURN`` pages of one stream; True if its cursor moved.
+
+        A page holds up to ``PAGE_BATCHES`` batches (one InfluxDB read for several
+        requests); the next page is read while this one is sent, and each batch's record
+        (cursor and counts) is written while the next batch is on the wire. Records are
+        written in order, and only after their batch's 2xx."""
         page = await self.read(kind, self.cursors[kind])
         moved = False
-        for _ in range(PAGES_PER_TURN):
-            if page.upto is None:
-                break
-            upto = page.upto
-            following = asyncio.create_task(self.read(kind, upto))
-            try:
-                if page.events:
-                    self.metrics.lag.labels(self.sub.id).set(
-                        max(0.0, time.time() - page.events[0].time_ns / 1e9)
-                    )
-                    await self.deliver(page.events)
-                await store.record_delivery(
-                    self.engine, self.sub.id, kind, upto, per_minute(page.events)
-                )
-            except BaseException:
-                following.cancel()
-                raise
-            self.cursors[kind] = upto
-            moved = True
-            page = await following
+        recorder = _Recorder(self, kind)
+        try:
+            for _ in range(PAGES_PER_TURN):
+                if page.upto is None:
+                    break
+                going_on = bool(page.events) or page.more
+                following = asyncio.create_task(self.read(kind, page.upto)) if going_on else None
+                try:
+                    for events, upto in self._batches(page):
+                        if events:
+                            self.metrics.lag.labels(self.sub.id).set(
+                                max(0.0, time.time() - events[0].time_ns / 1e9)
+                            )
+                            await self.deliver(events)
+                        if events or page.rows:  # an empty stretch of time is not recorded
+                            await recorder.add(upto, events)
+                except BaseException:
+                    if following is not None:
+                        following.cancel()
+                    raise
+                self.cursors[kind] = page.upto
+                moved |= going_on
+                if following is None:
+                    break
+                page = await following
+        finally:
+            await recorder.flush()  # a 2xx already came: its record must not be lost
         return moved
+
+    def _batches(self, page: Page) -> list[tuple[list[Event], Cursor]]:
+        """The page cut into requests; the last one carries the page's own cursor (which
+        may be past its last event, over rows a filter left out)."""
+        assert page.upto is not None
+        size = self.config.batch_size
+        out = []
+        for i in range(0, len(page.events), size):
+            chunk = page.events[i : i + size]
+            out.append((chunk, chunk[-1].cursor))
+        if not out:
+            return [([], page.upto)]
+        out[-1] = (out[-1][0], page.upto)
+        return out
 
     async def deliver(self, events: list[Event]) -> None:
         """Send until the receiver answers 2xx; raises ``Paused`` once it has failed for
@@ -180,3 +223,44 @@ class Worker:
             log.warning("northbound %s: %s; retry in %.1f s", self.sub.id, error, wait)
             await asyncio.sleep(wait)
             attempt += 1
+
+
+class _Recorder:
+    """Group commit of delivered batches: while one record is being written, the batches
+    acknowledged meanwhile wait and go in the next transaction together (their cursor is
+    the last one's, their counts summed). At most ``MAX_UNRECORDED`` wait; a crash resends
+    them (same ids) and counts nothing twice, since counts move with the cursor."""
+
+    def __init__(self, worker: Worker, kind: Kind) -> None:
+        self.worker, self.kind = worker, kind
+        self.waiting: list[tuple[Cursor, list[Event]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def add(self, upto: Cursor, events: list[Event]) -> None:
+        self.waiting.append((upto, events))
+        if self.task is not None and not self.task.done() and len(self.waiting) < MAX_UNRECORDED:
+            return
+        if self.task is not None:
+            await self.task
+        self.task = asyncio.create_task(self._write(self._take()))
+
+    async def flush(self) -> None:
+        if self.task is not None:
+            await self.task
+            self.task = None
+        if self.waiting:
+            await self._write(self._take())
+
+    def _take(self) -> tuple[Cursor, dict[int, int]]:
+        counts: dict[int, int] = {}
+        for _, events in self.waiting:
+            for minute, n in per_minute(events).items():
+                counts[minute] = counts.get(minute, 0) + n
+        upto = self.waiting[-1][0]
+        self.waiting = []
+        return upto, counts
+
+    async def _write(self, record: tuple[Cursor, dict[int, int]]) -> None:
+        upto, counts = record
+        w = self.worker
+        await store.record_delivery(w.engine, w.sub.id, self.kind, upto, counts)

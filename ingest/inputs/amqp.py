@@ -136,6 +136,8 @@ class AmqpSource:
             try:
                 await self._connect()
                 delay = 0.2
+                if self._stats is not None:
+                    self._stats.reconnects += 1
             except ServiceError as exc:
                 log.error("%s; retrying in %.1f s", exc, delay)
                 self._connection = None

@@ -50,8 +50,9 @@ def batch_body(events: Sequence[Event], source: str) -> bytes:
 
 def batch_id(subscription_id: str, events: Sequence[Event]) -> str:
     """The request's ``webhook-id``: the same for the same events (a retry), so a receiver
-    may also dedupe whole requests; events carry their own ids in any case."""
-    digest = hashlib.sha256(subscription_id.encode())
-    for e in events:
-        digest.update(b"\x00" + e.id.encode())
-    return "msg_" + digest.hexdigest()[:32]
+    may also dedupe whole requests; events carry their own ids in any case. A batch is a
+    run of one stream in order, so its first and last ids and its length name it."""
+    if not events:
+        return "msg_empty"
+    text = f"{subscription_id}\x00{events[0].id}\x00{events[-1].id}\x00{len(events)}"
+    return "msg_" + hashlib.sha256(text.encode()).hexdigest()[:32]

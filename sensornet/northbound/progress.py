@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.northbound.events import Cursor
-from sensornet.northbound.sources import read_aggregates, read_page
+from sensornet.northbound.sources import next_window, read_aggregates, read_page
 from sensornet.northbound.spec import Kind, Spec
 from sensornet.registry.store import DeviceInfo
 
@@ -43,20 +43,26 @@ async def count_events(
     """Events of ``kind`` after ``after`` with a time before ``end_ns`` (aggregates: buckets
     starting before it and complete ``settle_ns`` ago), up to ``cap``."""
     n, first = 0, None
+    window = 60 * 1_000_000_000
     while n < cap:
         if kind == "aggregates":
             page = await read_aggregates(
                 influx, spec, catalogue, after, time.time_ns(), settle_ns, PAGE
             )
         else:
-            page = await read_page(influx, kind, spec, catalogue, devices, after, end_ns - 1, PAGE)
+            page = await read_page(
+                influx, kind, spec, catalogue, devices, after, end_ns - 1, PAGE, window
+            )
+            window = next_window(window, page.rows, PAGE)
         if page.upto is None:
             break
         inside = [e for e in page.events if e.time_ns < end_ns]
         if inside and first is None:
             first = inside[0].time_ns
         n += len(inside)
-        if page.upto.time_ns >= end_ns or len(inside) < len(page.events):
+        if page.upto.time_ns >= end_ns - 1 and not page.more:
+            break
+        if len(inside) < len(page.events):
             break
         after = page.upto
     return Count(min(n, cap), first, n >= cap)

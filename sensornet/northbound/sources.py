@@ -10,6 +10,7 @@ value; identifiers come from the catalogue."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +30,34 @@ WRITE_STAMPED: frozenset[Kind] = frozenset({"status", "alarms"})
 _NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
 
 
+#: A cursor key above every sensor id: ``(t, END)`` means "everything up to t is read".
+END = "\U0010ffff"
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """What one read found: the matching events, and how far it read (``upto`` may be past
-    the last event when rows were skipped by a filter only the registry can apply)."""
+    the last event: rows a filter left out, an empty stretch of time). ``rows``: rows
+    InfluxDB returned (to size the next window); ``more``: the read stopped short of the
+    horizon, so reading on at once finds more."""
 
     events: list[Event]
     upto: Cursor | None
+    rows: int = 0
+    more: bool = False
+
+
+def next_window(window_ns: int, rows: int, target: int) -> int:
+    """The time span of the next read: halved when a read brought over twice the target
+    rows, doubled when under half, quadrupled when under a quarter (between 1 ms and 1 h):
+    each read has a fixed cost, so a backlog is read in few large pages."""
+    if rows > 2 * target:
+        window_ns //= 2
+    elif rows < target // 4:
+        window_ns *= 4
+    elif rows < target // 2:
+        window_ns *= 2
+    return min(max(window_ns, 1_000_000), 3600 * 1_000_000_000)
 
 
 def _or(column: str, prefix: str, values: Sequence[str], params: dict[str, ParamValue]) -> str:
@@ -64,32 +86,42 @@ def measurements(kind: Kind, flt: Filter, catalogue: Catalogue) -> list[str]:
 
 
 def page_queries(
-    kind: Kind, flt: Filter, catalogue: Catalogue, after: Cursor, horizon_ns: int, limit: int
+    kind: Kind, flt: Filter, catalogue: Catalogue, after: Cursor, until_ns: int, limit: int
 ) -> tuple[str, dict[str, ParamValue]]:
-    """Two statements: the rest of the cursor's own instant (rows sharing its time, any
-    number), then up to ``limit`` rows per measurement after it, up to the horizon."""
+    """Two statements: the rest of the cursor's own instant (rows sharing its time), then
+    the rows after it up to ``until_ns``, at most ``limit`` per series. Grouped by sensor,
+    InfluxDB hands each series over as it is stored instead of merging them all by time
+    (several times faster with hundreds of sensors); we sort."""
     params: dict[str, ParamValue] = {
         "t0": rfc3339_ns(after.time_ns),
-        "h": rfc3339_ns(horizon_ns),
+        "h": rfc3339_ns(until_ns),
     }
     source = ", ".join(f'"{m}"' for m in measurements(kind, flt, catalogue))
     extra = "".join(f" AND {w}" for w in _where(flt, kind, params))
-    same = f"SELECT * FROM {source} WHERE time = $t0{extra}"  # noqa: S608 - identifiers checked
+    same = f'SELECT * FROM {source} WHERE time = $t0{extra} GROUP BY "sensor_id"'  # noqa: S608
     rest = (
         f"SELECT * FROM {source} WHERE time > $t0 AND time <= $h{extra} "  # noqa: S608
-        f"ORDER BY time LIMIT {int(limit)}"
+        f'GROUP BY "sensor_id" LIMIT {int(limit)}'
     )
     return f"{same}; {rest}", params
+
+
+def _statement_series(body: bytes) -> list[list[dict[str, Any]]]:
+    """Per statement, its series as InfluxDB gave them."""
+    out = []
+    for result in orjson.loads(body).get("results", []):
+        if "error" in result:
+            raise InfluxError(f"InfluxQL error: {result['error']}", 200, result["error"])
+        out.append(result.get("series", []))
+    return out
 
 
 def _statement_rows(body: bytes) -> list[list[tuple[str, dict[str, Any]]]]:
     """Per statement, (measurement, row) pairs."""
     out = []
-    for result in orjson.loads(body).get("results", []):
-        if "error" in result:
-            raise InfluxError(f"InfluxQL error: {result['error']}", 200, result["error"])
+    for series in _statement_series(body):
         found = []
-        for s in result.get("series", []):
+        for s in series:
             columns = s["columns"]
             tags = s.get("tags") or {}
             for values in s.get("values", []):
@@ -97,6 +129,53 @@ def _statement_rows(body: bytes) -> list[list[tuple[str, dict[str, Any]]]]:
                 row.update(tags)
                 found.append((s["name"], row))
         out.append(found)
+    return out
+
+
+Keyed = tuple[int, str, Event | None]
+_time_key = operator.itemgetter(0, 1)
+
+
+def _reading_events(
+    series: list[dict[str, Any]], quantities: Mapping[str, Sequence[str]]
+) -> list[Keyed]:
+    """Readings without a dict per row: column positions once per series (the hot path)."""
+    out: list[Keyed] = []
+    for s in series:
+        measurement, columns = s["name"], s["columns"]
+        wanted = set(quantities.get(measurement, ()))
+        at = [(c, i) for i, c in enumerate(columns) if c in wanted]
+        ti = columns.index("time")
+        sensor_id = (s.get("tags") or {}).get("sensor_id") or ""
+        di = columns.index("subdistrict") if "subdistrict" in columns else None
+        qi = columns.index("seq") if "seq" in columns else None
+        for v in s.get("values", []):
+            data: dict[str, Any] = {"values": {c: v[i] for c, i in at if v[i] is not None}}
+            if qi is not None and v[qi] is not None:
+                data["seq"] = v[qi]
+            area = (v[di] or "") if di is not None else ""
+            t = v[ti]
+            ev = Event(t, sensor_id, "readings", sensor_id, measurement, area, data)
+            out.append((t, sensor_id, ev))
+    return out
+
+
+def _keyed(
+    kind: Kind,
+    series: list[dict[str, Any]],
+    devices: Mapping[str, DeviceInfo],
+    quantities: Mapping[str, Sequence[str]],
+) -> list[Keyed]:
+    if kind == "readings":
+        return _reading_events(series, quantities)
+    out: list[Keyed] = []
+    for s in series:
+        columns, tags = s["columns"], s.get("tags") or {}
+        for values in s.get("values", []):
+            row = dict(zip(columns, values, strict=True))
+            row.update(tags)
+            key, ev = to_event(kind, s["name"], row, devices, quantities)
+            out.append((int(row["time"]), key, ev))
     return out
 
 
@@ -152,60 +231,59 @@ async def read_page(
     after: Cursor,
     horizon_ns: int,
     limit: int,
+    window_ns: int,
 ) -> Page:
-    """Up to ``limit`` events of ``kind`` after ``after``, in (time, key) order."""
-    if horizon_ns <= after.time_ns and not after.key:
+    """The events of ``kind`` after ``after`` and within ``window_ns`` of it (not past the
+    horizon), in (time, key) order; a series with ``limit`` rows cuts the page short."""
+    if horizon_ns <= after.time_ns and after.key == END:
         return Page([], None)
-    horizon_ns = max(horizon_ns, after.time_ns)
-    q, params = page_queries(kind, spec.filter, catalogue, after, horizon_ns, limit)
+    until = max(min(after.time_ns + window_ns, horizon_ns), after.time_ns)
+    q, params = page_queries(kind, spec.filter, catalogue, after, until, limit)
     body = await influx.query_body(q, params, method="POST")
-    statements = _statement_rows(body)
-    same, rest = [*statements, [], []][:2]
-    quantities = {t.measurement: tuple(t.quantities) for t in catalogue.types.values()}
-    keyed: list[tuple[int, str, Event | None]] = []
-    for measurement, row in same:
-        key, ev = to_event(kind, measurement, row, devices, quantities)
-        if key > after.key:
-            keyed.append((int(row["time"]), key, ev))
-    for measurement, row in rest:
-        key, ev = to_event(kind, measurement, row, devices, quantities)
-        keyed.append((int(row["time"]), key, ev))
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    keyed, upto = _complete_prefix(keyed, rest, limit)
-    events = [
-        e
-        for _, _, e in keyed
-        if e is not None and spec.filter.matches(e.sensor_id, e.type, e.subdistrict)
-    ]
-    return Page(events, upto)
+    same, rest = [*_statement_series(body), [], []][:2]
+    quantities = _quantities(catalogue)
+    keyed = []
+    if after.key != END:
+        keyed = [k for k in _keyed(kind, same, devices, quantities) if k[1] > after.key]
+    keyed += _keyed(kind, rest, devices, quantities)
+    keyed.sort(key=_time_key)
+    kept, upto, cut = _complete_prefix(keyed, rest, limit, Cursor(until, END))
+    flt = spec.filter
+    found = [e for _, _, e in kept if e is not None]
+    if flt.types or flt.subdistricts or flt.sensors:
+        found = [e for e in found if flt.matches(e.sensor_id, e.type, e.subdistrict)]
+    if upto is not None and upto <= after:
+        upto = None
+    return Page(found, upto, len(keyed), cut or until < horizon_ns)
+
+
+def _quantities(catalogue: Catalogue) -> dict[str, tuple[str, ...]]:
+    return {t.measurement: tuple(t.quantities) for t in catalogue.types.values()}
 
 
 def _complete_prefix(
-    keyed: list[tuple[int, str, Event | None]],
-    rest: list[tuple[str, dict[str, Any]]],
-    limit: int,
-) -> tuple[list[tuple[int, str, Event | None]], Cursor | None]:
-    """The longest prefix (at most ``limit``) known to be complete, and the cursor after it.
+    keyed: list[Keyed], rest: list[dict[str, Any]], limit: int, whole: Cursor
+) -> tuple[list[Keyed], Cursor | None, bool]:
+    """What is known complete, the cursor after it, and whether a series was cut.
 
-    A measurement that returned ``limit`` rows may have more from the time of its last row
-    on (even at that very time: which series InfluxDB gave first is not ours to choose), so
+    A series that returned ``limit`` rows may have more from the time of its last row on
+    (even at that very time: which series InfluxDB gave first is not ours to choose), so
     nothing from the earliest such time is taken. When that leaves nothing, the cursor moves
     to the start of that instant (key ""): the next read's ``time = $t0`` statement, which
-    has no limit, takes the whole instant."""
-    per: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for measurement, row in rest:
-        per[measurement] = per.get(measurement, 0) + 1
-        last[measurement] = max(last.get(measurement, 0), int(row["time"]))
-    cut = [last[m] for m, n in per.items() if n >= limit]
-    if cut:
-        edge = min(cut)
-        before = [k for k in keyed if k[0] < edge]
-        if not before:
-            return [], Cursor(edge, "")
-        keyed = before
-    keyed = keyed[:limit]
-    return keyed, (Cursor(keyed[-1][0], keyed[-1][1]) if keyed else None)
+    has no limit, takes the whole instant. With no series cut the whole window was read."""
+    cut = []
+    for series in rest:
+        values = series.get("values", [])
+        if len(values) >= limit:
+            ti = series["columns"].index("time")
+            cut.append(max(int(v[ti]) for v in values))
+    if not cut:
+        return keyed, whole, False
+    edge = min(cut)
+    before = [k for k in keyed if k[0] < edge]
+    if not before:
+        return [], Cursor(edge, ""), True
+    return before, Cursor(before[-1][0], before[-1][1]), True
 
 
 #: Buckets one aggregate read covers at most (then cut to the page limit).

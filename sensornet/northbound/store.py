@@ -204,6 +204,14 @@ async def _set_state(
         return None if row is None else _record(row)
 
 
+async def set_url(engine: AsyncEngine, subscription_id: str, url: str) -> None:
+    """The endpoint moved (the receiver's own operators say so; checked by the caller)."""
+    async with _sessions(engine)() as session, session.begin():
+        await session.execute(
+            update(SubscriptionRow).where(SubscriptionRow.id == subscription_id).values(url=url)
+        )
+
+
 async def cursors(engine: AsyncEngine, subscription_id: str) -> dict[str, Cursor]:
     async with _sessions(engine)() as session:
         q = select(CursorRow).where(CursorRow.subscription_id == subscription_id)

@@ -155,7 +155,7 @@ async def import_sensors(
                 report.errors.append(error)
             else:
                 numbers.append(number)
-        report.errors += await _dev_eui_clashes(session, plan, numbers)
+        report.errors += await _name_clashes(session, plan, numbers)
         if report.errors:
             report.errors.sort(key=lambda e: e.row)
             return report
@@ -203,35 +203,56 @@ def _check_row(
     return None
 
 
-async def _dev_eui_clashes(
+#: The unique names of a sensor besides its id, and how errors call each
+UNIQUE_NAMES = {
+    "dev_eui": "DevEUI", "senml_name": "SenML name", "sc_chip": "chip id",
+    "sc_location": "location id",
+}  # fmt: skip
+
+
+async def _name_clashes(
     session: AsyncSession, plan: Sequence[tuple[Sensor | None, SensorIn]], numbers: Sequence[int]
 ) -> list[RowError]:
-    """DevEUIs are unique: two rows of the file with one, or a row with one that another
-    sensor keeps after the import (a sensor of the file giving its DevEUI up is fine)."""
     errors: list[RowError] = []
-    final = {spec.id: spec.dev_eui for _, spec in plan}
+    for column, label in UNIQUE_NAMES.items():
+        errors += await _unique_clashes(session, plan, numbers, column, label)
+    return errors
+
+
+async def _unique_clashes(
+    session: AsyncSession,
+    plan: Sequence[tuple[Sensor | None, SensorIn]],
+    numbers: Sequence[int],
+    column: str,
+    label: str,
+) -> list[RowError]:
+    """A unique name (a DevEUI, a SenML name, ...): two rows of the file with one, or a
+    row with one that another sensor keeps after the import (a sensor of the file giving
+    its name up is fine)."""
+    errors: list[RowError] = []
+    final = {spec.id: getattr(spec, column) for _, spec in plan}
     first: dict[str, tuple[int, str]] = {}
     for (_, spec), number in zip(plan, numbers, strict=True):
-        if spec.dev_eui is None:
+        value = getattr(spec, column)
+        if value is None:
             continue
-        if spec.dev_eui in first:
-            row, other = first[spec.dev_eui]
-            message = f"DevEUI {spec.dev_eui} also on row {row} ({other})"
-            errors.append(RowError(number, spec.id, "dev_eui", message))
+        if value in first:
+            row, other = first[value]
+            message = f"{label} {value} also on row {row} ({other})"
+            errors.append(RowError(number, spec.id, column, message))
         else:
-            first[spec.dev_eui] = (number, spec.id)
+            first[value] = (number, spec.id)
     wanted = sorted(first)
+    attribute = getattr(Sensor, column)
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        rows = await session.execute(
-            select(Sensor.id, Sensor.dev_eui).where(Sensor.dev_eui.in_(chunk))
-        )
-        for holder, dev_eui in rows.all():
-            number, sensor_id = first[str(dev_eui)]
-            keeps = final.get(str(holder), dev_eui) == dev_eui
+        rows = await session.execute(select(Sensor.id, attribute).where(attribute.in_(chunk)))
+        for holder, value in rows.all():
+            number, sensor_id = first[str(value)]
+            keeps = final.get(str(holder), value) == value
             if holder != sensor_id and keeps:
-                message = f"DevEUI {dev_eui} is already registered to sensor {holder}"
-                errors.append(RowError(number, sensor_id, "dev_eui", message))
+                message = f"{label} {value} is already registered to sensor {holder}"
+                errors.append(RowError(number, sensor_id, column, message))
     return errors
 
 

@@ -40,6 +40,10 @@ class DevEuiTaken(SensornetError):
     """A DevEUI already registered to another sensor (DevEUIs are unique)."""
 
 
+class NameTaken(SensornetError):
+    """A SenML name, chip id or location id already registered to another sensor."""
+
+
 class InvalidSensor(SensornetError):
     """A sensor entry names an unknown type or subdistrict, or a bad cursor/filter."""
 
@@ -138,7 +142,7 @@ async def _names_free(session: AsyncSession, values: dict[str, Any], sensor_id: 
         query = select(Sensor.id).where(getattr(Sensor, column) == name, Sensor.id != sensor_id)
         other = await session.scalar(query)
         if other is not None:
-            raise InvalidSensor(f"{label} {name!r} is already sensor {other}'s")
+            raise NameTaken(f"{label} {name} is already registered to sensor {other}")
 
 
 def encode_cursor(last_id: str) -> str:

@@ -62,7 +62,9 @@ async def publish_rounds(
                                      received, decoded=reading)  # fmt: skip
             batch.append((topic.encode(), body))
             sent.append(SentUplink(device.id, round_index, received))
-        await publisher.publish_all(batch)
+        acked = await publisher.publish_all(batch)
+        if acked != len(batch):  # publish_all raises when the broker drops it; never short
+            raise RuntimeError(f"the broker acknowledged {acked} of {len(batch)} uplinks")
         if progress is not None:
             progress(len(sent))
         if round_index + 1 < rounds:

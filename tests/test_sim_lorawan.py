@@ -49,8 +49,7 @@ async def test_every_uplink_sent_is_stored(
             async def all_stored() -> bool:
                 return sum((await stored_of(influx, fleet, sent)).values()) == len(sent)
 
-            # under load a write may time out and go to the spool, replayed within seconds
-            await wait_until(all_stored, timeout_s=60)
+            await wait_until(all_stored, timeout_s=30)
         letters = await influx.query('SELECT count(payload_bytes) FROM "dead_letter"')
         assert not letters, letters
     finally:

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     broker_confirm_timeout_s: float = Field(
         30.0, description="A credential change the broker has not taken by then is an error"
     )
+    broker_logins: Literal["file", "registry"] = Field(
+        "file",
+        description="file: the platform delivers credentials to Mosquitto's password file; "
+        "registry: the broker asks the platform at each connection (the scaled shape's "
+        "RabbitMQ, sensornet broker auth-serve): a change needs no delivery",
+    )
     broker_coalesce_s: float = Field(
         0.05,
         description="Mosquitto: credential changes of the API within this window share one "
@@ -247,6 +253,20 @@ class Settings(BaseSettings):
         2 * 1024**3, description="Disk spool bound; past it the ingester stops acknowledging"
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
+
+    # The operations view's map (issue 22; docs/dashboards.md, docs/operations.md)
+    map_tiles_url: str = Field(
+        "",
+        description="XYZ tile URL template of the map's basemap, e.g. a self-hosted tile "
+        "server http://tiles.internal/{z}/{x}/{y}.png; '' = Grafana's default basemap "
+        "(from the internet unless grafana.ini sets [geomap] default_baselayer_config)",
+    )
+    map_tiles_attribution: str = Field("", description="Attribution shown on the basemap")
+    map_crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84",
+        description="Coordinate system of the basemap's tiles: gcj02 for Chinese tile "
+        "services (Gaode/AutoNavi, Tencent); the alarm runner writes map positions in it",
+    )
 
     # Notifications and platform health (issue 20; docs/alerting.md)
     alertmanager_url: str = Field(

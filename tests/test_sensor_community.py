@@ -18,6 +18,7 @@ from support import running, wait_until
 
 from ingest.inputs import InputContext
 from ingest.inputs.sensor_community import SensorCommunityPull, area_filter, inside
+from ingest.metrics import IngestStats
 from sensornet.district import load_district
 from sensornet.errors import PayloadError
 from sensornet.influx import InfluxClient, rows
@@ -273,10 +274,11 @@ async def test_a_failing_data_api_delivers_nothing_and_the_next_pull_recovers(
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     delivered: list[InboundMessage] = []
+    stats = IngestStats()
     context = InputContext(
         settings.model_copy(update={"sc_pull_url": f"http://127.0.0.1:{server.server_port}",
                                     "sc_pull_interval_s": 3600, "sc_pull_timeout_s": 2}),
-        lambda messages, size: delivered.extend(messages), None, None,  # type: ignore[arg-type]
+        lambda messages, size: delivered.extend(messages), None, stats,  # type: ignore[arg-type]
     )  # fmt: skip
     try:
         async with SensorCommunityPull(context) as pull:
@@ -287,6 +289,7 @@ async def test_a_failing_data_api_delivers_nothing_and_the_next_pull_recovers(
         server.shutdown()
         server.server_close()
     assert pull.pulls == 5 and pull.failures == 4
+    assert stats.pulls == {("sensor_community", "failed"): 4, ("sensor_community", "ok"): 1}
     [message] = delivered
     assert message.fmt == "sensor.community.api"
     assert len(orjson.loads(message.payload)) == 4  # the record outside the district dropped

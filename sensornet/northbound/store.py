@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, String, Text, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -226,36 +227,32 @@ async def record_delivery(
     per_minute: Mapping[int, int],
 ) -> None:
     """The cursor moves and the acknowledged events are counted, in one transaction
-    (``per_minute`` empty: only the cursor moves, past rows no filter kept)."""
+    (``per_minute`` empty: only the cursor moves, past rows no filter kept). Three Core
+    statements on one connection (the ORM session's reads and flush cost the pusher more
+    than its requests)."""
     delivered = sum(per_minute.values())
-    async with _sessions(engine)() as session, session.begin():
-        await session.execute(
+    async with engine.begin() as conn:
+        await conn.execute(
             update(CursorRow)
             .where(CursorRow.subscription_id == subscription_id, CursorRow.stream == stream)
             .values(time_ns=cursor.time_ns, key=cursor.key)
         )
         if not delivered:
             return
-        existing = {
-            r.minute: r
-            for r in (
-                await session.scalars(
-                    select(AckRow).where(
-                        AckRow.subscription_id == subscription_id,
-                        AckRow.stream == stream,
-                        AckRow.minute.in_(list(per_minute)),
-                    )
-                )
-            ).all()
-        }
-        for minute, n in per_minute.items():
-            if minute in existing:
-                existing[minute].count += n
-            else:
-                session.add(
-                    AckRow(subscription_id=subscription_id, stream=stream, minute=minute, count=n)
-                )
-        await session.execute(
+        insert = _upsert_insert(engine)
+        rows = [
+            {"subscription_id": subscription_id, "stream": stream, "minute": m, "count": n}
+            for m, n in per_minute.items()
+        ]
+        statement = insert(AckRow)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["subscription_id", "stream", "minute"],
+                set_={"count": AckRow.count + statement.excluded["count"]},
+            ),
+            rows,
+        )
+        await conn.execute(
             update(SubscriptionRow)
             .where(SubscriptionRow.id == subscription_id)
             .values(
@@ -265,6 +262,13 @@ async def record_delivery(
                 last_delivery_at=utcnow(),
             )
         )
+
+
+def _upsert_insert(engine: AsyncEngine) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE of the registry's dialect (SQLite or PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 async def record_failure(

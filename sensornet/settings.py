@@ -440,6 +440,21 @@ class Settings(BaseSettings):
         trusted_networks(value)  # a bad entry is a clear error at start, not a silent miss
         return value
 
+    @field_validator("map_tiles_url")
+    @classmethod
+    def _xyz_template(cls, value: str) -> str:
+        """Empty, or an http(s) XYZ template: a URL without {z}/{x}/{y} would fetch one
+        tile for every square of the map."""
+        if value and (
+            not value.startswith(("http://", "https://"))
+            or not all(p in value for p in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "must be an http(s) XYZ tile template with {z}, {x} and {y}, "
+                "e.g. http://tiles.internal/{z}/{x}/{y}.png"
+            )
+        return value
+
     @field_validator("mqtt_fleet_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

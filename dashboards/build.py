@@ -244,7 +244,7 @@ def city_overview(district: District, basemap: Basemap | None = None) -> db.Dash
     )  # fmt: skip
     # the map on the left, the three small panels stacked beside it, the alarms below:
     # placed by hand, the SDK's left-to-right flow would put them in one row under the map
-    placed = [
+    placed: list[tuple[Any, int, int]] = [
         (city_map(district, basemap or Basemap()), 0, 0),
         (counts, 16, 0),
         (alarm_counts, 16, 6),

@@ -387,6 +387,13 @@ class Settings(BaseSettings):
         "the client is the connection's peer",
     )
 
+    device_health_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="At most one device_health point (radio metadata, battery) per device in "
+        "this time; 0 (the default) keeps every one. A bound for bursts and replayed "
+        "backlogs: it drops the health of uplinks in between, never a reading",
+    )
     lorawan_network: Literal["chirpstack", "tts"] = Field(
         "chirpstack",
         description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "
@@ -431,6 +438,21 @@ class Settings(BaseSettings):
         from sensornet.client_address import trusted_networks
 
         trusted_networks(value)  # a bad entry is a clear error at start, not a silent miss
+        return value
+
+    @field_validator("map_tiles_url")
+    @classmethod
+    def _xyz_template(cls, value: str) -> str:
+        """Empty, or an http(s) XYZ template: a URL without {z}/{x}/{y} would fetch one
+        tile for every square of the map."""
+        if value and (
+            not value.startswith(("http://", "https://"))
+            or not all(p in value for p in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "must be an http(s) XYZ tile template with {z}, {x} and {y}, "
+                "e.g. http://tiles.internal/{z}/{x}/{y}.png"
+            )
         return value
 
     @field_validator("mqtt_fleet_password", mode="before")

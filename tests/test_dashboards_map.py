@@ -67,7 +67,7 @@ def _map_queries() -> dict[str, str]:
 
 
 async def test_city_zoom_returns_one_row_per_subdistrict_at_100k_sensors(
-    influx: InfluxClient,
+    settings: Settings, influx: InfluxClient
 ) -> None:
     district = load_district()
     fleet = _fleet(district, FLEET)
@@ -90,8 +90,10 @@ async def test_city_zoom_returns_one_row_per_subdistrict_at_100k_sensors(
         if not line.startswith("sensor_liveness,") or any(k in line for k in kept)
     ]  # fmt: skip
     assert len(lines) > 2 * FLEET // len(per_area)
-    for i in range(0, len(lines), 5_000):
-        await influx.write(encode_lines(lines[i : i + 5_000]))
+    # new series are slow to create on a loaded machine: a generous timeout for the load
+    async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=120) as bulk:
+        for i in range(0, len(lines), 5_000):
+            await bulk.write(encode_lines(lines[i : i + 5_000]))
     setup_s = time.perf_counter() - started
 
     queries = _map_queries()

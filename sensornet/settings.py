@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     broker_confirm_timeout_s: float = Field(
         30.0, description="A credential change the broker has not taken by then is an error"
     )
+    broker_logins: Literal["file", "registry"] = Field(
+        "file",
+        description="file: the platform delivers credentials to Mosquitto's password file; "
+        "registry: the broker asks the platform at each connection (the scaled shape's "
+        "RabbitMQ, sensornet broker auth-serve): a change needs no delivery",
+    )
     broker_coalesce_s: float = Field(
         0.05,
         description="Mosquitto: credential changes of the API within this window share one "
@@ -248,6 +254,20 @@ class Settings(BaseSettings):
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
 
+    # The operations view's map (issue 22; docs/dashboards.md, docs/operations.md)
+    map_tiles_url: str = Field(
+        "",
+        description="XYZ tile URL template of the map's basemap, e.g. a self-hosted tile "
+        "server http://tiles.internal/{z}/{x}/{y}.png; '' = Grafana's default basemap "
+        "(from the internet unless grafana.ini sets [geomap] default_baselayer_config)",
+    )
+    map_tiles_attribution: str = Field("", description="Attribution shown on the basemap")
+    map_crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84",
+        description="Coordinate system of the basemap's tiles: gcj02 for Chinese tile "
+        "services (Gaode/AutoNavi, Tencent); the alarm runner writes map positions in it",
+    )
+
     # Notifications and platform health (issue 20; docs/alerting.md)
     alertmanager_url: str = Field(
         "http://127.0.0.1:9093",
@@ -367,6 +387,13 @@ class Settings(BaseSettings):
         "the client is the connection's peer",
     )
 
+    device_health_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="At most one device_health point (radio metadata, battery) per device in "
+        "this time; 0 (the default) keeps every one. A bound for bursts and replayed "
+        "backlogs: it drops the health of uplinks in between, never a reading",
+    )
     lorawan_network: Literal["chirpstack", "tts"] = Field(
         "chirpstack",
         description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "
@@ -411,6 +438,21 @@ class Settings(BaseSettings):
         from sensornet.client_address import trusted_networks
 
         trusted_networks(value)  # a bad entry is a clear error at start, not a silent miss
+        return value
+
+    @field_validator("map_tiles_url")
+    @classmethod
+    def _xyz_template(cls, value: str) -> str:
+        """Empty, or an http(s) XYZ template: a URL without {z}/{x}/{y} would fetch one
+        tile for every square of the map."""
+        if value and (
+            not value.startswith(("http://", "https://"))
+            or not all(p in value for p in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "must be an http(s) XYZ tile template with {z}, {x} and {y}, "
+                "e.g. http://tiles.internal/{z}/{x}/{y}.png"
+            )
         return value
 
     @field_validator("mqtt_fleet_password", mode="before")

@@ -223,7 +223,7 @@ class Worker:
                     f"receiver failing since {since.isoformat()} "
                     f"(over {self.config.pause_after_s:.0f} s); last: {error}"
                 )
-                await store.pause(self.engine, self.sub.id, reason)
+                await store.pause(self.engine, self.sub.id, reason, store.PUSHER_ACTOR)
                 self.metrics.paused.labels(self.sub.id).set(1)
                 log.error(
                     "alarm: northbound subscription %s (%s) paused: %s",

@@ -21,8 +21,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sensornet.northbound.events import Cursor, rfc3339_ns
 from sensornet.northbound.spec import Filter, Kind, Spec
 from sensornet.registry.models import Base, UTCDateTime, utcnow
+from sensornet.registry.service import audit
 
 ACTIVE, PAUSED = "active", "paused"
+AUDIT_ENTITY = "northbound_subscription"
+#: Who pauses a subscription whose receiver kept failing (the audit log's actor).
+PUSHER_ACTOR = "northbound-pusher"
 
 
 class SubscriptionRow(Base):
@@ -155,6 +159,7 @@ async def create_subscription(
         session.add(row)
         for kind in spec.kinds:
             session.add(CursorRow(subscription_id=row.id, stream=kind, time_ns=start_ns, key=""))
+        audit(session, created_by, "create", AUDIT_ENTITY, row.id, None, _audited(row))
     return _record(row)
 
 
@@ -170,8 +175,11 @@ async def get_subscription(engine: AsyncEngine, subscription_id: str) -> Subscri
         return None if row is None else _record(row)
 
 
-async def delete_subscription(engine: AsyncEngine, subscription_id: str) -> bool:
+async def delete_subscription(engine: AsyncEngine, subscription_id: str, actor: str) -> bool:
     async with _sessions(engine)() as session, session.begin():
+        row = await session.get(SubscriptionRow, subscription_id)
+        if row is not None:
+            audit(session, actor, "delete", AUDIT_ENTITY, row.id, _audited(row), None)
         for table in (AckRow, CursorRow):
             await session.execute(delete(table).where(table.subscription_id == subscription_id))
         result = await session.execute(
@@ -180,29 +188,52 @@ async def delete_subscription(engine: AsyncEngine, subscription_id: str) -> bool
         return bool(result.rowcount)
 
 
-async def pause(engine: AsyncEngine, subscription_id: str, reason: str) -> Subscription | None:
+async def pause(
+    engine: AsyncEngine, subscription_id: str, reason: str, actor: str
+) -> Subscription | None:
     return await _set_state(
-        engine, subscription_id, state=PAUSED, pause_reason=reason, paused_at=utcnow()
-    )
+        engine, subscription_id, actor, "pause",
+        state=PAUSED, pause_reason=reason, paused_at=utcnow(),
+    )  # fmt: skip
 
 
-async def resume(engine: AsyncEngine, subscription_id: str) -> Subscription | None:
+async def resume(engine: AsyncEngine, subscription_id: str, actor: str) -> Subscription | None:
     """Active again, with a fresh failure streak (the pause clock starts over)."""
     return await _set_state(
-        engine, subscription_id, state=ACTIVE, pause_reason=None, paused_at=None,
-        failing_since=None,
+        engine, subscription_id, actor, "resume",
+        state=ACTIVE, pause_reason=None, paused_at=None, failing_since=None,
     )  # fmt: skip
 
 
 async def _set_state(
-    engine: AsyncEngine, subscription_id: str, **values: Any
+    engine: AsyncEngine, subscription_id: str, actor: str, action: str, **values: Any
 ) -> Subscription | None:
     async with _sessions(engine)() as session, session.begin():
+        before = await session.get(SubscriptionRow, subscription_id)
+        if before is None:
+            return None
+        was = _audited(before)
         await session.execute(
             update(SubscriptionRow).where(SubscriptionRow.id == subscription_id).values(**values)
         )
         row = await session.get(SubscriptionRow, subscription_id, populate_existing=True)
-        return None if row is None else _record(row)
+        if row is None:
+            return None
+        audit(session, actor, action, AUDIT_ENTITY, row.id, was, _audited(row))
+        return _record(row)
+
+
+def _audited(row: SubscriptionRow) -> dict[str, Any]:
+    """What the audit log keeps of a subscription: never its secret."""
+    return {
+        "name": row.name,
+        "url": row.url,
+        "kinds": list(row.kinds),
+        "filter": dict(row.filter),
+        "resolution": row.resolution,
+        "state": row.state,
+        "pause_reason": row.pause_reason,
+    }
 
 
 async def set_url(engine: AsyncEngine, subscription_id: str, url: str) -> None:

@@ -59,6 +59,7 @@ _STATUS = {
     InvalidSensor: (422, "Invalid sensor entry"),
     InvalidCursor: (422, "Invalid cursor"),  # 422 as before (a query listing: 400)
     keys.ApiKeyError: (404, "Unknown API key"),
+    keys.LastAdminKey: (409, "Last admin key"),
     broker_auth.CredentialsError: (404, "Not registered"),
 }
 

@@ -42,6 +42,7 @@ from sensornet.errors import InfluxError
 from sensornet.influx import InfluxClient, rows
 from sensornet.latest import DEVICE_STATUS, Latest, latest_of_types
 from sensornet.lineprotocol import encode_lines
+from sensornet.mapcrs import MapCrs
 from sensornet.northbound.events import alarm_event_line
 from sensornet.registry.maintenance import Window, current_windows
 from sensornet.registry.store import DeviceInfo, load_devices
@@ -58,8 +59,10 @@ class AlarmRunner:
         catalogue: Catalogue,
         rules: RuleSet,
         notifier: Notifier | None = None,
+        map_crs: MapCrs = "wgs84",
     ) -> None:
         self.influx, self.engine, self.catalogue, self.rules = influx, engine, catalogue, rules
+        self.map_crs = map_crs  # the basemap's coordinate system (sensornet/mapcrs.py)
         self.notifier = notifier
         self.states: dict[tuple[str, str], AlarmState] = {}
         self.health = RunnerHealth(notify=notifier.stats if notifier else None)
@@ -151,7 +154,7 @@ class AlarmRunner:
         in_maintenance = {
             d.id for d in devices if any(w.covers(d.id, d.subdistrict) for w in running)
         }
-        lines = operations_view_lines(devices, states, active, now, in_maintenance)
+        lines = operations_view_lines(devices, states, active, now, in_maintenance, self.map_crs)
         await self.influx.write(encode_lines(lines))
         self.health.devices, self.health.states = devices, states
         self.health.severities = Counter(a.severity for a in active)
@@ -215,7 +218,9 @@ async def run_alarms(
             client = await stack.enter_async_context(alertmanager_client(settings.alertmanager_url))
             link = settings.alert_link_base or f"http://{settings.api_host}:{settings.api_port}"
             notifier = Notifier(client, link, settings.alert_resend_s)
-        runner = AlarmRunner(influx, engine, load_catalogue(), load_rules(), notifier)
+        runner = AlarmRunner(
+            influx, engine, load_catalogue(), load_rules(), notifier, settings.map_crs
+        )
         await runner.start()
         registry = CollectorRegistry(auto_describe=True)
         registry.register(RunnerCollector(runner.health))

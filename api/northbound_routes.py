@@ -154,7 +154,7 @@ async def one(request: Request, who: Engineer, subscription_id: str) -> dict[str
 @router.post("/subscriptions/{subscription_id}/pause", summary="Stop pushing (engineer)")
 async def pause(request: Request, who: Engineer, subscription_id: str) -> dict[str, Any]:
     await _found(request, subscription_id)
-    sub = await store.pause(_engine(request), subscription_id, f"paused by {who.actor}")
+    sub = await store.pause(_engine(request), subscription_id, f"paused by {who.actor}", who.actor)
     assert sub is not None
     return sub.public()
 
@@ -163,14 +163,14 @@ async def pause(request: Request, who: Engineer, subscription_id: str) -> dict[s
 async def resume(request: Request, who: Engineer, subscription_id: str) -> dict[str, Any]:
     """From where it stopped: nothing pending is skipped."""
     await _found(request, subscription_id)
-    sub = await store.resume(_engine(request), subscription_id)
+    sub = await store.resume(_engine(request), subscription_id, who.actor)
     assert sub is not None
     return sub.public()
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204, summary="Delete (admin)")
 async def remove(request: Request, who: Admin, subscription_id: str) -> Response:
-    if not await store.delete_subscription(_engine(request), subscription_id):
+    if not await store.delete_subscription(_engine(request), subscription_id, who.actor):
         raise Problem(404, "Unknown subscription", f"no subscription {subscription_id!r}")
     return Response(status_code=204)
 

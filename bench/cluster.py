@@ -102,6 +102,7 @@ async def bare_drain(url: str, n: int, window: int) -> float:
 async def drain_with(
     settings: Settings, nodes: str, ingesters: int, n: int, database: str
 ) -> dict[str, Any]:
+    """``ingesters`` processes drain the queue; each gets the same settings but a name."""
     ports = [free_port() for _ in range(ingesters)]
     procs = []
     logs = []
@@ -117,6 +118,7 @@ async def drain_with(
             "SENSORNET_INGEST_INPUTS": "amqp",
             "SENSORNET_AMQP_URLS": nodes,
             "SENSORNET_MQTT_INGEST_PASSWORD": settings.mqtt_ingest_password.get_secret_value(),
+            "SENSORNET_INGEST_BATCH_SIZE": str(settings.ingest_batch_size),
         }
         log_path = settings.state_dir / f"ingester-{ingesters}-{i}.log"
         logs.append(log_path)
@@ -166,7 +168,9 @@ async def drain_with(
             proc.wait(timeout=60)
 
 
-async def run_bench(n: int, sensors: int, progress: Any = None) -> dict[str, Any]:
+async def run_bench(n: int, sensors: int, batch_size: int, progress: Any = None) -> dict[str, Any]:
+    """``batch_size`` sets each ingester's prefetch (batch x (writes in flight + 1)): with
+    a backlog smaller than one ingester's prefetch, the first to connect takes it all."""
     with tempfile.TemporaryDirectory(prefix="sensornet-bench-cluster-") as tmp:
         root = Path(tmp)
         settings = Settings(
@@ -174,6 +178,7 @@ async def run_bench(n: int, sensors: int, progress: Any = None) -> dict[str, Any
             influx_url=f"http://127.0.0.1:{free_port()}",
             influx_rpc_port=free_port(),
             influx_db="ceiling",
+            ingest_batch_size=batch_size,
             _env_file=None,
         )
         influxd = InfluxDB(
@@ -253,6 +258,7 @@ async def _measure(
         "nodes": 3,
         "readings": n,
         "sensors": sensors,
+        "batch_size": settings.ingest_batch_size,
         "prefetch": window,
         "fill_per_s": round(n / fill_s),
         "drain_ceiling_per_s": round(drain_ceiling),

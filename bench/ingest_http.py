@@ -8,6 +8,9 @@ durable, against the InfluxDB write ceiling measured in the same run on the same
    device's own HTTP Basic credentials; the time is from the first request sent to the
    last answer. A 429/503 is retried after its Retry-After (counted, not lost).
 4. Write the same points straight to InfluxDB in batches of 5000 over one connection.
+
+Besides the ratio it reports the ingester process's CPU per reading (from /proc), which
+a shared machine disturbs far less than the rates.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import orjson
 
 from bench.ingest import CEILING_BATCH, _env, line_of
-from bench.procfs import peak_rss_mb
+from bench.procfs import peak_rss_mb, process_cpu_s
 from gateway_sim.synthetic import Reading, make_readings
 from sensornet.accounting import count_stored
 from sensornet.broker_auth import issue_credentials
@@ -106,8 +109,10 @@ async def _measure(
         }
         log_path = settings.state_dir / "ingester.log"
         with log_path.open("wb") as log:
+            # e.g. "-m cProfile -o prof.out" to profile the ingester under load
+            python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
             proc = subprocess.Popen(  # noqa: ASYNC220 - we need its pid for the RSS figure
-                [sys.executable, "-m", "cli.main", "ingest"],
+                [sys.executable, *python_args, "-m", "cli.main", "ingest"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -122,9 +127,11 @@ async def _measure(
             if progress:
                 progress(f"pushing {n} readings in {len(requests)} requests of {batch}")
             statuses: Counter[int] = Counter()
+            cpu_before = process_cpu_s(proc.pid) or 0.0
             started = time.monotonic()
             await _push_all(pool, requests, auth, concurrency, statuses)
             elapsed = time.monotonic() - started
+            cpu = (process_cpu_s(proc.pid) or 0.0) - cpu_before
             rss = peak_rss_mb(proc.pid)
         finally:
             await pool.aclose()
@@ -151,6 +158,8 @@ async def _measure(
         "ceiling_points_per_s": round(ceiling),
         "ratio": round(rate / ceiling, 3),
         "retried": {str(k): v for k, v in sorted(statuses.items()) if k != 200},
+        # the ingester's own CPU per reading pushed: steadier than rates on a busy machine
+        "ingester_cpu_us_per_reading": round(cpu / n * 1e6, 2),
         "peak_rss_mb": round(rss, 1),
         "push_s": round(elapsed, 2),
     }

@@ -170,7 +170,7 @@ async def _stats(client: httpx.AsyncClient, url: str) -> dict[str, int]:
 
 async def _unsubscribe(settings: Settings, sub_id: str) -> None:
     async with open_registry(settings.registry_database_url) as engine:
-        await store.delete_subscription(engine, sub_id)
+        await store.delete_subscription(engine, sub_id, "bench")
 
 
 async def _throughput(

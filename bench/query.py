@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import statistics
@@ -279,7 +280,7 @@ async def _bench(
         backfill_s = time.perf_counter() - t0
         log(f"hourly aggregates in {backfill_s:.0f} s")
         env = os.environ | {
-            f"SENSORNET_{k.upper()}": str(v)
+            f"SENSORNET_{k.upper()}": json.dumps(v) if isinstance(v, list | dict) else str(v)
             for k, v in settings.model_dump(mode="json").items()
             if v is not None
         }

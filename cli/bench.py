@@ -58,6 +58,9 @@ def bench_ingest(
 def bench_cluster(
     readings: Annotated[int, typer.Option(help="Readings queued per round")] = 20_000,
     sensors: Annotated[int, typer.Option(help="Registered fleet size")] = 1000,
+    batch_size: Annotated[
+        int, typer.Option(help="Ingester batch (sets its prefetch); the product's default")
+    ] = 10_000,
     json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
 ) -> None:
     """Scaled shape: 1/2/3 ingesters draining a 3-node RabbitMQ cluster's readings queue
@@ -65,7 +68,7 @@ def bench_cluster(
     from bench.cluster import run_bench
 
     say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
-    typer.echo(json.dumps(asyncio.run(run_bench(readings, sensors, say))))
+    typer.echo(json.dumps(asyncio.run(run_bench(readings, sensors, batch_size, say))))
 
 
 @bench_app.command("pipeline")

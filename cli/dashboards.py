@@ -30,6 +30,7 @@ def build(
     """Write dashboards/*.json and provisioning/{datasources,dashboards,alerting}; the data
     source queries as SENSORNET_INFLUX_READ_USER, its password from Grafana's environment
     variable SENSORNET_GRAFANA_INFLUX_PASSWORD."""
+    from dashboards.build import Basemap
     from dashboards.provisioning import write_provisioning
     from sensornet.settings import Settings
 
@@ -41,6 +42,7 @@ def build(
         dashboards_path,
         user=settings.influx_reader[0],
         alertmanager_url=alertmanager_url or settings.alertmanager_url or "http://127.0.0.1:9093",
+        basemap=Basemap(settings.map_tiles_url, settings.map_tiles_attribution),
     )
     typer.echo(json.dumps({"folder": str(out), "files": [str(p) for p in written]}))
 
@@ -55,6 +57,7 @@ def push(
     alerts: Annotated[bool, typer.Option(help="Also push alert rules")] = True,
 ) -> None:
     """Create or update the data source, folder, dashboards and alert rules."""
+    from dashboards.build import Basemap
     from dashboards.push import GrafanaHttp
     from dashboards.push import push as do_push
     from sensornet.settings import Settings
@@ -70,6 +73,7 @@ def push(
             with_alerts=alerts,
             user=user,
             password=password.get_secret_value() if password else None,
+            basemap=Basemap(settings.map_tiles_url, settings.map_tiles_attribution),
         )
     finally:
         grafana.close()

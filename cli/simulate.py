@@ -277,6 +277,8 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     publisher = LivePublisher(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
+        endpoints=settings.mqtt_endpoint_list(),
+        mqtt311=settings.mqtt_protocol == "3.1.1",
         username=settings.mqtt_fleet_user,
         password=o["fleet_password"],
         topic_prefix=settings.topic_prefix,

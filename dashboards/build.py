@@ -2,39 +2,95 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import geomap, stat, statetimeline, table
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models.common import FieldTextAlignment, FrameGeometrySourceMode
+from grafana_foundation_sdk.models.geomap import TooltipMode
+
 from dashboards.panels import (
     JSON,
     custom_variable,
     dashboard,
     grafana_unit,
-    panel,
+    line_chart,
     query_variable,
+    style,
     target,
+    thresholds,
     thresholds_from_rule,
+    to_json,
+    value_texts,
 )
 from sensornet.alarms.rules import Rule, RuleSet, load_rules
 from sensornet.catalogue import Catalogue, SensorType, load_catalogue
 from sensornet.district import District, load_district
 
-STATE_THRESHOLDS = {
-    "mode": "absolute",
-    "steps": [
-        {"color": "green", "value": None},
-        {"color": "yellow", "value": 1},
-        {"color": "red", "value": 2},
-        {"color": "gray", "value": 3},
-    ],
-}
-STATE_MAPPINGS = [
-    {"type": "value", "options": {str(code): {"text": name, "index": code}}}
-    for code, name in enumerate(("online", "stale", "offline", "never"))
+STATE_STEPS: list[tuple[str, float | None]] = [
+    ("green", None),
+    ("yellow", 1),
+    ("red", 2),
+    ("gray", 3),
 ]
+STATE_NAMES = {0: "online", 1: "stale", 2: "offline", 3: "never"}
+#: worst active alarm of a sensor or subdistrict (alarms/operations_view.py SEVERITY_CODES)
+ALARM_STEPS: list[tuple[str, float | None]] = [
+    ("green", None),
+    ("blue", 1),
+    ("yellow", 2),
+    ("orange", 3),
+    ("red", 4),
+]
+ALARM_NAMES = {0: "none", 1: "info", 2: "warning", 3: "major", 4: "critical"}
 LIVENESS_TOTALS = (
     'SELECT sum("online") AS "online", sum("stale") AS "stale", sum("offline") AS "offline", '
     'sum("never") AS "never" FROM (SELECT last("online") AS "online", last("stale") AS "stale", '
     'last("offline") AS "offline", last("never") AS "never" FROM "liveness_summary" '
     'WHERE $timeFilter{where} GROUP BY "subdistrict")'
 )
+#: the "whole city" value of the map's $area variable: no subdistrict has it, so the
+#: per-sensor layer's query returns no rows at city zoom
+WHOLE_CITY = "-"
+#: city zoom: one row per subdistrict, however many sensors (liveness_summary)
+MAP_AREAS = (
+    'SELECT last("map_lat") AS "lat", last("map_lon") AS "lon", last("sensors") AS "sensors", '
+    'last("online") AS "online", last("stale") AS "stale", last("offline") AS "offline", '
+    'last("never") AS "never", last("alarms") AS "alarms", last("worst_alarm") AS "worst_alarm" '
+    'FROM "liveness_summary" WHERE $timeFilter GROUP BY "subdistrict"'
+)
+#: subdistrict zoom: one row per sensor of the chosen subdistrict only
+MAP_SENSORS = (
+    'SELECT last("map_lat") AS "lat", last("map_lon") AS "lon", last("state_code") AS "state", '
+    'last("alarm_severity") AS "alarm" FROM "sensor_liveness" '
+    'WHERE $timeFilter AND "subdistrict" = \'$area\' GROUP BY "sensor_id", "type"'
+)
+ACTIVE_ALARMS = (
+    'SELECT last("since") AS "since", last("level") AS "level", last("value") AS "value", '
+    'last("acknowledged") AS "acknowledged", last("maintenance") AS "in maintenance" '
+    'FROM "alarm_state" WHERE time > now() - 2m '
+    'GROUP BY "sensor_id", "subdistrict", "rule", "severity"'
+)
+
+
+@dataclass(frozen=True)
+class Basemap:
+    """The map's tiles (SENSORNET_MAP_TILES_URL; '' = Grafana's default basemap)."""
+
+    tiles_url: str = ""
+    attribution: str = ""
+
+    def layer(self) -> cb.MapLayerOptions:
+        if not self.tiles_url:
+            return cb.MapLayerOptions().type("default").name("Basemap")
+        return (
+            cb.MapLayerOptions()
+            .type("xyz")
+            .name("Basemap")
+            .config({"url": self.tiles_url, "attribution": self.attribution})
+        )
 
 
 def _rule(rules: RuleSet, type_id: str, quantity: str) -> Rule | None:
@@ -49,7 +105,7 @@ def quantity_panel(
     aggregate: str = "mean",
     subdistrict_var: bool = False,
     w: int = 12,
-) -> JSON:
+) -> object:
     """One quantity of one type over time, one line per subdistrict (or for $subdistrict)."""
     q = sensor_type.quantities[quantity]
     where = " AND \"subdistrict\" = '$subdistrict'" if subdistrict_var else ""
@@ -60,12 +116,11 @@ def quantity_panel(
         f'WHERE $timeFilter{where} GROUP BY time($__interval), "subdistrict" fill(none)'
     )
     rule = _rule(rules, sensor_type.id, quantity)
-    return panel(
+    return line_chart(
         f"{sensor_type.label} — {q.label} ({aggregate})",
-        "timeseries",
         [target(query, alias="$tag_subdistrict")],
         unit=grafana_unit(q.unit),
-        thresholds=thresholds_from_rule(rule),
+        steps=thresholds_from_rule(rule),
         w=w,
         description=f"{sensor_type.label_zh} · {q.label} [{q.unit}]"
         + (f" · thresholds: alarm rule {rule.id}" if rule else ""),
@@ -76,112 +131,134 @@ def _numeric(sensor_type: SensorType) -> list[str]:
     return [q.id for q in sensor_type.quantities.values() if q.kind in ("float", "int")]
 
 
-def city_overview(district: District) -> JSON:
+def _markers(name: str, ref: str, colour_field: str, size: int) -> cb.MapLayerOptions:
+    """A markers layer drawing query ``ref``'s rows at their lat/lon."""
+    location = (
+        cb.FrameGeometrySource().mode(FrameGeometrySourceMode.COORDS).latitude("lat")
+        .longitude("lon")
+    )  # fmt: skip
+    return (
+        cb.MapLayerOptions()
+        .type("markers")
+        .name(name)
+        .location(location)
+        .filter_data({"id": "byRefId", "options": ref})
+        .tooltip(True)
+        .config({
+            "showLegend": True,
+            "style": {"color": {"field": colour_field}, "size": {"fixed": size},
+                      "opacity": 0.8},
+        })
+    )  # fmt: skip
+
+
+def city_map(district: District, basemap: Basemap) -> geomap.Panel:
+    """City zoom: one marker per subdistrict (query A, liveness_summary), coloured by its
+    worst active alarm, with its counts by liveness in the tooltip; the sensors of the
+    subdistrict chosen in $area (query B) only when one is chosen. What the browser gets
+    never grows with the fleet at city zoom (tests/test_dashboards_map.py)."""
     lon = (district.bbox[0] + district.bbox[2]) / 2
     lat = (district.bbox[1] + district.bbox[3]) / 2
-    geomap = panel(
-        "Sensors by liveness",
-        "geomap",
-        [
-            target(
-                'SELECT last("lat") AS "lat", last("lon") AS "lon", last("state_code") AS "state",'
-                ' last("alarm_severity") AS "alarm" FROM "sensor_liveness" WHERE $timeFilter '
-                'GROUP BY "sensor_id", "type", "subdistrict"',
-                fmt="table",
-            )
-        ],
-        thresholds=STATE_THRESHOLDS,
-        mappings=STATE_MAPPINGS,
+    view = geomap.MapViewConfig().id("coords").zoom(13)
+    built = view.build()  # the SDK types lat/lon as int (Grafana's schema says int64)
+    built.lat, built.lon = lat, lon  # type: ignore[assignment]
+    p = (
+        geomap.Panel()
+        .view(view)
+        .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True))
+        .tooltip(geomap.TooltipOptions().mode(TooltipMode.DETAILS))
+        .basemap(basemap.layer())
+        .layers([
+            _markers("subdistricts (worst alarm)", "A", "worst_alarm", 14),
+            _markers("sensors of the chosen area (liveness)", "B", "state", 5),
+        ])
+    )  # fmt: skip
+    return style(
+        p,
+        "Map: subdistricts, and the sensors of $area",
+        [target(MAP_AREAS, "A", fmt="table"), target(MAP_SENSORS, "B", fmt="table")],
+        steps=thresholds(ALARM_STEPS),
         w=16,
         h=18,
-        description="Colour: liveness (green online, yellow stale, red offline, grey never). "
-        "Positions from the registry, written by the alarm runner.",
-        options={
-            "view": {"id": "coords", "lat": lat, "lon": lon, "zoom": 13},
-            "controls": {"showZoom": True, "mouseWheelZoom": True},
-            "basemap": {"type": "default", "name": "Basemap"},
-            "layers": [
-                {
-                    "type": "markers",
-                    "name": "sensors",
-                    "location": {"mode": "coords", "latitude": "lat", "longitude": "lon"},
-                    "config": {
-                        "style": {
-                            "color": {"field": "state"},
-                            "size": {"fixed": 5},
-                            "opacity": 0.8,
-                        }
-                    },
-                }
-            ],
-        },
+        description="Big markers: one per subdistrict, colour = worst active alarm (green "
+        "none, blue info, yellow warning, orange major, red critical); hover for counts by "
+        "liveness. Choose a subdistrict in 'Area' for its sensors (colour = liveness: green "
+        "online, yellow stale, red offline, grey never). Positions from the registry, "
+        "written by the alarm runner in the basemap's coordinate system (SENSORNET_MAP_CRS).",
+    ).override_by_name("state", [
+        dm.DynamicConfigValue(id_val="thresholds", value=thresholds(STATE_STEPS).build()),
+    ])  # fmt: skip
+
+
+def _table() -> table.Panel:
+    """A table with its field options set (the defaults Grafana's schema gives them)."""
+    return table.Panel().align(FieldTextAlignment.AUTO).inspect(False)
+
+
+def active_alarms_table() -> table.Panel:
+    return style(
+        _table(),
+        "Active alarms",
+        [target(ACTIVE_ALARMS, fmt="table")],
+        w=24,
+        h=8,
+        description="Every active alarm: sensor, subdistrict, rule, severity, raised at "
+        "(since, UTC), acknowledged, and whether a maintenance window covers the sensor "
+        "(its notifications are silenced; the alarm is still recorded).",
     )
-    counts = panel(
+
+
+def city_overview(district: District, basemap: Basemap | None = None) -> db.Dashboard:
+    area = custom_variable(
+        "area",
+        "Area",
+        [("Whole city (subdistricts only)", WHOLE_CITY)]
+        + [(f"{a.name_zh} {a.name_en}", a.id) for a in district.subdistricts.values()],
+    )
+    counts = style(
+        stat.Panel(),
         "Sensors online / stale / offline",
-        "stat",
         [target(LIVENESS_TOTALS.format(where=""), fmt="table")],
         w=8,
         h=6,
     )
-    alarm_counts = panel(
+    alarm_counts = style(
+        stat.Panel(),
         "Active alarms by severity",
-        "stat",
-        [
-            target(
-                'SELECT last("count") FROM "alarms_active" WHERE $timeFilter GROUP BY "severity"',
-                alias="$tag_severity",
-            )
-        ],
-        thresholds={"mode": "absolute", "steps": [{"color": "green", "value": None},
-                                                 {"color": "red", "value": 1}]},
+        [target('SELECT last("count") FROM "alarms_active" WHERE $timeFilter '
+                'GROUP BY "severity"', alias="$tag_severity")],
+        steps=thresholds([("green", None), ("red", 1)]),
         w=8,
         h=6,
     )  # fmt: skip
-    alarm_table = panel(
-        "Active alarms",
-        "table",
-        [
-            target(
-                'SELECT last("level") AS "level", last("value") AS "value", last("acknowledged") '
-                'AS "acknowledged" FROM "alarm_state" WHERE time > now() - 2m '
-                'GROUP BY "sensor_id", "rule", "severity", "subdistrict"',
-                fmt="table",
-            )
-        ],
-        w=8,
-        h=6,
-    )
     # sensors whose notifications a maintenance window silences (docs/alerting.md)
-    maintenance = panel(
+    maintenance = style(
+        _table(),
         "Sensors in maintenance",
-        "table",
-        [
-            target(
-                'SELECT last("state") AS "state", last("alarm_severity") AS "alarm" '
+        [target('SELECT last("state") AS "state", last("alarm_severity") AS "alarm" '
                 'FROM "sensor_liveness" WHERE time > now() - 2m AND "maintenance" = true '
-                'GROUP BY "sensor_id", "subdistrict"',
-                fmt="table",
-            )
-        ],
+                'GROUP BY "sensor_id", "subdistrict"', fmt="table")],
         w=8,
         h=6,
-    )
+    )  # fmt: skip
     return dashboard(
         "sn-city", f"{district.name_en} — City overview",
-        [geomap, counts, alarm_counts, alarm_table, maintenance], tags=["overview"],
+        [city_map(district, basemap or Basemap()), counts, alarm_counts, maintenance,
+         active_alarms_table()],
+        variables=[area], tags=["overview"],
     )  # fmt: skip
 
 
-def subdistrict(catalogue: Catalogue, district: District, rules: RuleSet) -> JSON:
+def subdistrict(catalogue: Catalogue, district: District, rules: RuleSet) -> db.Dashboard:
     variable = custom_variable(
         "subdistrict",
         "Subdistrict",
         [(f"{a.name_zh} {a.name_en}", a.id) for a in district.subdistricts.values()],
     )
-    panels = [
-        panel(
+    panels: list[object] = [
+        style(
+            stat.Panel(),
             "Sensors online / stale / offline",
-            "stat",
             [
                 target(
                     LIVENESS_TOTALS.format(where=" AND \"subdistrict\" = '$subdistrict'"),
@@ -200,16 +277,15 @@ def subdistrict(catalogue: Catalogue, district: District, rules: RuleSet) -> JSO
                      tags=["subdistrict"])  # fmt: skip
 
 
-def sensor_detail(catalogue: Catalogue) -> JSON:
+def sensor_detail(catalogue: Catalogue) -> db.Dashboard:
     type_var = custom_variable(
         "type", "Sensor type", [(f"{t.label_zh} {t.label}", t.id) for t in catalogue.types.values()]
     )
     sensor_var = query_variable(
         "sensor", "Sensor", 'SHOW TAG VALUES FROM "$type" WITH KEY = "sensor_id"'
     )
-    readings = panel(
+    readings = line_chart(
         "Readings (numeric quantities)",
-        "timeseries",
         [
             target(
                 'SELECT mean(*) FROM "$type" WHERE "sensor_id" = \'$sensor\' AND $timeFilter '
@@ -220,9 +296,9 @@ def sensor_detail(catalogue: Catalogue) -> JSON:
         h=10,
         description="Units per quantity: see the catalogue (API /latest gives them).",
     )
-    liveness = panel(
+    liveness = style(
+        statetimeline.Panel().fill_opacity(70).line_width(0),
         "Liveness",
-        "state-timeline",
         [
             target(
                 'SELECT last("state_code") AS "liveness" FROM "sensor_liveness" '
@@ -230,14 +306,13 @@ def sensor_detail(catalogue: Catalogue) -> JSON:
                 "fill(none)"
             )
         ],
-        thresholds=STATE_THRESHOLDS,
-        mappings=STATE_MAPPINGS,
+        steps=thresholds(STATE_STEPS),
+        mappings=value_texts(STATE_NAMES),
         w=12,
         h=6,
     )
-    rejects = panel(
+    rejects = line_chart(
         "Rejected readings by reason",
-        "timeseries",
         [
             target(
                 'SELECT count("payload_bytes") FROM "dead_letter" WHERE "device" = \'$sensor\' '
@@ -255,15 +330,15 @@ def sensor_detail(catalogue: Catalogue) -> JSON:
 def theme(
     uid: str, title: str, catalogue: Catalogue, rules: RuleSet,
     picks: list[tuple[str, str, str]],
-) -> JSON:  # fmt: skip
+) -> db.Dashboard:  # fmt: skip
     """A theme dashboard: (type, quantity, aggregate) panels, one line per subdistrict."""
     panels = [quantity_panel(catalogue.get(t), q, rules, aggregate=a) for t, q, a in picks]
     return dashboard(uid, title, panels, tags=["theme"])
 
 
-def platform_health() -> JSON:
-    def ts(title: str, query: str, unit: str = "short", alias: str = "$tag_ingester") -> JSON:
-        return panel(title, "timeseries", [target(query, alias=alias)], unit=unit, w=8)
+def platform_health() -> db.Dashboard:
+    def ts(title: str, query: str, unit: str = "short", alias: str = "$tag_ingester") -> object:
+        return line_chart(title, [target(query, alias=alias)], unit=unit, w=8)
 
     group = 'GROUP BY time($__interval), "ingester" fill(none)'
     panels = [
@@ -292,42 +367,56 @@ def platform_health() -> JSON:
         ts("Dead letters by reason",
            'SELECT count("payload_bytes") FROM "dead_letter" WHERE $timeFilter '
            'GROUP BY time($__interval), "reason" fill(none)', "short", "$tag_reason"),
-        panel("Sensors online / stale / offline", "stat",
+        style(stat.Panel(), "Sensors online / stale / offline",
               [target(LIVENESS_TOTALS.format(where=""), fmt="table")], w=8),
     ]  # fmt: skip
     return dashboard("sn-platform", "Platform health", panels, tags=["platform"])
+
+
+def build_models(
+    catalogue: Catalogue | None = None,
+    district: District | None = None,
+    rules: RuleSet | None = None,
+    basemap: Basemap | None = None,
+) -> dict[str, db.Dashboard]:
+    """Every dashboard, as SDK builders, by uid."""
+    catalogue, district, rules = (
+        catalogue or load_catalogue(),
+        district or load_district(),
+        rules or load_rules(),
+    )
+    boards = {
+        "sn-city": city_overview(district, basemap),
+        "sn-subdistrict": subdistrict(catalogue, district, rules),
+        "sn-sensor": sensor_detail(catalogue),
+        "sn-air-noise": theme("sn-air-noise", "Air & noise", catalogue, rules, [
+            ("air_quality", "pm25", "mean"), ("air_quality", "pm10", "mean"),
+            ("air_quality", "no2", "mean"), ("air_quality", "o3", "mean"),
+            ("air_quality", "co", "mean"), ("noise", "laeq", "mean"),
+        ]),
+        "sn-water": theme("sn-water", "Water & drainage", catalogue, rules, [
+            ("waterlogging", "depth", "max"), ("river_level", "level", "max"),
+            ("water_quality", "do", "min"), ("water_quality", "ph", "mean"),
+            ("water_quality", "turbidity", "mean"), ("water_quality", "nh3n", "mean"),
+            ("hydrant", "pressure", "min"), ("weather", "rain", "max"),
+        ]),
+        "sn-traffic": theme("sn-traffic", "Traffic & parking", catalogue, rules, [
+            ("traffic_flow", "count", "sum"), ("traffic_flow", "mean_speed", "mean"),
+            ("parking", "occupied", "count"),
+        ]),
+        "sn-platform": platform_health(),
+    }  # fmt: skip
+    return boards
 
 
 def build_dashboards(
     catalogue: Catalogue | None = None,
     district: District | None = None,
     rules: RuleSet | None = None,
+    basemap: Basemap | None = None,
 ) -> dict[str, JSON]:
-    """Every dashboard by uid."""
-    catalogue, district, rules = (
-        catalogue or load_catalogue(),
-        district or load_district(),
-        rules or load_rules(),
-    )
-    boards = [
-        city_overview(district),
-        subdistrict(catalogue, district, rules),
-        sensor_detail(catalogue),
-        theme("sn-air-noise", "Air & noise", catalogue, rules, [
-            ("air_quality", "pm25", "mean"), ("air_quality", "pm10", "mean"),
-            ("air_quality", "no2", "mean"), ("air_quality", "o3", "mean"),
-            ("air_quality", "co", "mean"), ("noise", "laeq", "mean"),
-        ]),
-        theme("sn-water", "Water & drainage", catalogue, rules, [
-            ("waterlogging", "depth", "max"), ("river_level", "level", "max"),
-            ("water_quality", "do", "min"), ("water_quality", "ph", "mean"),
-            ("water_quality", "turbidity", "mean"), ("water_quality", "nh3n", "mean"),
-            ("hydrant", "pressure", "min"), ("weather", "rain", "max"),
-        ]),
-        theme("sn-traffic", "Traffic & parking", catalogue, rules, [
-            ("traffic_flow", "count", "sum"), ("traffic_flow", "mean_speed", "mean"),
-            ("parking", "occupied", "count"),
-        ]),
-        platform_health(),
-    ]  # fmt: skip
-    return {b["uid"]: b for b in boards}
+    """Every dashboard by uid, as the JSON Grafana reads (the SDK's serialisation)."""
+    out: dict[str, JSON] = {}
+    for uid, board in build_models(catalogue, district, rules, basemap).items():
+        out[uid] = to_json(board.build())
+    return out

@@ -41,6 +41,6 @@ def panel_queries(board: JSON) -> Iterator[tuple[str, str]]:
 
 
 def variable_queries(board: JSON) -> Iterator[tuple[str, str]]:
-    for v in board["templating"]["list"]:
+    for v in board.get("templating", {}).get("list", []):
         if v["type"] == "query":
             yield v["name"], v["query"]

@@ -1,16 +1,33 @@
-"""Small builders for Grafana JSON (dashboards, panels, InfluxQL targets, variables).
+"""Small helpers over grafana-foundation-sdk's typed builders (panels, InfluxQL targets,
+thresholds from alarm rules, variables) and the one place SDK objects become JSON.
 
-Plain dicts: the JSON is what Grafana reads, and ``schema.json`` checks its shape."""
+The builders are Grafana's own (generated from Grafana's schemas); these helpers only
+hold the project's conventions: one data source, units from the catalogue, threshold
+colours from the alarm rules' severities."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TypeVar
 
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import geomap, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
+
+from dashboards.influxql import Influx
 from sensornet.alarms.rules import Rule
 
 JSON = dict[str, Any]
 DATASOURCE = {"type": "influxdb", "uid": "sensornet-influx"}
+DATASOURCE_REF = dm.DataSourceRef(type_val=DATASOURCE["type"], uid=DATASOURCE["uid"])
 SEVERITY_COLOURS = {"info": "blue", "warning": "yellow", "major": "orange", "critical": "red"}
+
+Panel = TypeVar(
+    "Panel", timeseries.Panel, stat.Panel, table.Panel, geomap.Panel, statetimeline.Panel
+)
 
 # Catalogue units → Grafana unit ids; anything else is shown with Grafana's "suffix:".
 _UNITS = {
@@ -35,140 +52,145 @@ def grafana_unit(unit: str) -> str:
     return _UNITS.get(unit, f"suffix: {unit}")
 
 
-def target(query: str, ref: str = "A", fmt: str = "time_series", alias: str = "") -> JSON:
-    out: JSON = {
-        "refId": ref,
-        "datasource": DATASOURCE,
-        "query": query,
-        "rawQuery": True,
-        "resultFormat": fmt,
-    }
+def to_json(obj: object) -> Any:
+    """An SDK object (dashboard, rule, contact point …) as plain JSON data, through the
+    SDK's own encoder (each model's ``to_json``)."""
+    return json.loads(JSONEncoder().encode(obj))
+
+
+def target(query: str, ref: str = "A", fmt: str = "time_series", alias: str = "") -> Influx:
+    out = Influx().ref_id(ref).query(query).datasource(DATASOURCE_REF)
+    if fmt == "table":
+        out = out.table()
     if alias:
-        out["alias"] = alias
+        out = out.alias(alias)
     return out
 
 
-def thresholds_from_rule(rule: Rule | None) -> JSON:
+def thresholds(steps: list[tuple[str, float | None]]) -> db.ThresholdsConfig:
+    """(colour, value) steps, the first with ``None`` (Grafana's "base")."""
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=v, color=c) for c, v in steps])
+    )
+
+
+def thresholds_from_rule(rule: Rule | None) -> db.ThresholdsConfig:
     """Grafana thresholds (ascending steps) from an alarm rule's levels: green below the
     first level for ``above`` rules; for ``below`` rules the colours run the other way."""
-    steps: list[JSON] = [{"color": "green", "value": None}]
+    steps: list[tuple[str, float | None]] = [("green", None)]
     if rule is None or rule.op == "is_true":
-        return {"mode": "absolute", "steps": steps}
+        return thresholds(steps)
     levels = rule.thresholds.levels
     if rule.op == "above":
-        steps += [{"color": SEVERITY_COLOURS[lv.severity], "value": lv.threshold} for lv in levels]
+        steps += [(SEVERITY_COLOURS[lv.severity], lv.threshold) for lv in levels]
     else:
         ordered = list(reversed(levels))  # most severe (lowest) first
-        steps = [{"color": SEVERITY_COLOURS[ordered[0].severity], "value": None}]
+        steps = [(SEVERITY_COLOURS[ordered[0].severity], None)]
         for lower, upper in zip(ordered, [*ordered[1:], None], strict=True):
-            colour = SEVERITY_COLOURS[upper.severity] if upper else "green"
-            steps.append({"color": colour, "value": lower.threshold})
-    return {"mode": "absolute", "steps": steps}
+            steps.append((SEVERITY_COLOURS[upper.severity] if upper else "green", lower.threshold))
+    return thresholds(steps)
 
 
-def panel(
+def value_texts(names: dict[int, str]) -> list[dm.ValueMapping]:
+    """Show codes as words (liveness 0 → online …)."""
+    return [
+        dm.ValueMap(options={str(code): dm.ValueMappingResult(text=name, index=code)})
+        for code, name in names.items()
+    ]
+
+
+def style(
+    p: Panel,
     title: str,
-    kind: str,
-    targets: list[JSON],
+    targets: list[Influx],
     *,
     unit: str = "none",
-    thresholds: JSON | None = None,
+    steps: db.ThresholdsConfig | None = None,
     w: int = 12,
     h: int = 8,
-    options: JSON | None = None,
     description: str = "",
-    decimals: int | None = None,
-    mappings: list[JSON] | None = None,
-) -> JSON:
-    defaults: JSON = {
-        "unit": unit,
-        "thresholds": thresholds
-        or {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
-        "mappings": mappings or [],
-    }
-    if kind == "timeseries":
-        defaults["custom"] = {"thresholdsStyle": {"mode": "line"}, "spanNulls": True}
-    if decimals is not None:
-        defaults["decimals"] = decimals
-    return {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": targets,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": options or {},
-        "gridPos": {"x": 0, "y": 0, "w": w, "h": h},
-    }
+    mappings: list[dm.ValueMapping] | None = None,
+) -> Panel:
+    """What every panel of ours sets: title, data source, targets, unit, thresholds, size."""
+    p = (
+        p.title(title)
+        .description(description)
+        .datasource(DATASOURCE_REF)
+        .targets(list(targets))
+        .unit(unit)
+        .thresholds(steps or thresholds([("green", None)]))
+        .span(w)
+        .height(h)
+    )
+    if mappings:
+        p = p.mappings(mappings)
+    return p
 
 
-def custom_variable(name: str, label: str, options: list[tuple[str, str]]) -> JSON:
-    """A single-valued variable; ``options`` are (text, value)."""
+def line_chart(title: str, targets: list[Influx], **kw: Any) -> timeseries.Panel:
+    """A time series with the thresholds drawn as lines and gaps bridged."""
+    p = timeseries.Panel().span_nulls(True)
+    p = p.thresholds_style(cb.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.LINE))
+    return style(p, title, targets, **kw)
+
+
+def custom_variable(name: str, label: str, options: list[tuple[str, str]]) -> db.CustomVariable:
+    """A single-valued variable; ``options`` are (text, value), the first selected."""
     text, value = options[0]
-    return {
-        "type": "custom",
-        "name": name,
-        "label": label,
-        "query": ",".join(f"{t} : {v}" for t, v in options),
-        "current": {"text": text, "value": value},
-        "options": [
-            {"text": t, "value": v, "selected": i == 0} for i, (t, v) in enumerate(options)
-        ],
-        "multi": False,
-        "includeAll": False,
-        "hide": 0,
-    }
+    return (
+        db.CustomVariable(name)
+        .label(label)
+        .values(",".join(f"{t} : {v}" for t, v in options))
+        .current(dm.VariableOption(selected=True, text=text, value=value))
+        .options(
+            [
+                dm.VariableOption(selected=i == 0, text=t, value=v)
+                for i, (t, v) in enumerate(options)
+            ]
+        )
+        .multi(False)
+        .include_all(False)
+    )
 
 
-def query_variable(name: str, label: str, query: str) -> JSON:
-    return {
-        "type": "query",
-        "name": name,
-        "label": label,
-        "datasource": DATASOURCE,
-        "query": query,
-        "definition": query,
-        "refresh": 2,
-        "current": {},
-        "options": [],
-        "multi": False,
-        "includeAll": False,
-        "hide": 0,
-        "sort": 1,
-    }
+def query_variable(name: str, label: str, query: str) -> db.QueryVariable:
+    return (
+        db.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE_REF)
+        .query(query)
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(False)
+        .include_all(False)
+    )
 
 
 def dashboard(
     uid: str,
     title: str,
-    panels: list[JSON],
+    panels: list[Any],
     *,
-    variables: list[JSON] | None = None,
+    variables: list[Any] | None = None,
     tags: list[str] | None = None,
     refresh: str = "30s",
     time_from: str = "now-6h",
-) -> JSON:
-    """Assign ids and lay panels out left to right, top to bottom."""
-    x = y = row_h = 0
+) -> db.Dashboard:
+    """The SDK lays panels out left to right, top to bottom; ids are numbered here."""
+    board = (
+        db.Dashboard(title)
+        .uid(uid)
+        .tags(["sensornet", *(tags or [])])
+        .timezone("browser")
+        .editable()
+        .refresh(refresh)
+        .time(time_from, "now")
+        .version(1)
+    )
     for i, p in enumerate(panels, start=1):
-        p["id"] = i
-        pos = p["gridPos"]
-        if x + pos["w"] > 24:
-            x, y, row_h = 0, y + row_h, 0
-        pos["x"], pos["y"] = x, y
-        x += pos["w"]
-        row_h = max(row_h, pos["h"])
-    return {
-        "uid": uid,
-        "title": title,
-        "tags": ["sensornet", *(tags or [])],
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "refresh": refresh,
-        "time": {"from": time_from, "to": "now"},
-        "templating": {"list": variables or []},
-        "annotations": {"list": []},
-        "panels": panels,
-    }
+        board = board.with_panel(p.id(i))
+    for v in variables or []:
+        board = board.with_variable(v)
+    return board

@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from grafana_foundation_sdk.builders import alerting as ab
+from grafana_foundation_sdk.builders import expr as ab_expr
+from grafana_foundation_sdk.models import alerting as am
 
-from dashboards.build import build_dashboards
+from dashboards.build import Basemap, build_dashboards
 from dashboards.notifications import notification_provisioning
-from dashboards.panels import DATASOURCE, JSON
+from dashboards.panels import DATASOURCE, JSON, target, to_json
 from sensornet.alarms.rules import Level, Rule, RuleSet, load_rules
 
 FOLDER_UID = "sensornet"
 FOLDER_TITLE = "Sensornet"
+RULE_GROUP = "sensornet-thresholds"
 
 
 #: provisioning files name the password's variable; Grafana reads it from its environment
@@ -49,7 +53,7 @@ def _alert_levels(rule: Rule) -> list[tuple[str, tuple[Level, ...]]]:
     return [("", rule.thresholds.levels)] + [(area, t.levels) for area, t in rule.overrides.items()]
 
 
-def alert_rule(rule: Rule, area: str, levels: tuple[Level, ...], excluded: list[str]) -> JSON:
+def alert_rule(rule: Rule, area: str, levels: tuple[Level, ...], excluded: list[str]) -> am.Rule:
     """One Grafana-managed rule: the first non-info level of an alarm rule, per sensor.
 
     Night levels and escalation stay with the platform's own runner; Grafana alerts give
@@ -60,60 +64,82 @@ def alert_rule(rule: Rule, area: str, levels: tuple[Level, ...], excluded: list[
         where += f" AND \"subdistrict\" = '{area}'"
     for other in excluded:
         where += f" AND \"subdistrict\" != '{other}'"
+    evaluator = ab_expr.ExprTypeThresholdConditionsEvaluator()
     if rule.op == "is_true":
         query = (
             f'SELECT count("{rule.quantity}") FROM "{rule.type}" WHERE {where} '
             f'AND "{rule.quantity}" = true GROUP BY "sensor_id"'
         )
-        evaluator = {"type": "gt", "params": [0]}
+        evaluator = evaluator.type("gt").params([0])
     else:
         query = (
             f'SELECT last("{rule.quantity}") FROM "{rule.type}" WHERE {where} GROUP BY "sensor_id"'
         )
-        evaluator = {"type": "gt" if rule.op == "above" else "lt", "params": [level.threshold]}
+        # above/below levels always carry a threshold (sensornet/alarms/rules.py checks)
+        limit = level.threshold if level.threshold is not None else float("nan")
+        evaluator = evaluator.type("gt" if rule.op == "above" else "lt").params([limit])
     uid = f"sn-{rule.id}" + (f"-{area}" if area else "")
-    return {
-        "uid": uid[:40],
-        "title": f"{rule.id}{' ' + area if area else ''}: {level.name}",
-        "condition": "C",
-        "data": [
-            {
-                "refId": "A",
-                "relativeTimeRange": {"from": 1800, "to": 0},
-                "datasourceUid": DATASOURCE["uid"],
-                "model": {"refId": "A", "query": query, "rawQuery": True,
-                          "resultFormat": "time_series"},
-            },
-            {
-                "refId": "B",
-                "datasourceUid": "__expr__",
-                "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"},
-            },
-            {
-                "refId": "C",
-                "datasourceUid": "__expr__",
-                "model": {"refId": "C", "type": "threshold", "expression": "B",
-                          "conditions": [{"evaluator": evaluator}]},
-            },
-        ],
-        "for": f"{int(rule.min_duration_s)}s",
-        "noDataState": "OK",
-        "execErrState": "Error",
-        "labels": {"severity": level.severity, "sensor_type": rule.type, "rule": rule.id},
-        "annotations": {"summary": f"{{{{ $labels.sensor_id }}}}: {level.name}"},
-    }  # fmt: skip
+    influx = (
+        ab.Query("A")
+        .datasource_uid(DATASOURCE["uid"])
+        .relative_time_range(am.RelativeTimeRange(from_val=1800, to=0))
+        .model(target(query))
+    )
+    reduce = (
+        ab.Query("B")
+        .datasource_uid("__expr__")
+        .model(ab_expr.TypeReduce().ref_id("B").expression("A").reducer("last"))
+    )
+    threshold = (
+        ab.Query("C")
+        .datasource_uid("__expr__")
+        .model(
+            ab_expr.TypeThreshold()
+            .ref_id("C")
+            .expression("B")
+            .conditions([ab_expr.ExprTypeThresholdConditions().evaluator(evaluator)])
+        )
+    )
+    return (
+        ab.Rule(f"{rule.id}{' ' + area if area else ''}: {level.name}")
+        .uid(uid[:40])
+        .condition("C")
+        .queries([influx, reduce, threshold])
+        .for_val(f"{int(rule.min_duration_s)}s")
+        .no_data_state("OK")
+        .exec_err_state("Error")
+        .labels({"severity": level.severity, "sensor_type": rule.type, "rule": rule.id})
+        .annotations({"summary": f"{{{{ $labels.sensor_id }}}}: {level.name}"})
+        .folder_uid(FOLDER_UID)
+        .rule_group(RULE_GROUP)
+        .org_id(1)
+        .build()
+    )  # fmt: skip
 
 
-def alert_rules(rules: RuleSet) -> JSON:
+def alert_rule_models(rules: RuleSet) -> list[am.Rule]:
     out = []
     for rule in rules.rules:
         areas = list(rule.overrides)
         for area, levels in _alert_levels(rule):
             out.append(alert_rule(rule, area, levels, [] if area else areas))
+    return out
+
+
+#: the keys of the HTTP API's rule (the SDK's model) that the file format has elsewhere
+_API_ONLY = ("folderUID", "ruleGroup", "orgID")
+
+
+def alert_rules(rules: RuleSet) -> JSON:
+    """The file form: one group holding every rule (folder, group and org on the group)."""
+    out = []
+    for model in alert_rule_models(rules):
+        data = to_json(model)
+        out.append({k: v for k, v in data.items() if k not in _API_ONLY})
     return {
         "apiVersion": 1,
         "groups": [
-            {"orgId": 1, "name": "sensornet-thresholds", "folder": FOLDER_TITLE,
+            {"orgId": 1, "name": RULE_GROUP, "folder": FOLDER_TITLE,
              "interval": "1m", "rules": out}
         ],
     }  # fmt: skip
@@ -126,13 +152,14 @@ def write_provisioning(
     dashboards_path: str | None = None,
     user: str | None = None,
     alertmanager_url: str = "http://127.0.0.1:9093",
+    basemap: Basemap | None = None,
 ) -> list[Path]:
     """Write everything under ``folder``: ``dashboards/*.json`` and ``provisioning/…``
     (alert rules, and their contact point and policy: the platform's Alertmanager).
 
     ``dashboards_path`` is where Grafana will see the dashboards folder (e.g. in a
     container); default: this folder's absolute path."""
-    boards = build_dashboards()
+    boards = build_dashboards(basemap=basemap)
     written: list[Path] = []
 
     def put(path: Path, content: str) -> None:

@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from dashboards.build import build_dashboards
-from dashboards.panels import JSON
-from dashboards.provisioning import FOLDER_TITLE, FOLDER_UID, alert_rules, datasource
+from dashboards.build import Basemap, build_dashboards
+from dashboards.panels import JSON, to_json
+from dashboards.provisioning import FOLDER_TITLE, FOLDER_UID, alert_rule_models, datasource
 from sensornet.alarms.rules import load_rules
 from sensornet.errors import SensornetError
 
@@ -73,6 +73,7 @@ def push(
     with_alerts: bool = True,
     user: str | None = None,
     password: str | None = None,
+    basemap: Basemap | None = None,
 ) -> PushReport:
     """Create or update everything; idempotent (uids are fixed). ``user``/``password``:
     the read-only InfluxDB user the data source queries as."""
@@ -90,19 +91,17 @@ def push(
         report.folder = "created"
     else:
         report.folder = "exists"
-    for uid, board in build_dashboards().items():
+    for uid, board in build_dashboards(basemap=basemap).items():
         body: dict[str, Any] = {"dashboard": board, "folderUid": FOLDER_UID, "overwrite": True,
                                 "message": "sensornet dashboards push"}  # fmt: skip
         grafana.call(f"dashboard {uid}", "POST", "/api/dashboards/db", body)
         report.dashboards.append(uid)
     if with_alerts:
-        group = alert_rules(load_rules())["groups"][0]
-        for rule in group["rules"]:
-            payload: JSON = rule | {"folderUID": FOLDER_UID, "ruleGroup": group["name"],
-                                    "orgID": 1}  # fmt: skip
-            what = f"alert rule {rule['uid']}"
-            path = f"/api/v1/provisioning/alert-rules/{rule['uid']}"
+        for model in alert_rule_models(load_rules()):  # the HTTP API's shape, from the SDK
+            payload: JSON = to_json(model)
+            what = f"alert rule {payload['uid']}"
+            path = f"/api/v1/provisioning/alert-rules/{payload['uid']}"
             if grafana.call(what, "PUT", path, payload) is None:
                 grafana.call(what, "POST", "/api/v1/provisioning/alert-rules", payload)
-            report.alert_rules.append(rule["uid"])
+            report.alert_rules.append(payload["uid"])
     return report

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gmqtt
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from gateway_sim.payloads import STATUS_OFFLINE, STATUS_ONLINE
 from sensornet.errors import SensornetError
@@ -57,9 +58,14 @@ class DeviceConnection:
         will_device: str | None = None,
         max_in_flight: int = 1000,
         tls: MqttTls | None = None,
+        mqtt311: bool = False,
     ) -> None:
         self.prefix = prefix
         self.tls = tls
+        # MQTT 3.1.1 for brokers without MQTT 5 (RabbitMQ 3.10, the scaled shape): the
+        # CONNECT and the PUBLISH packets this class builds carry no properties
+        self.mqtt311 = mqtt311
+        self._properties: bytes | None = None if mqtt311 else b""
         will = None
         if will_device is not None:
             will = gmqtt.Message(
@@ -119,7 +125,13 @@ class DeviceConnection:
         for attempt in range(attempts):
             try:
                 ssl_context = self.tls.context() if self.tls else False
-                await self.client.connect(host, port, ssl=ssl_context, keepalive=60)
+                await self.client.connect(
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    keepalive=60,
+                    version=MQTTv311 if self.mqtt311 else MQTTv50,
+                )
                 return
             except ssl.SSLCertVerificationError as exc:
                 if self.tls is None:
@@ -162,7 +174,7 @@ class DeviceConnection:
         out = bytearray()
         for n, (topic, payload) in enumerate(messages):
             mid = self._hooks.next_packet_id()
-            packet = publish_packet(topic.encode(), payload, mid, b"")
+            packet = publish_packet(topic.encode(), payload, mid, self._properties)
             if retain:
                 packet = bytes([packet[0] | 0x01]) + packet[1:]
             self.storage.push_message(mid, packet)

@@ -157,6 +157,9 @@ class GroundTruth:
     #: sent, but the broker never acknowledged them before the device gave up: lost on
     #: the device (it knows; a real one would keep them), never the platform's loss
     unacked: Counter[str] = field(default_factory=Counter)
+    #: which readings, where known: the report looks for them in storage (a PUBACK lost
+    #: with the connection leaves a reading the broker did take)
+    unacked_keys: set[tuple[str, int]] = field(default_factory=set)
     _file: IO[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -168,8 +171,10 @@ class GroundTruth:
         self.sent[device] += 1
         self.expected_stored[device] += 1
 
-    def never_acknowledged(self, device: str) -> None:
+    def never_acknowledged(self, device: str, seq: int | None = None) -> None:
         self.unacked[device] += 1
+        if seq is not None:
+            self.unacked_keys.add((device, seq))
 
     def fault(self, kind: str, item: Item, injected: Injected, **extra: Any) -> None:
         self.faults[kind] += 1

@@ -221,8 +221,8 @@ async def _worker_main(
         link_of[n].status(fleet[i].id, online=False)
     await asyncio.gather(*(x.drain(10) for x in used))
     for link in used:  # still unacknowledged: lost on the device, not the platform
-        for sensor_id, _seq in link.unacknowledged():
-            truth.never_acknowledged(sensor_id)
+        for sensor_id, seq in link.unacknowledged():
+            truth.never_acknowledged(sensor_id, seq)
     await asyncio.gather(*(x.close() for x in used))
     truth.close()
     truth.path = None
@@ -329,4 +329,5 @@ def merge_truth(results: Sequence[WorkerResult]) -> GroundTruth:
         ):
             counter: Counter[Any] = getattr(merged, name)
             counter.update(getattr(r.truth, name))
+        merged.unacked_keys |= r.truth.unacked_keys
     return merged

@@ -115,8 +115,15 @@ class LivePublisher:
         tls: MqttTls | None = None,
         drain_s: float = 10.0,
         http_push: HttpPush | None = None,
+        endpoints: Sequence[tuple[str, int]] = (),
+        mqtt311: bool = False,
     ) -> None:
+        """``endpoints``: the broker nodes the connections are spread over, round-robin
+        (the scaled shape; default ``(host, port)``); ``mqtt311`` for brokers without
+        MQTT 5 (RabbitMQ 3.10)."""
         self._host, self._port = host, port
+        self._endpoints = list(endpoints) or [(host, port)]
+        self._mqtt311 = mqtt311
         #: where community nodes push as the airrohr firmware does (None: they use MQTT)
         self._http_push = http_push
         self._http: httpx.AsyncClient | None = None
@@ -170,7 +177,12 @@ class LivePublisher:
         tag = uuid.uuid4().hex[:6]
         self._shared = [
             DeviceConnection(
-                f"sim-{tag}-{k}", self._user, self._password, self._prefix, tls=self._tls
+                f"sim-{tag}-{k}",
+                self._user,
+                self._password,
+                self._prefix,
+                tls=self._tls,
+                mqtt311=self._mqtt311,
             )
             for k in range(self._connections)
         ]
@@ -185,6 +197,7 @@ class LivePublisher:
                     self._prefix,
                     will_device=sender,
                     tls=self._tls,
+                    mqtt311=self._mqtt311,
                 )
                 own.append(link)
             else:
@@ -192,7 +205,10 @@ class LivePublisher:
             self._links[sender] = link
         used = [link for link in self._shared if link in self._links.values()]
         self._shared = used
-        await asyncio.gather(*(link.connect(self._host, self._port) for link in used + own))
+        nodes = self._endpoints
+        await asyncio.gather(
+            *(link.connect(*nodes[k % len(nodes)]) for k, link in enumerate(used + own))
+        )
         for sender, link in self._links.items():
             link.status(sender, online=True)
 
@@ -206,8 +222,8 @@ class LivePublisher:
             link.status(sender, online=False)  # a clean shutdown, not a lost device
         await asyncio.gather(*(link.drain(self._drain_s) for link in links))
         for link in links:  # still unacknowledged now: lost on the device, not the platform
-            for sensor_id, _seq in link.unacknowledged():
-                self.truth.never_acknowledged(sensor_id)
+            for sensor_id, seq in link.unacknowledged():
+                self.truth.never_acknowledged(sensor_id, seq)
         await asyncio.gather(*(link.close() for link in links))
 
     # --- the run loop -----------------------------------------------------------------

@@ -10,9 +10,10 @@ before the simulated device gave up (its connection's store still held them at t
 the device knows it lost them, the platform never took them on. **Missing** (the
 platform's loss): readings the broker acknowledged — so the platform promised to keep
 them — that are neither stored nor refused with a reason. A reading never acknowledged may
-still be stored (the broker took it, its PUBACK was lost), so ``missing`` subtracts the
-device's losses from what was expected: it is exact when nothing was lost on the device,
-which a device built as docs/simulator.md says ensures.
+still be stored (the broker took it, its PUBACK was lost): such readings are looked up by
+their ``seq`` and count as stored, so ``lost_on_device`` is what was never acknowledged
+*and* is not stored, and ``missing`` = expected but not found, less those. Exact for
+readings that carry a ``seq`` (SenML packs do not: theirs count as lost on the device).
 """
 
 from __future__ import annotations
@@ -100,9 +101,38 @@ async def dead_letters(influx: InfluxClient, start_ns: int) -> Counter[RejectKey
     return out
 
 
+async def stored_after_all(
+    influx: InfluxClient, types: Mapping[str, str], keys: Iterable[tuple[str, int]], start_ns: int
+) -> Counter[str]:
+    """Of the readings never acknowledged, how many per device InfluxDB holds all the same
+    (the broker took them; the PUBACK went down with the connection). Looked up by the
+    ``seq`` stored with the reading: one query per device that lost any; SenML readings
+    carry no ``seq`` and are never found here (they stay lost on the device)."""
+    wanted: dict[str, set[int]] = {}
+    for device, seq in keys:
+        if device in types:
+            wanted.setdefault(device, set()).add(seq)
+    out: Counter[str] = Counter()
+    for device, seqs in sorted(wanted.items()):
+        q = (
+            f'SELECT "seq" FROM "{check_identifier(types[device])}" '  # noqa: S608
+            'WHERE "sensor_id" = $id AND time >= $start'
+        )
+        found = rows(await influx.query(q, {"id": device, "start": _iso(start_ns)}))
+        out[device] = len(seqs & {int(r["seq"]) for r in found if r.get("seq") is not None})
+    return out
+
+
 def compare(
-    truth: GroundTruth, devices: Iterable[str], stored: Counter[str], rejects: Counter[RejectKey]
+    truth: GroundTruth,
+    devices: Iterable[str],
+    stored: Counter[str],
+    rejects: Counter[RejectKey],
+    unacked_stored: Counter[str] | None = None,
 ) -> Report:
+    """``unacked_stored``: readings never acknowledged that are stored all the same
+    (:func:`stored_after_all`); they count as stored, not as lost on the device."""
+    found = unacked_stored or Counter()
     ids = set(devices)
     expected = truth.expected_rejects
     mine = Counter({k: n for k, n in rejects.items() if k[0] in ids or k in expected})
@@ -123,7 +153,7 @@ def compare(
     for device in sorted(ids | set(truth.sent)):
         want, got = truth.expected_stored[device], stored[device]
         extra += max(0, got - want)
-        lost = truth.unacked[device]
+        lost = max(0, truth.unacked[device] - found[device])
         accounts.append(
             DeviceAccount(
                 device=device,
@@ -153,7 +183,7 @@ def compare(
         "extra": extra,
         "not_sent": sum(truth.not_sent.values()),
         "acl_denied": sum(truth.denied.values()),
-        "lost_on_devices": sum(truth.unacked.values()),
+        "lost_on_devices": sum(a.lost_on_device for a in accounts),
     }
     return Report(
         accounts,
@@ -181,7 +211,8 @@ async def account(
     while True:
         stored = await stored_counts(influx, types, catalogue, start_ns)
         rejects = await dead_letters(influx, start_ns)
-        report = compare(truth, types, stored, rejects)
+        found = await stored_after_all(influx, types, truth.unacked_keys, start_ns)
+        report = compare(truth, types, stored, rejects, found)
         now = time.monotonic()
         if report.exact or now > deadline:
             return report

@@ -70,6 +70,8 @@ class IngestStats:
     unknown_keys: Counter[str] = field(default_factory=Counter)
     http_requests: int = 0  # HTTP input: requests received
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
+    # pull inputs (sensor_community): pulls by (input, outcome: ok, failed)
+    pulls: Counter[tuple[str, str]] = field(default_factory=Counter)
     pending_bytes_peak: int = 0
     redelivered: int = 0  # AMQP input: deliveries the broker had given out before
     reconnects: int = 0  # AMQP input: connections re-established (each returns its window)
@@ -158,6 +160,13 @@ class StatsCollector(Collector):
         for reason, count in sorted(s.http_refused.items()):
             http_refused.add_metric([reason], count)
         yield http_refused
+        pulls = CounterMetricFamily(
+            _P + "pulls", "Pull inputs: pulls by input and outcome (ok, failed)",
+            labels=["input", "outcome"],
+        )  # fmt: skip
+        for (name, outcome), count in sorted(s.pulls.items()):
+            pulls.add_metric([name, outcome], count)
+        yield pulls
         gauges: tuple[tuple[str, float, str], ...] = (
             ("batch_latency_seconds", s.batch_latency_s, "Last batch: receive to ack"),
             ("lag_seconds", s.lag_s, "Last batch: oldest message arrival to durable"),

@@ -19,6 +19,9 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 # on first use by wiring/mosquitto_plugin.py: a C compiler and Mosquitto's plugin headers
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
 [ -f /usr/include/mosquitto_broker.h ] || need_pkgs+=(mosquitto-dev libmosquitto-dev)
+# the scaled shape's broker (wiring/rabbitmq.py: a local 3-node cluster in tests and
+# `sensornet services up --cluster 3`); the package's own service is not used
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
   echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"

@@ -203,11 +203,14 @@ def broker_target(settings: Settings) -> BrokerTarget:
         port=settings.mqtt_port,
         confirm_timeout_s=settings.broker_confirm_timeout_s,
         tls=MqttTls.from_settings(settings),
+        asks_registry=settings.broker_logins == "registry",
     )
 
 
 async def check_broker(target: BrokerTarget) -> None:
     """Raise :class:`BrokerSyncError` now if a credential change could not reach the broker."""
+    if target.asks_registry:
+        return  # the broker asks the registry at each connection: nothing to reach
     await asyncio.to_thread(broker_files.broker_reachable, target)
 
 
@@ -217,6 +220,9 @@ async def sync_broker(engine: AsyncEngine, target: BrokerTarget, window_s: float
     later one writes a state that includes the earlier one's change. Callers of one process
     that ask together share one reload (``sensornet.broker_coalesce``), also within
     ``window_s`` of each other."""
+
+    if target.asks_registry:  # nothing to deliver: the next connection asks the registry
+        return len(await broker_entries(engine))
 
     async def run() -> int:
         async with broker_files.locked(target.auth_dir):

@@ -77,6 +77,9 @@ class BrokerTarget:
     confirm_timeout_s: float = 30.0
     #: the broker's TLS listener, as the platform's other clients reach it
     tls: MqttTls | None = None
+    #: the broker asks the platform at each connection (the scaled shape's RabbitMQ and
+    #: its HTTP auth backend): there is nothing to deliver, a change is live at once
+    asks_registry: bool = False
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:

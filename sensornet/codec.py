@@ -20,7 +20,7 @@ import orjson
 from sensornet.errors import PayloadError
 from sensornet.records import Decoded, ItemReject, RawReading
 from sensornet.rules import seq_ok
-from sensornet.senml import loads_cbor, resolve_pack
+from sensornet.senml import JSON_TO_CBOR, loads_cbor, resolve_pack
 from sensornet.senml_resolve import SenmlContext, to_readings
 from sensornet.timestamps import to_ns
 
@@ -134,12 +134,18 @@ def _reading_from_object(obj: dict[str, Any], in_pack: bool) -> RawReading:
     return RawReading(values=values, ts_ns=ts_ns, seq=seq, sensor_id=sensor_id)
 
 
+_SENML_LABELS = frozenset(JSON_TO_CBOR)
+_NATIVE_KEYS = frozenset({"values", "ts", "seq", "sensor"})
+
+
 def is_senml(items: list[Any]) -> bool:
+    """A SenML pack: its first record has a SenML label (RFC 8428 Table 1; a pack may open
+    with ``bver`` or ``bu`` alone) and none of the native shapes' own keys."""
+    first = items[0] if items else None
     return (
-        bool(items)
-        and isinstance(items[0], dict)
-        and any(k in items[0] for k in ("bn", "n", "bt", "v", "vs", "vb", "vd"))
-        and not any(k in items[0] for k in ("values", "ts"))
+        isinstance(first, dict)
+        and not _SENML_LABELS.isdisjoint(first)
+        and _NATIVE_KEYS.isdisjoint(first)
     )
 
 

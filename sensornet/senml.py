@@ -51,13 +51,16 @@ CBOR_LABELS: dict[int, str] = {
 }  # fmt: skip
 JSON_TO_CBOR: dict[str, int] = {label: key for key, label in CBOR_LABELS.items()}
 _BASE = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
+_RECORD = frozenset({"n", "u", "t", "s", "ut", "v", "vs", "vb", "vd"})
+_OTHER_VALUES = frozenset({"vs", "vb", "vd"})
+_good_names: set[str] = set()  # names that passed NAME_RE (bounded: cleared past 100,000)
 _VALUES: tuple[Kind, ...] = ("v", "vs", "vb", "vd")
 # RFC 8428 §4.5.1: the resolved name's characters, and its first one.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per record, and frozen init costs a setattr each
 class Record:
     """One resolved SenML record (RFC 8428 §4.6): every base field applied."""
 
@@ -188,19 +191,20 @@ def resolve_pack(items: list[Any], now_ns: int) -> Pack:
             raise PayloadError("bad_senml", "SenML records must be objects")
         _check_labels(record)
         # Base fields first: a bad one spoils every later record, so the pack is refused.
-        if "bver" in record:
-            _version(record["bver"])
-        if "bn" in record:
-            base_name = _text(record["bn"], "bn")
-        if "bu" in record:
-            base_unit = _text(record["bu"], "bu")
-        if "bt" in record:
-            base_time = _number(record["bt"], "bt")
-        if "bv" in record:
-            base_value = _number(record["bv"], "bv")
-        if "bs" in record:
-            base_sum = _number(record["bs"], "bs")
-        if not any(k in record for k in ("n", "u", "t", "s", "ut", *_VALUES)):
+        if not _BASE.isdisjoint(record):
+            if "bver" in record:
+                _version(record["bver"])
+            if "bn" in record:
+                base_name = _text(record["bn"], "bn")
+            if "bu" in record:
+                base_unit = _text(record["bu"], "bu")
+            if "bt" in record:
+                base_time = _number(record["bt"], "bt")
+            if "bv" in record:
+                base_value = _number(record["bv"], "bv")
+            if "bs" in record:
+                base_sum = _number(record["bs"], "bs")
+        if _RECORD.isdisjoint(record):
             continue  # only base fields
         try:
             pack.records.append(
@@ -226,14 +230,25 @@ def _record(
     now_ns: int,
 ) -> Record:
     name = base_name + _text(record.get("n", ""), "n")
-    if not NAME_RE.fullmatch(name):
-        raise PayloadError("bad_senml", f"SenML name {name!r:.80} breaks RFC 8428 §4.5.1")
+    if name not in _good_names:
+        if not NAME_RE.fullmatch(name):
+            raise PayloadError("bad_senml", f"SenML name {name!r:.80} breaks RFC 8428 §4.5.1")
+        if len(_good_names) > 100_000:
+            _good_names.clear()
+        _good_names.add(name)
     unit = _text(record["u"], "u") if "u" in record else base_unit
+    if "v" in record and _OTHER_VALUES.isdisjoint(record):  # the common record, quickly
+        v = record["v"]
+        kind: Kind | None = "v"
+        value: float | str | bool | None = (
+            base_value + v if type(v) is float else base_value + _number(v, "v")
+        )
+        return _finish(record, index, name, unit, kind, value, base_time, base_sum, now_ns)
     present: list[Kind] = [k for k in _VALUES if k in record]
     if len(present) > 1:
         raise PayloadError("bad_senml", f"SenML record has several values: {present}")
-    kind: Kind | None = present[0] if present else None
-    value: float | str | bool | None = None
+    kind = present[0] if present else None
+    value = None
     if kind == "v":
         value = base_value + _number(record["v"], "v")
     elif kind == "vs":
@@ -244,6 +259,20 @@ def _record(
             raise PayloadError("bad_senml", "SenML 'vb' must be a boolean")
     elif kind == "vd":
         value = _data(record["vd"])
+    return _finish(record, index, name, unit, kind, value, base_time, base_sum, now_ns)
+
+
+def _finish(
+    record: dict[str, Any],
+    index: int,
+    name: str,
+    unit: str | None,
+    kind: Kind | None,
+    value: float | str | bool | None,
+    base_time: float,
+    base_sum: float,
+    now_ns: int,
+) -> Record:
     total = base_sum + _number(record["s"], "s") if "s" in record else None
     if kind is None and total is None:
         raise PayloadError("senml_no_value", f"SenML record {name!r:.80} has no value or sum")

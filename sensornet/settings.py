@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         None, description="Private key (PEM) of SENSORNET_MQTT_CERT_FILE, if not in that file"
     )
     topic_prefix: str = Field("city/v1", description="Prefix of every device topic")
+    mqtt_endpoints: str = Field(
+        "",
+        description="Scaled shape: the broker nodes devices (the simulator) connect to, "
+        "comma-separated host:port, spread round-robin; '' = SENSORNET_MQTT_HOST:PORT",
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="The simulator's MQTT version; 3.1.1 for RabbitMQ 3.10 (scaled shape)"
+    )
     mqtt_ingest_user: str = "ingester"
     mqtt_ingest_password: SecretStr = SecretStr(DEV_INGEST_PASSWORD)
     mqtt_fleet_user: str = Field(
@@ -71,6 +79,12 @@ class Settings(BaseSettings):
     )
     broker_confirm_timeout_s: float = Field(
         30.0, description="A credential change the broker has not taken by then is an error"
+    )
+    broker_logins: Literal["file", "registry"] = Field(
+        "file",
+        description="file: the platform delivers credentials to Mosquitto's password file; "
+        "registry: the broker asks the platform at each connection (the scaled shape's "
+        "RabbitMQ, sensornet broker auth-serve): a change needs no delivery",
     )
     broker_coalesce_s: float = Field(
         0.05,
@@ -240,6 +254,20 @@ class Settings(BaseSettings):
     )
     alarm_interval_s: float = Field(15.0, description="How often alarm rules are evaluated")
 
+    # The operations view's map (issue 22; docs/dashboards.md, docs/operations.md)
+    map_tiles_url: str = Field(
+        "",
+        description="XYZ tile URL template of the map's basemap, e.g. a self-hosted tile "
+        "server http://tiles.internal/{z}/{x}/{y}.png; '' = Grafana's default basemap "
+        "(from the internet unless grafana.ini sets [geomap] default_baselayer_config)",
+    )
+    map_tiles_attribution: str = Field("", description="Attribution shown on the basemap")
+    map_crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84",
+        description="Coordinate system of the basemap's tiles: gcj02 for Chinese tile "
+        "services (Gaode/AutoNavi, Tencent); the alarm runner writes map positions in it",
+    )
+
     # Notifications and platform health (issue 20; docs/alerting.md)
     alertmanager_url: str = Field(
         "http://127.0.0.1:9093",
@@ -319,10 +347,11 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often the pusher looks for new events when caught up"
     )
     northbound_settle_s: float = Field(
-        5.0,
+        30.0,
         ge=0,
-        description="Readings are pushed once their timestamp is this old (a reading "
-        "stored later than that behind the cursor is not pushed; docs/northbound.md)",
+        description="Readings are pushed once their timestamp is this old, so readings "
+        "stored up to this late (device clocks behind, short spool replays) are still "
+        "pushed; later ones are not (docs/northbound.md). Status and alarms: 1 s",
     )
     northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
     northbound_backoff_max_s: float = Field(
@@ -338,7 +367,7 @@ class Settings(BaseSettings):
         "/sensornet", description="CloudEvents 'source' of every pushed event"
     )
     northbound_metrics_port: int = Field(
-        0, description="Prometheus /metrics port of the pusher; 0 turns it off"
+        9466, description="The northbound pusher's Prometheus /metrics port; 0 turns it off"
     )
 
     opendata_rate_per_s: float = Field(
@@ -404,6 +433,21 @@ class Settings(BaseSettings):
         trusted_networks(value)  # a bad entry is a clear error at start, not a silent miss
         return value
 
+    @field_validator("map_tiles_url")
+    @classmethod
+    def _xyz_template(cls, value: str) -> str:
+        """Empty, or an http(s) XYZ template: a URL without {z}/{x}/{y} would fetch one
+        tile for every square of the map."""
+        if value and (
+            not value.startswith(("http://", "https://"))
+            or not all(p in value for p in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "must be an http(s) XYZ tile template with {z}, {x} and {y}, "
+                "e.g. http://tiles.internal/{z}/{x}/{y}.png"
+            )
+        return value
+
     @field_validator("mqtt_fleet_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -421,6 +465,16 @@ class Settings(BaseSettings):
                 "secret of your own (SENSORNET_ENVIRONMENT=production refuses defaults)"
             )
         return self
+
+    def mqtt_endpoint_list(self) -> list[tuple[str, int]]:
+        """``mqtt_endpoints`` as (host, port) pairs; the one broker when empty."""
+        out = []
+        for item in filter(None, (e.strip() for e in self.mqtt_endpoints.split(","))):
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"SENSORNET_MQTT_ENDPOINTS: {item!r} is not host:port")
+            out.append((host, int(port)))
+        return out or [(self.mqtt_host, self.mqtt_port)]
 
     def amqp_node_urls(self) -> list[str]:
         """``amqp_urls`` with the ingester's credentials in each."""

@@ -45,7 +45,6 @@ class Resolution:
 RAW = Resolution("raw", RAW_RP, 0)
 MINUTE = Resolution("1m", "agg_1m", 60)
 HOUR = Resolution("1h", "agg_1h", 3600)
-RESOLUTIONS = (RAW, MINUTE, HOUR)
 
 
 @lru_cache(maxsize=64)
@@ -70,11 +69,6 @@ def retentions(settings: Settings) -> dict[str, str]:
 def aggregated(quantity: Quantity) -> tuple[str, ...]:
     """Aggregates kept for a quantity: InfluxQL has no mean/min/max of booleans or text."""
     return AGGREGATES if quantity.kind in ("float", "int") else ("count",)
-
-
-def aggregate_fields(sensor_type: SensorType) -> list[str]:
-    """Field names in the aggregate policies, e.g. ``pm25_mean``."""
-    return [f"{q.id}_{a}" for q in sensor_type.quantities.values() for a in aggregated(q)]
 
 
 def aggregate_select(database: str, sensor_type: SensorType, target: Resolution) -> str:

@@ -32,6 +32,7 @@ def fast(settings: Settings, **over: Any) -> Settings:
         "northbound_timeout_s": 1.0,
         "northbound_backoff_max_s": 0.5,
         "northbound_batch_size": 50,
+        "northbound_metrics_port": 0,  # on by default (9466): not in tests run side by side
     }
     values.update(over)
     return settings.model_copy(update=values)
@@ -106,6 +107,7 @@ class PusherProcess:
         }
         for name in (
             "settle_s", "poll_s", "timeout_s", "backoff_max_s", "batch_size", "pause_after_s",
+            "metrics_port",
         ):  # fmt: skip
             env[f"SENSORNET_NORTHBOUND_{name.upper()}"] = str(getattr(s, f"northbound_{name}"))
         with self.log.open("ab") as log:

@@ -53,3 +53,26 @@ async def test_a_failed_reload_fails_every_caller_that_shared_it(tmp_path: objec
     )
     assert calls == 1
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_a_broker_that_asks_the_registry_needs_no_delivery(tmp_path: object) -> None:
+    """The scaled shape (SENSORNET_BROKER_LOGINS=registry): registering needs no broker at
+    hand, nothing is written or reloaded, and the count is what may connect."""
+    from pathlib import Path
+
+    from sensornet.broker_auth import check_broker
+
+    settings = Settings(
+        state_dir=Path(str(tmp_path)),
+        broker_logins="registry",
+        mqtt_port=1,  # nothing listens: a delivery would fail
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    fleet = default_fleet(3)
+    await register_fleet(settings, fleet)
+    target = broker_target(settings)
+    async with open_registry(settings.registry_database_url) as registry:
+        await check_broker(target)
+        await issue_credentials(registry, [d.id for d in fleet[:2]])
+        assert await sync_broker(registry, target) == 2
+    assert not (target.auth_dir / "passwd").exists()

@@ -22,6 +22,7 @@ from sensornet.broker_files import connack
 from sensornet.errors import ConfigError
 from sensornet.mqtt_wire import connect_packet
 from sensornet.settings import Settings
+from wiring.mosquitto_plugin import subscribe_acl_plugin
 from wiring.parts import run_api
 from wiring.services import Mosquitto, find_binary, free_port, platform_services
 
@@ -160,6 +161,8 @@ async def test_compose_shape_reloads_through_run_sh(
     conf = conf.replace("/broker-auth", str(auth))
     conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     conf = conf.replace("/mosquitto/data/", f"{tmp_path}/")
+    # the plugin the compose image builds (deploy/mosquitto/Dockerfile), built here
+    conf = conf.replace("/usr/lib/sensornet_subscribe_acl.so", str(subscribe_acl_plugin()))
     (tmp_path / "m.conf").write_text(f"{conf}\nuser {getpass.getuser()}\n")
     watched = settings.model_copy(
         update={"mqtt_port": port, "broker_auth_dir": auth, "broker_reload": "watch"}

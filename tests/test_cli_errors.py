@@ -179,3 +179,12 @@ async def test_ingest_retries_until_the_broker_comes_up(
     text = log.read_text()
     assert code == 0, text
     assert "Traceback" not in text
+
+
+def test_simulate_in_a_state_folder_that_does_not_exist(tmp_path: Path) -> None:
+    """The folder is made (it held the registry's SQLite file, whose open failed with a
+    traceback); with no broker running from it, one line says to start one."""
+    env = {"SENSORNET_STATE_DIR": str(tmp_path / "new" / "state")}
+    result = sensornet("simulate", "--sensors", "2", "--rounds", "1", env=env)
+    one_clear_line(result, "broker")
+    assert (tmp_path / "new" / "state" / "registry.db").exists()

@@ -107,8 +107,11 @@ async def test_every_panel_query_returns_data(settings: Settings, influx: Influx
     empty: list[str] = []
     ran = 0
     for uid, board in boards.items():
-        variables = {v["name"]: v["current"].get("value", "") for v in board["templating"]["list"]}
-        variables["subdistrict"] = AREA
+        variables = {
+            v["name"]: v.get("current", {}).get("value", "")
+            for v in board.get("templating", {}).get("list", [])
+        }
+        variables["subdistrict"] = variables["area"] = AREA  # the map: that area's sensors too
         types = list(catalogue.types) if uid == "sn-sensor" else [variables.get("type", "")]
         for type_id in types:
             variables["type"] = type_id

@@ -113,4 +113,5 @@ async def test_poison_packs_cost_memory_once_per_message_and_the_next_reading_is
 
 
 async def _subscribed(ingester: IngesterProcess) -> bool:
-    return ingester.log.exists() and "subscribed" in ingester.log.read_text()
+    # the ingester says "receiving" once every input is ready (MQTT: the SUBACK came)
+    return ingester.log.exists() and " receiving (" in ingester.log.read_text()

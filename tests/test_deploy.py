@@ -40,7 +40,7 @@ def test_compose_has_every_part() -> None:
     assert isinstance(services, dict)
     assert {"mosquitto", "influxdb", "grafana", "ingester", "api", "simulator", "alarms",
             "storage-layout", "grafana-files", "alertmanager", "prometheus",
-            "alerting-files"} <= set(services)  # fmt: skip
+            "alerting-files", "northbound"} <= set(services)  # fmt: skip
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         for dep in service.get("depends_on") or {}:
@@ -72,7 +72,7 @@ def test_grafana_reads_what_dashboards_build_writes() -> None:
 
 def test_systemd_units_parse() -> None:
     units = sorted((DEPLOY / "systemd").glob("*.service"))
-    assert len(units) == 7
+    assert len(units) == 8
     debian = {  # the Debian packages' servers, configured by `sensornet alarms write-config`
         "sensornet-alertmanager.service": "/usr/bin/prometheus-alertmanager ",
         "sensornet-prometheus.service": "/usr/bin/prometheus ",
@@ -267,6 +267,7 @@ def test_systemd_units_each_load_their_own_influxdb_user() -> None:
         "sensornet-ingest@.service": ("influx-ingest.env", "SENSORNET_INFLUX_USER"),
         "sensornet-alarms.service": ("influx-alarms.env", "SENSORNET_INFLUX_USER"),
         "sensornet-api.service": ("influx-read.env", "SENSORNET_INFLUX_READ_USER"),
+        "sensornet-northbound.service": ("influx-read.env", "SENSORNET_INFLUX_READ_USER"),
     }
     for unit, (env_file, variable) in wanted.items():
         text = (DEPLOY / "systemd" / unit).read_text()

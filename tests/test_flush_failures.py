@@ -6,9 +6,12 @@ retried or spooled, and acks stay in order: every reading ends in InfluxDB exact
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -161,27 +164,52 @@ async def test_registry_down_batches_go_on_with_the_cached_sensors(
         await wait_until(fresh, timeout_s=60)
 
 
+@pytest.fixture
+def full_spool_disk(settings: Settings) -> Iterator[Path]:
+    """The ingester's spool folder on a real 4 MiB tmpfs filled to the last byte by
+    ``filler`` (every write is ENOSPC from the kernel until it is removed)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and the project's machines are root)")
+    spool = settings.state_dir / "spool" / settings.ingest_client_id
+    spool.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=700", "tmpfs", str(spool)],
+                   check=True)  # fmt: skip
+    try:
+        fd = os.open(spool / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * 65536):  # until the kernel says ENOSPC
+                    pass
+        finally:
+            os.close(fd)
+        yield spool
+    finally:
+        subprocess.run(["umount", "-l", str(spool)], check=False)
+
+
 async def test_spool_disk_full_keeps_batches_unacked_until_it_can_write(
-    settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo], proxy: FaultProxy
+    settings: Settings,
+    influx: InfluxClient,
+    fleet: list[DeviceInfo],
+    proxy: FaultProxy,
+    full_spool_disk: Path,
 ) -> None:
-    """InfluxDB down and the spool's writes failing with ENOSPC (from the kernel: the
-    spool's next file is /dev/full): the OSError escaped the flush, which was dropped
-    unread. Now nothing is acked meanwhile, the alarm is up, and once the disk has room
-    the same batches are spooled, acked in order and replayed."""
+    """InfluxDB down and the spool's disk full: the OSError escaped the flush, which was
+    dropped unread. Now nothing is acked meanwhile, the alarm is up, and once the disk has
+    room the same batches are spooled, acked in order and replayed."""
     ingest = through(settings, proxy)
     await register_fleet(settings, fleet)
-    spool = settings.state_dir / "spool" / settings.ingest_client_id
-    full = spool / "000000000000.tmp"
+    spool = full_spool_disk
     async with running(run_ingester, ingest):
         proxy.set_mode("error")
-        full.symlink_to("/dev/full")
         await publish(settings, fleet, 2_000)
         await wait_until(metric(ingest, "sensornet_ingest_spool_failing"), timeout_s=60)
         await wait_until(metric(ingest, 'sensornet_ingest_failures_total{cause="spool_write"}'))
         found = await metrics(ingest)
         assert found["sensornet_ingest_batches_total"] == 0  # nothing acked: not durable
         assert found["sensornet_ingest_received_messages_total"] == 0
-        full.unlink()  # room again
+        assert not list(spool.glob("*.tmp"))  # failed attempts leave no temporary file
+        (spool / "filler").unlink()  # room again
         await wait_until(lambda: _has_segments(spool), timeout_s=60)
 
         async def writable() -> bool:

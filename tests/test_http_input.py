@@ -17,7 +17,7 @@ import orjson
 import pytest
 from faultproxy import FaultProxy
 from pydantic import SecretStr
-from support import running, wait_until
+from support import mqtt_client, running, wait_until
 
 from sensornet.broker_auth import issue_credentials
 from sensornet.influx import InfluxClient
@@ -351,3 +351,39 @@ async def test_backpressure_is_answered_and_retries_then_store_everything_once(
             await asyncio.wait_for(pushing, 60)
         assert seen.count(200) == len(bodies)
         assert sorted(row[2] for row in await stored(influx, "AQ-H2")) == list(range(12))
+
+
+async def test_mqtt_and_http_inputs_share_batches_and_each_acks_its_own(
+    http_settings: Settings, passwords: dict[str, str], influx: InfluxClient
+) -> None:
+    """Both inputs in one ingester: batches mix their messages, and each input
+    acknowledges only its own (PUBACKs to the broker, answers to the HTTP senders)."""
+    settings = http_settings.model_copy(update={"ingest_inputs": ["mqtt", "http"]})
+    base = f"http://127.0.0.1:{settings.ingest_http_port}"
+    now = int(time.time())
+    topic = f"{settings.topic_prefix}/AQ-H1/readings"
+    async with (
+        running(run_ingester, settings),
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        mqtt_client("mixed", settings.mqtt_port, "simulator", settings.fleet_password()) as mqtt,
+    ):
+        for i in range(50):
+            mqtt.publish(topic, orjson.dumps({"ts": now - 100 + i, "seq": i, "pm25": 1.0}))
+        answers = await asyncio.gather(
+            *[
+                http.post(
+                    "/v1/devices/AQ-H2/readings",
+                    json={"ts": now - 100 + i, "seq": i, "pm25": 2.0},
+                    auth=auth("AQ-H2", passwords["AQ-H2"]),
+                )
+                for i in range(50)
+            ]
+        )
+        await mqtt.acked()
+        assert {r.status_code for r in answers} == {200}
+        assert len(await stored(influx, "AQ-H2")) == 50  # answered: already durable
+
+        async def mqtt_stored() -> bool:
+            return len(await stored(influx, "AQ-H1")) == 50
+
+        await wait_until(mqtt_stored, timeout_s=30)

@@ -84,6 +84,14 @@ async def test_register_roles_refusals_and_the_secret_shown_once(
         assert (await engineer.delete(f"/northbound/subscriptions/{sub['id']}")).status_code == 403
         assert (await admin.delete(f"/northbound/subscriptions/{sub['id']}")).status_code == 204
         assert (await admin.get(f"/northbound/subscriptions/{sub['id']}")).status_code == 404
+    log = await _audit(settings)
+    assert [(a, e) for a, e, _, _ in log] == [
+        ("create", sub["id"]),
+        ("create", given["id"]),
+        ("delete", sub["id"]),
+    ]
+    assert all(actor.startswith("key:") and "test-admin" in actor for _, _, actor, _ in log)
+    assert sub["secret"] not in str(log) and own not in str(log)
 
 
 async def test_failing_receiver_is_paused_with_an_alarm_then_resumed(
@@ -130,6 +138,24 @@ async def test_failing_receiver_is_paused_with_an_alarm_then_resumed(
     assert any("alarm: northbound subscription" in r.message for r in caplog.records)
     assert in_order_per_sensor(receiver.got.unique) and receiver.got.bad_signatures == 0
     assert done["pending"] == 0 and done["failing_since"] is None
+    actions = [(a, actor.split("(")[0][:4]) for a, _, actor, _ in await _audit(settings)]
+    assert actions == [("create", "key:"), ("pause", "nort"), ("resume", "key:")]
+
+
+async def _audit(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """The audit log's northbound entries: (action, id, actor, before and after)."""
+    from sqlalchemy import text
+
+    from sensornet.registry.store import open_registry
+
+    async with open_registry(settings.registry_database_url) as engine, engine.connect() as c:
+        found = await c.execute(
+            text(
+                "SELECT action, entity_id, actor, before, after FROM audit_log "
+                "WHERE entity = 'northbound_subscription' ORDER BY id"
+            )
+        )
+        return [(a, e, actor, f"{b} {af}") for a, e, actor, b, af in found.all()]
 
 
 async def _state(

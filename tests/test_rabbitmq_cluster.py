@@ -12,10 +12,12 @@ from gmqtt.mqtt.constants import MQTTv311
 from rabbit_support import publishers, queue_empty, rabbit_settings
 from support import TestClient, close_gmqtt, running, wait_until
 
+from gateway_sim.publisher import LivePublisher
 from gateway_sim.synthetic import make_readings, messages
 from sensornet.accounting import count_stored
 from sensornet.broker_auth import issue_credentials, revoke_credentials
 from sensornet.broker_files import connack
+from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient, rows
 from sensornet.latest import DEVICE_STATUS
 from sensornet.mqtt_tls import MqttTls
@@ -163,3 +165,57 @@ async def test_last_will_dead_letters_and_platform_health_in_the_scaled_shape(
         assert [n["name"] for n in health["broker_nodes"]] == names
         assert all(n["running"] for n in health["broker_nodes"])
         assert s.ingest_client_id in {i["ingester"] for i in health["ingesters"]}
+
+
+async def test_the_simulator_spreads_its_devices_over_the_nodes(
+    settings: Settings, influx: InfluxClient, rabbit_cluster: RabbitCluster
+) -> None:
+    endpoints = rabbit_cluster.mqtt_endpoints()
+    s = rabbit_settings(
+        settings,
+        rabbit_cluster,
+        mqtt_endpoints=",".join(f"{h}:{p}" for h, p in endpoints),
+        mqtt_protocol="3.1.1",
+    )
+    fleet = [d for d in default_fleet(12) if not d.gateway_id][:6]
+    await register_fleet(s, fleet)
+    async with open_registry(s.registry_database_url) as registry:
+        creds = await issue_credentials(registry, [d.id for d in fleet])
+
+    def created() -> dict[str, int]:
+        with rabbit_cluster.api() as api:
+            return {
+                n["name"]: int(n.get("connection_created", 0)) for n in api.get("/nodes").json()
+            }
+
+    before = await asyncio.to_thread(created)
+    catalogue = load_catalogue()
+    publisher = LivePublisher(
+        host=s.mqtt_host,
+        port=s.mqtt_port,
+        endpoints=s.mqtt_endpoint_list(),
+        mqtt311=True,
+        username="nobody",
+        password="unused",
+        topic_prefix=s.topic_prefix,
+        fleet=fleet,
+        catalogue=catalogue,
+        credentials=creds,
+        connections=1,
+        first_report_within_s=0.2,
+        interval_scale=0.2 / max(t.interval_s for t in catalogue.types.values()),
+    )
+    async with running(run_broker_auth, s), running(run_ingester, s):
+        await publisher.run(asyncio.Event(), max_rounds=2)
+
+        async def stored() -> bool:
+            return await count_stored(influx, {d.type for d in fleet}) == 2 * len(fleet)
+
+        await wait_until(stored, timeout_s=30)
+        await wait_until(lambda: queue_empty(rabbit_cluster), timeout_s=30)
+
+        async def on_every_node() -> bool:  # the management stats lag by a few seconds
+            after = await asyncio.to_thread(created)
+            return all(after[name] > before.get(name, 0) for name in after)
+
+        await wait_until(on_every_node, timeout_s=30, interval_s=1.0)

@@ -481,3 +481,9 @@ def test_resolve_pack_keeps_the_rfcs_resolved_names_and_units() -> None:
     pack = resolve_pack(MEASUREMENTS, NOW_NS)
     got = [(r.name, r.unit, r.time_ns, r.value) for r in pack.records]
     assert got == [(r["n"], r["u"], ns(r["t"]), pytest.approx(float(r["v"]))) for r in RESOLVED]
+
+
+def test_a_pack_may_open_with_base_fields_only(catalogue: Catalogue) -> None:
+    d = decode(catalogue, [{"bver": 10, "bu": "Cel"}, {"n": "temperature", "v": 20}],
+               publisher="WS-1")  # fmt: skip
+    assert [r.values for r in d.readings] == [{"temperature": 20.0}]

@@ -53,6 +53,8 @@ async def test_senml_json_and_cbor_are_stored_and_refused_as_the_rfc_says(
         # a newer SenML version and a must-understand label: the pack refused whole
         (f"{p}/WS-7/readings", orjson.dumps([{"bver": 11, "n": "temperature", "v": 1}])),
         (f"{p}/WS-7/readings", orjson.dumps([{"n": "temperature", "v": 1, "x_": 1}])),
+        # a device's topic naming another sensor's URN: not its own to report
+        (f"{p}/WS-7/readings", orjson.dumps([{"bn": f"{MAC}/", "n": "pm25", "v": 1.0}])),
         # the gateway's pack names its attached sensor by a MAC URN (IPv6-style colons)
         (f"{p}/GW-5/pack", orjson.dumps([
             {"bn": f"{MAC}/", "bt": t0, "n": "pm25", "u": "ug/m3", "v": 35.0},
@@ -67,7 +69,7 @@ async def test_senml_json_and_cbor_are_stored_and_refused_as_the_rfc_says(
 
         async def settled() -> list[dict[str, object]]:
             letters = rows(await influx.query('SELECT * FROM "dead_letter"'))
-            return letters if len(letters) == 3 else []
+            return letters if len(letters) == 4 else []
 
         letters = await wait_until(settled)
         weather = rows(await influx.query('SELECT * FROM "weather" ORDER BY time'))
@@ -80,6 +82,7 @@ async def test_senml_json_and_cbor_are_stored_and_refused_as_the_rfc_says(
     assert [(r["sensor_id"], r["pm25"], r["co"]) for r in air] == [("AQ-9", 35.0, 0.8)]
     got = sorted((str(r["device"]), str(r["reason"]), r.get("seq")) for r in letters)
     assert got == [
+        ("WS-7", "foreign_sensor", None),
         ("WS-7", "senml_must_understand", None),
         ("WS-7", "senml_unit_mismatch", 3),
         ("WS-7", "senml_version", None),

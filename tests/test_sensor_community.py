@@ -16,10 +16,13 @@ import orjson
 import pytest
 from support import running, wait_until
 
-from ingest.inputs.sensor_community import area_filter, inside
+from ingest.inputs import InputContext
+from ingest.inputs.sensor_community import SensorCommunityPull, area_filter, inside
+from ingest.metrics import IngestStats
 from sensornet.district import load_district
 from sensornet.errors import PayloadError
 from sensornet.influx import InfluxClient, rows
+from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
 from sensornet.sensor_community import decode_api, decode_push, push_format, record_key
 from sensornet.settings import Settings
@@ -241,3 +244,52 @@ async def test_the_pull_stores_each_measurement_once_and_refuses_with_reasons(
         ("SC-3", "not_finite", None),
         ("_unknown", "unknown_sensor", "sc_location:90002"),
     ]
+
+
+async def test_a_failing_data_api_delivers_nothing_and_the_next_pull_recovers(
+    settings: Settings,
+) -> None:
+    """500, a body that is not JSON, an object instead of an array, a dropped connection:
+    each pull is counted as failed and delivers nothing; the next good answer delivers."""
+    good = recorded("pull1.json", {"TIMESTAMP_1": 1_795_000_000, "TIMESTAMP_2": 1_795_000_001})
+    answers: list[tuple[int, bytes]] = [(500, b"oops"), (200, b"<html>"), (200, b"{}"),
+                                        (0, b""), (200, good)]  # fmt: skip
+    calls: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            calls.append(self.path)
+            status, body = answers[min(len(calls) - 1, len(answers) - 1)]
+            if status == 0:  # drop the connection without an answer
+                self.close_connection = True
+                return
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    delivered: list[InboundMessage] = []
+    stats = IngestStats()
+    context = InputContext(
+        settings.model_copy(update={"sc_pull_url": f"http://127.0.0.1:{server.server_port}",
+                                    "sc_pull_interval_s": 3600, "sc_pull_timeout_s": 2}),
+        lambda messages, size: delivered.extend(messages), None, stats,  # type: ignore[arg-type]
+    )  # fmt: skip
+    try:
+        async with SensorCommunityPull(context) as pull:
+            await pull.ready()  # the first pull, at start
+            for _ in range(4):
+                await pull.pull_once()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert pull.pulls == 5 and pull.failures == 4
+    assert stats.pulls == {("sensor_community", "failed"): 4, ("sensor_community", "ok"): 1}
+    [message] = delivered
+    assert message.fmt == "sensor.community.api"
+    assert len(orjson.loads(message.payload)) == 4  # the record outside the district dropped

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 import orjson
 from support import running
 
 from gateway_sim.faults import FAULT_KINDS, FaultPlan, GroundTruth
 from gateway_sim.publisher import LivePublisher
-from gateway_sim.report import account
+from gateway_sim.report import account, compare, stored_after_all
 from sensornet.catalogue import load_catalogue
 from sensornet.influx import InfluxClient
 from sensornet.settings import Settings
@@ -84,3 +85,32 @@ async def test_fault_run_reports_exactly_the_injected_faults(
     for reason, counts in report.by_reason.items():
         assert counts["injected"] == counts["platform"], reason
     assert report.exact
+
+
+def test_lost_on_device_is_told_from_the_platforms_missing() -> None:
+    """Pure arithmetic of the report: A sent 4, the broker never acknowledged seq 2 and 3;
+    seq 2 is stored all the same (its PUBACK was lost), seq 3 is not (the device's loss);
+    B's seq 1 was acknowledged but is not stored (the platform's loss)."""
+    truth = GroundTruth()
+    for device, n in (("A", 4), ("B", 2)):
+        for _ in range(n):
+            truth.clean(device)
+    truth.never_acknowledged("A", 2)
+    truth.never_acknowledged("A", 3)
+    stored = Counter({"A": 3, "B": 1})
+    report = compare(truth, ["A", "B"], stored, Counter(), Counter({"A": 1}))
+    by = {a.device: a for a in report.devices}
+    assert (by["A"].lost_on_device, by["A"].missing) == (1, 0)
+    assert (by["B"].lost_on_device, by["B"].missing) == (0, 1)
+    assert report.totals["lost_on_devices"] == 1 and report.totals["missing"] == 1
+    assert not report.exact
+
+
+async def test_unacknowledged_readings_are_looked_up_in_storage(influx: InfluxClient) -> None:
+    start_ns = time.time_ns() - 10**9
+    now = time.time_ns()
+    lines = [f"noise,sensor_id=NS-1,subdistrict=x laeq=50,seq={s}i {now + s}" for s in (0, 2)]
+    await influx.write(("\n".join(lines) + "\n").encode())
+    keys = {("NS-1", 1), ("NS-1", 2), ("NS-2", 0), ("NOT-IN-RUN", 5)}
+    found = await stored_after_all(influx, {"NS-1": "noise", "NS-2": "noise"}, keys, start_ns)
+    assert found == Counter({"NS-1": 1, "NS-2": 0})

@@ -216,6 +216,8 @@ def scrape_targets(settings: Settings, alertmanager_port: int) -> dict[str, list
         targets["sensornet-ingest"] = [f"127.0.0.1:{settings.ingest_metrics_port}"]
     if settings.alarm_metrics_port:
         targets["sensornet-alarms"] = [f"127.0.0.1:{settings.alarm_metrics_port}"]
+    if settings.northbound_metrics_port:
+        targets["sensornet-northbound"] = [f"127.0.0.1:{settings.northbound_metrics_port}"]
     return targets
 
 

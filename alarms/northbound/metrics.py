@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from sensornet.probe_server import serve_probes
+from sensornet.probe_server import ReadinessChecks, serve_probes
 
 
 class PusherMetrics:
@@ -47,10 +47,13 @@ class PusherMetrics:
 
 
 @contextlib.contextmanager
-def serve_metrics(metrics: PusherMetrics, port: int, host: str = "127.0.0.1") -> Iterator[None]:
-    """``/metrics``, ``/livez`` and ``/readyz`` (the pusher's loop runs) on ``port``."""
+def serve_metrics(
+    metrics: PusherMetrics, port: int, host: str, ready: ReadinessChecks
+) -> Iterator[None]:
+    """``/metrics``, ``/livez`` and ``/readyz`` (the pusher's loop runs, and its last look
+    at the registry worked) on ``port``; 0: off."""
     if not port:
         yield
         return
-    with serve_probes(port, host, metrics.registry, dict):
+    with serve_probes(port, host, metrics.registry, ready):
         yield

@@ -47,6 +47,8 @@ PAGES_PER_TURN = 20
 PAGE_BATCHES = 10
 #: Time span of a stream's first read; then sized to bring about one page (``next_window``).
 FIRST_WINDOW_NS = 60_000_000_000
+#: How long a request is given to leave before the next body is made (on the same loop).
+ON_THE_WIRE_S = 0.002
 #: Acknowledged batches that may wait for their record while one is being written.
 MAX_UNRECORDED = 10
 
@@ -152,12 +154,18 @@ class Worker:
                 going_on = bool(page.events) or page.more
                 following = asyncio.create_task(self.read(kind, page.upto)) if going_on else None
                 try:
-                    for events, upto in self._batches(page):
+                    batches = self._batches(page)
+                    body = self._body(batches[0][0])
+                    for i, (events, upto) in enumerate(batches):
                         if events:
                             self.metrics.lag.labels(self.sub.id).set(
                                 max(0.0, time.time() - events[0].time_ns / 1e9)
                             )
-                            await self.deliver(events)
+                            sending = asyncio.create_task(self.deliver(events, body))
+                            # the next body is made while this one is on the wire
+                            await asyncio.wait([sending], timeout=ON_THE_WIRE_S)
+                            body = self._body(batches[i + 1][0]) if i + 1 < len(batches) else b""
+                            await sending
                         if events or page.rows:  # an empty stretch of time is not recorded
                             await recorder.add(upto, events)
                 except BaseException:
@@ -187,10 +195,13 @@ class Worker:
         out[-1] = (out[-1][0], page.upto)
         return out
 
-    async def deliver(self, events: list[Event]) -> None:
+    def _body(self, events: list[Event]) -> bytes:
+        return batch_body(events, self.config.source) if events else b""
+
+    async def deliver(self, events: list[Event], body: bytes | None = None) -> None:
         """Send until the receiver answers 2xx; raises ``Paused`` once it has failed for
         ``pause_after_s``."""
-        body = batch_body(events, self.config.source)
+        body = body or batch_body(events, self.config.source)
         msg_id = batch_id(self.sub.id, events)
         attempt = 0
         while True:
@@ -212,7 +223,7 @@ class Worker:
                     f"receiver failing since {since.isoformat()} "
                     f"(over {self.config.pause_after_s:.0f} s); last: {error}"
                 )
-                await store.pause(self.engine, self.sub.id, reason)
+                await store.pause(self.engine, self.sub.id, reason, store.PUSHER_ACTOR)
                 self.metrics.paused.labels(self.sub.id).set(1)
                 log.error(
                     "alarm: northbound subscription %s (%s) paused: %s",

@@ -25,6 +25,7 @@ log = logging.getLogger("sensornet.ingest.http")
 
 IDLE_TIMEOUT_S = 75.0  # a keep-alive connection with no request for this long is closed
 MAX_QUEUED = 64  # pipelined requests of one connection waiting; past it reading pauses
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers; past it 431 and the connection closed
 
 
 @dataclass(slots=True)
@@ -74,6 +75,8 @@ class _Connection(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.body_size = 0
+        self.head_size = 0
+        self.handling = False  # a request is being answered (it may wait for durability)
         self.paused = False
         self.closing = False
         self.idle: asyncio.TimerHandle | None = None
@@ -115,11 +118,21 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.url, self.headers, self.body, self.body_size = b"", {}, [], 0
+        self.head_size = 0
+
+    def _head_bytes(self, size: int) -> None:
+        self.head_size += size
+        if self.head_size > MAX_HEAD_BYTES:
+            body = b'{"type":"about:blank","title":"Request header fields too large","status":431}'
+            self.refusal = Response(431, body, "application/problem+json")
+            raise _Refused
 
     def on_url(self, url: bytes) -> None:
+        self._head_bytes(len(url))
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes(len(name) + len(value))
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -160,6 +173,7 @@ class _Connection(asyncio.Protocol):
             if self.paused and self.queue.qsize() < MAX_QUEUED // 2 and self.transport:
                 self.transport.resume_reading()
                 self.paused = False
+            self.handling = True
             try:
                 response = await self.server.handler(request)
             except Exception:
@@ -168,6 +182,8 @@ class _Connection(asyncio.Protocol):
                 response = Response(
                     500, b'{"title":"internal error","status":500}', "application/problem+json"
                 )
+            finally:
+                self.handling = False
             keep_alive = keep_alive and not self.server.closing
             if self.transport is None or self.transport.is_closing():
                 return
@@ -190,7 +206,7 @@ class _Connection(asyncio.Protocol):
         self.idle = loop.call_later(self.server.idle_timeout_s, self._idle_close)
 
     def _idle_close(self) -> None:
-        if self.queue.empty() and self.transport is not None:
+        if self.queue.empty() and not self.handling and self.transport is not None:
             self.transport.close()
         else:
             self._arm_idle()

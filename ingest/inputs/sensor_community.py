@@ -83,6 +83,7 @@ class SensorCommunityPull:
     def __init__(self, context: InputContext, district: District | None = None) -> None:
         s = context.settings
         self._deliver = context.deliver
+        self._stats = context.stats
         self._district = district or load_district()
         area = s.sc_pull_area or area_filter(self._district)
         self.url = f"{s.sc_pull_url.rstrip('/')}/airrohr/v1/filter/area={area}"
@@ -156,13 +157,14 @@ class SensorCommunityPull:
             response.raise_for_status()
             records = orjson.loads(response.content)
         except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
-            self.failures += 1
+            self._failed()
             log.warning("Sensor.Community pull %s failed: %r", self.url, exc)
             return 0
         if not isinstance(records, list):
-            self.failures += 1
+            self._failed()
             log.warning("Sensor.Community pull %s: not an array of records", self.url)
             return 0
+        self._stats.pulls[(self.name, "ok")] += 1
         fresh, keys = [], []
         for record in records:
             if not inside(record, self._district.bbox):
@@ -182,6 +184,10 @@ class SensorCommunityPull:
         self._deliver([message], len(payload))
         self.delivered += len(fresh)
         return len(fresh)
+
+    def _failed(self) -> None:
+        self.failures += 1
+        self._stats.pulls[(self.name, "failed")] += 1
 
 
 def build(context: InputContext) -> SensorCommunityPull:

@@ -10,6 +10,7 @@ value; identifiers come from the catalogue."""
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ WRITE_STAMPED: frozenset[Kind] = frozenset({"status", "alarms"})
 _NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
 
 
+#: Series turned into events between two yields to the event loop: a page of thousands of
+#: rows is tens of milliseconds of Python, during which a request's answer would wait.
+SERIES_PER_SLICE = 20
 #: A cursor key above every sensor id: ``(t, END)`` means "everything up to t is read".
 END = "\U0010ffff"
 
@@ -245,7 +249,9 @@ async def read_page(
     keyed = []
     if after.key != END:
         keyed = [k for k in _keyed(kind, same, devices, quantities) if k[1] > after.key]
-    keyed += _keyed(kind, rest, devices, quantities)
+    for i in range(0, len(rest), SERIES_PER_SLICE):
+        keyed += _keyed(kind, rest[i : i + SERIES_PER_SLICE], devices, quantities)
+        await asyncio.sleep(0)  # let the request on the wire be answered meanwhile
     keyed.sort(key=_time_key)
     kept, upto, cut = _complete_prefix(keyed, rest, limit, Cursor(until, END))
     flt = spec.filter

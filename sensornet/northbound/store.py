@@ -14,14 +14,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, String, Text, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensornet.northbound.events import Cursor, rfc3339_ns
 from sensornet.northbound.spec import Filter, Kind, Spec
 from sensornet.registry.models import Base, UTCDateTime, utcnow
+from sensornet.registry.service import audit
 
 ACTIVE, PAUSED = "active", "paused"
+AUDIT_ENTITY = "northbound_subscription"
+#: Who pauses a subscription whose receiver kept failing (the audit log's actor).
+PUSHER_ACTOR = "northbound-pusher"
 
 
 class SubscriptionRow(Base):
@@ -154,6 +159,7 @@ async def create_subscription(
         session.add(row)
         for kind in spec.kinds:
             session.add(CursorRow(subscription_id=row.id, stream=kind, time_ns=start_ns, key=""))
+        audit(session, created_by, "create", AUDIT_ENTITY, row.id, None, _audited(row))
     return _record(row)
 
 
@@ -169,8 +175,11 @@ async def get_subscription(engine: AsyncEngine, subscription_id: str) -> Subscri
         return None if row is None else _record(row)
 
 
-async def delete_subscription(engine: AsyncEngine, subscription_id: str) -> bool:
+async def delete_subscription(engine: AsyncEngine, subscription_id: str, actor: str) -> bool:
     async with _sessions(engine)() as session, session.begin():
+        row = await session.get(SubscriptionRow, subscription_id)
+        if row is not None:
+            audit(session, actor, "delete", AUDIT_ENTITY, row.id, _audited(row), None)
         for table in (AckRow, CursorRow):
             await session.execute(delete(table).where(table.subscription_id == subscription_id))
         result = await session.execute(
@@ -179,29 +188,52 @@ async def delete_subscription(engine: AsyncEngine, subscription_id: str) -> bool
         return bool(result.rowcount)
 
 
-async def pause(engine: AsyncEngine, subscription_id: str, reason: str) -> Subscription | None:
+async def pause(
+    engine: AsyncEngine, subscription_id: str, reason: str, actor: str
+) -> Subscription | None:
     return await _set_state(
-        engine, subscription_id, state=PAUSED, pause_reason=reason, paused_at=utcnow()
-    )
+        engine, subscription_id, actor, "pause",
+        state=PAUSED, pause_reason=reason, paused_at=utcnow(),
+    )  # fmt: skip
 
 
-async def resume(engine: AsyncEngine, subscription_id: str) -> Subscription | None:
+async def resume(engine: AsyncEngine, subscription_id: str, actor: str) -> Subscription | None:
     """Active again, with a fresh failure streak (the pause clock starts over)."""
     return await _set_state(
-        engine, subscription_id, state=ACTIVE, pause_reason=None, paused_at=None,
-        failing_since=None,
+        engine, subscription_id, actor, "resume",
+        state=ACTIVE, pause_reason=None, paused_at=None, failing_since=None,
     )  # fmt: skip
 
 
 async def _set_state(
-    engine: AsyncEngine, subscription_id: str, **values: Any
+    engine: AsyncEngine, subscription_id: str, actor: str, action: str, **values: Any
 ) -> Subscription | None:
     async with _sessions(engine)() as session, session.begin():
+        before = await session.get(SubscriptionRow, subscription_id)
+        if before is None:
+            return None
+        was = _audited(before)
         await session.execute(
             update(SubscriptionRow).where(SubscriptionRow.id == subscription_id).values(**values)
         )
         row = await session.get(SubscriptionRow, subscription_id, populate_existing=True)
-        return None if row is None else _record(row)
+        if row is None:
+            return None
+        audit(session, actor, action, AUDIT_ENTITY, row.id, was, _audited(row))
+        return _record(row)
+
+
+def _audited(row: SubscriptionRow) -> dict[str, Any]:
+    """What the audit log keeps of a subscription: never its secret."""
+    return {
+        "name": row.name,
+        "url": row.url,
+        "kinds": list(row.kinds),
+        "filter": dict(row.filter),
+        "resolution": row.resolution,
+        "state": row.state,
+        "pause_reason": row.pause_reason,
+    }
 
 
 async def set_url(engine: AsyncEngine, subscription_id: str, url: str) -> None:
@@ -226,36 +258,32 @@ async def record_delivery(
     per_minute: Mapping[int, int],
 ) -> None:
     """The cursor moves and the acknowledged events are counted, in one transaction
-    (``per_minute`` empty: only the cursor moves, past rows no filter kept)."""
+    (``per_minute`` empty: only the cursor moves, past rows no filter kept). Three Core
+    statements on one connection (the ORM session's reads and flush cost the pusher more
+    than its requests)."""
     delivered = sum(per_minute.values())
-    async with _sessions(engine)() as session, session.begin():
-        await session.execute(
+    async with engine.begin() as conn:
+        await conn.execute(
             update(CursorRow)
             .where(CursorRow.subscription_id == subscription_id, CursorRow.stream == stream)
             .values(time_ns=cursor.time_ns, key=cursor.key)
         )
         if not delivered:
             return
-        existing = {
-            r.minute: r
-            for r in (
-                await session.scalars(
-                    select(AckRow).where(
-                        AckRow.subscription_id == subscription_id,
-                        AckRow.stream == stream,
-                        AckRow.minute.in_(list(per_minute)),
-                    )
-                )
-            ).all()
-        }
-        for minute, n in per_minute.items():
-            if minute in existing:
-                existing[minute].count += n
-            else:
-                session.add(
-                    AckRow(subscription_id=subscription_id, stream=stream, minute=minute, count=n)
-                )
-        await session.execute(
+        insert = _upsert_insert(engine)
+        rows = [
+            {"subscription_id": subscription_id, "stream": stream, "minute": m, "count": n}
+            for m, n in per_minute.items()
+        ]
+        statement = insert(AckRow)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["subscription_id", "stream", "minute"],
+                set_={"count": AckRow.count + statement.excluded["count"]},
+            ),
+            rows,
+        )
+        await conn.execute(
             update(SubscriptionRow)
             .where(SubscriptionRow.id == subscription_id)
             .values(
@@ -265,6 +293,13 @@ async def record_delivery(
                 last_delivery_at=utcnow(),
             )
         )
+
+
+def _upsert_insert(engine: AsyncEngine) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE of the registry's dialect (SQLite or PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 async def record_failure(

@@ -45,11 +45,17 @@ def _may_connect(status: str, password_hash: str | None) -> str | None:
 class LoginCache:
     """``{device id: password hash or None}``, kept current by change queries."""
 
-    def __init__(self, engine: AsyncEngine, check_s: float = 0.5) -> None:
+    def __init__(self, engine: AsyncEngine, check_s: float = 0.5, forget_s: float = 600.0) -> None:
+        """``forget_s``: the cache is dropped that often, so a change the change queries
+        could miss (a write that bypassed ``updated_at``, a commit later than the overlap)
+        lives at most that long."""
         self._engine = engine
         self._check_s = check_s
+        self._forget_s = forget_s
+        self._forgotten_at = time.monotonic()
         self._entries: dict[str, str | None] = {}
         self._since: datetime | None = None
+        self._since_moved_at = float("-inf")  # monotonic time ``_since`` last advanced
         self._checked_at = float("-inf")
         self._lock = asyncio.Lock()
         self.stats = LoginStats()
@@ -62,6 +68,9 @@ class LoginCache:
             if time.monotonic() - self._checked_at < self._check_s:
                 return
             started = time.monotonic()
+            if started - self._forgotten_at >= self._forget_s:
+                self._entries.clear()
+                self._forgotten_at = started
             since = self._since
             newest = since
             async with self._engine.connect() as conn:
@@ -72,10 +81,15 @@ class LoginCache:
                         if last is not None and (newest is None or last > newest):
                             newest = last
                         continue
+                    # the overlap is re-read only while a late commit of it is possible;
+                    # after that, only what is newer (else a burst of changes, a bulk
+                    # import, would be read again at every check)
+                    recent = started - self._since_moved_at < 2 * OVERLAP.total_seconds()
+                    column = table.updated_at
                     rows = await conn.execute(
-                        select(
-                            table.id, table.status, table.mqtt_password_hash, table.updated_at
-                        ).where(table.updated_at >= since - OVERLAP)
+                        select(table.id, table.status, table.mqtt_password_hash, column).where(
+                            column >= since - OVERLAP if recent else column > since
+                        )
                     )
                     for device_id, status, password_hash, updated_at in rows.all():
                         if device_id in self._entries:
@@ -83,6 +97,8 @@ class LoginCache:
                             self.stats.changes_seen += 1
                         if newest is None or updated_at > newest:
                             newest = updated_at
+            if newest != since:
+                self._since_moved_at = started
             self._since = newest or datetime.fromtimestamp(0, UTC)
             self._checked_at = started
 

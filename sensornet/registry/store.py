@@ -19,8 +19,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from sensornet.catalogue import Catalogue
-from sensornet.district import District
 from sensornet.errors import SensornetError
 from sensornet.registry.migrate import migrate
 from sensornet.registry.models import REPORTING_STATUSES, Gateway, Sensor, utcnow
@@ -65,15 +63,6 @@ class DeviceInfo:
         if self.gateway_id is None:
             return frozenset((self.id,))
         return frozenset((self.id, self.gateway_id))
-
-
-def validate_device(device: DeviceInfo, catalogue: Catalogue, district: District) -> None:
-    if not SENSOR_ID.match(device.id):
-        raise RegistryError(
-            f"sensor id {device.id!r}: use 1-64 of A-Z a-z 0-9 _ . - (it is the MQTT username)"
-        )
-    catalogue.get(device.type)
-    district.get(device.subdistrict)
 
 
 @asynccontextmanager

@@ -39,7 +39,10 @@ def schemathesis(
     args += ["-H", f"Authorization: Bearer {key}", "--request-timeout", "20"]
     args += ["--suppress-health-check", "all", "--no-color", "--max-failures", "50"]
     args += ["--report", "junit", "--report-junit-path", str(report)]
-    return subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
+    # in the test's own directory: schemathesis keeps a crash cache in its working one
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=900, check=False, cwd=report.parent
+    )
 
 
 async def test_schemathesis_finds_nothing(

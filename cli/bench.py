@@ -32,14 +32,29 @@ def bench_ingest(
         typer.Option(
             "--input",
             help="mqtt: drain a queued session; http: push over the HTTP input, each "
-            "request answered once durable",
+            "request answered once durable; lorawan: drain network-server envelopes queued "
+            "at the NS's broker",
         ),
     ] = "mqtt",
     batch: Annotated[int, typer.Option(help="HTTP input: readings per request")] = 100,
+    network: Annotated[
+        str, typer.Option(help="LoRaWAN input: chirpstack or tts envelopes")
+    ] = "chirpstack",
+    raw: Annotated[
+        bool, typer.Option(help="LoRaWAN input: raw bytes by the type's codec, not decoded")
+    ] = False,
     concurrency: Annotated[int, typer.Option(help="HTTP input: requests at once")] = 32,
 ) -> None:
     """The production ingester's rate vs the InfluxDB ceiling of the same run."""
     say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    if way_in == "lorawan":
+        from bench.ingest_lorawan import run_lorawan_bench
+
+        if network not in ("chirpstack", "tts"):
+            raise typer.BadParameter("chirpstack or tts", param_hint="--network")
+        lorawan = run_lorawan_bench(readings, sensors, network, raw, say)  # type: ignore[arg-type]
+        typer.echo(json.dumps(asyncio.run(lorawan)))
+        return
     if way_in == "http":
         from bench.ingest_http import run_http_bench
 

@@ -23,6 +23,7 @@ from cli.errors import run_with_boundary
 from cli.northbound import northbound
 from cli.registry import keys_app, registry_app
 from cli.simulate import simulate
+from cli.simulate_lorawan import simulate_lorawan
 from cli.storage import app as storage_app
 from sensornet.errors import SensornetError
 from sensornet.settings import Settings
@@ -45,6 +46,7 @@ app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(storage_app, name="storage")
 app.command("simulate")(simulate)
+app.command("simulate-lorawan")(simulate_lorawan)
 app.command("northbound")(northbound)
 
 

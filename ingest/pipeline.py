@@ -83,6 +83,10 @@ class Pipeline:
     is_gateway: Callable[[str], bool] = lambda device_id: False  # may publish its status
     # a device named other than by its id (scheme, key): DeviceCache.resolve
     resolve: Callable[[str, str], DeviceInfo | None] = lambda scheme, key: None
+    # at most one device_health point per device in this time (0: every one); the newest
+    # time written per device, so a burst or a replayed backlog is sampled, not copied
+    health_interval_ns: int = 0
+    _health_at: dict[str, int] = field(init=False, default_factory=dict)
     _senml_memo: dict[tuple[str, str | None], tuple[DeviceInfo, str] | None] = field(
         init=False, default_factory=dict
     )
@@ -180,7 +184,7 @@ class Pipeline:
         if sensor_type is None or not device.reporting or complete is None:
             return True
         done = complete(sensor_type)
-        if done.health:
+        if done.health and self._health_due(device.id, ts_ns):
             try:
                 out.health.append(health_line(device, done.health, ts_ns))
             except LineProtocolError:
@@ -189,6 +193,16 @@ class Pipeline:
             return done.error
         raw.values = done.values
         return done.reading
+
+    def _health_due(self, sensor_id: str, ts_ns: int) -> bool:
+        interval = self.health_interval_ns
+        if interval <= 0:
+            return True
+        last = self._health_at.get(sensor_id)
+        if last is not None and ts_ns < last + interval:
+            return False
+        self._health_at[sensor_id] = ts_ns
+        return True
 
     def _process_each(self, messages: Sequence[InboundMessage], now_ns: int) -> BatchResult:
         out = BatchResult()

@@ -52,6 +52,7 @@ class Ingester:
             settings.ingest_max_payload_bytes,
             is_gateway=devices.is_gateway,
             resolve=devices.resolve,
+            health_interval_ns=round(settings.device_health_interval_s * 1e9),
         )
         self.stats = IngestStats()
         self.spool = Spool(

@@ -82,6 +82,7 @@ class BulkPublisher:
         slots = asyncio.Semaphore(self.window)
         done = asyncio.Event()
         sent = 0
+        before = self.acked  # counts over every call: a second call waits for its own acks
         finished_sending = False
 
         async def read_acks() -> None:
@@ -100,7 +101,7 @@ class BulkPublisher:
                 self.acked += acked
                 for _ in range(acked):
                     slots.release()
-                if finished_sending and self.acked >= sent:
+                if finished_sending and self.acked - before >= sent:
                     done.set()
                     return
 
@@ -133,7 +134,7 @@ class BulkPublisher:
             writer.write(bytes(chunk))
             await writer.drain()
             finished_sending = True
-            if self.acked >= sent:
+            if self.acked - before >= sent:
                 done.set()
             waiter = asyncio.create_task(done.wait())
             try:

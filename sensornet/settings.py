@@ -387,6 +387,13 @@ class Settings(BaseSettings):
         "the client is the connection's peer",
     )
 
+    device_health_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="At most one device_health point (radio metadata, battery) per device in "
+        "this time; 0 (the default) keeps every one. A bound for bursts and replayed "
+        "backlogs: it drops the health of uplinks in between, never a reading",
+    )
     lorawan_network: Literal["chirpstack", "tts"] = Field(
         "chirpstack",
         description="LoRaWAN input: whose MQTT integration it reads, ChirpStack v4 or The Things "

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,9 +34,10 @@ from sensornet.errors import PayloadError
 from sensornet.timestamps import rfc3339_to_ns
 
 Network = Literal["chirpstack", "tts"]
+_HEX16 = re.compile(r"^[0-9A-F]{16}$")
 F_CNT_MAX = 2**32 - 1  # LoRaWAN 1.0.x/1.1 32-bit frame counters (16 bits on air)
 MAX_DECODED_KEYS = 256
-MAX_DEPTH = 8  # TTS nests uplink_message.settings.data_rate.lora.*: five levels
+MAX_DEPTH = 4  # of a decoded payload object (orjson bounds the envelope's own nesting)
 
 
 def parse_json(payload: bytes, max_bytes: int) -> Any:
@@ -48,14 +51,13 @@ def parse_json(payload: bytes, max_bytes: int) -> Any:
     except orjson.JSONDecodeError as exc:
         reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
         raise PayloadError(reason, str(exc)[:200]) from None
-    _depth(doc, MAX_DEPTH)
     return doc
 
 
 def _depth(value: Any, left: int) -> None:
     if isinstance(value, dict | list):
         if left == 0:
-            raise PayloadError("too_deep", f"envelope nests deeper than {MAX_DEPTH} levels")
+            raise PayloadError("too_deep", f"decoded payload nests deeper than {MAX_DEPTH} levels")
         for child in value.values() if isinstance(value, dict) else value:
             if isinstance(child, dict | list):
                 _depth(child, left - 1)
@@ -151,13 +153,28 @@ def _bytes(doc: dict[str, Any], key: str, where: str, max_bytes: int) -> bytes:
         raise _bad(f"{where}{key} is not base64: {exc}") from None
 
 
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_seconds_ns(text: str) -> int:
+    return rfc3339_to_ns(text)
+
+
 def _time(doc: dict[str, Any], key: str, where: str) -> int | None:
+    """Both servers write RFC 3339 with up to 9 fraction digits and ``Z`` or an offset;
+    uplinks of one second share its (cached) conversion, the fraction is added."""
     value = doc.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise PayloadError("bad_timestamp", f"{where}{key} must be RFC 3339, got {value!r:.40}")
-    return rfc3339_to_ns(value)
+    match = _RFC3339.match(value)
+    if match is None:
+        return rfc3339_to_ns(value)  # its error says what is wrong
+    main, fraction, offset = match.groups()
+    whole = _whole_seconds_ns(main + offset)
+    return whole + int(fraction.ljust(9, "0")) if fraction else whole
 
 
 def _decoded(value: Any, where: str) -> dict[str, Any] | None:
@@ -167,6 +184,9 @@ def _decoded(value: Any, where: str) -> dict[str, Any] | None:
         raise _bad(f"{where} must be an object, got {type(value).__name__}")
     if len(value) > MAX_DECODED_KEYS:
         raise PayloadError("too_many", f"{where} has {len(value)} keys")
+    for child in value.values():
+        if isinstance(child, dict | list):
+            _depth(child, MAX_DEPTH - 1)
     return value
 
 
@@ -201,6 +221,9 @@ def _radio(rx: Any, where: str) -> tuple[int, float | None, float | None]:
 def _dev_eui(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise _bad(f"{where} is missing: the device cannot be named")
+    upper = value.upper()
+    if len(upper) == 16 and _HEX16.match(upper):  # as both network servers write it
+        return upper
     canonical = dev_eui_or_none(value)
     if canonical is None:
         raise PayloadError("bad_dev_eui", f"{where} {value!r:.40} is not 16 hex digits")
@@ -303,7 +326,10 @@ def _check_topic(topic: TopicInfo, uplink: Uplink) -> None:
     """The topic is what the network server's broker routed by (and what its ACLs, if
     any, confined): a body naming another device or application is refused."""
     if topic.network == "chirpstack":
-        if dev_eui_or_none(topic.device) != uplink.dev_eui:
+        if (
+            topic.device.upper() != uplink.dev_eui
+            and dev_eui_or_none(topic.device) != uplink.dev_eui
+        ):
             detail = f"topic names device {topic.device!r:.40}, body {uplink.dev_eui}"
             raise PayloadError("topic_mismatch", detail)
     elif uplink.device_name and topic.device != uplink.device_name:

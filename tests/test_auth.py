@@ -188,5 +188,6 @@ async def test_key_cache_remembers_live_keys_briefly(
         uncached = KeyCache(engine, ttl_s=0)
         admin = await uncached.principal(api_keys["admin"])
         assert admin is not None
+        await keys.create_key(engine, "admin", "next", "cli:test")  # not the last admin
         await keys.revoke_key(engine, admin.key_id, "cli:test")
         assert await uncached.principal(api_keys["admin"]) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -135,3 +136,24 @@ def test_backfill_windows_cut_on_whole_hours() -> None:
         assert hi.astimezone(UTC).hour == 0 and hi.minute == 0
     assert len(windows) == 3
     assert backfill_windows(end, start) == []
+
+
+def test_json_makes_a_daemons_log_json() -> None:
+    """``ingest``, ``api``, ``northbound`` and ``alarms run`` print nothing but their log:
+    with ``--json`` it is one JSON object a line."""
+    from cli.common import set_json_mode, setup_logging
+    from sensornet.logs import JsonFormatter
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        set_json_mode(True)
+        setup_logging(False)
+        assert any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+        set_json_mode(False)
+        setup_logging(False)
+        assert not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    finally:
+        set_json_mode(False)
+        root.handlers[:] = handlers
+        root.setLevel(level)

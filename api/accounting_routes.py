@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from api.problems import Problem
+from api.query_common import RFC3339
 from sensornet.accounting import (
     Window,
     device_account,
@@ -67,9 +68,13 @@ async def accounting(
     request: Request,
     sensor_id: str,
     start: Annotated[
-        datetime | None, Query(description="RFC 3339, inclusive; default 24 h before end")
+        datetime | None,
+        Query(description="RFC 3339, inclusive; default 24 h before end"),
+        RFC3339,
     ] = None,
-    end: Annotated[datetime | None, Query(description="RFC 3339, exclusive; default now")] = None,
+    end: Annotated[
+        datetime | None, Query(description="RFC 3339, exclusive; default now"), RFC3339
+    ] = None,
 ) -> dict[str, Any]:
     """Received = stored + rejected; missing = gaps in the device's ``seq`` per epoch
     (docs/accounting.md); ``settling`` while the ingester may still write into the window;

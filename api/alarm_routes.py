@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Engineer
 from api.problems import Problem
+from api.query_common import RFC3339
 from sensornet.alarms.rules import SEVERITIES, RuleSet, load_rules
 from sensornet.alarms.store import (
     AlarmRecord,
@@ -90,10 +91,14 @@ async def alarms(
 @router.get("/alarms/history", summary="Alarm episodes, newest first")
 async def history(
     request: Request,
-    since: datetime | None = None,
+    since: Annotated[datetime | None, Query(description="RFC 3339"), RFC3339] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page")
+    ] = None,
 ) -> dict[str, Any]:
+    if since is not None and since.tzinfo is None:
+        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
     found = await alarm_history(await _engine(request), since, cursor, limit)
     catalogue: Catalogue = request.app.state.catalogue
     return {

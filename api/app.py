@@ -30,6 +30,7 @@ from api import (
     queries,
     range_routes,
     registry_routes,
+    responses,
 )
 from api.auth import require
 from api.body_guard import BodyGuard
@@ -37,7 +38,7 @@ from api.fast import FastRoutes
 from api.key_cache import KeyCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
-from api.query_common import in_store
+from api.query_common import RFC3339, in_store
 from api.request_ids import RequestIds
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.client_address import trusted_networks
@@ -166,9 +167,9 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     async def readings(
         request: Request,
         sensor_id: str,
-        start: Annotated[datetime, Query(description="RFC 3339, inclusive")],
+        start: Annotated[datetime, Query(description="RFC 3339, inclusive"), RFC3339],
         end: Annotated[
-            datetime | None, Query(description="RFC 3339, inclusive; default now")
+            datetime | None, Query(description="RFC 3339, inclusive; default now"), RFC3339
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_RANGE_ROWS)] = 1000,
     ) -> SensorReadings:
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
         series = await request.app.state.influx.query(queries.sensor_range(device.type), params)
         return _readings(request.app.state.catalogue, device, rows(series))
 
+    responses.declare(app)  # last: every route's problem answers in the OpenAPI document
     return app
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from api.auth import Engineer, Viewer
 from api.broker_sync import sync
 from api.problems import Problem
+from api.query_common import CsvResponse, GeoJsonResponse
 from sensornet.district import load_district
 from sensornet.registry import bulk
 from sensornet.registry.service import Registry
@@ -87,13 +88,13 @@ async def import_csv(
     return await _import(request, rows, who.actor, dry_run)
 
 
-@router.get("/sensors/export.csv", response_class=Response)
+@router.get("/sensors/export.csv", response_class=CsvResponse)
 async def export_csv(request: Request, who: Viewer) -> Response:
     text = bulk.to_csv(await bulk.all_sensors(_registry(request)))
     return Response(text, media_type="text/csv; charset=utf-8")
 
 
-@router.get("/sensors/export.geojson")
+@router.get("/sensors/export.geojson", response_class=GeoJsonResponse)
 async def export_geojson(request: Request, who: Viewer) -> JSONResponse:
     found = await bulk.all_sensors(_registry(request))
     return JSONResponse(bulk.to_geojson(found), media_type="application/geo+json")

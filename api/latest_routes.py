@@ -88,7 +88,10 @@ async def latest_values(
     status: Annotated[str | None, Query(description="Registry status, e.g. active")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(min_length=1, max_length=400, description="next_cursor of the previous page"),
+    ] = None,
 ) -> Response:
     """One page of sensors (ordered by id) with their latest reading within a day (null
     when none), units from the catalogue. ETag + ``If-None-Match`` give 304 when unchanged."""

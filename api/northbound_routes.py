@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Admin, Engineer
 from api.problems import Problem
+from api.query_common import RFC3339
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
 from sensornet.northbound import store
@@ -182,8 +183,8 @@ async def accounting(
     request: Request,
     who: Engineer,
     subscription_id: str,
-    start: Annotated[datetime, Query(description="RFC 3339, a whole minute, inclusive")],
-    end: Annotated[datetime, Query(description="RFC 3339, a whole minute, exclusive")],
+    start: Annotated[datetime, Query(description="RFC 3339, a whole minute, inclusive"), RFC3339],
+    end: Annotated[datetime, Query(description="RFC 3339, a whole minute, exclusive"), RFC3339],
 ) -> dict[str, Any]:
     """``expected``: the events in InfluxDB now that match the subscription, timed in the
     window and not before the subscription's ``start``; ``acknowledged``: those its

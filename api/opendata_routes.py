@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import range_queries
 from api.problems import Problem
-from api.query_common import in_store
+from api.query_common import RFC3339, in_store
 from sensornet.catalogue import Catalogue
 from sensornet.client_address import client_address
 from sensornet.influx import InfluxClient
@@ -121,8 +121,10 @@ def _step_start(at: datetime, step_s: int) -> datetime:
 async def dataset_data(
     request: Request,
     dataset_id: str,
-    start: Annotated[datetime | None, Query(description="default: one day before end")] = None,
-    end: Annotated[datetime | None, Query(description="default: now")] = None,
+    start: Annotated[
+        datetime | None, Query(description="default: one day before end"), RFC3339
+    ] = None,
+    end: Annotated[datetime | None, Query(description="default: now"), RFC3339] = None,
 ) -> Response:
     d = _dataset(dataset_id)
     if (start and start.tzinfo is None) or (end and end.tzinfo is None):

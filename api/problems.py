@@ -119,6 +119,28 @@ def internal_problem(exc: BaseException, instance: str) -> JSONResponse:
     return _problem_response(concealed(exc, instance=instance), instance)
 
 
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods of the resource at the request's path: those of the routes with the
+    path template of the first route that matches it (``/sensors/export.csv`` is GET
+    only, although ``PATCH /sensors/{sensor_id}`` would also match its text)."""
+    from fastapi.routing import iter_route_contexts
+
+    path = request.scope.get("path", "")
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    methods: set[str] = set()
+    template = None  # the path of the first route that matches, as FastAPI tries them
+    for route in iter_route_contexts(app.routes):
+        pattern = getattr(route, "path_regex", None)
+        if pattern is None or not pattern.match(path):
+            continue
+        template = template or route.path
+        if route.path == template and route.methods:
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     @app.exception_handler(InfluxError)
@@ -131,6 +153,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route whose path matched; a path
+            # several routes serve (GET and POST /sensors) allows all of theirs (RFC 9110)
+            headers = (headers or {}) | {"Allow": ", ".join(allowed_methods(app, request))}
         return _response(exc.status_code, str(exc.detail), "", request.url.path, headers)
 
     @app.exception_handler(RequestValidationError)

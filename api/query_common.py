@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from api.problems import Problem
 from sensornet import cursors
@@ -65,14 +67,43 @@ def encode_cursor(value: str) -> str:
 
 
 def decode_cursor(cursor: str | None, shape: re.Pattern[str], what: str) -> str | None:
-    """The key in a ``next_cursor`` we gave, or None without one; anything else is a 400
-    problem (sensornet.cursors)."""
+    """The key in a ``next_cursor`` we gave, or None without one; anything else is a 422
+    problem (sensornet.cursors), as the registry's listing answers (and as the schema,
+    which cannot tell our cursors from others, makes a 422 of any cursor it refuses)."""
     if cursor is None:
         return None
     try:
         return cursors.decode(cursor, shape, what)
     except InvalidCursor as exc:
-        raise Problem(400, "Invalid cursor", str(exc)) from None
+        raise Problem(422, "Invalid cursor", str(exc)) from None
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d")
+
+
+def _rfc3339_text(value: object) -> object:
+    """Before pydantic's lax datetime parsing, which would also read ``0.5`` or
+    ``1700000000`` as Unix time: the API documents RFC 3339 (``format: date-time``) and
+    holds to it (tests/test_api_fuzz.py checks that what the schema refuses is refused)."""
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("use an RFC 3339 time, e.g. 2026-11-25T08:00:00+08:00")
+    return value
+
+
+#: Add to a time parameter's ``Annotated[...]``: RFC 3339 text only
+RFC3339 = BeforeValidator(_rfc3339_text)
+
+
+class CsvResponse(Response):
+    """Declares ``text/csv`` in the OpenAPI document for a route answering CSV."""
+
+    media_type = "text/csv"
+
+
+class GeoJsonResponse(JSONResponse):
+    """Declares ``application/geo+json`` (RFC 7946) for a route answering GeoJSON."""
+
+    media_type = "application/geo+json"
 
 
 def in_store(**times: datetime | None) -> None:

@@ -15,7 +15,15 @@ from fastapi import APIRouter, Query, Request, Response
 from api import range_queries
 from api.answer_rows import csv_lines, ordered_rows, series_rows
 from api.problems import Problem
-from api.query_common import TIME_KEY, decode_cursor, device_or_404, encode_cursor, in_store
+from api.query_common import (
+    RFC3339,
+    TIME_KEY,
+    CsvResponse,
+    decode_cursor,
+    device_or_404,
+    encode_cursor,
+    in_store,
+)
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.csv_cells import neutralise
 from sensornet.district import load_district
@@ -129,12 +137,16 @@ def _series_params(
 async def sensor_series(
     request: Request,
     sensor_id: str,
-    start: Annotated[datetime, Query(description="RFC 3339, inclusive")],
-    end: Annotated[datetime | None, Query(description="RFC 3339, inclusive; default now")] = None,
+    start: Annotated[datetime, Query(description="RFC 3339, inclusive"), RFC3339],
+    end: Annotated[
+        datetime | None, Query(description="RFC 3339, inclusive; default now"), RFC3339
+    ] = None,
     step: StepParam = None,
     aggregate: AggregateParam = "mean",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(min_length=1, max_length=400, description="next_cursor of a page")
+    ] = None,
 ) -> Response:
     """Raw readings, or with ``step`` one ``aggregate`` per step; long ranges without a step
     are read from the minute/hour aggregates (``resolution`` says which). Paged by time."""
@@ -165,12 +177,16 @@ async def sensor_series(
     return Response(content, media_type="application/json")
 
 
-@router.get("/sensors/{sensor_id}/series.csv", summary="A sensor's readings as CSV")
+@router.get(
+    "/sensors/{sensor_id}/series.csv",
+    summary="A sensor's readings as CSV",
+    response_class=CsvResponse,
+)
 async def sensor_series_csv(
     request: Request,
     sensor_id: str,
-    start: Annotated[datetime, Query()],
-    end: Annotated[datetime | None, Query()] = None,
+    start: Annotated[datetime, Query(), RFC3339],
+    end: Annotated[datetime | None, Query(), RFC3339] = None,
     step: StepParam = None,
     aggregate: AggregateParam = "mean",
 ) -> Response:
@@ -225,8 +241,8 @@ async def aggregates(
     request: Request,
     type: Annotated[str, Query(description="Sensor type id")],
     quantity: str,
-    start: Annotated[datetime, Query()],
-    end: Annotated[datetime | None, Query()] = None,
+    start: Annotated[datetime, Query(), RFC3339],
+    end: Annotated[datetime | None, Query(), RFC3339] = None,
     step: Annotated[int, Query(ge=60, le=30 * 86400)] = 3600,
     aggregate: AggregateParam = "mean",
     subdistrict: str | None = None,

@@ -57,8 +57,9 @@ _STATUS = {
     NameTaken: (409, "Name already registered"),
     TransitionError: (409, "Status change not allowed"),
     InvalidSensor: (422, "Invalid sensor entry"),
-    InvalidCursor: (422, "Invalid cursor"),  # 422 as before (a query listing: 400)
+    InvalidCursor: (422, "Invalid cursor"),
     keys.ApiKeyError: (404, "Unknown API key"),
+    keys.LastAdminKey: (409, "Last admin key"),
     broker_auth.CredentialsError: (404, "Not registered"),
 }
 
@@ -158,7 +159,7 @@ async def list_sensors(
     ] = None,
     q: Annotated[str | None, Query(description="Text in id, address, description")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     dev_eui: Annotated[
         str | None, Query(description="LoRaWAN DevEUI, any spelling", max_length=64)
     ] = None,

@@ -106,6 +106,26 @@ async def _spool_replayed(port: int, timeout_s: float = 120.0) -> int:
             await asyncio.sleep(0.2)
 
 
+async def _all_stored(
+    port: int, influx: InfluxClient, types: set[str], n: int, timeout_s: float = 300.0
+) -> dict[str, Any]:
+    """The drain's rate once all ``n`` readings are in InfluxDB: from the ingester's first
+    message to its last acknowledged batch by then."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if await count_stored(influx, types) >= n:
+                break
+            await asyncio.sleep(0.5)
+        m = await _metrics(client, port)
+    elapsed = (
+        m["sensornet_ingest_last_batch_timestamp_seconds"]
+        - m["sensornet_ingest_first_message_timestamp_seconds"]
+    )
+    return {"readings_per_s": n / elapsed, "drain_s": round(elapsed, 2),
+            "rejected": int(m.get("rejected", 0))}  # fmt: skip
+
+
 async def _measure(
     settings: Settings,
     publisher_password: str,
@@ -166,9 +186,14 @@ async def _measure(
                 stderr=subprocess.STDOUT,
             )
         try:
-            result = await _drain(settings, proc, n, False, None, progress)  # type: ignore[arg-type]
+            await _drain(settings, proc, n, False, None, progress)  # type: ignore[arg-type]
+            # Received readings can run ahead of the store: a message the broker delivers
+            # again (see messages_received) is counted twice. So: until all n are stored.
+            result = await _all_stored(settings.ingest_metrics_port, influx, types, n)
             rss = peak_rss_mb(proc.pid)
             spooled = await _spool_replayed(settings.ingest_metrics_port)
+            async with httpx.AsyncClient() as client:
+                final = await _metrics(client, settings.ingest_metrics_port)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -196,5 +221,6 @@ async def _measure(
         "peak_rss_mb": round(rss, 1),
         "queue_s": round(queue_s, 2),
         "spooled": spooled,
+        "messages_received": int(final.get("sensornet_ingest_received_messages_total", 0)),
         **{k: v for k, v in result.items() if k != "readings_per_s"},
     }

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import console, run_or_exit, settings_from, setup_logging
+from cli.common import console, run_or_exit, settings_from, setup_logging, waiting
 
 REGISTRY_SETTLE_S = 2.5  # ingest's DeviceCache TTL (2 s) plus a margin
 
@@ -136,6 +136,14 @@ def simulate(
     credentials: Annotated[
         Path | None, typer.Option(help="JSON {device id: password}: per-device connections")
     ] = None,
+    http_share: Annotated[
+        float,
+        typer.Option(
+            callback=share,
+            help="live: share of devices and gateways that push over the ingester's HTTP "
+            "input (SENSORNET_INGEST_INPUTS with http) with their own credentials",
+        ),
+    ] = 0.0,
     report: Annotated[bool, typer.Option(help="End with an account against the platform")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line on stdout")] = False,
     verbose: bool = False,
@@ -151,6 +159,13 @@ def simulate(
     if unknown:
         raise typer.BadParameter(f"unknown fault kind(s) {sorted(unknown)}; known {FAULT_KINDS}")
     plan = FaultPlan(rate=faults, kinds=kinds, seed=seed)
+    if http_share > 0 and mode is not Mode.live:
+        raise typer.BadParameter("--http-share is for the live mode (load and backfill speak "
+                                 "MQTT and InfluxDB only)")  # fmt: skip
+    if http_share > 0 and "http" not in settings.ingest_inputs:
+        raise typer.BadParameter("--http-share needs the ingester's HTTP input: set "
+                                 "SENSORNET_INGEST_INPUTS=mqtt,http (and the same "
+                                 "SENSORNET_INGEST_HTTP_HOST/_PORT as the ingester)")  # fmt: skip
     truth_path = ground_truth or (settings.state_dir / "ground-truth.jsonl")
     options = {
         "mode": mode,
@@ -170,6 +185,7 @@ def simulate(
         "plan": plan,
         "truth_path": truth_path,
         "credentials": _credentials(credentials),
+        "http_share": http_share,
         "report": report,
         "as_json": as_json,
     }
@@ -200,6 +216,7 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
                 settings.fleet_password()  # raises: say what to set
             o["credentials"] = await issue_fleet_credentials(settings, fleet, "simulator")
             console.print("each simulated device got its own MQTT credentials")
+        await _http_credentials(settings, fleet, o)
 
         # devices without their own credentials share the fleet identity (test-only),
         # which exists in the broker only while this runs
@@ -224,21 +241,23 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
         from sensornet.influx import influx_client
 
         async with influx_client(settings) as influx:
-            if not await ingester_reporting(influx, settings.ingest_report_interval_s):
-                console.print(
-                    "[red]error:[/red] no ingester has reported to InfluxDB lately: nothing "
-                    "consumes the readings (start one: `sensornet ingest`)",
-                    soft_wrap=True,
+            with waiting("waiting for an ingester") as say:
+                if not await ingester_reporting(influx, settings.ingest_report_interval_s):
+                    console.print(
+                        "[red]error:[/red] no ingester has reported to InfluxDB lately: nothing "
+                        "consumes the readings (start one: `sensornet ingest`)",
+                        soft_wrap=True,
+                    )
+                    raise typer.Exit(1)
+                say("waiting for the account to settle (stored vs sent, up to 120 s)")
+                result = await account(
+                    influx,
+                    truth,
+                    {d.id: d.type for d in fleet},
+                    load_catalogue(),
+                    start_ns,
+                    timeout_s=120,
                 )
-                raise typer.Exit(1)
-            result = await account(
-                influx,
-                truth,
-                {d.id: d.type for d in fleet},
-                load_catalogue(),
-                start_ns,
-                timeout_s=120,
-            )
         print_report(result)
         summary["report"] = result.as_json()
     if o["as_json"]:
@@ -247,6 +266,27 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
         console.print(summary)
     if o["report"] and not result.exact:
         raise typer.Exit(1)
+
+
+async def _http_credentials(settings: Any, fleet: list[Any], o: dict[str, Any]) -> None:
+    """Devices that push over HTTP log in with their own password (the input knows no
+    fleet identity): those without one get one through the registry, for a fleet the
+    simulator made; a registry's devices need theirs in --credentials."""
+    from gateway_sim.publisher import http_push, http_senders
+    from wiring.parts import issue_fleet_credentials
+
+    push = http_push(settings, o["http_share"])
+    o["http_push"] = push
+    community = push is not None and push.integration is not None
+    lacking = [s for s in http_senders(fleet, push, community) if s not in (o["credentials"] or {})]
+    if not lacking:
+        return
+    if o["from_registry"]:
+        raise typer.BadParameter(f"{len(lacking)} device(s) chosen to push over HTTP have no "
+                                 f"password in --credentials (e.g. {lacking[0]})")  # fmt: skip
+    issued = await issue_fleet_credentials(settings, fleet, "simulator", only=lacking)
+    o["credentials"] = {**(o["credentials"] or {}), **issued}
+    console.print(f"{len(lacking)} device(s) pushing over HTTP got their own credentials")
 
 
 async def ingester_reporting(influx: Any, interval_s: float) -> bool:
@@ -268,7 +308,7 @@ async def ingester_reporting(influx: Any, interval_s: float) -> bool:
 
 async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
     from gateway_sim.faults import GroundTruth
-    from gateway_sim.publisher import LivePublisher, community_push
+    from gateway_sim.publisher import LivePublisher
     from sensornet.catalogue import load_catalogue
     from sensornet.mqtt_tls import MqttTls
     from wiring.parts import stop_on_signals
@@ -292,7 +332,7 @@ async def _live(settings: Any, fleet: list[Any], o: dict[str, Any]) -> Any:
         faults=o["plan"],
         ground_truth=truth,
         tls=MqttTls.from_settings(settings),
-        http_push=community_push(settings),
+        http_push=o["http_push"],
     )
     async with stop_on_signals() as stop:
         if o["duration"] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
@@ -241,12 +242,25 @@ def city_overview(district: District, basemap: Basemap | None = None) -> db.Dash
         w=8,
         h=6,
     )  # fmt: skip
+    # the map on the left, the three small panels stacked beside it, the alarms below:
+    # placed by hand, the SDK's left-to-right flow would put them in one row under the map
+    placed: list[tuple[Any, int, int]] = [
+        (city_map(district, basemap or Basemap()), 0, 0),
+        (counts, 16, 0),
+        (alarm_counts, 16, 6),
+        (maintenance, 16, 12),
+        (active_alarms_table(), 0, 18),
+    ]
+    panels = [p.grid_pos(_at(p, x, y)) for p, x, y in placed]
     return dashboard(
-        "sn-city", f"{district.name_en} — City overview",
-        [city_map(district, basemap or Basemap()), counts, alarm_counts, maintenance,
-         active_alarms_table()],
+        "sn-city", f"{district.name_en} — City overview", panels,
         variables=[area], tags=["overview"],
     )  # fmt: skip
+
+
+def _at(p: Any, x: int, y: int) -> dm.GridPos:
+    size = p.build().grid_pos
+    return dm.GridPos(h=size.h, w=size.w, x=x, y=y)
 
 
 def subdistrict(catalogue: Catalogue, district: District, rules: RuleSet) -> db.Dashboard:

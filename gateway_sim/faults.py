@@ -160,6 +160,9 @@ class GroundTruth:
     #: which readings, where known: the report looks for them in storage (a PUBACK lost
     #: with the connection leaves a reading the broker did take)
     unacked_keys: set[tuple[str, int]] = field(default_factory=set)
+    #: sensors whose readings reach the platform over its HTTP input (their own requests,
+    #: or their gateway's): the report gives their share of the totals apart
+    over_http: set[str] = field(default_factory=set)
     _file: IO[bytes] | None = None
 
     def __post_init__(self) -> None:

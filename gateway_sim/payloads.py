@@ -93,6 +93,22 @@ def device_format(sensor_id: str, type_id: str) -> DeviceFormat:
     return ("senml", "senml_cbor", "flat", "flat", "flat")[zlib.crc32(sensor_id.encode()) % 5]
 
 
+def pushes_over_http(sender_id: str, share: float) -> bool:
+    """Whether a simulated device or gateway is one of the ``share`` that push their
+    readings over the HTTP input instead of MQTT: fixed by its id (independent of the
+    format it speaks), so a run is reproducible and the fleet's mix stays the same."""
+    if share <= 0:
+        return False
+    return zlib.crc32(f"{sender_id}/http".encode()) % 10_000 < share * 10_000
+
+
+def content_type(payload_format: str) -> str:
+    """The ``Content-Type`` a device posts its native payload with (docs/payloads.md)."""
+    return {"senml": "application/senml+json", "senml_cbor": "application/senml+cbor"}.get(
+        payload_format, "application/json"
+    )
+
+
 def senml_name_for(sensor_id: str) -> str:
     """A SenML device's registered name, a URN of the RFC 8428 §5 kind (urn:dev:ops)."""
     return f"urn:dev:ops:32473-sensornet-{sensor_id}"

@@ -16,6 +16,7 @@ import random
 import time
 import uuid
 import zlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -33,9 +34,11 @@ from gateway_sim.faults import (
 from gateway_sim.payloads import (
     Item,
     airrohr_push,
+    content_type,
     device_format,
     flat,
     gateway_pack,
+    pushes_over_http,
     senml_device_pack,
     senml_pack,
 )
@@ -60,32 +63,68 @@ class SentReading:
 
 @dataclass(frozen=True, slots=True)
 class HttpPush:
-    """The ingester's HTTP input and the integration community nodes push with (the
-    firmware's "own API": host, path, user and password; docs/inputs/sensor-community.md)."""
+    """The ingester's HTTP input, and who pushes to it: community nodes through the
+    integration (the firmware's "own API": host, path, user and password;
+    docs/inputs/sensor-community.md) when ``integration`` is set, and the ``device_share``
+    of the other devices and gateways with their own credentials (docs/simulator.md)."""
 
     base_url: str
-    integration: str
-    token: str
+    integration: str | None = None
+    token: str = ""
+    device_share: float = 0.0
 
 
 COMMUNITY_INTEGRATION = "community"
+HTTP_RETRY_FIRST_S = 0.2  # a device's first retry of an unanswered request
+HTTP_RETRY_MAX_S = 5.0  # the longest wait between retries (doubling, with jitter)
+
+
+def http_push(settings: Settings, device_share: float = 0.0) -> HttpPush | None:
+    """Where simulated devices push when the ingester runs its HTTP input: community nodes
+    when it has an integration named ``community`` (SENSORNET_INGEST_HTTP_INTEGRATIONS),
+    and ``device_share`` of the fleet on their own credentials; None when nobody does
+    (everything then reports over MQTT)."""
+    if "http" not in settings.ingest_inputs:
+        return None
+    token = settings.ingest_http_integrations.get(COMMUNITY_INTEGRATION)
+    if token is None and device_share <= 0:
+        return None
+    base = f"http://{settings.ingest_http_host}:{settings.ingest_http_port}"
+    if token is None:
+        return HttpPush(base, device_share=device_share)
+    return HttpPush(base, COMMUNITY_INTEGRATION, token.get_secret_value(), device_share)
 
 
 def community_push(settings: Settings) -> HttpPush | None:
     """Community nodes push over HTTP when the ingester runs its HTTP input and has an
-    integration named ``community`` (SENSORNET_INGEST_HTTP_INTEGRATIONS); else they
-    report over MQTT like the other sensors."""
-    token = settings.ingest_http_integrations.get(COMMUNITY_INTEGRATION)
-    if "http" not in settings.ingest_inputs or token is None:
-        return None
-    base = f"http://{settings.ingest_http_host}:{settings.ingest_http_port}"
-    return HttpPush(base, COMMUNITY_INTEGRATION, token.get_secret_value())
+    integration named ``community``; else they report over MQTT like the other sensors."""
+    push = http_push(settings)
+    return push if push is not None and push.integration is not None else None
+
+
+def http_senders(
+    fleet: Sequence[DeviceInfo], push: HttpPush | None, community_over_http: bool = False
+) -> list[str]:
+    """The direct sensors and gateways that push over HTTP with their own credentials
+    (their ids pick them, ``gateway_sim.payloads.pushes_over_http``); community nodes
+    that use the community integration are not among them."""
+    if push is None or push.device_share <= 0:
+        return []
+    gateways = sorted({d.gateway_id for d in fleet if d.gateway_id})
+    direct = [
+        d.id
+        for d in fleet
+        if not d.gateway_id and not (community_over_http and _pushes_community(d))
+    ]
+    return [s for s in direct + gateways if pushes_over_http(s, push.device_share)]
 
 
 @dataclass
 class PublisherStats:
     sent: int = 0  # readings published (clean and faulty)
     messages: int = 0
+    #: HTTP answers by status (0: no answer: connection refused, timeout), retries included
+    http_answers: Counter[int] = field(default_factory=Counter)
     log: list[SentReading] = field(default_factory=list)
 
 
@@ -124,9 +163,17 @@ class LivePublisher:
         self._host, self._port = host, port
         self._endpoints = list(endpoints) or [(host, port)]
         self._mqtt311 = mqtt311
-        #: where community nodes push as the airrohr firmware does (None: they use MQTT)
+        #: where community nodes push as the airrohr firmware does, and the share of
+        #: devices that push over HTTP (None: everything uses MQTT)
         self._http_push = http_push
         self._http: httpx.AsyncClient | None = None
+        self._community_http = http_push is not None and http_push.integration is not None
+        chosen = http_senders(fleet, http_push, self._community_http)
+        #: devices and gateways that push over HTTP: those chosen that have credentials
+        self.over_http = frozenset(s for s in chosen if s in (credentials or {}))
+        self._http_keys = 0
+        self._tag = uuid.uuid4().hex[:6]  # new per connect; keys differ from run to run
+        self._jitter = random.Random()  # not self._rng: retries must not move the schedule
         self._pushes: set[asyncio.Task[None]] = set()
         #: at the end, how long to wait for the broker to acknowledge what is in flight
         self._drain_s = drain_s
@@ -159,22 +206,27 @@ class LivePublisher:
         self._shared: list[DeviceConnection] = []
         self._packs: dict[str, list[list[Item]]] = {}
         self._last_ts = [0] * len(self._fleet)
+        self.truth.over_http |= {
+            d.id
+            for d in self._fleet
+            if d.id in self.over_http
+            or d.gateway_id in self.over_http
+            or (self._community_http and _pushes_community(d))
+        }
 
     # --- connections ------------------------------------------------------------------
 
     def _senders(self) -> list[str]:
-        """Ids that hold an MQTT connection or a share of one: direct sensors and gateways."""
+        """Ids that hold an MQTT connection or a share of one: direct sensors and gateways
+        (those that push over HTTP have none)."""
         gateways = sorted({d.gateway_id for d in self._fleet if d.gateway_id})
-        return [d.id for d in self._fleet if not d.gateway_id] + gateways
+        ids = [d.id for d in self._fleet if not d.gateway_id] + gateways
+        return [s for s in ids if s not in self.over_http]
 
     async def _connect(self) -> None:
         if self._http_push is not None:
-            self._http = httpx.AsyncClient(
-                base_url=self._http_push.base_url,
-                auth=httpx.BasicAuth(self._http_push.integration, self._http_push.token),
-                timeout=60.0,
-            )
-        tag = uuid.uuid4().hex[:6]
+            self._http = httpx.AsyncClient(base_url=self._http_push.base_url, timeout=60.0)
+        tag = self._tag = uuid.uuid4().hex[:6]
         self._shared = [
             DeviceConnection(
                 f"sim-{tag}-{k}",
@@ -215,6 +267,10 @@ class LivePublisher:
     async def _disconnect(self) -> None:
         if self._pushes:
             await asyncio.wait(self._pushes, timeout=self._drain_s)
+        for task in list(self._pushes):  # still unanswered: lost on the device
+            task.cancel()
+        if self._pushes:
+            await asyncio.wait(self._pushes)
         if self._http is not None:
             await self._http.aclose()
         links = set(self._links.values())
@@ -275,8 +331,11 @@ class LivePublisher:
         item = Item(device.id, ts_ms, seq, values)
         in_pack = device.gateway_id is not None
         speaks = None if in_pack else device_format(device.id, device.type)
-        if speaks == "sensor_community" and self._http is not None and device.sc_chip:
+        if self._community_http and device.sc_chip and _pushes_community(device):
             self._push_community(device, item, device.sc_chip)  # no faults over HTTP
+            return
+        if device.id in self.over_http:
+            self._report_http(device, item, speaks or "flat")
             return
         kind = self._faults.pick(device.id, seq, in_pack=in_pack)
         if kind is None:
@@ -312,27 +371,107 @@ class LivePublisher:
     def _push_community(self, device: DeviceInfo, item: Item, chip: str) -> None:
         """POST as the airrohr firmware does; a refusal or a failure is a reading the
         platform never acknowledged (the firmware does not retry either)."""
-        assert self._http is not None and self._http_push is not None
+        assert self._http_push is not None and self._http_push.integration is not None
         self.truth.clean(device.id)
         self.stats.sent += 1
-        self.stats.messages += 1
         if self._keep_log:
             self.stats.log.append(
                 SentReading(item.sensor_id, item.ts_ms, item.seq, dict(item.values))
             )
-        path = f"/v1/integrations/{self._http_push.integration}/sensor.community"
-        body = airrohr_push(item, chip)
-        headers = {"x-sensor": f"esp8266-{chip}", "content-type": "application/json"}
+        integration = self._http_push.integration
+        self._post(
+            f"/v1/integrations/{integration}/sensor.community",
+            airrohr_push(item, chip),
+            {"x-sensor": f"esp8266-{chip}", "content-type": "application/json"},
+            httpx.BasicAuth(integration, self._http_push.token),
+            carries=[(device.id, None)],
+            retry=False,
+        )
+
+    def _report_http(self, device: DeviceInfo, item: Item, speaks: str) -> None:
+        """A device that pushes over HTTP: its native payload to its own route with its
+        own credentials; faults of the reading kind only (as inside a gateway's pack: a
+        broken request is refused at the door, which MQTT has no counterpart for)."""
+        kind = self._faults.pick(device.id, item.seq, in_pack=True)
+        if kind is None:
+            self.truth.clean(device.id)
+            if speaks in ("senml", "senml_cbor"):
+                name = device.senml_name or device.id
+                payload = senml_device_pack(item, name, cbor=speaks == "senml_cbor")
+            else:
+                payload, speaks = flat(item), "flat"
+            copies = 1
+        else:
+            injected = inject(kind, item, catalogue=self._catalogue, type_id=device.type,
+                              foreign=None, per_device_auth=True)  # fmt: skip
+            self.truth.fault(kind, item, injected)
+            if injected.payload is None:
+                return
+            payload, speaks, copies = injected.payload, "flat", injected.copies
+        self.stats.sent += 1
+        if self._keep_log:
+            self.stats.log.append(
+                SentReading(item.sensor_id, item.ts_ms, item.seq, dict(item.values))
+            )
+        for copy in range(copies):  # a duplicate is a second request, not a retry
+            self._post(
+                f"/v1/devices/{device.id}/readings",
+                payload,
+                {"content-type": content_type(speaks)},
+                self._device_auth(device.id),
+                carries=[] if copy else [(item.sensor_id, item.seq)],
+            )
+
+    def _device_auth(self, sender: str) -> httpx.BasicAuth:
+        return httpx.BasicAuth(sender, self._credentials[sender])
+
+    def _post(
+        self,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        auth: httpx.BasicAuth,
+        *,
+        carries: Sequence[tuple[str, int | None]],
+        retry: bool = True,
+    ) -> None:
+        """POST in the background. With ``retry`` (a device built to lose nothing), the
+        same request is sent again, with the same ``Idempotency-Key``, until it is
+        answered: no answer, 429 and 5xx are retried with doubling backoff and jitter.
+        The readings it ``carries`` count as lost on the device unless the answer is 2xx
+        or 422 (some refused: dead letters, the rest durable); any other 4xx is the
+        device's own fault (credentials, size), and the platform took nothing."""
+        assert self._http is not None
+        self.stats.messages += 1
+        self._http_keys += 1
+        key = f"sim-{self._tag}-{self._http_keys}"
+        headers = {**headers, "idempotency-key": key} if retry else headers
 
         async def push() -> None:
             assert self._http is not None
+            status = 0
+            delay = HTTP_RETRY_FIRST_S
             try:
-                answer = await self._http.post(path, content=body, headers=headers)
-                ok = answer.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if not ok:
-                self.truth.never_acknowledged(device.id)
+                while True:
+                    retry_after = 0.0
+                    try:
+                        answer = await self._http.post(
+                            path, content=body, headers=headers, auth=auth
+                        )
+                        status = answer.status_code
+                        retry_after = _seconds(answer.headers.get("retry-after"))
+                    except httpx.HTTPError:
+                        status = 0
+                    self.stats.http_answers[status] += 1
+                    if not retry or (status not in (0, 429) and status < 500):
+                        break
+                    pause = max(delay * self._jitter.uniform(0.8, 1.2), retry_after)
+                    await asyncio.sleep(min(pause, HTTP_RETRY_MAX_S))
+                    delay = min(delay * 2, HTTP_RETRY_MAX_S)
+            finally:  # cancelled at the end of the run: never answered
+                if not (200 <= status < 300 or status == 422):
+                    for sensor_id, seq in carries:
+                        self.truth.never_acknowledged(sensor_id, seq)
 
         task = asyncio.create_task(push())
         self._pushes.add(task)
@@ -366,10 +505,19 @@ class LivePublisher:
         for gateway, batches in self._packs.items():
             for k, items in enumerate(batches):  # batches[0] holds every first copy
                 if _uses_senml(gateway):
-                    payload = senml_pack(items)
+                    payload, kind = senml_pack(items), "senml"
                 else:
-                    payload = gateway_pack(gateway, items, now_ms)
+                    payload, kind = gateway_pack(gateway, items, now_ms), "flat"
                 carries = [(i.sensor_id, i.seq) for i in items] if k == 0 else []
+                if gateway in self.over_http:
+                    self._post(
+                        f"/v1/devices/{gateway}/pack",
+                        payload,
+                        {"content-type": content_type(kind)},
+                        self._device_auth(gateway),
+                        carries=carries,
+                    )
+                    continue
                 self._links[gateway].publish(
                     device_topic(self._prefix, gateway, "pack"), payload, carries=carries
                 )
@@ -379,6 +527,23 @@ class LivePublisher:
 
 def _centre(district: District) -> tuple[float, float]:
     return ((district.bbox[1] + district.bbox[3]) / 2, (district.bbox[0] + district.bbox[2]) / 2)
+
+
+def _pushes_community(device: DeviceInfo) -> bool:
+    """A community node that posts to the community integration (when there is one)."""
+    return (
+        not device.gateway_id
+        and device_format(device.id, device.type) == "sensor_community"
+        and bool(device.sc_chip)
+    )
+
+
+def _seconds(retry_after: str | None) -> float:
+    """``Retry-After`` in seconds (the input sends delta-seconds); 0 when absent or odd."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _uses_senml(gateway_id: str) -> bool:

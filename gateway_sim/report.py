@@ -14,6 +14,11 @@ still be stored (the broker took it, its PUBACK was lost): such readings are loo
 their ``seq`` and count as stored, so ``lost_on_device`` is what was never acknowledged
 *and* is not stored, and ``missing`` = expected but not found, less those. Exact for
 readings that carry a ``seq`` (SenML packs do not: theirs count as lost on the device).
+
+Devices that push over the HTTP input are accounted the same way, an answer standing for
+the PUBACK: a reading whose request was never answered 2xx (or 422, its refusals being dead
+letters) is lost on the device unless found by its ``seq``; ``*_over_http`` totals give
+their share.
 """
 
 from __future__ import annotations
@@ -185,6 +190,15 @@ def compare(
         "acl_denied": sum(truth.denied.values()),
         "lost_on_devices": sum(a.lost_on_device for a in accounts),
     }
+    if truth.over_http:  # the same figures for the readings sent over the HTTP input
+        http = [a for a in accounts if a.device in truth.over_http]
+        totals |= {
+            "sent_over_http": sum(a.sent for a in http),
+            "stored_over_http": sum(min(a.stored, a.expected_stored) for a in http),
+            "rejected_over_http": sum(a.rejected for a in http),
+            "missing_over_http": sum(a.missing for a in http),
+            "lost_on_devices_over_http": sum(a.lost_on_device for a in http),
+        }
     return Report(
         accounts,
         totals,

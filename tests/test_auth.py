@@ -68,6 +68,24 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/keys", "admin", None),
     ("POST", "/keys", "admin", {"role": "viewer"}),
     ("DELETE", "/keys/{key_id}", "admin", None),
+    ("POST", "/alarms/{alarm_id}/unacknowledge", "engineer", None),
+    ("GET", "/maintenance", "viewer", None),
+    ("GET", "/maintenance/history", "viewer", None),
+    ("POST", "/maintenance", "engineer", None),
+    ("POST", "/maintenance/{window_id}/end", "engineer", None),
+    ("POST", "/northbound/subscriptions", "admin", None),
+    ("GET", "/northbound/subscriptions", "engineer", None),
+    ("GET", "/northbound/subscriptions/{subscription_id}", "engineer", None),
+    (
+        "GET",
+        "/northbound/subscriptions/{subscription_id}/accounting"
+        "?start=2026-11-24T00:00:00Z&end=2026-11-24T01:00:00Z",
+        "engineer",
+        None,
+    ),
+    ("POST", "/northbound/subscriptions/{subscription_id}/pause", "engineer", None),
+    ("POST", "/northbound/subscriptions/{subscription_id}/resume", "engineer", None),
+    ("DELETE", "/northbound/subscriptions/{subscription_id}", "admin", None),
 ]
 OPEN = {  # health for probes; open data is anonymous by design (rate-limited aggregates)
     ("GET", "/health"),
@@ -109,7 +127,12 @@ async def test_every_endpoint_checks_key_and_role(
             if (method, template.split("?")[0]) not in present:
                 continue
             path = template.format(
-                sensor_id="AQ-A1", key_id="nokey", gateway_id="GW-A1", alarm_id=1
+                sensor_id="AQ-A1",
+                key_id="nokey",
+                gateway_id="GW-A1",
+                alarm_id=1,
+                window_id=1,
+                subscription_id="nosub",
             )
             send: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
             r = await http.request(method, path, **send)
@@ -188,5 +211,6 @@ async def test_key_cache_remembers_live_keys_briefly(
         uncached = KeyCache(engine, ttl_s=0)
         admin = await uncached.principal(api_keys["admin"])
         assert admin is not None
+        await keys.create_key(engine, "admin", "next", "cli:test")  # not the last admin
         await keys.revoke_key(engine, admin.key_id, "cli:test")
         assert await uncached.principal(api_keys["admin"]) is None

@@ -20,14 +20,20 @@ from collections import Counter
 from typing import Any
 
 from alarms.operations_view import operations_view_lines
+from alarms.runner import AlarmRunner
 from dashboards.build import WHOLE_CITY, build_dashboards
 from dashboards.macros import expand
+from sensornet.alarms.rules import load_rules
+from sensornet.catalogue import load_catalogue
 from sensornet.district import District, load_district
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
 from sensornet.liveness import Liveness
 from sensornet.mapcrs import to_map
-from sensornet.registry.store import DeviceInfo
+from sensornet.registry.store import DeviceInfo, open_registry
+from sensornet.settings import Settings
+from sensornet.storage_layout import apply_storage_layout
+from wiring.parts import register_fleet
 
 FLEET = 100_000
 
@@ -61,7 +67,7 @@ def _map_queries() -> dict[str, str]:
 
 
 async def test_city_zoom_returns_one_row_per_subdistrict_at_100k_sensors(
-    influx: InfluxClient,
+    settings: Settings, influx: InfluxClient
 ) -> None:
     district = load_district()
     fleet = _fleet(district, FLEET)
@@ -84,8 +90,10 @@ async def test_city_zoom_returns_one_row_per_subdistrict_at_100k_sensors(
         if not line.startswith("sensor_liveness,") or any(k in line for k in kept)
     ]  # fmt: skip
     assert len(lines) > 2 * FLEET // len(per_area)
-    for i in range(0, len(lines), 5_000):
-        await influx.write(encode_lines(lines[i : i + 5_000]))
+    # new series are slow to create on a loaded machine: a generous timeout for the load
+    async with InfluxClient(settings.influx_url, settings.influx_db, timeout_s=120) as bulk:
+        for i in range(0, len(lines), 5_000):
+            await bulk.write(encode_lines(lines[i : i + 5_000]))
     setup_s = time.perf_counter() - started
 
     queries = _map_queries()
@@ -106,3 +114,29 @@ async def test_city_zoom_returns_one_row_per_subdistrict_at_100k_sensors(
     assert (row["lat"], row["lon"]) != (one.lat, one.lon)  # converted, not WGS84
     print(f'{{"sensors": {FLEET}, "city_zoom_rows": {len(areas)}, '
           f'"area_rows": {len(sensors)}, "setup_s": {setup_s:.1f}}}')  # fmt: skip
+
+
+async def test_the_alarm_runner_writes_map_positions_in_the_configured_system(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """The real path at a small fleet: registry → ``AlarmRunner.tick`` → InfluxDB, with
+    ``map_crs`` as ``SENSORNET_MAP_CRS`` sets it (alarms/runner.py ``run_alarms``)."""
+    await apply_storage_layout(influx, settings, load_catalogue())
+    fleet = _fleet(load_district(), 28)
+    await register_fleet(settings, fleet)
+    async with open_registry(settings.registry_database_url) as engine:
+        runner = AlarmRunner(influx, engine, load_catalogue(), load_rules(), map_crs="gcj02")
+        await runner.start()
+        await runner.tick()
+    rows = _rows(await influx.query(
+        'SELECT last("lat") AS "lat", last("lon") AS "lon", last("map_lat") AS "map_lat", '
+        'last("map_lon") AS "map_lon" FROM "sensor_liveness" GROUP BY "sensor_id"'
+    ))  # fmt: skip
+    assert len(rows) == len(fleet)
+    by_id = {d.id: d for d in fleet}
+    for row in rows:
+        d = by_id[row["sensor_id"]]
+        assert (row["lat"], row["lon"]) == (d.lat, d.lon)  # WGS84 kept as registered
+        assert (row["map_lat"], row["map_lon"]) == to_map(d.lat, d.lon, "gcj02")
+    areas = _rows(await influx.query(expand(_map_queries()["A"], {"area": WHOLE_CITY})))
+    assert len(areas) == 14 and sum(r["never"] for r in areas) == len(fleet)

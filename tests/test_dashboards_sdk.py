@@ -23,6 +23,7 @@ tests/test_dashboards_push.py the push client against a replayed Grafana HTTP ex
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +175,31 @@ def test_contact_point_and_policy_round_trip() -> None:
     policy = to_json(notification_policy())
     _round_trip(am.NotificationPolicy, policy)
     assert policy["receiver"] == point["name"]
+
+
+def test_panels_fit_the_grid_and_do_not_overlap() -> None:
+    for uid, board in build_dashboards().items():
+        cells: dict[tuple[int, int], str] = {}
+        for p in board["panels"]:
+            g = p["gridPos"]
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24, f"{uid} {p['title']}: {g}"
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    assert (x, y) not in cells, f"{uid}: {p['title']} over {cells[(x, y)]}"
+                    cells[(x, y)] = p["title"]
+
+
+def test_the_layout_plans_in_the_docs_are_current() -> None:
+    """docs/images/layout-*.svg (docs/operations.md) drawn from today's dashboards:
+    rerun scripts/dashboard_layout.py when a dashboard changes."""
+    import importlib.util
+
+    root = Path(__file__).parent.parent
+    spec = importlib.util.spec_from_file_location("layout", root / "scripts/dashboard_layout.py")
+    assert spec and spec.loader
+    layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layout)
+    boards = build_dashboards()
+    for uid in layout.UIDS:
+        drawn = (root / f"docs/images/layout-{uid}.svg").read_text(encoding="utf-8")
+        assert drawn == layout.layout_svg(boards[uid]), f"rerun scripts/dashboard_layout.py ({uid})"

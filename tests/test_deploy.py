@@ -348,3 +348,25 @@ def test_every_long_running_compose_service_has_a_health_check() -> None:
             assert check[3].endswith(probes[name]), (name, check)
     env = _services()["api"]["environment"]
     assert env["SENSORNET_REGISTRY_URL"].startswith("postgresql+asyncpg://"), "one shared registry"
+
+
+def test_ingester_serves_the_http_input_on_its_published_port() -> None:
+    """Devices that push over HTTP reach the ingester's HTTP input: on in its inputs, on
+    all the container's addresses, its port published (host-local, behind the host's TLS
+    proxy); the simulator's HTTP devices post to the same port by service name; the
+    systemd unit and the env example name the setting and the port."""
+    services = _services()
+    env = services["ingester"]["environment"]
+    assert "http" in env["SENSORNET_INGEST_INPUTS"].split(",")
+    assert env["SENSORNET_INGEST_HTTP_HOST"] == "0.0.0.0"
+    port = env["SENSORNET_INGEST_HTTP_PORT"]
+    assert services["ingester"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    sim = services["simulator"]
+    assert sim["environment"]["SENSORNET_INGEST_HTTP_HOST"] == "ingester"
+    assert sim["environment"]["SENSORNET_INGEST_HTTP_PORT"] == port
+    assert "--http-share" in sim["command"]
+    unit = (DEPLOY / "systemd" / "sensornet-ingest@.service").read_text()
+    example = (DEPLOY / "sensornet.env.example").read_text()
+    for text in (unit, example):
+        assert "SENSORNET_INGEST_INPUTS=mqtt,http" in text
+        assert f"SENSORNET_INGEST_HTTP_PORT={port}" in text

@@ -60,8 +60,12 @@ def test_lifecycle_keys_and_credentials(cli: CliRunner, tmp_path: Path) -> None:
     listed = json.loads(run(cli, "keys", "list"))
     assert [(k["id"], k["role"], k["revoked"]) for k in listed] == [(key["id"], "admin", False)]
     assert key["key"] not in run(cli, "keys", "list")
+    refused = cli.invoke(app, ["keys", "revoke", key["id"]])  # the last admin key stays
+    assert refused.exit_code == 1 and "last admin key" in refused.output, refused.output
+    second = json.loads(run(cli, "keys", "create", "--role", "admin", "--name", "next"))
     run(cli, "keys", "revoke", key["id"])
-    assert json.loads(run(cli, "keys", "list"))[0]["revoked"] is True
+    revoked = {k["id"]: k["revoked"] for k in json.loads(run(cli, "keys", "list"))}
+    assert revoked == {key["id"]: True, second["id"]: False}
 
     creds = tmp_path / "creds.json"
     out = json.loads(run(cli, "registry", "credentials", "--missing", "-o", str(creds)))

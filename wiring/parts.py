@@ -10,7 +10,7 @@ import errno
 import gc
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
@@ -22,12 +22,14 @@ from sensornet.settings import Settings
 log = logging.getLogger("sensornet")
 
 
-async def prepare_storage(settings: Settings) -> None:
+async def prepare_storage(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> None:
     """Create the database, retention policies and continuous queries (idempotent)."""
     from sensornet.storage_layout import apply_storage_layout
 
     async with influx_client(settings) as influx:
-        await apply_storage_layout(influx, settings, load_catalogue())
+        await apply_storage_layout(influx, settings, load_catalogue(), progress)
 
 
 async def run_ingester(
@@ -108,16 +110,18 @@ def senders(fleet: Sequence[DeviceInfo]) -> set[str]:
 
 
 async def issue_fleet_credentials(
-    settings: Settings, fleet: Sequence[DeviceInfo], actor: str
+    settings: Settings, fleet: Sequence[DeviceInfo], actor: str, only: Sequence[str] = ()
 ) -> dict[str, str]:
     """Every simulated sensor and gateway its own MQTT password, through the registry and
     delivered to the broker as a real device's would be, so a simulator of its own fleet
     needs no shared identity. Devices that had credentials get new ones (rotation): only
-    for fleets the simulator made itself, never for a registry's real devices."""
+    for fleets the simulator made itself, never for a registry's real devices. ``only``:
+    just these of the fleet's senders (those that push over HTTP)."""
     from sensornet.broker_auth import broker_target, issue_credentials, sync_broker
 
     async with open_registry(settings.registry_database_url) as registry:
-        credentials = await issue_credentials(registry, sorted(senders(fleet)), actor)
+        ids = sorted(senders(fleet) & set(only)) if only else sorted(senders(fleet))
+        credentials = await issue_credentials(registry, ids, actor)
         await sync_broker(registry, broker_target(settings))
     return credentials
 

@@ -32,6 +32,10 @@ _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days
 _UNIT["w"] = 7 * _UNIT["d"]
 
 
+class LastAdminKey(SensornetError):
+    """Revoking this key would leave no admin key that works."""
+
+
 class ApiKeyError(SensornetError):
     """An API key operation failed: unknown role, unknown key id or a bad lifetime."""
 
@@ -130,14 +134,34 @@ async def create_key(
     return _info(row), secret
 
 
+def _works(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is None or expires_at > now
+
+
 async def revoke_key(engine: AsyncEngine, key_id: str, actor: str) -> KeyInfo:
+    """Revoke a key; refused (``LastAdminKey``) when it is the last admin key that still
+    works, since nothing could then create keys or revoke them but the database itself."""
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     async with sessions() as session, session.begin():
-        row = await session.get(ApiKey, key_id)
-        if row is None:
+        if (await session.get(ApiKey, key_id)) is None:
             raise ApiKeyError(f"no API key {key_id!r}")
+        # PostgreSQL: lock the working admin keys, so two admins revoking each other at
+        # once are taken one after the other (SQLite: the UPDATE below takes the write lock
+        # before the count, which then sees every committed revocation)
+        working = (ApiKey.role == "admin") & ApiKey.revoked_at.is_(None)
+        await session.scalars(select(ApiKey.id).where(working).with_for_update())
+        row = await session.get(ApiKey, key_id, populate_existing=True)
+        assert row is not None
         if row.revoked_at is None:
-            row.revoked_at = utcnow()
+            row.revoked_at = now = utcnow()
+            await session.flush()
+            if row.role == "admin" and _works(row.expires_at, now):
+                left = await session.scalars(select(ApiKey).where(working))
+                if not any(_works(k.expires_at, now) for k in left):
+                    raise LastAdminKey(
+                        f"{key_id} is the last admin key that works: create another admin "
+                        "key first, then revoke this one"
+                    )
             audit(
                 session, actor, "revoke", "api_key", key_id, {"revoked": False}, {"revoked": True}
             )

@@ -17,7 +17,17 @@ from rich.markup import escape
 from cli.alarms import app as alarms_app
 from cli.bench import bench_app
 from cli.broker import broker_app
-from cli.common import StateDir, console, run_or_exit, settings_from, setup_logging
+from cli.common import (
+    StateDir,
+    add_json_flag,
+    console,
+    emit,
+    json_mode,
+    progress,
+    run_or_exit,
+    settings_from,
+    setup_logging,
+)
 from cli.dashboards import app as dashboards_app
 from cli.errors import run_with_boundary
 from cli.northbound import northbound
@@ -71,19 +81,30 @@ def services_up(
     settings = settings_from(state_dir=state_dir)
     try:
         if cluster:
-            from cli.cluster import cluster_up
+            from cli.cluster import cluster_status, cluster_up
 
             tls = (tls_cert, tls_key or tls_cert) if tls_cert else None
             cluster_up(settings, cluster, tls)
             asyncio.run(_prepare(settings))
+            emit(cluster_status(settings), human="")
             return
         ensure_binaries(install=install)
-        for service in (*platform_services(settings), *alerting_services(settings)):
-            service.start()
-            console.print(
-                f"{service.name}: up on {service.host}:{service.port} (log {service.log_file})"
-            )
-        asyncio.run(_prepare(settings))
+        services = (*platform_services(settings), *alerting_services(settings))
+        up: dict[str, object] = {}
+        with progress("starting services", total=len(services)) as bar:
+            for done, service in enumerate(services):
+                bar.update(bar.task_ids[0], description=f"waiting for {service.name}")
+                service.start()
+                bar.update(bar.task_ids[0], completed=done + 1)
+                console.print(
+                    f"{service.name}: up on {service.host}:{service.port} (log {service.log_file})"
+                )
+                up[service.name] = {"host": service.host, "port": service.port,
+                                    "log": str(service.log_file)}  # fmt: skip
+            bar.update(bar.task_ids[0], description="storage layout")
+            asyncio.run(_prepare(settings))
+            bar.update(bar.task_ids[0], description="services up")
+        emit(up, human="")
     except SensornetError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
@@ -105,9 +126,12 @@ def services_down(state_dir: StateDir = None) -> None:
     settings = settings_from(state_dir=state_dir)
     if cluster_home_exists(settings):
         cluster_down(settings)
+    stopped = []
     for service in reversed((*platform_services(settings), *alerting_services(settings))):
         service.stop()
         console.print(f"{service.name}: stopped")
+        stopped.append(service.name)
+    emit({"stopped": stopped}, human="")
 
 
 @services_app.command("status")
@@ -187,7 +211,11 @@ def probe(
         try:
             answer = httpx.get(url, timeout=5.0)
             if answer.is_success:
-                typer.echo(answer.text.strip()[:500])
+                if json_mode():
+                    body = answer.text.strip()[:500]
+                    emit({"url": url, "status": answer.status_code, "body": body})
+                else:
+                    typer.echo(answer.text.strip()[:500])
                 return
             why = f"{answer.status_code} {answer.text.strip()[:300]}"
         except httpx.HTTPError as exc:
@@ -217,7 +245,7 @@ def demo(
 
 def main() -> None:
     """The installed ``sensornet`` command: the app inside the CLI's error boundary."""
-    run_with_boundary(app, console, sys.argv)
+    run_with_boundary(add_json_flag(app), console, sys.argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cli.common import console
+from cli.common import console, emit, json_mode, progress, step
 from cli.errors import fail
 from sensornet import broker_auth
 from sensornet.catalogue import load_catalogue
@@ -276,9 +276,15 @@ def import_(
         raise typer.Exit(1) from exc
 
     async def job(engine: AsyncEngine) -> bulk.ImportReport:
-        report = await bulk.import_sensors(_registry(engine), rows, actor(), dry_run)
-        if report.applied and report.updated:
-            await _sync(engine)
+        with progress(f"import {path.name}", unit="rows") as bar:
+
+            def moved(phase: str, done: int, total: int) -> None:
+                step(bar, done, total, f"import {path.name}: {phase}")
+
+            report = await bulk.import_sensors(_registry(engine), rows, actor(), dry_run, moved)
+            if report.applied and report.updated:
+                bar.update(bar.task_ids[0], description="updating the broker's devices")
+                await _sync(engine)
         return report
 
     report = run(url, job)
@@ -297,6 +303,9 @@ def export(
     if fmt not in ("csv", "geojson"):
         typer.echo("error: --format is csv or geojson", err=True)
         raise typer.Exit(2)
+    if json_mode() and output is None and fmt == "csv":
+        typer.echo("error: --json on stdout needs --format geojson (or -o FILE)", err=True)
+        raise typer.Exit(2)
     found = run(url, lambda engine: bulk.all_sensors(_registry(engine)))
     if fmt == "csv":
         text = bulk.to_csv(found)
@@ -306,6 +315,7 @@ def export(
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+        emit({"written": str(output), "format": fmt, "sensors": len(found)}, human="")
 
 
 @registry_app.command("template")
@@ -314,7 +324,12 @@ def template(
 ) -> None:
     """The CSV template a field team fills in."""
     text = (files("sensornet") / "data" / "sensors_template.csv").read_text(encoding="utf-8")
-    if output is None:
+    if json_mode():  # the columns and the file's text, as one document
+        if output is not None:
+            output.write_text(text, encoding="utf-8")
+        columns = text.splitlines()[0].split(",") if text else []
+        emit({"written": output and str(output), "columns": columns, "csv": text})
+    elif output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")

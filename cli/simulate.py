@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import console, run_or_exit, settings_from, setup_logging
+from cli.common import console, run_or_exit, settings_from, setup_logging, waiting
 
 REGISTRY_SETTLE_S = 2.5  # ingest's DeviceCache TTL (2 s) plus a margin
 
@@ -241,21 +241,23 @@ async def _simulate(settings: Any, o: dict[str, Any]) -> None:
         from sensornet.influx import influx_client
 
         async with influx_client(settings) as influx:
-            if not await ingester_reporting(influx, settings.ingest_report_interval_s):
-                console.print(
-                    "[red]error:[/red] no ingester has reported to InfluxDB lately: nothing "
-                    "consumes the readings (start one: `sensornet ingest`)",
-                    soft_wrap=True,
+            with waiting("waiting for an ingester") as say:
+                if not await ingester_reporting(influx, settings.ingest_report_interval_s):
+                    console.print(
+                        "[red]error:[/red] no ingester has reported to InfluxDB lately: nothing "
+                        "consumes the readings (start one: `sensornet ingest`)",
+                        soft_wrap=True,
+                    )
+                    raise typer.Exit(1)
+                say("waiting for the account to settle (stored vs sent, up to 120 s)")
+                result = await account(
+                    influx,
+                    truth,
+                    {d.id: d.type for d in fleet},
+                    load_catalogue(),
+                    start_ns,
+                    timeout_s=120,
                 )
-                raise typer.Exit(1)
-            result = await account(
-                influx,
-                truth,
-                {d.id: d.type for d in fleet},
-                load_catalogue(),
-                start_ns,
-                timeout_s=120,
-            )
         print_report(result)
         summary["report"] = result.as_json()
     if o["as_json"]:

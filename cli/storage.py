@@ -1,5 +1,6 @@
 """``sensornet storage apply|backfill``: the storage layout against any InfluxDB (containers,
-production), where ``services up`` (local processes) does not run."""
+production), where ``services up`` (local processes) does not run. Output is one JSON
+line; a progress bar on stderr counts the steps (apply) or day windows (backfill)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+
+from cli.common import progress, step
 
 app = typer.Typer(help="InfluxDB retention policies and continuous queries (docs/storage.md).",
                   no_args_is_help=True)  # fmt: skip
@@ -21,7 +24,8 @@ def apply() -> None:
     from wiring.parts import prepare_storage
 
     settings = Settings()
-    asyncio.run(prepare_storage(settings))
+    with progress("storage layout", unit="steps") as bar:
+        asyncio.run(prepare_storage(settings, lambda done, total: step(bar, done, total)))
     typer.echo(json.dumps({"database": settings.influx_db, "applied": True}))
 
 
@@ -38,7 +42,14 @@ def backfill(
 
     async def main() -> None:
         async with influx_client(Settings()) as influx:
-            await backfill_aggregates(influx, load_catalogue(), start, end)
+            with progress("backfill", unit="statements (type x resolution x day)") as bar:
+                await backfill_aggregates(
+                    influx,
+                    load_catalogue(),
+                    start,
+                    end,
+                    progress=lambda done, total: step(bar, done, total),
+                )
 
     asyncio.run(main())
     typer.echo(json.dumps({"backfilled": [start.isoformat(), end.isoformat()]}))

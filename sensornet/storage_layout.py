@@ -18,8 +18,9 @@ cron (``backfill_aggregates`` runs them over any window; docs/storage.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from sensornet.catalogue import Catalogue, Quantity, SensorType
@@ -136,17 +137,31 @@ def aggregate_statements(
 
 
 async def apply_storage_layout(
-    influx: InfluxClient, settings: Settings, catalogue: Catalogue
+    influx: InfluxClient,
+    settings: Settings,
+    catalogue: Catalogue,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Create the database, retention policies and CQs; idempotent, safe on every start.
 
     Changed retention durations are applied with ALTER; CQs cannot be altered in InfluxDB
-    1.x, so each is dropped and created again (a catalogue change updates them)."""
+    1.x, so each is dropped and created again (a catalogue change updates them).
+    ``progress(done, total)`` after each step (the CLI's bar)."""
     db = check_identifier(settings.influx_db)
     for text in retentions(settings).values():
         duration_s(text)
     hour_refresh_checked(settings.influx_1h_refresh)
+    total = 2 + len(retentions(settings)) + 2 * len(catalogue.types)
+    done = 0
+
+    def did() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     await influx.create_database(db)
+    did()
     existing = {
         row[0]
         for s in await influx.query(f'SHOW RETENTION POLICIES ON "{db}"')
@@ -160,7 +175,9 @@ async def apply_storage_layout(
             f'{verb} RETENTION POLICY "{rp}" ON "{db}" DURATION {duration}{replication}{default}',
             method="POST",
         )
+        did()
     cqs = await _continuous_queries(influx, db)
+    did()
     for sensor_type in catalogue.types.values():
         for target in (MINUTE, HOUR):
             name = cq_name(sensor_type, target)
@@ -170,11 +187,35 @@ async def apply_storage_layout(
                 continuous_query(db, sensor_type, target, settings.influx_1h_refresh),
                 method="POST",
             )
+            did()
 
 
 async def _continuous_queries(influx: InfluxClient, db: str) -> set[str]:
     series = await influx.query("SHOW CONTINUOUS QUERIES")
     return {row[0] for s in series if s.get("name") == db for row in s.get("values") or []}
+
+
+BACKFILL_WINDOW = timedelta(days=1)
+
+
+def backfill_windows(
+    start: datetime, end: datetime, size: timedelta = BACKFILL_WINDOW
+) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut at multiples of ``size`` since the epoch (UTC), so a long
+    backfill reports progress window by window. The cuts fall on whole hours (``size``
+    is a whole number of hours), so no 1m or 1h bucket is split between two windows and
+    the result is the same as one statement over the whole range."""
+    if size % timedelta(hours=1) or size <= timedelta(0):
+        raise ConfigError(f"backfill window {size} is not a whole number of hours")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC if start.tzinfo else None)
+    out = []
+    lo = start
+    while lo < end:
+        cut = epoch + ((lo - epoch) // size + 1) * size
+        hi = min(cut, end)
+        out.append((lo, hi))
+        lo = hi
+    return out
 
 
 async def backfill_aggregates(
@@ -183,10 +224,19 @@ async def backfill_aggregates(
     start: datetime,
     end: datetime,
     targets: tuple[Resolution, ...] = (MINUTE, HOUR),
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Compute the 1m/1h aggregates of a past window (CQs only see recent data)."""
-    for statement in aggregate_statements(influx.database, catalogue, start, end, targets):
-        await influx.query(statement, method="POST")
+    """Compute the 1m/1h aggregates of a past window (CQs only see recent data), a day
+    at a time; ``progress(done, total)`` after each statement (the CLI's bar)."""
+    windows = backfill_windows(start, end)
+    total = len(windows) * len(catalogue.types) * len(targets)
+    done = 0
+    for lo, hi in windows:
+        for statement in aggregate_statements(influx.database, catalogue, lo, hi, targets):
+            await influx.query(statement, method="POST")
+            done += 1
+            if progress is not None:
+                progress(done, total)
 
 
 def choose_resolution(

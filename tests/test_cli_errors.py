@@ -119,6 +119,9 @@ def test_registry_database_unreachable(tmp_path: Path) -> None:
         (("registry", "list", "--limit", "-5"), ("--limit",)),
         (("simulate", "--speed", "-1"), ("--speed", "greater than 0")),
         (("simulate", "--faults", "2"), ("--faults", "between 0 and 1")),
+        (("simulate", "--http-share", "1.5"), ("--http-share", "between 0 and 1")),
+        (("simulate", "--http-share", "0.2"), ("--http-share", "SENSORNET_INGEST_INPUTS")),
+        (("simulate", "--mode", "load", "--http-share", "0.2"), ("--http-share", "live")),
     ],
 )
 def test_flags_are_checked_at_the_edge(

@@ -114,11 +114,11 @@ def test_cli_imports_a_thousand_sensors_and_the_template(tmp_path: Path) -> None
 
     r = runner.invoke(app, ["registry", "import", str(big), "--dry-run", "--url", url])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["created"] == 1000
+    assert json.loads(r.stdout)["created"] == 1000
     r = runner.invoke(app, ["registry", "import", str(big), "--url", url])
-    assert json.loads(r.output)["created"] == 1000
+    assert json.loads(r.stdout)["created"] == 1000
     r = runner.invoke(app, ["registry", "import", str(big), "--url", url])
-    assert json.loads(r.output)["unchanged"] == 1000
+    assert json.loads(r.stdout)["unchanged"] == 1000
     r = runner.invoke(
         app, ["registry", "list", "--subdistrict", "beizhan", "--limit", "500", "--url", url]
     )
@@ -126,7 +126,7 @@ def test_cli_imports_a_thousand_sensors_and_the_template(tmp_path: Path) -> None
 
     r = runner.invoke(app, ["registry", "import", str(TEMPLATE), "--url", url])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["created"] == 2
+    assert json.loads(r.stdout)["created"] == 2
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"id": "X-1", "type": "noise"}]))
     r = runner.invoke(app, ["registry", "import", str(bad), "--url", url])

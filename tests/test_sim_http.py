@@ -39,13 +39,14 @@ def with_http(settings: Settings, community: bool) -> Settings:
 
 
 @contextlib.contextmanager
-def ingester(settings: Settings) -> Iterator[IngesterProcess]:
+def ingester(settings: Settings, **extra: str) -> Iterator[IngesterProcess]:
     integrations = {k: v.get_secret_value() for k, v in settings.ingest_http_integrations.items()}
     env = {
         "SENSORNET_INGEST_INPUTS": ",".join(settings.ingest_inputs),
         "SENSORNET_INGEST_HTTP_PORT": str(settings.ingest_http_port),
         "SENSORNET_INGEST_HTTP_INTEGRATIONS": json.dumps(integrations),
         "SENSORNET_INGEST_BATCH_INTERVAL_S": "0.05",
+        **extra,
     }
     process = IngesterProcess(settings, extra_env=env)
     process.start()
@@ -128,9 +129,10 @@ async def test_http_devices_retry_until_answered_and_book_what_never_was(
 ) -> None:
     """No listener yet: the devices' requests go unanswered. Given up after a short drain,
     every reading sent is lost on the device (never answered 2xx), none missing. Then the
-    ingester starts while a second run is retrying: every reading is answered and stored."""
+    ingester starts while a second run is retrying, taking one waiting request at a time
+    (others are answered 429): every reading is answered and stored."""
     both = with_http(settings, community=False)
-    fleet = [d for d in default_fleet(20) if not d.gateway_id]
+    fleet = [d for d in default_fleet(40) if not d.gateway_id]
     assert all(pushes_over_http(d.id, 1.0) for d in fleet)
     await register_fleet(both, fleet)
     credentials = await passwords(both, [d.id for d in fleet])
@@ -151,14 +153,16 @@ async def test_http_devices_retry_until_answered_and_book_what_never_was(
     run = asyncio.create_task(late.run(asyncio.Event(), max_rounds=2))
     try:
         await wait_until(lambda: _some_unanswered(late), timeout_s=10)
-        with ingester(both):
+        with ingester(both, SENSORNET_INGEST_HTTP_MAX_WAITING="1"):
             await ready(both)
             await asyncio.wait_for(run, timeout=60)
             report = await account(influx, late.truth, types, load_catalogue(), start_ns)
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
-    assert late.stats.http_answers[0] > 0 and late.stats.http_answers[200] > 0
+    answers = late.stats.http_answers
+    assert answers[0] > 0 and answers[429] > 0 and answers[200] > 0, answers
+    assert set(answers) <= {0, 200, 429}, answers
     assert report.exact, report.as_json()
     assert report.totals["stored"] == report.totals["sent"] == 2 * len(fleet)
     assert report.totals["lost_on_devices"] == 0

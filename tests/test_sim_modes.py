@@ -24,6 +24,7 @@ from sensornet.district import load_district
 from sensornet.influx import InfluxClient, rows
 from sensornet.settings import Settings
 from wiring.parts import register_fleet, run_ingester
+from wiring.services import free_port
 
 
 async def test_load_mode_with_faults_is_accounted_exactly(
@@ -101,12 +102,23 @@ async def test_backfill_writes_the_ingesters_schema(
         assert r["max"] == r["count"] - 1
 
 
-@pytest.mark.parametrize("fleet_identity", [True, False], ids=["fleet-identity", "own-credentials"])
+@pytest.mark.parametrize(
+    ("fleet_identity", "http_share"),
+    [(True, 0.0), (False, 0.0), (True, 0.3)],
+    ids=["fleet-identity", "own-credentials", "http-share"],
+)
 async def test_simulate_command_reports_injected_faults(
-    settings: Settings, influx: InfluxClient, tmp_path: Path, fleet_identity: bool
-) -> None:
+    settings: Settings, influx: InfluxClient, tmp_path: Path, fleet_identity: bool,
+    http_share: float,
+) -> None:  # fmt: skip
     """With the (test-only) fleet identity, or without it: then the simulator gives each
-    device of its own fleet its own credentials through the registry and the broker."""
+    device of its own fleet its own credentials through the registry and the broker. With
+    ``--http-share``, part of the fleet pushes over the ingester's HTTP input, those
+    devices with their own credentials issued for them alone."""
+    if http_share:
+        settings = settings.model_copy(
+            update={"ingest_inputs": ["mqtt", "http"], "ingest_http_port": free_port()}
+        )
     env = {
         **{k: v for k, v in os.environ.items() if k != "SENSORNET_MQTT_FLEET_PASSWORD"},
         "SENSORNET_STATE_DIR": str(settings.state_dir),
@@ -116,6 +128,10 @@ async def test_simulate_command_reports_injected_faults(
     }
     if fleet_identity:
         env["SENSORNET_MQTT_FLEET_PASSWORD"] = settings.fleet_password()
+    http_args = ["--http-share", str(http_share)] if http_share else []
+    if http_share:
+        env["SENSORNET_INGEST_INPUTS"] = "mqtt,http"
+        env["SENSORNET_INGEST_HTTP_PORT"] = str(settings.ingest_http_port)
     truth = tmp_path / "gt.jsonl"
     async with running(run_ingester, settings):
         proc = await asyncio.create_subprocess_exec(
@@ -135,6 +151,7 @@ async def test_simulate_command_reports_injected_faults(
             str(truth),
             "--report",
             "--json",
+            *http_args,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -149,3 +166,10 @@ async def test_simulate_command_reports_injected_faults(
     assert summary["report"]["totals"]["missing"] == 0
     own = "each simulated device got its own MQTT credentials" in err.decode()
     assert own is not fleet_identity
+    totals = summary["report"]["totals"]
+    if http_share:
+        assert "pushing over HTTP got their own credentials" in err.decode()
+        assert 0 < totals["sent_over_http"] < summary["sent"]
+        assert totals["stored_over_http"] > 0 and totals["lost_on_devices_over_http"] == 0
+    else:
+        assert "sent_over_http" not in totals

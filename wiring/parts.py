@@ -10,7 +10,7 @@ import errno
 import gc
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
@@ -22,12 +22,14 @@ from sensornet.settings import Settings
 log = logging.getLogger("sensornet")
 
 
-async def prepare_storage(settings: Settings) -> None:
+async def prepare_storage(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> None:
     """Create the database, retention policies and continuous queries (idempotent)."""
     from sensornet.storage_layout import apply_storage_layout
 
     async with influx_client(settings) as influx:
-        await apply_storage_layout(influx, settings, load_catalogue())
+        await apply_storage_layout(influx, settings, load_catalogue(), progress)
 
 
 async def run_ingester(

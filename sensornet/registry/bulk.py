@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,8 +131,14 @@ def _given(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def import_sensors(
-    registry: Registry, raw_rows: Sequence[Mapping[str, Any]], actor: str, dry_run: bool = False
+    registry: Registry,
+    raw_rows: Sequence[Mapping[str, Any]],
+    actor: str,
+    dry_run: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ImportReport:
+    """All or nothing; ``progress(phase, done, total)`` ("checked", then "applied") lets
+    the CLI draw a bar over a file of many thousand rows."""
     report = ImportReport(dry_run=dry_run, rows=len(raw_rows))
     if len(raw_rows) > MAX_ROWS:
         report.errors.append(RowError(0, None, None, f"more than {MAX_ROWS} rows; split the file"))
@@ -155,12 +161,16 @@ async def import_sensors(
                 report.errors.append(error)
             else:
                 numbers.append(number)
+            if progress is not None:
+                progress("checked", number, len(rows))
         report.errors += await _name_clashes(session, plan, numbers)
         if report.errors:
             report.errors.sort(key=lambda e: e.row)
             return report
-        for current, spec in plan:
+        for done, (current, spec) in enumerate(plan, start=1):
             _apply(session, current, spec, actor, report)
+            if progress is not None:
+                progress("applied", done, len(plan))
         if dry_run:
             await session.rollback()
     return report

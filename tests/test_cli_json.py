@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.testing import CliRunner
 
 from cli.common import add_json_flag
 from cli.main import app
@@ -59,6 +60,10 @@ def test_every_command_takes_json() -> None:
         if not any("--json" in getattr(p, "opts", ()) for p in command.params)
     ]
     assert without == []
+    runner = CliRunner()
+    for name, _ in commands:  # every help page renders and lists the flag
+        shown = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0 and "--json" in shown.stdout, (name, shown.output)
 
 
 def test_registry_and_keys(tmp_path: Path) -> None:

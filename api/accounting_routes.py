@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from api.problems import Problem
-from api.query_common import RFC3339
+from api.time_range import End, Start, checked_range
 from sensornet.accounting import (
     Window,
     device_account,
@@ -38,28 +38,8 @@ def _rfc3339(ns: int) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-# InfluxDB's times are int64 nanoseconds: 1677-09-21 to 2262-04-11
-EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
-LATEST = datetime(2262, 1, 1, tzinfo=UTC)
-
-
 def _window(start: datetime | None, end: datetime | None, now: datetime) -> Window:
-    for at in (start, end):
-        if at is not None and at.tzinfo is None:
-            raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
-        if at is not None and not EARLIEST <= at <= LATEST:
-            raise Problem(422, "Time out of range", "InfluxDB keeps times from 1678 to 2261")
-    end = end or now
-    start = start or end - DEFAULT_WINDOW
-    if not start < end:
-        raise Problem(422, "Empty range", "start must be before end")
-    if end - start > MAX_WINDOW:
-        raise Problem(
-            422,
-            "Range too long",
-            f"an account covers at most {MAX_WINDOW.days} days: ask for several windows",
-            max_days=MAX_WINDOW.days,
-        )
+    start, end = checked_range(start, end, now, DEFAULT_WINDOW, MAX_WINDOW)
     return Window(_ns(start), _ns(end))
 
 
@@ -67,14 +47,8 @@ def _window(start: datetime | None, end: datetime | None, now: datetime) -> Wind
 async def accounting(
     request: Request,
     sensor_id: str,
-    start: Annotated[
-        datetime | None,
-        Query(description="RFC 3339, inclusive; default 24 h before end"),
-        RFC3339,
-    ] = None,
-    end: Annotated[
-        datetime | None, Query(description="RFC 3339, exclusive; default now"), RFC3339
-    ] = None,
+    start: Start = None,
+    end: End = None,
 ) -> dict[str, Any]:
     """Received = stored + rejected; missing = gaps in the device's ``seq`` per epoch
     (docs/accounting.md); ``settling`` while the ingester may still write into the window;

@@ -38,8 +38,8 @@ from api.fast import FastRoutes
 from api.key_cache import KeyCache
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import Problem
-from api.query_common import RFC3339, in_store
 from api.request_ids import RequestIds
+from api.time_range import DAY, End, StartRequired, checked_range
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.client_address import trusted_networks
 from sensornet.influx import InfluxClient, influx_client, rows
@@ -167,19 +167,12 @@ def create_app(settings: Settings | None = None, *, fast_routes: bool = True) ->
     async def readings(
         request: Request,
         sensor_id: str,
-        start: Annotated[datetime, Query(description="RFC 3339, inclusive"), RFC3339],
-        end: Annotated[
-            datetime | None, Query(description="RFC 3339, inclusive; default now"), RFC3339
-        ] = None,
+        start: StartRequired,
+        end: End = None,
         limit: Annotated[int, Query(ge=1, le=MAX_RANGE_ROWS)] = 1000,
     ) -> SensorReadings:
         device = await _device(request, sensor_id)
-        in_store(start=start, end=end)
-        end = end or datetime.now(UTC)
-        if start.tzinfo is None or end.tzinfo is None:
-            raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
-        if end < start:
-            raise Problem(422, "Empty range", "end is before start")
+        start, end = checked_range(start, end, datetime.now(UTC), DAY)
         params = {
             "sensor_id": sensor_id,
             "start": start.isoformat(),

@@ -8,14 +8,14 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api import range_queries
 from api.problems import Problem
-from api.query_common import RFC3339, in_store
+from api.time_range import DAY, End, Start, checked_range
 from sensornet.catalogue import Catalogue
 from sensornet.client_address import client_address
 from sensornet.influx import InfluxClient
@@ -121,22 +121,12 @@ def _step_start(at: datetime, step_s: int) -> datetime:
 async def dataset_data(
     request: Request,
     dataset_id: str,
-    start: Annotated[
-        datetime | None, Query(description="default: one day before end"), RFC3339
-    ] = None,
-    end: Annotated[datetime | None, Query(description="default: now"), RFC3339] = None,
+    start: Start = None,
+    end: End = None,
 ) -> Response:
     d = _dataset(dataset_id)
-    if (start and start.tzinfo is None) or (end and end.tzinfo is None):
-        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
-    in_store(start=start, end=end)
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=1)
-    in_store(start=start)  # a day before an early end
-    if not start < end:
-        raise Problem(422, "Empty range", "start must be before end")
-    if end - start > timedelta(days=d.max_days):
-        raise Problem(422, "Range too long", f"at most {d.max_days} days per request")
+    longest = timedelta(days=d.max_days)
+    start, end = checked_range(start, end, datetime.now(UTC), DAY, longest)
     catalogue: Catalogue = request.app.state.catalogue
     settings: Settings = request.app.state.settings
     sensor_type = catalogue.get(d.type)

@@ -16,14 +16,13 @@ from api import range_queries
 from api.answer_rows import csv_lines, ordered_rows, series_rows
 from api.problems import Problem
 from api.query_common import (
-    RFC3339,
     TIME_KEY,
     CsvResponse,
     decode_cursor,
     device_or_404,
     encode_cursor,
-    in_store,
 )
+from api.time_range import DAY, End, StartRequired, checked_range
 from sensornet.catalogue import Catalogue, SensorType
 from sensornet.csv_cells import neutralise
 from sensornet.district import load_district
@@ -41,16 +40,6 @@ AggregateParam = Annotated[str, Query(pattern="^(mean|min|max|count)$")]
 StepParam = Annotated[
     int | None, Query(ge=1, le=30 * 86400, description="Downsampling step in seconds")
 ]
-
-
-def _range(start: datetime, end: datetime | None) -> tuple[datetime, datetime]:
-    in_store(start=start, end=end)
-    end = end or datetime.now(UTC)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise Problem(422, "Timestamps need an offset", "use e.g. 2026-11-25T08:00:00+08:00")
-    if end < start:
-        raise Problem(422, "Empty range", "end is before start")
-    return start, end
 
 
 def _resolution(
@@ -137,10 +126,8 @@ def _series_params(
 async def sensor_series(
     request: Request,
     sensor_id: str,
-    start: Annotated[datetime, Query(description="RFC 3339, inclusive"), RFC3339],
-    end: Annotated[
-        datetime | None, Query(description="RFC 3339, inclusive; default now"), RFC3339
-    ] = None,
+    start: StartRequired,
+    end: End = None,
     step: StepParam = None,
     aggregate: AggregateParam = "mean",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
@@ -151,7 +138,7 @@ async def sensor_series(
     """Raw readings, or with ``step`` one ``aggregate`` per step; long ranges without a step
     are read from the minute/hour aggregates (``resolution`` says which). Paged by time."""
     device = await device_or_404(request, sensor_id)
-    start, end = _range(start, end)
+    start, end = checked_range(start, end, datetime.now(UTC), DAY)
     after = decode_cursor(cursor, TIME_KEY, "a reading's time") or EPOCH
     sensor_type = request.app.state.catalogue.get(device.type)
     res = _resolution(request.app.state.settings, sensor_type, start, end, step)
@@ -185,15 +172,15 @@ async def sensor_series(
 async def sensor_series_csv(
     request: Request,
     sensor_id: str,
-    start: Annotated[datetime, Query(), RFC3339],
-    end: Annotated[datetime | None, Query(), RFC3339] = None,
+    start: StartRequired,
+    end: End = None,
     step: StepParam = None,
     aggregate: AggregateParam = "mean",
 ) -> Response:
     """The whole range in one file (no paging); refused with 422 above 200,000 rows, with
     the estimate, so a client narrows the range or adds a ``step`` instead of waiting."""
     device = await device_or_404(request, sensor_id)
-    start, end = _range(start, end)
+    start, end = checked_range(start, end, datetime.now(UTC), DAY)
     sensor_type = request.app.state.catalogue.get(device.type)
     res = _resolution(request.app.state.settings, sensor_type, start, end, step)
     estimate = estimate_rows(sensor_type, res, (end - start).total_seconds(), step)
@@ -241,8 +228,8 @@ async def aggregates(
     request: Request,
     type: Annotated[str, Query(description="Sensor type id")],
     quantity: str,
-    start: Annotated[datetime, Query(), RFC3339],
-    end: Annotated[datetime | None, Query(), RFC3339] = None,
+    start: StartRequired,
+    end: End = None,
     step: Annotated[int, Query(ge=60, le=30 * 86400)] = 3600,
     aggregate: AggregateParam = "mean",
     subdistrict: str | None = None,
@@ -256,7 +243,7 @@ async def aggregates(
     if quantity not in range_queries.quantities_for(sensor_type, aggregate):
         known = ", ".join(range_queries.quantities_for(sensor_type, aggregate))
         raise Problem(422, "Unknown quantity", f"{aggregate} of {type} exists for: {known}")
-    start, end = _range(start, end)
+    start, end = checked_range(start, end, datetime.now(UTC), DAY)
     buckets = int((end - start).total_seconds() / step) + 1
     groups = 1 if subdistrict else len(load_district().subdistricts)
     if buckets * groups > MAX_AGGREGATE_POINTS:

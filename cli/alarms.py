@@ -36,8 +36,11 @@ def run_runner() -> None:
     """Evaluate the rules continuously, notify through Alertmanager (and serve the
     WeCom/DingTalk relay when the routing file has robots) until SIGINT/SIGTERM."""
     from alarms.runner import run_alarms
+    from cli.common import setup_logging
     from sensornet.settings import Settings
     from wiring.parts import stop_on_signals
+
+    setup_logging(False)  # text, or JSON with --json / SENSORNET_LOG_FORMAT=json
 
     async def main() -> None:
         async with stop_on_signals() as stop:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.testing import CliRunner
 
 from cli.common import add_json_flag
 from cli.main import app
@@ -58,6 +60,10 @@ def test_every_command_takes_json() -> None:
         if not any("--json" in getattr(p, "opts", ()) for p in command.params)
     ]
     assert without == []
+    runner = CliRunner()
+    for name, _ in commands:  # every help page renders and lists the flag
+        shown = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0 and "--json" in shown.stdout, (name, shown.output)
 
 
 def test_registry_and_keys(tmp_path: Path) -> None:
@@ -135,3 +141,24 @@ def test_backfill_windows_cut_on_whole_hours() -> None:
         assert hi.astimezone(UTC).hour == 0 and hi.minute == 0
     assert len(windows) == 3
     assert backfill_windows(end, start) == []
+
+
+def test_json_makes_a_daemons_log_json() -> None:
+    """``ingest``, ``api``, ``northbound`` and ``alarms run`` print nothing but their log:
+    with ``--json`` it is one JSON object a line."""
+    from cli.common import set_json_mode, setup_logging
+    from sensornet.logs import JsonFormatter
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        set_json_mode(True)
+        setup_logging(False)
+        assert any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+        set_json_mode(False)
+        setup_logging(False)
+        assert not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    finally:
+        set_json_mode(False)
+        root.handlers[:] = handlers
+        root.setLevel(level)

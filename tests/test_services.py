@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.common import add_json_flag
 from cli.main import app
 from sensornet.errors import ServiceError
 from wiring import services
@@ -27,15 +28,18 @@ def test_services_up_status_down(tmp_path: Path) -> None:
     try:
         up = runner.invoke(app, ["services", "up"], env=env)
         assert up.exit_code == 0, up.output
+        assert "4/4" in up.stderr  # the progress bar (on stderr): four services waited for
         status = json.loads(runner.invoke(app, ["services", "status"], env=env).stdout)
         assert status["mosquitto"]["ready"] and status["influxd"]["ready"]
         assert status["alertmanager"]["ready"] and status["prometheus"]["ready"]
         assert (tmp_path / "state/mosquitto/mosquitto.log").exists()
-        again = runner.invoke(app, ["services", "up"], env=env)  # idempotent
-        assert again.exit_code == 0, again.output
+        again = runner.invoke(add_json_flag(app), ["services", "up", "--json"], env=env)
+        assert again.exit_code == 0, again.output  # idempotent
+        assert json.loads(again.stdout)["influxd"]["port"] == status["influxd"]["port"]
     finally:
-        down = runner.invoke(app, ["services", "down"], env=env)
+        down = runner.invoke(add_json_flag(app), ["services", "down", "--json"], env=env)
     assert down.exit_code == 0
+    assert "mosquitto" in json.loads(down.stdout)["stopped"]
     status = json.loads(runner.invoke(app, ["services", "status"], env=env).stdout)
     assert status["mosquitto"]["pid"] is None and status["influxd"]["pid"] is None
     assert status["alertmanager"]["pid"] is None and status["prometheus"]["pid"] is None

@@ -159,7 +159,8 @@ async def test_simulate_command_reports_injected_faults(
         )
         out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()[-2000:]
-    summary = json.loads(out.decode().strip().splitlines()[-1])
+    summary = json.loads(out.decode())  # stdout is the one JSON document, nothing else
+    assert "waiting for the account to settle" in err.decode()  # the wait's spinner
     assert summary["sent"] + summary["report"]["totals"]["not_sent"] == 90
     assert summary["faults"] == len(truth.read_bytes().splitlines()) > 0
     assert summary["report"]["exact"] is True, summary["report"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import time
+from datetime import UTC, datetime
 
 import cbor2
 import httpx
@@ -75,7 +76,12 @@ async def test_unknown_keys_are_counted_not_fatal_and_bad_encodings_named(
         }
         base = f"http://{settings.api_host}:{settings.api_port}"
         async with httpx.AsyncClient(base_url=base, headers=viewer_headers) as api:
-            account = (await api.get(f"/devices/{SENSOR.id}/accounting")).json()
+            # a window that holds the second reading, stamped a second ahead of now
+            window = {
+                "start": datetime.fromtimestamp(now - 60, UTC).isoformat(),
+                "end": datetime.fromtimestamp(now + 60, UTC).isoformat(),
+            }
+            account = (await api.get(f"/devices/{SENSOR.id}/accounting", params=window)).json()
             assert account["unknown_keys"] == {"fw": 1, "rssi": 2}
             assert account["stored"] == 2 and account["rejected"] == 5
 

@@ -29,13 +29,14 @@ import orjson
 import yaml
 
 from alarms.runner import run_alarms
+from bench.private import bench_settings, private_influxd
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.registry.store import DeviceInfo
 from sensornet.settings import Settings
 from sensornet.topics import device_topic
 from wiring.alerting import alertmanager_service
 from wiring.parts import prepare_storage, register_fleet, run_ingester
-from wiring.services import InfluxDB, Mosquitto, broker_acl, free_port
+from wiring.services import Mosquitto, broker_acl, free_port
 
 
 @contextlib.contextmanager
@@ -85,13 +86,8 @@ async def run_alarm_latency(alarms: int, interval_s: float, progress: Any = None
             "receivers": {"bench": {"webhook": {"url": f"http://127.0.0.1:{hook}/"}}},
             "default": ["bench"],
         }))  # fmt: skip
-        settings = Settings(
-            state_dir=root,
-            mqtt_port=free_port(),
-            influx_url=f"http://127.0.0.1:{free_port()}",
-            influx_rpc_port=free_port(),
-            influx_db="bench",
-            ingest_client_id="bench-ingester",
+        settings = bench_settings(
+            root,
             ingest_batch_interval_s=0.05,
             ingest_metrics_port=0,
             alarm_metrics_port=0,
@@ -101,7 +97,6 @@ async def run_alarm_latency(alarms: int, interval_s: float, progress: Any = None
             alert_resend_s=60.0,
             mqtt_fleet_password=secrets.token_urlsafe(16),
             api_port=free_port(),
-            _env_file=None,
         )
         broker = Mosquitto(
             name="mosquitto",
@@ -114,8 +109,7 @@ async def run_alarm_latency(alarms: int, interval_s: float, progress: Any = None
             acl=broker_acl(settings.topic_prefix, settings.mqtt_ingest_user,
                            settings.mqtt_fleet_user),
         )  # fmt: skip
-        influxd = InfluxDB(name="influxd", home=root / "influxdb", port=settings.influx_port,
-                           rpc_port=settings.influx_rpc_port)  # fmt: skip
+        influxd = private_influxd(root, settings)
         am = alertmanager_service(settings, home=root / "alertmanager")
         started = []
         try:

@@ -31,6 +31,7 @@ import aiormq
 import httpx
 
 from bench.ingest import CEILING_BATCH, _metrics, line_of
+from bench.private import bench_settings, private_influxd
 from gateway_sim.synthetic import make_readings, messages
 from ingest.inputs.amqp import prefetch
 from sensornet.accounting import count_stored
@@ -40,7 +41,7 @@ from sensornet.settings import Settings
 from sensornet.topics import topic_of_routing_key
 from wiring.parts import default_fleet, register_fleet
 from wiring.rabbitmq import ADMIN_USER, READINGS_QUEUE, RabbitCluster
-from wiring.services import InfluxDB, free_port
+from wiring.services import free_port
 
 CONFIRM_WINDOW = 2000
 
@@ -173,20 +174,8 @@ async def run_bench(n: int, sensors: int, batch_size: int, progress: Any = None)
     a backlog smaller than one ingester's prefetch, the first to connect takes it all."""
     with tempfile.TemporaryDirectory(prefix="sensornet-bench-cluster-") as tmp:
         root = Path(tmp)
-        settings = Settings(
-            state_dir=root,
-            influx_url=f"http://127.0.0.1:{free_port()}",
-            influx_rpc_port=free_port(),
-            influx_db="ceiling",
-            ingest_batch_size=batch_size,
-            _env_file=None,
-        )
-        influxd = InfluxDB(
-            name="influxd",
-            home=root / "influxdb",
-            port=settings.influx_port,
-            rpc_port=settings.influx_rpc_port,
-        )
+        settings = bench_settings(root, influx_db="ceiling", ingest_batch_size=batch_size)
+        influxd = private_influxd(root, settings)
         cluster = RabbitCluster(root / "rabbitmq", 3)
         influxd.start()
         try:

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bench.private import bench_settings, private_influxd
 from bench.procfs import peak_rss_mb
 from gateway_sim.synthetic import SYNTHETIC_GATEWAY, Reading, make_readings, messages
 from ingest.inputs.mqtt import MqttSource
@@ -32,7 +33,7 @@ from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
 from sensornet.settings import Settings
 from wiring.parts import default_fleet, register_fleet
-from wiring.services import InfluxDB, Mosquitto, broker_acl, free_port
+from wiring.services import InfluxDB, Mosquitto, broker_acl
 
 CEILING_BATCH = 5000
 
@@ -66,18 +67,8 @@ async def run_bench(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sensornet-bench-") as tmp:
         root = Path(tmp)
-        settings = Settings(
-            state_dir=root,
-            mqtt_port=free_port(),
-            influx_url=f"http://127.0.0.1:{free_port()}",
-            influx_rpc_port=free_port(),
-            influx_db="bench",
-            ingest_client_id="bench-ingester",
-            ingest_metrics_port=free_port(),
-            # the bench's private broker: its publisher uses the (test-only) fleet identity
-            mqtt_fleet_password=secrets.token_urlsafe(16),
-            _env_file=None,
-        )
+        # the bench's private broker: its publisher uses the (test-only) fleet identity
+        settings = bench_settings(root, mqtt_fleet_password=secrets.token_urlsafe(16))
         broker = Mosquitto(
             name="mosquitto",
             home=root / "mosquitto",
@@ -91,12 +82,7 @@ async def run_bench(
             ),
             max_queued_messages=max(2_000_000, readings_n + 1),
         )
-        influxd = InfluxDB(
-            name="influxd",
-            home=root / "influxdb",
-            port=settings.influx_port,
-            rpc_port=settings.influx_rpc_port,
-        )
+        influxd = private_influxd(root, settings)
         broker.start()
         influxd.start()
         try:

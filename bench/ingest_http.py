@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from bench.ingest import CEILING_BATCH, _env, line_of
+from bench.private import bench_settings, private_influxd
 from bench.procfs import peak_rss_mb, process_cpu_s
 from gateway_sim.synthetic import Reading, make_readings
 from sensornet.accounting import count_stored
@@ -40,7 +41,7 @@ from sensornet.lineprotocol import encode_lines
 from sensornet.registry.store import open_registry
 from sensornet.settings import Settings
 from wiring.parts import default_fleet, register_fleet
-from wiring.services import InfluxDB, free_port
+from wiring.services import free_port
 
 
 def requests_of(readings: Sequence[Reading], batch: int) -> list[tuple[str, bytes]]:
@@ -60,23 +61,8 @@ async def run_http_bench(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sensornet-bench-") as tmp:
         root = Path(tmp)
-        settings = Settings(
-            state_dir=root,
-            influx_url=f"http://127.0.0.1:{free_port()}",
-            influx_rpc_port=free_port(),
-            influx_db="bench",
-            ingest_client_id="bench-ingester",
-            ingest_metrics_port=free_port(),
-            ingest_inputs=["http"],
-            ingest_http_port=free_port(),
-            _env_file=None,
-        )
-        influxd = InfluxDB(
-            name="influxd",
-            home=root / "influxdb",
-            port=settings.influx_port,
-            rpc_port=settings.influx_rpc_port,
-        )
+        settings = bench_settings(root, ingest_inputs=["http"], ingest_http_port=free_port())
+        influxd = private_influxd(root, settings)
         influxd.start()
         try:
             return await _measure(settings, readings_n, batch, sensors, concurrency, progress)

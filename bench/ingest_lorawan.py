@@ -29,6 +29,7 @@ from typing import Any, Literal
 import httpx
 
 from bench.ingest import CEILING_BATCH, _drain, _env, _metrics, line_of
+from bench.private import bench_settings, private_influxd
 from bench.procfs import peak_rss_mb
 from gateway_sim.lorawan import dev_eui_for, envelopes
 from gateway_sim.synthetic import make_readings
@@ -41,7 +42,7 @@ from sensornet.lineprotocol import encode_lines
 from sensornet.settings import Settings
 from wiring.lorawan import NS_PUBLISHER, network_server_broker
 from wiring.parts import default_fleet, register_fleet
-from wiring.services import InfluxDB, free_port
+from wiring.services import free_port
 
 Network = Literal["chirpstack", "tts"]
 
@@ -51,21 +52,14 @@ async def run_lorawan_bench(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sensornet-bench-lorawan-") as tmp:
         root = Path(tmp)
-        settings = Settings(
-            state_dir=root,
-            mqtt_port=free_port(),
-            influx_url=f"http://127.0.0.1:{free_port()}",
-            influx_rpc_port=free_port(),
-            influx_db="bench",
-            ingest_client_id="bench-ingester",
-            ingest_metrics_port=free_port(),
+        settings = bench_settings(
+            root,
             ingest_inputs=["lorawan"],
             lorawan_network=network,
             lorawan_mqtt_port=free_port(),
             lorawan_mqtt_user="sensornet-lorawan",
             lorawan_mqtt_password=secrets.token_urlsafe(16),
             lorawan_mqtt_client_id="bench-lorawan",
-            _env_file=None,
         )
         publisher_password = secrets.token_urlsafe(16)
         broker = network_server_broker(
@@ -76,12 +70,7 @@ async def run_lorawan_bench(
             publisher_password,
             max_queued_messages=max(2_000_000, readings_n + 1),
         )
-        influxd = InfluxDB(
-            name="influxd",
-            home=root / "influxdb",
-            port=settings.influx_port,
-            rpc_port=settings.influx_rpc_port,
-        )
+        influxd = private_influxd(root, settings)
         broker.start()
         influxd.start()
         try:

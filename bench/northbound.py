@@ -34,6 +34,7 @@ import orjson
 from alarms.northbound.pusher import pusher_from
 from alarms.northbound.receiver import Receiver
 from alarms.runner import run_alarms
+from bench.private import bench_settings, private_influxd
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines, encode_point
@@ -47,23 +48,17 @@ from sensornet.registry.store import DeviceInfo, open_registry
 from sensornet.settings import Settings
 from sensornet.topics import device_topic
 from wiring.parts import register_fleet, run_ingester
-from wiring.services import InfluxDB, Mosquitto, broker_acl, free_port
+from wiring.services import Mosquitto, broker_acl, free_port
 
 AREAS = ("jingansi", "beizhan", "caojiadu", "daninglu")
 
 
 def _settings(root: Path, batch: int) -> Settings:
-    return Settings(
-        state_dir=root,
-        mqtt_port=free_port(),
-        influx_url=f"http://127.0.0.1:{free_port()}",
-        influx_rpc_port=free_port(),
-        influx_db="bench",
-        ingest_client_id="bench-ingester",
+    return bench_settings(
+        root,
         mqtt_fleet_password=secrets.token_urlsafe(16),  # the bench's private broker only
         northbound_batch_size=batch,
         alarm_interval_s=1.0,
-        _env_file=None,
     )
 
 
@@ -85,12 +80,7 @@ async def run_bench(
                 settings.topic_prefix, settings.mqtt_ingest_user, settings.mqtt_fleet_user
             ),
         )
-        influxd = InfluxDB(
-            name="influxd",
-            home=root / "influxdb",
-            port=settings.influx_port,
-            rpc_port=settings.influx_rpc_port,
-        )
+        influxd = private_influxd(root, settings)
         broker.start()
         influxd.start()
         try:

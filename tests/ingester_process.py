@@ -33,9 +33,10 @@ class IngesterProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = settings.state_dir / f"{self.client_id}.log"
 
-    def start(self) -> None:
+    def env(self) -> dict[str, str]:
+        """The environment ``sensornet ingest`` runs with: this test's services."""
         s = self.settings
-        env = {
+        return {
             **os.environ,
             "SENSORNET_STATE_DIR": str(s.state_dir),
             "SENSORNET_MQTT_PORT": str(s.mqtt_port),
@@ -51,10 +52,12 @@ class IngesterProcess:
             "SENSORNET_REGISTRY_URL": s.registry_database_url,
             **self.extra_env,
         }
+
+    def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "ingest", "--verbose"],
-                env=env,
+                env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=self._limits(),

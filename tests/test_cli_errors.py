@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ingester_process import IngesterProcess
 from support import wait_until
 
 from sensornet.settings import Settings
@@ -148,16 +149,9 @@ async def test_ingest_retries_until_the_broker_comes_up(
 ) -> None:
     broker.stop()
     log = settings.state_dir / "ingest.log"
-    env = {
-        **os.environ,
-        "SENSORNET_STATE_DIR": str(settings.state_dir),
-        "SENSORNET_MQTT_PORT": str(settings.mqtt_port),
-        "SENSORNET_MQTT_INGEST_PASSWORD": settings.mqtt_ingest_password.get_secret_value(),
-        "SENSORNET_INFLUX_URL": settings.influx_url,
-        "SENSORNET_INFLUX_DB": settings.influx_db,
-        "SENSORNET_INGEST_METRICS_PORT": str(free_port()),
-        "SENSORNET_REGISTRY_URL": settings.registry_database_url,
-    }
+    env = IngesterProcess(
+        settings, extra_env={"SENSORNET_INGEST_METRICS_PORT": str(free_port())}
+    ).env()
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cli.main", "ingest", "--verbose",

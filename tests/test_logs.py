@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import httpx
+from ingester_process import IngesterProcess
 from support import mqtt_client, wait_until
 
 from sensornet.logs import JsonFormatter, batch_id
@@ -82,18 +83,8 @@ async def test_api_lines_are_json_with_the_request_id(settings: Settings) -> Non
 async def test_ingester_lines_are_json_with_the_batch_id(settings: Settings) -> None:
     fleet = default_fleet(3)
     await register_fleet(settings, fleet)
-    env = {
-        **os.environ,
-        "SENSORNET_STATE_DIR": str(settings.state_dir),
-        "SENSORNET_LOG_FORMAT": "json",
-        "SENSORNET_MQTT_PORT": str(settings.mqtt_port),
-        "SENSORNET_MQTT_INGEST_PASSWORD": settings.mqtt_ingest_password.get_secret_value(),
-        "SENSORNET_INFLUX_URL": settings.influx_url,
-        "SENSORNET_INFLUX_DB": settings.influx_db,
-        "SENSORNET_INGEST_METRICS_PORT": str(free_port()),
-        "SENSORNET_REGISTRY_URL": settings.registry_database_url,
-        "SENSORNET_INGEST_CLIENT_ID": settings.ingest_client_id,
-    }
+    extra = {"SENSORNET_LOG_FORMAT": "json", "SENSORNET_INGEST_METRICS_PORT": str(free_port())}
+    env = IngesterProcess(settings, extra_env=extra).env()
     log = settings.state_dir / "ingest.jsonl"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(

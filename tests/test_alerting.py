@@ -180,10 +180,13 @@ async def test_fire_group_repeat_resolve_to_every_receiver(rig: Rig) -> None:
     await notifier.sync([a1, a2], [])
 
     async def fired() -> list[dict[str, Any]]:
-        return rig.hook.bodies("/hook")
+        # grouped: one notification carries both (on a loaded machine Alertmanager may send
+        # the group's first before it holds the second; the next, a group_interval later,
+        # has both)
+        return [n for n in rig.hook.bodies("/hook") if len(n["alerts"]) == 2]
 
     (first, *_) = await wait_until(fired, timeout_s=15)
-    assert first["status"] == "firing" and len(first["alerts"]) == 2  # grouped
+    assert first["status"] == "firing"
     labels = first["alerts"][0]["labels"]
     routed_on = ("rule", "severity", "quantity", "sensor_type", "subdistrict")
     assert {k: labels[k] for k in routed_on} == {
@@ -221,12 +224,18 @@ async def test_fire_group_repeat_resolve_to_every_receiver(rig: Rig) -> None:
 
     await notifier.sync([], [])  # both ended
 
-    async def resolved() -> list[dict[str, Any]]:
-        return [n for n in rig.hook.bodies("/hook") if n["status"] == "resolved"]
+    async def resolved() -> set[str]:
+        ended = [
+            a
+            for n in rig.hook.bodies("/hook")
+            if n["status"] == "resolved"
+            for a in n["alerts"]
+            if a["status"] == "resolved"
+        ]
+        sensors = {a["labels"]["sensor"] for a in ended}
+        return sensors if sensors == {"WL-1", "WL-2"} else set()
 
-    (done, *_) = await wait_until(resolved, timeout_s=15)
-    assert {a["labels"]["sensor"] for a in done["alerts"]} == {"WL-1", "WL-2"}
-    assert all(a["status"] == "resolved" for a in done["alerts"])
+    await wait_until(resolved, timeout_s=15)
     assert notifier.stats.posts_ok >= 2 and notifier.stats.failures == 0
 
 

@@ -30,13 +30,12 @@ from typing import Any
 import aiormq
 import httpx
 
-from bench.ingest import CEILING_BATCH, _metrics, line_of
+from bench.ingest import _metrics, line_of, write_ceiling
 from bench.private import bench_settings, private_influxd
 from gateway_sim.synthetic import make_readings, messages
 from ingest.inputs.amqp import prefetch
 from sensornet.accounting import count_stored
 from sensornet.influx import InfluxClient
-from sensornet.lineprotocol import encode_lines
 from sensornet.settings import Settings
 from sensornet.topics import topic_of_routing_key
 from wiring.parts import default_fleet, register_fleet
@@ -214,10 +213,7 @@ async def _measure(
     async with InfluxClient(settings.influx_url, "ceiling", timeout_s=60) as influx:
         await influx.create_database()
         lines = [line_of(r) for r in make_readings(fleet, n)]
-        t = time.monotonic()
-        for i in range(0, len(lines), CEILING_BATCH):
-            await influx.write(encode_lines(lines[i : i + CEILING_BATCH]))
-        influx_ceiling = n / (time.monotonic() - t)
+        influx_ceiling = await write_ceiling(influx, lines)
         if progress:
             progress(f"ceilings: drain {drain_ceiling:.0f}/s, InfluxDB {influx_ceiling:.0f}/s")
         curve = []

@@ -38,6 +38,17 @@ from wiring.services import InfluxDB, Mosquitto, broker_acl
 CEILING_BATCH = 5000
 
 
+async def write_ceiling(
+    influx: InfluxClient, lines: list[str], database: str | None = None
+) -> float:
+    """InfluxDB's write ceiling: ``lines`` straight to it, ``CEILING_BATCH`` a write, one
+    connection; points per second. Every ingest bench compares against this."""
+    t = time.monotonic()
+    for i in range(0, len(lines), CEILING_BATCH):
+        await influx.write(encode_lines(lines[i : i + CEILING_BATCH]), database=database)
+    return len(lines) / (time.monotonic() - t)
+
+
 def line_of(r: Reading) -> str:
     return encode_point(
         r.device.type,
@@ -164,10 +175,7 @@ async def _measure(
         stored = await count_stored(influx, types)
         # 3. the ceiling: the same points, straight to InfluxDB, 5000 a batch, one connection
         lines = [line_of(r) for r in make_readings(fleet, n)]
-        t = time.monotonic()
-        for i in range(0, len(lines), CEILING_BATCH):
-            await influx.write(encode_lines(lines[i : i + CEILING_BATCH]), database="ceiling")
-        ceiling = n / (time.monotonic() - t)
+        ceiling = await write_ceiling(influx, lines, "ceiling")
     rate = result["readings_per_s"]
     return {
         "bench": "ingest",

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from bench.ingest import CEILING_BATCH, _env, line_of
+from bench.ingest import _env, line_of, write_ceiling
 from bench.private import bench_settings, private_influxd
 from bench.procfs import peak_rss_mb, process_cpu_s
 from gateway_sim.synthetic import Reading, make_readings
@@ -37,7 +37,6 @@ from sensornet.accounting import count_stored
 from sensornet.broker_auth import issue_credentials
 from sensornet.influx import InfluxClient
 from sensornet.keepalive_http import KeepAlivePool
-from sensornet.lineprotocol import encode_lines
 from sensornet.registry.store import open_registry
 from sensornet.settings import Settings
 from wiring.parts import default_fleet, register_fleet
@@ -125,10 +124,7 @@ async def _measure(
             proc.wait(timeout=60)
         stored = await count_stored(influx, types)
         lines = [line_of(r) for r in readings]
-        t = time.monotonic()
-        for i in range(0, len(lines), CEILING_BATCH):
-            await influx.write(encode_lines(lines[i : i + CEILING_BATCH]), database="ceiling")
-        ceiling = n / (time.monotonic() - t)
+        ceiling = await write_ceiling(influx, lines, "ceiling")
     rate = n / elapsed
     return {
         "bench": "ingest",

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
-from bench.ingest import CEILING_BATCH, _drain, _env, _metrics, line_of
+from bench.ingest import _drain, _env, _metrics, line_of, write_ceiling
 from bench.private import bench_settings, private_influxd
 from bench.procfs import peak_rss_mb
 from gateway_sim.lorawan import dev_eui_for, envelopes
@@ -38,7 +38,6 @@ from ingest.inputs.mqtt import MqttSource
 from sensornet.accounting import count_stored
 from sensornet.bulk_publisher import BulkPublisher
 from sensornet.influx import InfluxClient
-from sensornet.lineprotocol import encode_lines
 from sensornet.settings import Settings
 from wiring.lorawan import NS_PUBLISHER, network_server_broker
 from wiring.parts import default_fleet, register_fleet
@@ -188,10 +187,7 @@ async def _measure(
             proc.wait(timeout=60)
         stored = await count_stored(influx, types)
         lines = [line_of(r) for r in make_readings(fleet, n)]
-        t = time.monotonic()
-        for i in range(0, len(lines), CEILING_BATCH):
-            await influx.write(encode_lines(lines[i : i + CEILING_BATCH]), database="ceiling")
-        ceiling = n / (time.monotonic() - t)
+        ceiling = await write_ceiling(influx, lines, "ceiling")
     rate = result["readings_per_s"]
     return {
         "bench": "ingest",

@@ -38,6 +38,20 @@ from wiring.services import InfluxDB, Mosquitto, broker_acl
 CEILING_BATCH = 5000
 
 
+def start_ingester(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``sensornet ingest`` in its own process (its pid gives the RSS figure), logging to
+    ``log_path``. ``SENSORNET_BENCH_PYTHON_ARGS``, e.g. "-m cProfile -o prof.out",
+    profiles it under load."""
+    python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, *python_args, "-m", "cli.main", "ingest"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 async def write_ceiling(
     influx: InfluxClient, lines: list[str], database: str | None = None
 ) -> float:
@@ -156,16 +170,7 @@ async def _measure(
             influxd.stop()
         # 2. the drain, by the production ingester in its own process
         env = {**os.environ, **_env(settings)}
-        log_path = settings.state_dir / "ingester.log"
-        with log_path.open("wb") as log:
-            # e.g. "-m cProfile -o prof.out" to profile the ingester under load
-            python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
-            proc = subprocess.Popen(  # noqa: ASYNC220 - we need its pid for the RSS figure
-                [sys.executable, *python_args, "-m", "cli.main", "ingest"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_ingester(env, settings.state_dir / "ingester.log")
         try:
             result = await _drain(settings, proc, n, outage, influxd, progress)
             rss = peak_rss_mb(proc.pid)

@@ -19,7 +19,6 @@ import asyncio
 import base64
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -29,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench.ingest import _env, line_of, write_ceiling
+from bench.ingest import _env, line_of, start_ingester, write_ceiling
 from bench.private import bench_settings, private_influxd
 from bench.procfs import peak_rss_mb, process_cpu_s
 from gateway_sim.synthetic import Reading, make_readings
@@ -93,15 +92,7 @@ async def _measure(
             "SENSORNET_INGEST_HTTP_PORT": str(settings.ingest_http_port),
         }
         log_path = settings.state_dir / "ingester.log"
-        with log_path.open("wb") as log:
-            # e.g. "-m cProfile -o prof.out" to profile the ingester under load
-            python_args = os.environ.get("SENSORNET_BENCH_PYTHON_ARGS", "").split()
-            proc = subprocess.Popen(  # noqa: ASYNC220 - we need its pid for the RSS figure
-                [sys.executable, *python_args, "-m", "cli.main", "ingest"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_ingester(env, log_path)
         pool = KeepAlivePool(
             f"http://127.0.0.1:{settings.ingest_http_port}",
             max_connections=concurrency,

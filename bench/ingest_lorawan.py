@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -28,7 +26,7 @@ from typing import Any, Literal
 
 import httpx
 
-from bench.ingest import _drain, _env, _metrics, line_of, write_ceiling
+from bench.ingest import _drain, _env, _metrics, line_of, start_ingester, write_ceiling
 from bench.private import bench_settings, private_influxd
 from bench.procfs import peak_rss_mb
 from gateway_sim.lorawan import dev_eui_for, envelopes
@@ -165,14 +163,7 @@ async def _measure(
             "SENSORNET_LORAWAN_MQTT_PASSWORD": settings.lorawan_mqtt_password.get_secret_value(),
             "SENSORNET_LORAWAN_MQTT_CLIENT_ID": settings.lorawan_mqtt_client_id,
         }
-        log_path = settings.state_dir / "ingester.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(  # noqa: ASYNC220 - we need its pid for the RSS figure
-                [sys.executable, "-m", "cli.main", "ingest"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_ingester(env, settings.state_dir / "ingester.log")
         try:
             await _drain(settings, proc, n, False, None, progress)  # type: ignore[arg-type]
             # Received readings can run ahead of the store: a message the broker delivers

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from sensornet.settings import Settings
+from wiring.parts import serve_until_stopped
 
 
 def auth_url(settings: Settings) -> str:
@@ -29,14 +29,4 @@ async def run_broker_auth(
         access_log=False,
         backlog=4096,  # a reconnect storm arrives at once
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    if ready is not None:
-        # uvicorn offers no started event to wait on
-        while not server.started and not task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        ready.set()
-    with contextlib.suppress(asyncio.CancelledError):
-        await stop.wait()
-    server.should_exit = True
-    await task
+    await serve_until_stopped(uvicorn.Server(config), stop, ready)

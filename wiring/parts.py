@@ -11,6 +11,7 @@ import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
@@ -18,6 +19,9 @@ from sensornet.influx import influx_client
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.store import DeviceCache, DeviceInfo, open_registry, upsert_devices
 from sensornet.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("sensornet")
 
@@ -186,7 +190,13 @@ async def run_api(
         lifespan="on",
         proxy_headers=False,  # X-Forwarded-For: only from trusted proxies (api.opendata_routes)
     )
-    server = uvicorn.Server(config)
+    await serve_until_stopped(uvicorn.Server(config), stop, ready)
+
+
+async def serve_until_stopped(
+    server: uvicorn.Server, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    """Run a uvicorn server in this loop until ``stop``; ``ready`` once it listens."""
     task = asyncio.create_task(server.serve())
     if ready is not None:
         # uvicorn offers no started event to wait on

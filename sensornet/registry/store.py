@@ -256,12 +256,16 @@ class DeviceCache:
         self._lock = asyncio.Lock()
         self.version = 0  # changes exactly when the devices do: readers may cache by it
 
-    async def refresh(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._checked_at < self._ttl_s:
+    async def refresh(self, force: bool = False, *, check_now: bool = False) -> None:
+        """Read the sensors again when due and changed; ``check_now``: ask whether they
+        changed even within the TTL (a device just logged in that the cache lacks);
+        ``force``: read them whatever the answer."""
+        due = force or check_now
+        if not due and time.monotonic() - self._checked_at < self._ttl_s:
             return
         async with self._lock:  # one reload for all the requests that found it due
             now = time.monotonic()
-            if not force and now - self._checked_at < self._ttl_s:
+            if not due and now - self._checked_at < self._ttl_s:
                 return
             fingerprint = await devices_fingerprint(self._engine)
             if (

@@ -34,6 +34,7 @@ from ingest.inputs.http_server import HttpServer, Request, Response
 from sensornet.broker_auth import broker_entries, verify
 from sensornet.formats import FORMATS
 from sensornet.http_push import (
+    DEVICE_FORMATS,
     FORMAT_TYPES,
     JSON_TYPES,
     MAX_IDEMPOTENCY_KEY,
@@ -47,6 +48,7 @@ from sensornet.http_push import (
 )
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import devices_fingerprint
+from sensornet.sensor_community import node_of_login, pushed_chip
 from sensornet.topics import device_topic
 
 if TYPE_CHECKING:
@@ -185,18 +187,44 @@ class HttpInput:
                                         f"credentials of integration {name!r} cannot push "
                                         f"to {route.name!r}", "forbidden")  # fmt: skip
                 return f"integration:{name}"
-        if route.auth == "integration" or user is None:
+        per_device = route.auth == "device" or route.fmt in DEVICE_FORMATS
+        if not per_device or user is None:
             return self._refuse(401, "Bad credentials", "unknown integration or wrong token",
                                 "bad_credentials", **challenge)  # fmt: skip
+        if route.auth == "integration":
+            user = self._node_login(user)
         encoded = self._hashes.get(user)
         if encoded is None or not verify(secret, encoded):
             return self._refuse(401, "Bad credentials", "unknown device or wrong password",
                                 "bad_credentials", **challenge)  # fmt: skip
-        if user != route.name:
+        if route.auth == "device" and user != route.name:
             return self._refuse(403, "Not this device's route",
                                 f"credentials of {user!r} cannot push for {route.name!r}",
                                 "forbidden")  # fmt: skip
         return f"device:{user}"
+
+    def _node_login(self, user: str) -> str:
+        """A node may log in as its registry id, or as the firmware names it
+        (``esp8266-<chip id>``, its ``X-Sensor``): that is resolved to the id."""
+        chip = node_of_login(user)
+        if chip is None or user in self._hashes:
+            return user
+        device = self._devices.resolve("sc_chip", chip)
+        return user if device is None else device.id
+
+    def _own_node(self, device_id: str, body: bytes, headers: dict[str, str]) -> Response | None:
+        """A device's own credentials on an integration route (``DEVICE_FORMATS``) push
+        its own readings only: the node the push names must be the one logged in."""
+        chip = pushed_chip(body, headers.get("x-sensor"))
+        if chip is None:
+            return None  # names no node: the decoder refuses it with its reason
+        device = self._devices.get(device_id)
+        if device is None or device.sc_chip != chip:
+            mine = "no node" if device is None or not device.sc_chip else device.sc_chip
+            return self._refuse(403, "Not this node's push", f"credentials of {device_id!r} "
+                                f"(chip {mine}) cannot push for node {chip!r}; register the "
+                                "node's chip id (sc_chip) on its sensor", "forbidden")  # fmt: skip
+        return None
 
     # -- requests --------------------------------------------------------------------------
     def _refuse(
@@ -229,6 +257,10 @@ class HttpInput:
         body = self._body(request)
         if isinstance(body, Response):
             return body
+        if route.auth == "integration" and principal.startswith("device:"):
+            foreign = self._own_node(principal.removeprefix("device:"), body, request.headers)
+            if foreign is not None:
+                return foreign
         passed = header_segments(fmt, request.headers)
         if passed is None:
             return self._refuse(400, "Bad header", f"a header {fmt} reads holds characters "

@@ -66,6 +66,10 @@ class DeviceInfo:
         return frozenset((self.id, self.gateway_id))
 
 
+#: How long a connection to a SQLite registry waits for another process's write lock.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     """A SQLite registry file in write-ahead-log mode, every commit still fsync'd.
 
@@ -96,7 +100,10 @@ async def open_registry(url: str) -> AsyncIterator[AsyncEngine]:
     )
     if sqlite_file:
         Path(str(database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+    # a SQLite writer waits for another's commit up to SQLITE_BUSY_TIMEOUT_S (the sqlite3
+    # module's default, 5 s, was shorter than a commit held up by a busy event loop)
+    args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite_file else {}
+    engine = create_async_engine(url, connect_args=args)
     if sqlite_file:
         event.listen(engine.sync_engine, "connect", _sqlite_wal)
     try:

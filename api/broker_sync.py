@@ -5,6 +5,9 @@ words (host, port, file paths) go to the log under the problem's error id."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import Request
 
 from api.problems import concealed
@@ -34,13 +37,30 @@ async def ensure_broker(request: Request) -> None:
 
 async def sync(request: Request, kept: str) -> int:
     """Have the broker accept exactly the registry's devices; ``kept`` says what the
-    registry already holds, for the problem if the broker does not confirm."""
-    try:
+    registry already holds, for the problem if the broker does not confirm. Returns how
+    many devices the broker accepts."""
+    settings = request.app.state.settings
+    async with _confirmed(request, kept):
         return await broker_auth.sync_broker(
-            request.app.state.registry,
-            _target(request),
-            request.app.state.settings.broker_coalesce_s,
+            request.app.state.registry, _target(request), settings.broker_coalesce_s
         )
+    raise AssertionError("unreachable: _confirmed raises or the block returned")
+
+
+async def apply(request: Request, kept: str) -> None:
+    """``sync`` without the count: in the scaled shape (the broker asks the registry at
+    each connection) nothing is read or delivered, so a registration costs its commit."""
+    settings = request.app.state.settings
+    async with _confirmed(request, kept):
+        await broker_auth.apply_to_broker(
+            request.app.state.registry, _target(request), settings.broker_coalesce_s
+        )
+
+
+@contextlib.asynccontextmanager
+async def _confirmed(request: Request, kept: str) -> AsyncIterator[None]:
+    try:
+        yield
     except BrokerSyncError as exc:
         raise concealed(
             exc,

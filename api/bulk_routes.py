@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api.auth import Engineer, Viewer
-from api.broker_sync import sync
+from api.broker_sync import apply
 from api.problems import Problem
 from api.query_common import CsvResponse, GeoJsonResponse
 from sensornet.district import load_district
@@ -54,7 +54,7 @@ async def _import(
 ) -> ImportOut:
     report = await bulk.import_sensors(_registry(request), rows, actor, dry_run)
     if report.applied and report.updated:  # a status change may retire a sensor
-        await sync(request, f"the import is applied ({report.updated} updated)")
+        await apply(request, f"the import is applied ({report.updated} updated)")
     out = ImportOut.model_validate(report.as_dict())
     if report.errors:
         raise Problem(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from api.auth import Engineer, Viewer
-from api.broker_sync import ensure_broker, sync
+from api.broker_sync import apply, ensure_broker
 from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
@@ -48,7 +48,7 @@ async def register_gateway(request: Request, who: Engineer, spec: GatewayIn) -> 
         issued = await broker_auth.issue_credentials(engine, [spec.id], who.actor)
     except SensornetError as exc:
         raise _problem(exc) from exc
-    await sync(request, f"gateway {spec.id} is registered with new credentials (not shown again)")
+    await apply(request, f"gateway {spec.id} is registered with new credentials (not shown again)")
     body = out.model_dump() | {"has_credentials": True}
     return RegisteredGateway(**body, mqtt_username=spec.id, mqtt_password=issued[spec.id])
 
@@ -73,5 +73,5 @@ async def retire_gateway(request: Request, who: Engineer, gateway_id: str) -> Ga
         out = await gateways.retire_gateway(_registry(request), gateway_id, who.actor)
     except SensornetError as exc:
         raise _problem(exc) from exc
-    await sync(request, f"gateway {gateway_id} is retired")
+    await apply(request, f"gateway {gateway_id} is retired")
     return out

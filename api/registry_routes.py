@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from api import bulk_routes, gateway_routes, sensor_view
 from api.auth import Admin, Engineer, Viewer
-from api.broker_sync import ensure_broker, sync
+from api.broker_sync import apply, ensure_broker, sync
 from api.problems import Problem, concealed
 from sensornet import broker_auth
 from sensornet.district import load_district
@@ -97,19 +97,17 @@ async def register_sensor(request: Request, who: Engineer, spec: SensorIn) -> Re
     connect when this returns. 503 if the broker cannot take it (see the problem's detail)."""
     await ensure_broker(request)
     try:
-        out = await registry(request).register(spec, who.actor)
-        issued = await broker_auth.issue_credentials(
-            request.app.state.registry, [spec.id], who.actor
+        out, password = await broker_auth.register_with_credentials(
+            registry(request), spec, who.actor
         )
     except SensornetError as exc:
         raise problem(exc) from exc
-    await sync(
+    await apply(
         request,
         f"{spec.id} is registered with new credentials (not shown again: issue new ones "
         f"with POST /sensors/{spec.id}/credentials)",
     )
-    body = out.model_dump() | {"has_credentials": True}
-    return Registered(**body, mqtt_username=spec.id, mqtt_password=issued[spec.id])
+    return Registered(**out.model_dump(), mqtt_username=spec.id, mqtt_password=password)
 
 
 @router.post("/sensors/{sensor_id}/credentials", response_model=Credentials, tags=["registry"])
@@ -213,7 +211,7 @@ async def change_status(
         out = await registry(request).set_status(sensor_id, change, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    await sync(request, f"{sensor_id} is now {change.status}")
+    await apply(request, f"{sensor_id} is now {change.status}")
     return out
 
 
@@ -224,7 +222,7 @@ async def retire_sensor(request: Request, who: Engineer, sensor_id: str) -> Sens
         out = await registry(request).retire(sensor_id, who.actor)
     except SensornetError as exc:
         raise problem(exc) from exc
-    await sync(request, f"{sensor_id} is retired")  # it leaves the broker's password file
+    await apply(request, f"{sensor_id} is retired")  # it leaves the broker's password file
     return out
 
 

@@ -1,14 +1,20 @@
 """``sensornet bench cluster-auth``: device logins on the RabbitMQ cluster answered by the
 platform from the registry (the scaled shape), with a fleet connected; one JSON line.
 
-1. A 3-node cluster whose HTTP auth backend points at ``api/broker_auth_app.py`` (served
-   in this process), a registry with ``--connected`` devices and their credentials.
+Three kinds of process, as in a deployment: the 3-node cluster, the login endpoint
+(``sensornet broker auth-serve``, its own process, reading the registry file), and the
+connected fleet (``bench.hold_mqtt``, ``--per-process`` devices per process: one process
+may hold 20,000 file descriptors here). This process only registers devices and times.
+
+1. A registry with ``--connected`` devices and their credentials.
 2. Storm: every device connects (spread over the nodes, held open), then all disconnect
-   and connect again; for each storm, logins/s and how many registry queries the login
-   cache made (the second storm should make none per device).
-3. ``--register`` new devices one by one, each registered in the registry (credentials
-   issued) and then connected on a node, until it is accepted: latency of the first and
-   last 100 (a registration costs no broker reload, so the last should be no slower).
+   and connect again; for each storm, logins/s and the registry queries the login cache
+   made per login (the second storm should make none).
+3. ``--register`` new devices one by one, each registered as the API does (sensor,
+   credentials and audit in one commit, ``register_with_credentials``; then
+   ``apply_to_broker``, which in this shape reads and reloads nothing) and connected on a node
+   until accepted: latency of the first and last 100, and what the registry's write
+   took. Then: how many of the fleet are still connected (none disturbed).
 The machine is shared: compare within one run.
 """
 
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -24,13 +32,22 @@ from typing import Any
 
 import httpx
 
-from bench.broker_auth import Held, still_connected
-from sensornet.broker_auth import issue_credentials
+from bench.hold_mqtt import Holders
+from sensornet import broker_coalesce
+from sensornet.broker_auth import (
+    apply_to_broker,
+    broker_target,
+    issue_credentials,
+    register_with_credentials,
+)
 from sensornet.broker_files import connack
-from sensornet.mqtt_wire import connect_packet
+from sensornet.catalogue import load_catalogue
+from sensornet.district import load_district
+from sensornet.registry.schemas import SensorIn
+from sensornet.registry.service import Registry
 from sensornet.registry.store import DeviceInfo, open_registry, upsert_devices
 from sensornet.settings import Settings
-from wiring.broker_auth_service import auth_url, run_broker_auth
+from wiring.broker_auth_service import auth_url
 from wiring.parts import default_fleet
 from wiring.rabbitmq import RabbitCluster
 from wiring.services import free_port
@@ -41,37 +58,15 @@ def devices(prefix: str, n: int) -> list[DeviceInfo]:
     return [replace(model, id=f"{prefix}{i:06d}") for i in range(n)]
 
 
-async def hold(endpoints: list[tuple[str, int]], creds: dict[str, str], refused: list[str]) -> Held:
-    """Connect every device and keep it connected. A refusal under load (the broker's
-    request to the auth endpoint timed out: RabbitMQ then denies) is retried, as a device
-    does, and recorded in ``refused``."""
-    held: Held = []
-    gate = asyncio.Semaphore(100)
-
-    async def one(i: int, user: str) -> None:
-        host, port = endpoints[i % len(endpoints)]
-        for attempt in range(5):
-            async with gate:
-                reader, writer = await asyncio.open_connection(host, port)
-                writer.write(connect_packet(f"held-{user}", user, creds[user], keepalive=0))
-                await writer.drain()
-                ack = await reader.readexactly(4)
-            if ack[3] == 0:
-                held.append((reader, writer))
-                return
-            refused.append(user)
-            writer.close()
-            await asyncio.sleep(0.5 * 2**attempt)
-        raise RuntimeError(f"{user} refused 5 times: {ack[3]}")
-
-    await asyncio.gather(*(one(i, u) for i, u in enumerate(sorted(creds))))
-    return held
-
-
-async def release(held: Held) -> None:
-    for _, writer in held:
-        writer.close()
-    await asyncio.gather(*(w.wait_closed() for _, w in held), return_exceptions=True)
+def spec(device: DeviceInfo) -> SensorIn:
+    return SensorIn(
+        id=device.id,
+        type=device.type,
+        subdistrict=device.subdistrict,
+        lat=device.lat,
+        lon=device.lon,
+        status="active",
+    )
 
 
 async def login_stats(client: httpx.AsyncClient, settings: Settings) -> dict[str, Any]:
@@ -80,93 +75,182 @@ async def login_stats(client: httpx.AsyncClient, settings: Settings) -> dict[str
     return result
 
 
+def per_login(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    logins = after["logins"] - before["logins"]
+    queries = after["device_queries"] - before["device_queries"]
+    return {
+        "logins": logins,
+        "registry_device_queries": queries,
+        "registry_queries_per_login": round(queries / logins, 3) if logins else None,
+        "registry_change_queries": after["change_queries"] - before["change_queries"],
+    }
+
+
+def start_endpoint(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """``sensornet broker auth-serve`` in its own process, on the bench's registry."""
+    env = {
+        **os.environ,
+        "SENSORNET_STATE_DIR": str(settings.state_dir),
+        "SENSORNET_REGISTRY_URL": settings.registry_database_url,
+        "SENSORNET_BROKER_AUTH_HOST": settings.broker_auth_host,
+        "SENSORNET_BROKER_AUTH_PORT": str(settings.broker_auth_port),
+        "SENSORNET_BROKER_LOGINS": "registry",
+    }
+    with log.open("wb") as out:
+        argv = [sys.executable, "-m", "cli.main", "broker", "auth-serve"]
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def wait_endpoint(client: httpx.AsyncClient, settings: Settings, proc: Any) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"auth-serve exited with {proc.returncode}")
+        try:
+            if (await client.get(f"{auth_url(settings)}/stats")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("auth-serve did not answer in 60 s")
+
+
 async def run_bench(
-    connected: int, register: int, budget_s: float, progress: Any
+    connected: int, register: int, budget_s: float, progress: Any, per_process: int = 5000
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sensornet-bench-auth-") as tmp:
         root = Path(tmp)
-        settings = Settings(state_dir=root, broker_auth_port=free_port(), _env_file=None)
+        settings = Settings(
+            state_dir=root,
+            broker_auth_port=free_port(),
+            broker_logins="registry",
+            _env_file=None,
+        )
+        async with open_registry(settings.registry_database_url) as registry:
+            fleet = devices("D", connected)
+            await upsert_devices(registry, fleet)
+            creds = await issue_credentials(registry, [d.id for d in fleet])
         cluster = RabbitCluster(root / "rabbitmq", 3, auth_url=auth_url(settings))
         cluster.start()
-        stop, ready = asyncio.Event(), asyncio.Event()
-        server = asyncio.create_task(run_broker_auth(settings, stop, ready))
+        endpoint = start_endpoint(settings, root / "auth-serve.log")
         try:
-            await ready.wait()
-            return await _measure(settings, cluster, connected, register, budget_s, progress)
+            return await _measure(
+                settings, cluster, creds, register, budget_s, progress, endpoint, per_process
+            )
         finally:
-            stop.set()
-            await server
+            endpoint.terminate()
+            endpoint.wait(60)
             cluster.stop()
 
 
 async def _measure(
     settings: Settings,
     cluster: RabbitCluster,
-    connected: int,
+    creds: dict[str, str],
     register: int,
     budget_s: float,
     progress: Any,
+    endpoint: Any,
+    per_process: int,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "bench": "cluster-auth",
         "nodes": len(cluster.nodes),
-        "connected": connected,
+        "connected": len(creds),
+        "per_process": per_process,
         "loadavg_start": os.getloadavg()[0],
     }
     endpoints = cluster.mqtt_endpoints()
-    async with open_registry(settings.registry_database_url) as registry:
-        fleet = devices("D", connected)
-        await upsert_devices(registry, fleet)
-        creds = await issue_credentials(registry, [d.id for d in fleet])
-        async with httpx.AsyncClient(timeout=30) as client:
-            for storm in ("first_storm", "reconnect_storm"):
-                before = await login_stats(client, settings)
-                t0 = time.perf_counter()
-                refused: list[str] = []
-                held = await hold(endpoints, creds, refused)
-                elapsed = time.perf_counter() - t0
-                after = await login_stats(client, settings)
-                out[storm] = {
-                    "logins": after["logins"] - before["logins"],
-                    "logins_per_s": round(connected / elapsed),
-                    "refused_then_retried": len(refused),
-                    "registry_device_queries": after["device_queries"] - before["device_queries"],
-                    "registry_change_queries": after["change_queries"] - before["change_queries"],
-                }
-                if progress:
-                    progress(f"{storm}: {out[storm]}")
-                if storm == "first_storm":
-                    await release(held)
-            latencies: list[float] = []
-            registry_s: list[float] = []
-            start = time.perf_counter()
-            new = devices("N", register)
-            for i, device in enumerate(new):
-                t = time.perf_counter()
-                await upsert_devices(registry, [device])
-                password = (await issue_credentials(registry, [device.id]))[device.id]
-                registry_s.append(time.perf_counter() - t)
-                host, port = endpoints[i % len(endpoints)]
-                while await asyncio.to_thread(connack, host, port, device.id, password) != 0:
-                    if time.perf_counter() - t > 30:
-                        raise RuntimeError(f"{device.id} never accepted")
-                latencies.append(time.perf_counter() - t)
-                if time.perf_counter() - start > budget_s:
-                    break
-            first, last = latencies[:100], latencies[-100:]
-            out["one_by_one"] = {
-                "registered": len(latencies),
-                "of": register,
-                "total_s": round(time.perf_counter() - start, 2),
-                "first_100_ms": round(sum(first) / len(first) * 1000, 1),
-                "last_100_ms": round(sum(last) / len(last) * 1000, 1),
-                "max_ms": round(max(latencies) * 1000, 1),
-                # of which the registry's own writes (register + issue credentials)
-                "registry_ms": round(sum(registry_s) / len(registry_s) * 1000, 1),
-                "broker_reloads": 0,
+    workdir = settings.state_dir
+    async with httpx.AsyncClient(timeout=30) as client:
+        await wait_endpoint(client, settings, endpoint)
+        for storm in ("first_storm", "reconnect_storm"):
+            before = await login_stats(client, settings)
+            holders = Holders(workdir, endpoints, creds, per_process)
+            try:
+                got = await asyncio.to_thread(holders.connected)
+            except BaseException:
+                holders.close()
+                raise
+            after = await login_stats(client, settings)
+            out[storm] = {
+                "connected": got["connected"],
+                "logins_per_s": round(got["connected"] / got["elapsed_s"]),
+                "refused_then_retried": got["refused_then_retried"],
+                **per_login(before, after),
+                "loadavg": os.getloadavg()[0],
             }
-            out["still_connected"] = await still_connected(held)
-            await release(held)
-            out["login_cache"] = await login_stats(client, settings)
+            if progress:
+                progress(f"{storm}: {out[storm]}")
+            if storm == "first_storm":
+                await asyncio.to_thread(holders.close)
+        try:
+            before = await login_stats(client, settings)
+            out["one_by_one"] = await one_by_one(settings, endpoints, register, budget_s, progress)
+            out["one_by_one"].update(per_login(before, await login_stats(client, settings)))
+            out["still_connected"] = await asyncio.to_thread(holders.still_connected)
+        finally:
+            await asyncio.to_thread(holders.close)
+        out["login_cache"] = await login_stats(client, settings)
     out["loadavg_end"] = os.getloadavg()[0]
     return out
+
+
+def ms(values: list[float]) -> float:
+    return round(sum(values) / len(values) * 1000, 1)
+
+
+async def accepted(host: str, port: int, user: str, password: str) -> bool:
+    try:
+        return await asyncio.to_thread(connack, host, port, user, password) == 0
+    except OSError:
+        return False
+
+
+async def one_by_one(
+    settings: Settings,
+    endpoints: list[tuple[str, int]],
+    register: int,
+    budget_s: float,
+    progress: Any,
+) -> dict[str, Any]:
+    """Register each new device as the API does and wait until it can connect."""
+    target = broker_target(settings)
+    latencies: list[float] = []
+    registry_s: list[float] = []
+    retries = 0  # a refusal or no answer in 5 s, then connected again
+    _, reloads_before = broker_coalesce.stats(target.auth_dir)
+    start = time.perf_counter()
+    async with open_registry(settings.registry_database_url) as engine:
+        registry = Registry(engine, load_catalogue(), load_district())
+        for i, device in enumerate(devices("N", register)):
+            t = time.perf_counter()
+            _, password = await register_with_credentials(registry, spec(device), "bench")
+            await apply_to_broker(engine, target)
+            registry_s.append(time.perf_counter() - t)
+            host, port = endpoints[i % len(endpoints)]
+            while await accepted(host, port, device.id, password) is False:
+                retries += 1
+                if time.perf_counter() - t > 30:
+                    raise RuntimeError(f"{device.id} never accepted")
+            latencies.append(time.perf_counter() - t)
+            if progress and len(latencies) % 1000 == 0:
+                progress(f"registered {len(latencies)}: last 100 {ms(latencies[-100:])} ms")
+            if time.perf_counter() - start > budget_s:
+                break
+    _, reloads_after = broker_coalesce.stats(target.auth_dir)
+    return {
+        "registered": len(latencies),
+        "of": register,
+        "each_connected": len(latencies),
+        "retried": retries,
+        "total_s": round(time.perf_counter() - start, 2),
+        "first_100_ms": ms(latencies[:100]),
+        "last_100_ms": ms(latencies[-100:]),
+        "max_ms": round(max(latencies) * 1000, 1),
+        # of which the registry's write (sensor + credentials + audit, one commit)
+        "registry_first_100_ms": ms(registry_s[:100]),
+        "registry_last_100_ms": ms(registry_s[-100:]),
+        "broker_reloads": reloads_after - reloads_before,
+        "loadavg": os.getloadavg()[0],
+    }

@@ -155,6 +155,9 @@ def cluster_auth(
     connected: Annotated[int, typer.Option(help="Devices registered and connected")] = 10_000,
     register: Annotated[int, typer.Option(help="New devices registered one by one")] = 10_000,
     budget_s: Annotated[float, typer.Option(help="Time limit of the registrations")] = 600.0,
+    per_process: Annotated[
+        int, typer.Option(help="Connected devices per holding process (fd limit)")
+    ] = 5000,
     json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
 ) -> None:
     """Scaled shape: device logins on the RabbitMQ cluster answered from the registry
@@ -162,7 +165,8 @@ def cluster_auth(
     from bench.cluster_auth import run_bench
 
     say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
-    typer.echo(json.dumps(asyncio.run(run_bench(connected, register, budget_s, say))))
+    result = asyncio.run(run_bench(connected, register, budget_s, say, per_process))
+    typer.echo(json.dumps(result))
 
 
 @bench_app.command("broker-coalesce")

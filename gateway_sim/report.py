@@ -19,6 +19,10 @@ Devices that push over the HTTP input are accounted the same way, an answer stan
 the PUBACK: a reading whose request was never answered 2xx (or 422, its refusals being dead
 letters) is lost on the device unless found by its ``seq``; ``*_over_http`` totals give
 their share.
+
+LoRaWAN devices (``sensornet simulate-lorawan --report``, ``gateway_sim.ns_publisher``)
+are accounted the same way again: the fCnt is the ``seq``, the NS's broker's PUBACK the
+acknowledgement.
 """
 
 from __future__ import annotations

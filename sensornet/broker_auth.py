@@ -24,10 +24,11 @@ import hmac
 import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sensornet import broker_files
 from sensornet.broker_coalesce import coalesced
@@ -44,7 +45,8 @@ from sensornet.broker_files import (
 from sensornet.errors import SensornetError
 from sensornet.mqtt_tls import MqttTls
 from sensornet.registry.models import Gateway, Sensor, utcnow
-from sensornet.registry.service import audit
+from sensornet.registry.schemas import SensorIn, SensorOut
+from sensornet.registry.service import Registry, audit, to_out
 from sensornet.reserved import acl_denies, service_users
 from sensornet.settings import Settings
 
@@ -103,25 +105,34 @@ async def issue_credentials(
             raise CredentialsError(f"not registered: {', '.join(missing[:10])}")
         now = utcnow()
         for device_id in wanted:
-            row = rows[device_id]
-            had = row.mqtt_password_hash is not None
-            password = new_password()
-            row.mqtt_password_hash = mosquitto_hash(password, iterations=DEVICE_ITERATIONS)
-            if isinstance(row, Sensor):
-                row.credentials_issued_at = now
-            entity = "sensor" if isinstance(row, Sensor) else "gateway"
-            action = "rotate_credentials" if had else "issue_credentials"
-            audit(
-                session,
-                actor,
-                action,
-                entity,
-                device_id,
-                {"credentials": had},
-                {"credentials": True},
-            )
-            out[device_id] = password
+            out[device_id] = _issue(session, rows[device_id], actor, now)
     return out
+
+
+def _issue(session: AsyncSession, row: Sensor | Gateway, actor: str, now: datetime) -> str:
+    """A new password for ``row``, its hash set and the change audited in ``session``."""
+    had = row.mqtt_password_hash is not None
+    password = new_password()
+    row.mqtt_password_hash = mosquitto_hash(password, iterations=DEVICE_ITERATIONS)
+    if isinstance(row, Sensor):
+        row.credentials_issued_at = now
+    entity = "sensor" if isinstance(row, Sensor) else "gateway"
+    action = "rotate_credentials" if had else "issue_credentials"
+    audit(session, actor, action, entity, row.id, {"credentials": had}, {"credentials": True})
+    return password
+
+
+async def register_with_credentials(
+    registry: Registry, spec: SensorIn, actor: str
+) -> tuple[SensorOut, str]:
+    """Register a sensor and issue its password in one transaction (one commit, both audit
+    rows in it): a sensor is never left registered without the credentials the caller was
+    promised, and a registration costs one commit, not two. Returns the sensor and its
+    password (shown once). Call ``sync_broker`` afterwards."""
+    async with registry.session() as session, session.begin():
+        row = await registry.add(session, spec, actor)
+        password = _issue(session, row, actor, utcnow())
+        return to_out(row), password
 
 
 async def revoke_credentials(
@@ -179,6 +190,19 @@ async def broker_entries(engine: AsyncEngine) -> dict[str, str]:
         return {str(i): str(h) for i, h in [*sensors.all(), *gateways.all()]}
 
 
+async def broker_device_count(engine: AsyncEngine) -> int:
+    """How many devices may connect (``broker_entries``' size, counted by the database: a
+    registration in the scaled shape must not read the whole fleet)."""
+    async with engine.connect() as connection:
+        total = 0
+        for table in (Sensor, Gateway):
+            query = select(func.count()).where(
+                table.mqtt_password_hash.is_not(None), table.status != "retired"
+            )
+            total += int(await connection.scalar(query) or 0)
+        return total
+
+
 def install_static(auth_dir: Path, users: Mapping[str, str], acl: str) -> None:
     """The service identities (the ingester) from their plaintext settings, and the ACL.
     Their passwords are chosen by operators, so they keep mosquitto_passwd's iterations."""
@@ -222,7 +246,19 @@ async def sync_broker(engine: AsyncEngine, target: BrokerTarget, window_s: float
     ``window_s`` of each other."""
 
     if target.asks_registry:  # nothing to deliver: the next connection asks the registry
-        return len(await broker_entries(engine))
+        return await broker_device_count(engine)
+    return await _deliver(engine, target, window_s)
+
+
+async def apply_to_broker(engine: AsyncEngine, target: BrokerTarget, window_s: float = 0.0) -> None:
+    """``sync_broker`` for callers that do not report the count: where the broker asks the
+    registry at each connection this reads nothing at all (a registration in the scaled
+    shape costs its own commit, not a pass over the fleet)."""
+    if not target.asks_registry:
+        await _deliver(engine, target, window_s)
+
+
+async def _deliver(engine: AsyncEngine, target: BrokerTarget, window_s: float) -> int:
 
     async def run() -> int:
         async with broker_files.locked(target.auth_dir):

@@ -34,6 +34,10 @@ JSON_TYPES = frozenset(
     {"application/json", "application/senml+json", "application/senml+cbor",
      "application/cbor", "text/plain", ""}
 )  # fmt: skip
+# Formats of the integration routes that a registered device may also push with its own
+# credentials (Basic: its id and password), for its own readings only: the airrohr
+# firmware posts to one configured path with the user and password set on each node.
+DEVICE_FORMATS = frozenset({"sensor.community"})
 _HEADER_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 FORMAT_TYPES = {
     "application/senml+json": "senml+json",

@@ -210,6 +210,28 @@ def decode_push(
     return Decoded([RawReading(values, None, None, chip, "sc_chip")], [])
 
 
+def node_of_login(user: str) -> str | None:
+    """The chip id of a login name in the firmware's own form of the node's name
+    (``esp8266-<chip id>``, ``esp32-<chip id>``: what it sends as ``X-Sensor``), else None."""
+    match = _X_SENSOR.fullmatch(user)
+    return None if match is None else match[1]
+
+
+def pushed_chip(payload: bytes, x_sensor: str | None) -> str | None:
+    """The chip id a push is for: its ``X-Sensor`` header's (the firmware always sends
+    it), else the body's ``esp8266id``; None when neither is readable (the decoder then
+    refuses the push with its reason)."""
+    if x_sensor is not None:
+        match = _X_SENSOR.fullmatch(x_sensor)
+        return None if match is None else match[1]
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    chip = doc.get("esp8266id") if isinstance(doc, dict) else None
+    return chip if isinstance(chip, str) and _CHIP.fullmatch(chip) else None
+
+
 def _push_family(value_type: str) -> tuple[str | None, str]:
     for prefix, family in PREFIXES.items():
         if value_type.startswith(prefix):

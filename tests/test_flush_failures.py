@@ -137,16 +137,18 @@ async def test_429_waits_its_retry_after_then_spools(
 async def test_registry_down_batches_go_on_with_the_cached_sensors(
     settings: Settings, influx: InfluxClient, fleet: list[DeviceInfo]
 ) -> None:
-    """A registry another process holds locked: each read of it fails after SQLite's busy
-    wait. The flush read it itself, failed with it, and was dropped unread."""
+    """A registry whose every read fails (its sensors table gone, as in a damaged file or
+    a migration half done; another process's lock no longer does it: the registry is in
+    WAL mode, where readers never wait for a writer). The flush read it itself, failed
+    with it, and was dropped unread."""
     ingest = through(settings)
     await register_fleet(settings, fleet)
     async with running(run_ingester, ingest):
-        lock = sqlite3.connect(
+        db = sqlite3.connect(
             settings.state_dir / "registry.db", isolation_level=None, check_same_thread=False
         )
         try:  # in a thread: it may wait out a read of the ingester's, which needs the loop
-            await asyncio.to_thread(lock.execute, "BEGIN EXCLUSIVE")
+            await asyncio.to_thread(db.execute, "ALTER TABLE sensors RENAME TO sensors_away")
             await wait_until(metric(ingest, "sensornet_ingest_registry_stale"), timeout_s=60)
             await publish(settings, fleet, 2_000)
             await all_stored(influx, fleet, 2_000)  # while the registry is still locked
@@ -155,8 +157,8 @@ async def test_registry_down_batches_go_on_with_the_cached_sensors(
             assert found['sensornet_ingest_failures_total{cause="registry"}'] >= 1
             assert found["sensornet_ingest_stored_total"] == 2_000
         finally:
-            lock.execute("ROLLBACK")
-            lock.close()
+            db.execute("ALTER TABLE sensors_away RENAME TO sensors")
+            db.close()
 
         async def fresh() -> bool:
             return (await metrics(ingest))["sensornet_ingest_registry_stale"] == 0

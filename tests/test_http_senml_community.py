@@ -28,6 +28,8 @@ FLEET = [
     DeviceInfo("WS-H1", "weather", "jingansi", 31.22, 121.45, "active", senml_name=URN),
     DeviceInfo("SC-H1", "community_air", "jingansi", 31.22, 121.45, "active",
                sc_chip="13597771"),
+    DeviceInfo("SC-H2", "community_air", "caojiadu", 31.23, 121.44, "active",
+               sc_chip="2222222"),
 ]  # fmt: skip
 # What the airrohr firmware posts to its "own API" (sendDataToOptionalApis)
 PUSH = {
@@ -48,7 +50,7 @@ PUSH = {
 @pytest.fixture
 async def http(
     settings: Settings, influx: InfluxClient
-) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     port = free_port()
     http_settings = settings.model_copy(
         update={"ingest_inputs": ["http"], "ingest_http_port": port,
@@ -56,17 +58,17 @@ async def http(
     )  # fmt: skip
     async with open_registry(http_settings.registry_database_url) as registry:
         await upsert_devices(registry, FLEET)
-        passwords = await issue_credentials(registry, ["WS-H1"], "test")
+        passwords = await issue_credentials(registry, ["WS-H1", "SC-H1", "SC-H2"], "test")
     base = f"http://127.0.0.1:{port}"
     async with running(run_ingester, http_settings), httpx.AsyncClient(base_url=base) as client:
-        yield client, passwords["WS-H1"]
+        yield client, passwords
 
 
 async def test_senml_json_and_cbor_over_http(
-    http: tuple[httpx.AsyncClient, str], influx: InfluxClient
+    http: tuple[httpx.AsyncClient, dict[str, str]], influx: InfluxClient
 ) -> None:
-    client, password = http
-    auth = httpx.BasicAuth("WS-H1", password)
+    client, passwords = http
+    auth = httpx.BasicAuth("WS-H1", passwords["WS-H1"])
     t0 = int(time.time()) - 120
     pack = [{"bn": f"{URN}:", "bt": t0, "n": "temperature", "u": "Far", "v": 73.4},
             {"n": "seq", "v": 1}]  # fmt: skip
@@ -90,7 +92,7 @@ async def test_senml_json_and_cbor_over_http(
 
 
 async def test_the_firmware_push_to_its_own_api(
-    http: tuple[httpx.AsyncClient, str], influx: InfluxClient
+    http: tuple[httpx.AsyncClient, dict[str, str]], influx: InfluxClient
 ) -> None:
     client, _ = http
     # the firmware's custom API settings: this path, user = the integration, password = token
@@ -133,3 +135,46 @@ async def test_the_firmware_push_to_its_own_api(
     assert sorted((str(x["reason"]), x.get("device_raw")) for x in letters) == [
         ("foreign_sensor", None), ("unknown_sensor", "sc_chip:424242")
     ]  # fmt: skip
+
+
+async def test_each_node_pushes_with_its_own_credentials(
+    http: tuple[httpx.AsyncClient, dict[str, str]], influx: InfluxClient
+) -> None:
+    """The firmware's "own API" user and password set per node: the node's registry id
+    (or its ``esp8266-<chip id>``) and its own password, on the same path as the shared
+    token. A wrong password is 401; a node pushing as another node is refused, at the door
+    (403) when its X-Sensor names the other, by the decoder when only the body does."""
+    client, passwords = http
+    route = "/v1/integrations/community/sensor.community"
+    mine = {"x-sensor": "esp8266-13597771", "x-mac-id": "esp8266-a020a6123456"}
+    own = httpx.BasicAuth("SC-H1", passwords["SC-H1"])
+    r = await client.post(route, content=orjson.dumps(PUSH), auth=own, headers=mine)
+    assert r.status_code == 200, r.text
+    as_firmware = httpx.BasicAuth("esp8266-13597771", passwords["SC-H1"])
+    second = {**PUSH, "sensordatavalues": [{"value_type": "SDS_P1", "value": "7.5"}]}
+    r = await client.post(route, content=orjson.dumps(second), auth=as_firmware, headers=mine)
+    assert r.status_code == 200, r.text
+
+    wrong = httpx.BasicAuth("SC-H1", passwords["SC-H2"])
+    r = await client.post(route, content=orjson.dumps(PUSH), auth=wrong, headers=mine)
+    assert r.status_code == 401, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["reason"] == "bad_credentials" and "www-authenticate" in r.headers
+
+    other = httpx.BasicAuth("SC-H2", passwords["SC-H2"])
+    r = await client.post(route, content=orjson.dumps(PUSH), auth=other, headers=mine)
+    assert r.status_code == 403 and r.json()["reason"] == "forbidden", r.text
+    assert "13597771" in r.json()["detail"]
+    r = await client.post(route, content=orjson.dumps(PUSH), auth=other)  # body names SC-H1
+    assert r.status_code == 403 and r.json()["reason"] == "forbidden", r.text
+    theirs_in_body = {"x-sensor": "esp8266-2222222"}
+    r = await client.post(route, content=orjson.dumps(PUSH), auth=other, headers=theirs_in_body)
+    assert r.status_code == 422 and r.json()["reason"] == "foreign_sensor", r.text
+    # a device's credentials open only the routes that take them: not another integration's
+    r = await client.post("/v1/integrations/community/chirpstack", content=b"{}", auth=own)
+    assert r.status_code == 401, r.text
+
+    stored = rows(await influx.query('SELECT * FROM "community_air" ORDER BY time'))
+    assert [(s["sensor_id"], s["pm10"]) for s in stored] == [("SC-H1", 23.17), ("SC-H1", 7.5)]
+    letters = rows(await influx.query('SELECT * FROM "dead_letter"'))
+    assert [x["reason"] for x in letters] == ["foreign_sensor"]

@@ -20,6 +20,7 @@ from alarms.northbound.worker import PushConfig, Worker
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, influx_client
 from sensornet.northbound import store
+from sensornet.northbound.late import NOTE_MARGIN_S
 from sensornet.northbound.secretbox import SecretBox, box_from_settings
 from sensornet.northbound.signing import secret_key
 from sensornet.registry.store import DeviceInfo, load_devices, open_registry
@@ -112,21 +113,22 @@ def push_config(settings: Settings) -> PushConfig:
         settings.northbound_backoff_max_s,
         settings.northbound_pause_after_s,
         settings.northbound_source,
+        settings.influx_timeout_s + NOTE_MARGIN_S,
     )
 
 
 async def quick_commits(engine: AsyncEngine) -> None:
     """On SQLite, the pusher's own connections commit without an fsync each
-    (``journal_mode=WAL``, ``synchronous=NORMAL``): a batch's record took 0.1-1 s on a
-    busy disk, and the next batch waited. A killed pusher loses nothing (the WAL is in
-    the file system); a power cut may lose the last records, whose batches are then sent
-    again with the same event ids (docs/northbound.md). PostgreSQL: unchanged."""
+    (``synchronous=NORMAL``; the registry file is in WAL mode, ``open_registry``): a
+    batch's record took 0.1-1 s on a busy disk, and the next batch waited. A killed pusher
+    loses nothing (the WAL is in the file system); a power cut may lose the last records,
+    whose batches are then sent again with the same event ids (docs/northbound.md).
+    PostgreSQL: unchanged."""
     if engine.dialect.name != "sqlite":
         return
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

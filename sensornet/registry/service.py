@@ -201,14 +201,19 @@ class Registry:
 
     async def register(self, spec: SensorIn, actor: str) -> SensorOut:
         async with self.session() as session, session.begin():
-            if await session.get(Sensor, spec.id) is not None:
-                raise SensorExists(f"sensor {spec.id} is already registered; update it instead")
-            row = self.new_row(spec)
-            await _check_dev_eui(session, spec.dev_eui, spec.id)
-            await _names_free(session, spec.model_dump(), spec.id)
-            session.add(row)
-            audit(session, actor, "register", "sensor", spec.id, None, snapshot(row))
-            return to_out(row)
+            return to_out(await self.add(session, spec, actor))
+
+    async def add(self, session: AsyncSession, spec: SensorIn, actor: str) -> Sensor:
+        """Register within the caller's transaction (with what must commit alongside, e.g.
+        its credentials: ``sensornet.broker_auth.register_with_credentials``)."""
+        if await session.get(Sensor, spec.id) is not None:
+            raise SensorExists(f"sensor {spec.id} is already registered; update it instead")
+        row = self.new_row(spec)
+        await _check_dev_eui(session, spec.dev_eui, spec.id)
+        await _names_free(session, spec.model_dump(), spec.id)
+        session.add(row)
+        audit(session, actor, "register", "sensor", spec.id, None, snapshot(row))
+        return row
 
     async def _change(
         self, sensor_id: str, actor: str, action: str, changes: dict[str, Any]

@@ -29,8 +29,11 @@ from sensornet.northbound import store
 from sensornet.northbound.encode import Item, batch
 from sensornet.northbound.envelope import CONTENT_TYPE, run_id
 from sensornet.northbound.events import Cursor, event_id
+from sensornet.northbound.late_reads import END as LATE_END
+from sensornet.northbound.late_reads import LATE_STREAM, read_late
 from sensornet.northbound.signing import sign_headers
 from sensornet.northbound.sources import (
+    NOTED,
     WRITE_STAMPED,
     Page,
     next_window,
@@ -74,6 +77,7 @@ class PushConfig:
     backoff_max_s: float
     pause_after_s: float
     source: str
+    note_settle_s: float = 15.0  # late notes are read this long after they were written
 
 
 def per_minute(items: list[Item]) -> dict[int, int]:
@@ -123,6 +127,8 @@ class Worker:
                 moved = False
                 for kind in self.sub.spec.kinds:
                     moved |= await self._turn(kind)
+                if NOTED.intersection(self.sub.spec.kinds):
+                    moved |= await self._late_turn()
                 attempt = 0
                 if not moved:
                     self.metrics.lag.labels(self.sub.id).set(0)
@@ -149,7 +155,7 @@ class Worker:
         window = self.windows.get(kind, FIRST_WINDOW_NS)
         page = await read_page(
             self.influx, kind, self.sub.spec, self.catalogue, self.devices(), after, horizon,
-            target, window, self.config.source,
+            target, window, self.config.source, leave_noted=True,
         )  # fmt: skip
         self.windows[kind] = next_window(window, page.rows, target)
         return page
@@ -219,6 +225,38 @@ class Worker:
             return [([], page.upto, b"", page.rows)]
         out[-1] = (out[-1][0], page.upto, out[-1][2], page.rows)
         return out
+
+    async def _late_turn(self) -> bool:
+        """Points stored late (``sensornet.northbound.late``): read from the notes after
+        this stream's cursor, sent in batches of one kind, then recorded at once (cursor
+        and counts, each under its own kind). True if there is more to read at once."""
+        after = self.cursors.get(LATE_STREAM) or Cursor(self.sub.start_ns, "")
+        page = await read_late(
+            self.influx, self.sub.spec, self.sub.start_ns, self.catalogue, self.devices(),
+            after, time.time_ns() - int(self.config.note_settle_s * 1e9), self.cursors,
+            self.config.batch_size * PAGE_BATCHES, self.config.source,
+        )  # fmt: skip
+        if page.upto is None:
+            return False
+        counts: dict[str, dict[int, int]] = {}
+        size = self.config.batch_size
+        i = 0
+        while i < len(page.points):
+            kind = page.points[i][0]
+            items: list[Item] = []
+            while i < len(page.points) and page.points[i][0] == kind and len(items) < size:
+                items.append(page.points[i][1])
+                i += 1
+            await self.deliver(kind, items, batch(items))
+            per = counts.setdefault(kind, {})
+            for t, _, _ in items:
+                per[t // 60_000_000_000] = per.get(t // 60_000_000_000, 0) + 1
+        if page.points or page.upto.key != LATE_END:
+            await store.record_delivery(
+                self.engine, self.sub.id, LATE_STREAM, page.upto, {}, counted_as=counts
+            )
+        self.cursors[LATE_STREAM] = page.upto
+        return bool(page.points) or page.full
 
     def _msg_id(self, kind: Kind, items: list[Item]) -> str:
         res = self.sub.spec.resolution

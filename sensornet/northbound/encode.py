@@ -83,7 +83,8 @@ class SeriesEncoder:
             self.numbers = b"{}"
         self.seconds, self.areas = seconds, areas
 
-    def rows(self, rows: Iterable[list[Any]]) -> list[Item]:
+    def rows(self, rows: Iterable[list[Any]], skip: set[int] | None = None) -> list[Item]:
+        """The rows' items; those timed in ``skip`` are read but not delivered (None)."""
         head, middle, tail, key = self.head, self.middle, self.tail, self.key
         seconds, areas = self.seconds, self.areas
         ti, di, qi, values = self.ti, self.di, self.qi, self.values
@@ -91,6 +92,9 @@ class SeriesEncoder:
         out: list[Item] = []
         for row in rows:
             t = row[ti]
+            if skip and t in skip:
+                out.append((t, key, None))
+                continue
             sec = t // 1_000_000_000
             second = seconds.get(sec)
             if second is None:

@@ -23,10 +23,10 @@ from sensornet.errors import InfluxError
 from sensornet.influx import InfluxClient, ParamValue, check_identifier
 from sensornet.northbound.encode import Item, SeriesEncoder, item
 from sensornet.northbound.events import ALARM_EVENT_MEASUREMENT, Cursor, Event, rfc3339_ns
+from sensornet.northbound.late import STATUS_MEASUREMENT, noted, notes_params, notes_query
 from sensornet.northbound.spec import Filter, Kind, Spec
 from sensornet.registry.store import DeviceInfo
 
-STATUS_MEASUREMENT = "device_status"
 #: Kinds whose points are stamped when written (arrival, decision): a short settle does.
 WRITE_STAMPED: frozenset[Kind] = frozenset({"status", "alarms"})
 _NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
@@ -35,6 +35,9 @@ _NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
 #: Series turned into events between two yields to the event loop: a page of thousands of
 #: rows is tens of milliseconds of Python, during which a request's answer would wait.
 SERIES_PER_SLICE = 20
+#: Kinds whose late points the ingester notes (``late``).
+NOTED: frozenset[Kind] = frozenset({"readings", "status"})
+_NOTHING: Mapping[tuple[str, str], set[int]] = {}
 #: A cursor key above every sensor id: ``(t, END)`` means "everything up to t is read".
 END = "\U0010ffff"
 
@@ -141,9 +144,13 @@ _time_key = operator.itemgetter(0, 1)
 
 
 def _reading_items(
-    series: list[dict[str, Any]], kinds: Mapping[str, Mapping[str, str]], source: str
+    series: list[dict[str, Any]],
+    kinds: Mapping[str, Mapping[str, str]],
+    source: str,
+    skip: Mapping[tuple[str, str], set[int]] = _NOTHING,
 ) -> list[Item]:
-    """Readings straight to their CloudEvents JSON (``encode``): the hot path."""
+    """Readings straight to their CloudEvents JSON (``encode``): the hot path. Rows whose
+    time is in ``skip`` of their (measurement, sensor) are read but not delivered."""
     out: list[Item] = []
     seconds: dict[int, bytes] = {}
     areas: dict[Any, bytes] = {}
@@ -154,7 +161,7 @@ def _reading_items(
             source, measurement, sensor_id, s["columns"], kinds.get(measurement, {}),
             seconds, areas,
         )  # fmt: skip
-        out += encoder.rows(s.get("values", []))
+        out += encoder.rows(s.get("values", []), skip.get((measurement, sensor_id)))
     return out
 
 
@@ -165,9 +172,10 @@ def _keyed(
     kinds: Mapping[str, Mapping[str, str]],
     flt: Filter,
     source: str,
+    skip: Mapping[tuple[str, str], set[int]] = _NOTHING,
 ) -> list[Item]:
     if kind == "readings":  # the query filtered them (types, subdistricts, sensors)
-        return _reading_items(series, kinds, source)
+        return _reading_items(series, kinds, source, skip)
     out: list[Item] = []
     for s in series:
         columns, tags = s["columns"], s.get("tags") or {}
@@ -175,8 +183,11 @@ def _keyed(
             row = dict(zip(columns, values, strict=True))
             row.update(tags)
             key, ev = to_event(kind, s["name"], row, devices, kinds)
+            t = int(row["time"])
             keep = ev is not None and flt.matches(ev.sensor_id, ev.type, ev.subdistrict)
-            out.append((int(row["time"]), key, item(ev, source)[2] if keep and ev else None))
+            if keep and ev and t in skip.get((s["name"], ev.sensor_id), ()):
+                keep = False
+            out.append((t, key, item(ev, source)[2] if keep and ev else None))
     return out
 
 
@@ -234,23 +245,32 @@ async def read_page(
     limit: int,
     window_ns: int,
     source: str,
+    leave_noted: bool = False,
 ) -> Page:
     """The events of ``kind`` after ``after`` and within ``window_ns`` of it (not past the
     horizon), in (time, key) order, as CloudEvents JSON with ``source``; a series with
-    ``limit`` rows cuts the page short."""
+    ``limit`` rows cuts the page short. ``leave_noted``: points with a late note are read
+    but not delivered (the pusher delivers them from the notes: ``late``)."""
     if horizon_ns <= after.time_ns and after.key == END:
         return Page([], None)
     until = max(min(after.time_ns + window_ns, horizon_ns), after.time_ns)
     q, params = page_queries(kind, spec.filter, catalogue, after, until, limit)
+    noting = leave_noted and kind in NOTED
+    if noting:
+        q += "; " + notes_query(measurements(kind, spec.filter, catalogue))
+        params |= notes_params(after.time_ns, until)
     body = await influx.query_body(q, params, method="POST")
-    same, rest = [*_statement_series(body), [], []][:2]
+    same, rest, notes = [*_statement_series(body), [], [], []][:3]
+    skip = noted(notes) if noting else _NOTHING
     kinds = quantity_kinds(catalogue)
     flt = spec.filter
     keyed = []
     if after.key != END:
-        keyed = [k for k in _keyed(kind, same, devices, kinds, flt, source) if k[1] > after.key]
+        keyed = [
+            k for k in _keyed(kind, same, devices, kinds, flt, source, skip) if k[1] > after.key
+        ]
     for i in range(0, len(rest), SERIES_PER_SLICE):
-        keyed += _keyed(kind, rest[i : i + SERIES_PER_SLICE], devices, kinds, flt, source)
+        keyed += _keyed(kind, rest[i : i + SERIES_PER_SLICE], devices, kinds, flt, source, skip)
         await asyncio.sleep(0)  # let the request on the wire be answered meanwhile
     keyed.sort(key=_time_key)
     kept, upto, cut = _complete_prefix(keyed, rest, limit, Cursor(until, END))

@@ -277,11 +277,17 @@ class HttpInput:
         if not per_device or user is None:
             return self._refuse(401, "Bad credentials", "unknown integration or wrong token",
                                 "bad_credentials", **challenge)  # fmt: skip
+        login = user
         if route.auth == "integration":
-            user = self._node_login(user)
+            user = self._node_login(login)
         encoded = self._hashes.get(user)
         known = encoded is not None and verify(secret, encoded)
-        if not known and not await self._recheck(user, secret):
+        known = known or await self._recheck(user, secret)
+        if not known and route.auth == "integration" and self._node_login(login) != user:
+            user = self._node_login(login)  # a node registered a moment ago, by its chip id
+            encoded = self._hashes.get(user)
+            known = encoded is not None and verify(secret, encoded)
+        if not known:
             return self._refuse(401, "Bad credentials", "unknown device or wrong password",
                                 "bad_credentials", **challenge)  # fmt: skip
         if route.auth == "device" and user != route.name:

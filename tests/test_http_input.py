@@ -255,6 +255,22 @@ async def test_credentials_work_the_moment_they_are_issued(
             assert r.status_code == 200, r.text
             assert [row[2] for row in await stored(influx, device)] == [1]
 
+        # several requests of a device at once, its very first ones: each waits for the
+        # one registry read instead of being refused while it runs
+        await upsert_devices(
+            registry, [DeviceInfo("AQ-BURST", "air_quality", "jingansi", 31.22, 121.45, "active")]
+        )
+        password = (await issue_credentials(registry, ["AQ-BURST"], "test"))["AQ-BURST"]
+        burst = [
+            client.post(
+                "/v1/devices/AQ-BURST/readings",
+                auth=auth("AQ-BURST", password),
+                json={"ts": now, "seq": seq, "pm25": 2.0},
+            )
+            for seq in range(6)
+        ]
+        assert [r.status_code for r in await asyncio.gather(*burst)] == [200] * 6
+
         rotated = (await issue_credentials(registry, ["AQ-H1"], "test"))["AQ-H1"]
         r = await client.post("/v1/devices/AQ-H1/readings", auth=auth("AQ-H1", rotated),
                               json={"ts": now, "seq": 7, "pm25": 4.0})  # fmt: skip

@@ -62,10 +62,10 @@ async def run_ingester(
                 except OSError as exc:
                     if not broker_unreachable(exc) or stop.is_set():
                         raise
+                    # the error names the broker (an input's own: LoRaWAN, AMQP, MQTT)
                     log.error(
-                        "broker %s:%d unreachable (%s); retrying in %.0f s",
-                        settings.mqtt_host, settings.mqtt_port, exc, delay,
-                    )  # fmt: skip
+                        "broker unreachable (%s); retrying in %.0f s", str(exc) or repr(exc), delay
+                    )
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()

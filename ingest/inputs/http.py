@@ -117,6 +117,7 @@ class HttpInput:
         self._hashes: dict[str, str] = {}
         self._rechecked: OrderedDict[str, float] = OrderedDict()  # device -> when
         self._sync_task: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[None]] = {}  # device -> its recheck
         self._sync_started = float("-inf")
         self._fingerprint: tuple[object, ...] | None = None
         self._loaded_at = float("-inf")
@@ -141,7 +142,7 @@ class HttpInput:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in (self._refresher, self._sync_task):
+        for task in (self._refresher, self._sync_task, *self._pending.values()):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -225,12 +226,23 @@ class HttpInput:
         await self._load_credentials()
         await self._devices.refresh(check_now=True)
 
+    async def _sync_for(self, key: str) -> None:
+        """A registry read on behalf of ``key`` (a device) within its rate limit; while
+        one is pending, the key's other requests wait for it rather than go without."""
+        pending = self._pending.get(key)
+        if pending is None and self._may_recheck(key):
+            pending = self._pending[key] = asyncio.ensure_future(self._sync())
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
+
     async def _recheck(self, device_id: str, secret: str) -> bool:
         """Whether ``secret`` is the device's password by the registry read now
-        (credentials issued or rotated since the last read), when the limits allow."""
-        if not self._may_recheck(device_id):
-            return False
-        await self._sync()
+        (credentials issued or rotated since the last read), when the limits allow. The
+        device's other requests meanwhile wait for the same read (a device that just got
+        its password may send several at once; each would be a 401 otherwise)."""
+        await self._sync_for(device_id)
         encoded = self._hashes.get(device_id)
         return encoded is not None and verify(secret, encoded)
 
@@ -241,8 +253,7 @@ class HttpInput:
         devices = self._devices
         if devices.get(device_id) is not None or devices.is_gateway(device_id):
             return
-        if self._may_recheck(f"cache:{device_id}"):
-            await self._sync()
+        await self._sync_for(f"cache:{device_id}")
 
     async def _authenticate(self, route: Route, headers: dict[str, str]) -> str | Response:
         """The principal (``device:<id>`` or ``integration:<name>``), or the refusal."""
@@ -266,11 +277,17 @@ class HttpInput:
         if not per_device or user is None:
             return self._refuse(401, "Bad credentials", "unknown integration or wrong token",
                                 "bad_credentials", **challenge)  # fmt: skip
+        login = user
         if route.auth == "integration":
-            user = self._node_login(user)
+            user = self._node_login(login)
         encoded = self._hashes.get(user)
         known = encoded is not None and verify(secret, encoded)
-        if not known and not await self._recheck(user, secret):
+        known = known or await self._recheck(user, secret)
+        if not known and route.auth == "integration" and self._node_login(login) != user:
+            user = self._node_login(login)  # a node registered a moment ago, by its chip id
+            encoded = self._hashes.get(user)
+            known = encoded is not None and verify(secret, encoded)
+        if not known:
             return self._refuse(401, "Bad credentials", "unknown device or wrong password",
                                 "bad_credentials", **challenge)  # fmt: skip
         if route.auth == "device" and user != route.name:

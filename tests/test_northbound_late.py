@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import orjson
 from faultproxy import FaultProxy
 from northbound_support import PusherProcess, fast, subscribe
@@ -22,7 +25,7 @@ from sensornet.northbound import store
 from sensornet.registry.store import DeviceInfo, open_registry
 from sensornet.settings import Settings
 from sensornet.topics import device_topic
-from wiring.parts import register_fleet, run_ingester
+from wiring.parts import register_fleet, run_api, run_ingester
 
 SENSOR = DeviceInfo("AQ-LATE1", "air_quality", "beizhan", 31.25, 121.46, "active")
 MS = 1_000_000
@@ -57,7 +60,7 @@ async def _acked(settings: Settings, sub_id: str) -> int:
 
 
 async def test_backfill_and_band_readings_pushed_once(
-    settings: Settings, influx: InfluxClient
+    settings: Settings, influx: InfluxClient, api_keys: dict[str, str]
 ) -> None:
     settings = _late_settings(settings)
     await register_fleet(settings, [SENSOR])
@@ -84,8 +87,12 @@ async def test_backfill_and_band_readings_pushed_once(
                 await wait_until(lambda: _has(receiver, owed), 40)
                 await wait_until(lambda: _count(settings, sub_id, len(owed)), 20)
                 await asyncio.sleep(settings.northbound_settle_s + 8)  # nothing else comes
+                account = await _accounting(settings, api_keys["engineer"], sub_id, start_ns)
             finally:
                 assert pusher.stop() == 0, pusher.log.read_text()[-2000:]
+    readings = account["streams"]["readings"]
+    assert readings["expected"] == readings["acknowledged"] == len(owed), account
+    assert readings["pending"] == 0
     assert receiver.got.bad_signatures == 0
     assert receiver.got.ids == set(owed)
     assert _once(receiver, owed)
@@ -128,6 +135,26 @@ async def test_spool_replayed_after_an_influxdb_outage_is_pushed(
     assert receiver.got.ids == set(first + during)
     assert _once(receiver, first + during)
     assert await _acked(settings, sub_id) == 1 + len(during)
+
+
+async def _accounting(settings: Settings, key: str, sub_id: str, start_ns: int) -> Any:
+    """The API's account of the subscription from its start to the next whole minute."""
+    minute = 60 * 10**9
+    window = {
+        "start": datetime.fromtimestamp(start_ns // minute * 60, UTC).isoformat(),
+        "end": datetime.fromtimestamp((time.time_ns() // minute + 1) * 60, UTC).isoformat(),
+    }
+    async with (
+        running(run_api, settings),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{settings.api_port}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ) as api,
+    ):
+        answer = await api.get(f"/northbound/subscriptions/{sub_id}/accounting", params=window)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
 
 
 async def _has(receiver: Receiver, ids: list[str]) -> bool:

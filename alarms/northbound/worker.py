@@ -55,6 +55,9 @@ PAGE_BATCHES = 10
 FIRST_WINDOW_NS = 60_000_000_000
 #: Pages read ahead of the one being sent (their rows are on the way to bodies meanwhile).
 READ_AHEAD = 2
+#: Acknowledged batches recorded together (and at the end of each turn): a record is a
+#: registry transaction, whose cost on this process is the same for one batch or five.
+RECORD_EVERY = 5
 #: Acknowledged batches that may wait for their record while one is being written.
 MAX_UNRECORDED = 10
 
@@ -304,10 +307,11 @@ class Worker:
 
 
 class _Recorder:
-    """Group commit of delivered batches: while one record is being written, the batches
-    acknowledged meanwhile wait and go in the next transaction together (their cursor is
-    the last one's, their counts summed). At most ``MAX_UNRECORDED`` wait; a crash resends
-    them (same ids) and counts nothing twice, since counts move with the cursor."""
+    """Group commit of delivered batches: ``RECORD_EVERY`` at a time, and while one record
+    is being written, the batches acknowledged meanwhile wait and go in the next together
+    (their cursor is the last one's, their counts summed). At most ``MAX_UNRECORDED``
+    wait; a crash resends them (same ids) and counts nothing twice, since counts move with
+    the cursor."""
 
     def __init__(self, worker: Worker, kind: Kind) -> None:
         self.worker, self.kind = worker, kind
@@ -316,6 +320,8 @@ class _Recorder:
 
     async def add(self, upto: Cursor, items: list[Item]) -> None:
         self.waiting.append((upto, items))
+        if len(self.waiting) < RECORD_EVERY:
+            return
         if self.task is not None and not self.task.done() and len(self.waiting) < MAX_UNRECORDED:
             return
         if self.task is not None:

@@ -12,6 +12,7 @@ from sensornet.influx import InfluxClient, ParamValue, check_identifier
 from sensornet.northbound.encode import Item
 from sensornet.northbound.events import Cursor, rfc3339_ns
 from sensornet.northbound.late import (
+    LATE_MEASUREMENT,
     STATUS_MEASUREMENT,
     Note,
     notes_page_query,
@@ -157,3 +158,34 @@ async def _points(
             for it in items:
                 out[(measurement, sensor_id, it[0])] = it
     return out
+
+
+async def pending_late(
+    influx: InfluxClient,
+    spec: Spec,
+    start_ns: int,
+    kind: Kind,
+    after: Cursor,
+    regular: Cursor,
+    window: tuple[int, int],
+) -> int:
+    """Noted points of ``kind`` timed in ``window`` (``[start, end)``) that the notes'
+    stream has yet to deliver; those the regular cursor has not passed are left out (a
+    count of the regular read's pending has them already)."""
+    params: dict[str, ParamValue] = {
+        "t0": rfc3339_ns(after.time_ns), "a": window[0], "b": window[1],
+    }  # fmt: skip
+    q = (
+        'SELECT "point_time", "measurement", "sensor_id", "ingester" '  # noqa: S608
+        f'FROM "{LATE_MEASUREMENT}" WHERE time >= $t0 AND "point_time" >= $a '
+        'AND "point_time" < $b'
+    )
+    notes, _ = parse_notes(await influx.query_body(q, params, method="POST"), after, 2**62)
+    points = {
+        (n.measurement, n.sensor_id, n.point_time)
+        for n in notes
+        if kind_of(n) == kind
+        and wanted(n, spec, start_ns)
+        and (n.point_time, n.sensor_id) <= (regular.time_ns, regular.key)
+    }
+    return len(points)

@@ -96,8 +96,9 @@ def measurements(kind: Kind, flt: Filter, catalogue: Catalogue) -> list[str]:
 def page_queries(
     kind: Kind, flt: Filter, catalogue: Catalogue, after: Cursor, until_ns: int, limit: int
 ) -> tuple[str, dict[str, ParamValue]]:
-    """Two statements: the rest of the cursor's own instant (rows sharing its time), then
-    the rows after it up to ``until_ns``, at most ``limit`` per series. Grouped by sensor,
+    """Two statements: the rest of the cursor's own instant (rows sharing its time; left
+    out when the cursor says that instant was read whole), then the rows after it up to
+    ``until_ns``, at most ``limit`` per series. Grouped by sensor,
     InfluxDB hands each series over as it is stored instead of merging them all by time
     (several times faster with hundreds of sensors); we sort."""
     params: dict[str, ParamValue] = {
@@ -111,6 +112,8 @@ def page_queries(
         f"SELECT * FROM {source} WHERE time > $t0 AND time <= $h{extra} "  # noqa: S608
         f'GROUP BY "sensor_id" LIMIT {int(limit)}'
     )
+    if after.key == END:  # the cursor's instant was read whole: only the rest
+        return rest, params
     return f"{same}; {rest}", params
 
 
@@ -260,7 +263,10 @@ async def read_page(
         q += "; " + notes_query(measurements(kind, spec.filter, catalogue))
         params |= notes_params(after.time_ns, until)
     body = await influx.query_body(q, params, method="POST")
-    same, rest, notes = [*_statement_series(body), [], [], []][:3]
+    statements = _statement_series(body)
+    if after.key == END:
+        statements.insert(0, [])  # no statement for the cursor's instant
+    same, rest, notes = [*statements, [], [], []][:3]
     skip = noted(notes) if noting else _NOTHING
     kinds = quantity_kinds(catalogue)
     flt = spec.filter

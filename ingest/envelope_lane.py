@@ -54,6 +54,7 @@ from sensornet.rules import MAX_FUTURE_NS, MAX_PAST_NS, READING_KEYS
 
 FORMATS = frozenset({"chirpstack", "tts"})  # the formats of sensornet.lorawan.formats
 MAX_TOPICS = 200_000  # plans kept per topic before starting over (a topic per device)
+MAX_VALUE_SHAPE_SETS = 10_000  # (sensor type, application) pairs with value shapes
 _NOT_A_NAME = READING_KEYS | RESERVED_FIELD_IDS  # a payload key so named is the general path's
 
 
@@ -118,6 +119,8 @@ class EnvelopeLane:
         if version != self._registry_version or len(self._topics) > MAX_TOPICS:
             self._topics.clear()
             self._registry_version = version
+        if len(self._shapes) > MAX_VALUE_SHAPE_SETS:
+            self._shapes.clear()  # applications named by topics: bounded, as topics are
 
     def take(self, fmt: str, topic: str, payload: bytes, now_ns: int, out: EnvelopeOut) -> bool:
         """One network-server MQTT message into ``out``; ``False`` (and nothing added)

@@ -32,6 +32,14 @@ async def queue_empty(cluster: RabbitCluster) -> bool:
     return q.get("messages", 1) == 0
 
 
+async def consumer_nodes(cluster: RabbitCluster, count: int) -> dict[str, str] | None:
+    """``{consumer tag: node name}`` of the readings queue's consumers, once there are
+    ``count`` (the broker's view; its figures lag by the stats interval: callers poll)."""
+    q = await asyncio.to_thread(cluster.queue)
+    found = {c["consumer_tag"]: c["channel_details"]["node"] for c in q.get("consumer_details", [])}
+    return found if len(found) == count else None
+
+
 class RawPublisher:
     """One device's MQTT 3.1.1 connection (RabbitMQ 3.10 speaks no MQTT 5): publishes
     QoS 1 and records which packet ids the broker acknowledged."""

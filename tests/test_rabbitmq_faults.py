@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from typing import Any
 
 import pytest
 from ingester_process import IngesterProcess
-from rabbit_support import publish_all, queue_empty, rabbit_settings
+from rabbit_support import consumer_nodes, publish_all, queue_empty, rabbit_settings
 from support import running, wait_until
 
 from gateway_sim.synthetic import make_readings, messages
@@ -31,6 +32,32 @@ pytestmark = pytest.mark.timeout(300)
 
 DEVICES = 30
 PER_DEVICE = 200  # K = 6,000 readings
+
+
+FIELDS = ("received_messages", "redelivered", "reconnects", "released")
+
+
+async def reports(
+    influx: InfluxClient, ingesters: list[IngesterProcess], since_ns: int, each: bool = False
+) -> Any:
+    """The ingesters' figures (platform_ingest) from their newest report, once every one
+    has reported after ``since_ns``: summed, or by ingester with ``each``."""
+    columns = ", ".join(f'last("{f}") AS "{f}"' for f in FIELDS)
+    series = await influx.query(
+        f'SELECT {columns} FROM "platform_ingest" WHERE time > $t GROUP BY "ingester"',
+        {"t": since_ns},
+    )
+    got = {
+        x["tags"]["ingester"]: dict(
+            zip(FIELDS, (int(v or 0) for v in x["values"][0][1:]), strict=True)
+        )
+        for x in series
+    }
+    if not all(i.client_id in got for i in ingesters):
+        return None
+    if each:
+        return {i.client_id: got[i.client_id] for i in ingesters}
+    return {f: sum(got[i.client_id][f] for i in ingesters) for f in FIELDS}
 
 
 async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
@@ -56,13 +83,13 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
     ):
         per_device[reading.device.id].append((topic.decode(), payload))
 
-    leader = rabbit_cluster.leader()
-    survivors = [n for n in rabbit_cluster.nodes if n is not leader]
-    # the ingesters share one configuration (the surviving nodes: consumers on the node
-    # that dies would give back their own unacknowledged messages too) and differ by name
+    # one configuration for all three, every node listed (nobody knows which node will
+    # die), differing only by name; the names start them on three different nodes
     env = {
         "SENSORNET_INGEST_INPUTS": "amqp",
-        "SENSORNET_AMQP_URLS": ",".join(f"amqp://127.0.0.1:{n.ports.amqp}/" for n in survivors),
+        "SENSORNET_AMQP_URLS": ",".join(
+            f"amqp://127.0.0.1:{n.ports.amqp}/" for n in rabbit_cluster.nodes
+        ),
         "SENSORNET_INGEST_REPORT_INTERVAL_S": "0.5",
         "SENSORNET_INGEST_BATCH_INTERVAL_S": "0.05",
     }
@@ -70,11 +97,20 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
         IngesterProcess(s, client_id=f"ingester-{i}-{s.ingest_client_id}", extra_env=env)
         for i in range(3)
     ]
+    window = prefetch(s.ingest_batch_size, s.ingest_receive_maximum, s.ingest_writes_in_flight)
     endpoints = rabbit_cluster.mqtt_endpoints()
+    leader = rabbit_cluster.leader()
     try:
         async with running(run_broker_auth, s):
             for ingester in ingesters:
                 ingester.start()
+            nodes = await wait_until(lambda: consumer_nodes(rabbit_cluster, 3), timeout_s=60)
+            # the harder case: the ingester killed is not the one on the leader's node, so
+            # the node's death closes a survivor's connection too
+            on_leader = [i for i in ingesters if nodes[i.client_id] == leader.node_name]
+            assert len(on_leader) == 1, nodes
+            killed = next(i for i in ingesters if i not in on_leader)
+            survivors = [i for i in ingesters if i is not killed]
             tasks = [
                 asyncio.create_task(
                     publish_all(endpoints, i, d.id, creds[d.id], per_device[d.id], window=10)
@@ -86,7 +122,22 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
                 return await count_stored(influx, {d.type for d in fleet}) >= k // 4
 
             await wait_until(some_stored, timeout_s=120, interval_s=0.2)
-            ingesters[0].kill()
+            killed_ns = time.time_ns()
+            killed.kill()
+            # cause 1, the killed ingester: its unacknowledged messages return to the head
+            # of the queue, so once the survivors have taken two windows more, all of them
+            # have been given out again
+            base = await wait_until(lambda: reports(influx, survivors, killed_ns + 300_000_000))
+            more = base["received_messages"] + 2 * window
+
+            async def taken() -> dict[str, int] | None:
+                now = await reports(influx, survivors, killed_ns)
+                return now if now and now["received_messages"] >= more else None
+
+            after_ingester = await wait_until(taken, timeout_s=60, interval_s=0.2)
+            assert not all(t.done() for t in tasks), "the stream ended before the node died"
+            # cause 2, the node: the survivor consuming on it loses its connection
+            leader_ns = time.time_ns()
             await asyncio.to_thread(leader.kill)
             acked = await asyncio.gather(*tasks)
             assert sum(len(a) for a in acked) == k  # every publish acknowledged in the end
@@ -110,33 +161,19 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
                 assert (account.missing, account.rejected_total) == (0, 0), account
                 assert account.stored == account.seqs.distinct == PER_DEVICE, account
             await wait_until(lambda: queue_empty(rabbit_cluster), timeout_s=60, interval_s=0.5)
-            emptied_ns = time.time_ns()
-
-            async def reports() -> dict[str, dict[str, int]] | None:
-                """Each survivor's figures, once it reported after the queue emptied."""
-                series = await influx.query(
-                    'SELECT last("redelivered") AS "redelivered", last("reconnects") AS '
-                    '"reconnects" FROM "platform_ingest" WHERE time > $t GROUP BY "ingester"',
-                    {"t": emptied_ns},
-                )
-                got = {
-                    x["tags"]["ingester"]: {
-                        "redelivered": int(x["values"][0][1] or 0),
-                        "reconnects": int(x["values"][0][2] or 0),
-                    }
-                    for x in series
-                }
-                return got if all(i.client_id in got for i in ingesters[1:]) else None
-
-            figures = await wait_until(reports, timeout_s=20)
-            again = sum(f["redelivered"] for f in figures.values())
-            window = prefetch(
-                s.ingest_batch_size, s.ingest_receive_maximum, s.ingest_writes_in_flight
-            )
-            # the killed ingester's window, and the window of any survivor whose own
-            # connection the failover closed (it reconnects; none did in the runs measured)
-            bound = window * (1 + sum(f["reconnects"] for f in figures.values()))
-            assert again <= bound, f"{again} delivered again, prefetch {window}: {figures}"
+            final = await wait_until(lambda: reports(influx, survivors, time.time_ns()))
+            each = await wait_until(lambda: reports(influx, survivors, leader_ns, each=True))
+            # per killed consumer, at most its prefetch: the killed ingester's messages...
+            by_ingester = after_ingester["redelivered"]
+            # ...and the survivor's whose connection died with the node (its unacknowledged
+            # deliveries, and acks the node had not yet applied); the other survivor's
+            # connection lived, and nothing of it came back
+            by_node = final["redelivered"] - by_ingester
+            lost = [i.client_id for i in survivors if each[i.client_id]["reconnects"] > 0]
+            figures = f"window {window}, ingester {by_ingester}, node {by_node}: {each}"
+            assert lost == [on_leader[0].client_id], figures
+            assert by_ingester <= window, figures
+            assert by_node <= window * len(lost), figures
     finally:
         for ingester in ingesters:
             if ingester.proc is not None and ingester.proc.poll() is None:

@@ -19,6 +19,8 @@ from api.query_common import RFC3339
 from sensornet.district import load_district
 from sensornet.errors import SensornetError
 from sensornet.northbound import store
+from sensornet.northbound.events import Cursor
+from sensornet.northbound.late_reads import LATE_STREAM, pending_late
 from sensornet.northbound.progress import (
     MINUTE_NS,
     PENDING_CAP,
@@ -27,6 +29,7 @@ from sensornet.northbound.progress import (
 )
 from sensornet.northbound.secretbox import box_from_settings
 from sensornet.northbound.signing import InvalidSecret, new_secret, secret_key
+from sensornet.northbound.sources import NOTED
 from sensornet.northbound.spec import InvalidSubscription, check_spec
 from sensornet.registry.store import load_devices
 from sensornet.settings import Settings
@@ -189,9 +192,9 @@ async def accounting(
     """``expected``: the events in InfluxDB now that match the subscription, timed in the
     window and not before the subscription's ``start``; ``acknowledged``: those its
     receiver answered 2xx for (each counted once, whatever was resent); ``pending``: those in
-    the window the pusher has yet to deliver; ``settled``: none pending and the window ended
-    longer than the settle time ago, so ``expected - acknowledged`` are events missed (a
-    reading stored later than the settle time behind its cursor), not late ones."""
+    the window the pusher has yet to deliver, points stored late and waiting in their notes
+    included; ``settled``: none pending and the window ended longer than the settle time
+    ago (a point stored late after that is pending again until delivered)."""
     sub = await _found(request, subscription_id)
     if start.tzinfo is None or end.tzinfo is None:
         raise Problem(422, "Invalid window", "start and end need an offset, e.g. Z")
@@ -223,6 +226,12 @@ async def accounting(
                     devices, after, end_ns, settle_ns, 10**9,
                 )  # fmt: skip
                 pending = left.events
+            if kind in NOTED:  # stored late, waiting in the notes (docs/northbound.md)
+                pending += await pending_late(
+                    request.app.state.influx, sub.spec, sub.start_ns, kind,
+                    cursors.get(LATE_STREAM, Cursor(sub.start_ns)), cursors[kind],
+                    (start_ns, end_ns),
+                )  # fmt: skip
         except SensornetError as exc:
             raise Problem(503, "InfluxDB unavailable", "events cannot be counted") from exc
         settle = WRITE_STAMPED_SETTLE_NS if kind in ("status", "alarms") else settle_ns

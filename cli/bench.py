@@ -91,8 +91,8 @@ def bench_pipeline(
     readings: Annotated[int, typer.Option(help="Readings per measured run")] = 100_000,
     rounds: Annotated[int, typer.Option(help="Runs; the best counts")] = 3,
 ) -> None:
-    """CPU per message of the ingest pipeline alone: fast lane vs general path, and the
-    MQTT frame parsing (no broker, no InfluxDB)."""
+    """CPU per message of the ingest pipeline alone: fast lanes vs general path (native
+    messages, LoRaWAN envelopes), and the MQTT frame parsing (no broker, no InfluxDB)."""
     from bench.pipeline import run
 
     typer.echo(json.dumps(run(readings, rounds)))

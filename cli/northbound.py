@@ -16,9 +16,10 @@ def northbound(
 ) -> None:
     """Push subscribed events to their receivers (docs/northbound.md) until stopped."""
     from alarms.northbound.pusher import run_pusher
-    from wiring.parts import stop_on_signals
+    from wiring.parts import quiet_gc, stop_on_signals
 
     setup_logging(verbose)
+    quiet_gc()  # docs/benchmarks.md, "Northbound push"
     settings = settings_from(state_dir=state_dir)
 
     async def main() -> None:

@@ -288,10 +288,8 @@ async def _http_credentials(settings: Any, fleet: list[Any], o: dict[str, Any]) 
                                  f"password in --credentials (e.g. {lacking[0]})")  # fmt: skip
     issued = await issue_fleet_credentials(settings, fleet, "simulator", only=lacking)
     o["credentials"] = {**(o["credentials"] or {}), **issued}
+    # no wait: the HTTP input reads the registry when a device it does not know logs in
     console.print(f"{len(lacking)} device(s) pushing over HTTP got their own credentials")
-    # the HTTP input reads the registry's credentials every 2 s: a request before that
-    # is answered 401, final for a device (found by a run that lost 5 readings so)
-    await asyncio.sleep(REGISTRY_SETTLE_S)
 
 
 async def ingester_reporting(influx: Any, interval_s: float) -> bool:

@@ -70,6 +70,7 @@ class IngestStats:
     unknown_keys: Counter[str] = field(default_factory=Counter)
     http_requests: int = 0  # HTTP input: requests received
     http_refused: Counter[str] = field(default_factory=Counter)  # answered 4xx/5xx, by reason
+    http_registry_lookups: int = 0  # HTTP input: devices looked up in the registry at login
     # pull inputs (sensor_community): pulls by (input, outcome: ok, failed)
     pulls: Counter[tuple[str, str]] = field(default_factory=Counter)
     pending_bytes_peak: int = 0
@@ -163,6 +164,12 @@ class StatsCollector(Collector):
         for reason, count in sorted(s.http_refused.items()):
             http_refused.add_metric([reason], count)
         yield http_refused
+        yield CounterMetricFamily(
+            _P + "http_registry_lookups",
+            "HTTP input: logins of devices it did not know (or that failed) checked against "
+            "the registry itself, rate-limited per device",
+            value=s.http_registry_lookups,
+        )
         pulls = CounterMetricFamily(
             _P + "pulls", "Pull inputs: pulls by input and outcome (ok, failed)",
             labels=["input", "outcome"],

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ingest.envelope_lane import FORMATS as ENVELOPE_FORMATS
+from ingest.envelope_lane import EnvelopeLane
 from ingest.fastlane import FastLane
 from sensornet.catalogue import Catalogue
 from sensornet.codec import decode_payload
@@ -17,6 +19,7 @@ from sensornet.errors import LineProtocolError, PayloadError
 from sensornet.formats import decoder_for
 from sensornet.health import health_line
 from sensornet.lineprotocol import encode_point
+from sensornet.lorawan.keymap import load_keymap
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.records import Decoded, RawReading
 from sensornet.registry.store import DeviceInfo
@@ -92,10 +95,15 @@ class Pipeline:
     )
     _senml_version: object = field(init=False, default=None)
     _fast: FastLane = field(init=False)
+    _envelopes: EnvelopeLane = field(init=False)
     _key_labels: KeyLabels = field(init=False, default_factory=KeyLabels)
 
     def __post_init__(self) -> None:
         self._fast = FastLane(self.catalogue, self.lookup, self.max_payload_bytes, self._key_labels)
+        self._envelopes = EnvelopeLane(
+            self.catalogue, self.resolve, load_keymap(), self.max_payload_bytes,
+            self._key_labels.label, self._health_due,
+        )  # fmt: skip
 
     def process(
         self, messages: Sequence[InboundMessage], now_ns: int, registry_version: object = None
@@ -107,6 +115,7 @@ class Pipeline:
         becomes an ``internal_error`` dead letter: logged with its traceback, and neither
         the batch nor the ingester stalls on it."""
         self._fast.registry_seen(registry_version)
+        self._envelopes.registry_seen(registry_version)
         if registry_version != self._senml_version or len(self._senml_memo) > 100_000:
             self._senml_memo.clear()  # SenML names resolved under another registry
             self._senml_version = registry_version
@@ -234,6 +243,7 @@ class Pipeline:
         out = BatchResult()
         fast = self.use_fast_lane
         readings, pack = self._fast.readings, self._fast.pack
+        envelope = self._envelopes.take
         for m in messages:
             parsed = parse_topic(self.topic_prefix, m.topic)
             if fast and parsed is not None and not m.fmt:
@@ -244,6 +254,13 @@ class Pipeline:
                         continue
                 elif kind == "pack" and pack(m.payload, parsed.device_id, now_ns, arrived, out):
                     continue
+            elif (
+                fast
+                and parsed is None
+                and m.fmt in ENVELOPE_FORMATS
+                and envelope(m.fmt, m.topic, m.payload, now_ns, out)
+            ):
+                continue
             self._process_one(m, parsed, now_ns, out)
         return out
 

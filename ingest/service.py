@@ -19,6 +19,7 @@ from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
 from sensornet.logs import batch_id
 from sensornet.mqtt_wire import InboundMessage
+from sensornet.northbound.late import LateNotes
 from sensornet.registry.store import DeviceCache
 from sensornet.settings import Settings
 from sensornet.unknown_keys import unknown_key_lines
@@ -45,6 +46,7 @@ class Ingester:
         self.settings = settings
         self.influx = influx
         self.devices = devices
+        self.catalogue = catalogue
         self.pipeline = Pipeline(
             catalogue,
             devices.get,
@@ -135,7 +137,12 @@ class Ingester:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set, then write and ack what is in flight."""
         await self.devices.refresh(force=True)
-        writer = DurableWriter(self.influx, self.spool, self.stats, stop)
+        late = LateNotes(
+            [t.measurement for t in self.catalogue.types.values()],
+            self.settings.northbound_settle_s,
+            self.settings.ingest_client_id,
+        )
+        writer = DurableWriter(self.influx, self.spool, self.stats, stop, late=late)
         side_tasks = [
             asyncio.create_task(writer.replay_forever(), name="spool-replay"),
             asyncio.create_task(self._report_forever(stop), name="platform-stats"),

@@ -44,6 +44,7 @@ from sensornet.errors import (
 )
 from sensornet.influx import InfluxClient
 from sensornet.lineprotocol import encode_lines
+from sensornet.northbound.late import LateNotes
 
 log = logging.getLogger("sensornet.ingest")
 
@@ -66,8 +67,12 @@ class DurableWriter:
         stats: IngestStats,
         stop: asyncio.Event,
         retry_budget_s: float = 3.0,
+        late: LateNotes | None = None,
     ) -> None:
+        """``late``: notes for the northbound pusher on points written late (each write,
+        the spool's replay included, notes what is late when it is written)."""
         self.influx = influx
+        self.late = late
         self.spool = spool
         self.stats = stats
         self.stop = stop
@@ -177,7 +182,7 @@ class DurableWriter:
         """400 keeps the good lines and names none of the bad: bisect to find them.
         413 splits. Rewriting lines InfluxDB already took is idempotent."""
         try:
-            await self.influx.write(encode_lines(lines))
+            await self._write_noting(lines)
             self.stats.influx_refusing = False
             return []
         except (InfluxPartialWriteError, InfluxTooLargeError) as exc:
@@ -191,6 +196,22 @@ class DurableWriter:
             half = len(lines) // 2
             first = await self.write_isolating(lines[:half], offset)
             return first + await self.write_isolating(lines[half:], offset + half)
+
+    async def _write_noting(self, lines: list[str]) -> None:
+        """One write, with the notes of its late points in the same request; a write that
+        took long enough for more of its points to become late sends their notes after
+        (sensornet.northbound.late)."""
+        if self.late is None:
+            await self.influx.write(encode_lines(lines))
+            return
+        started = time.time_ns()
+        notes = self.late.notes(lines, started)
+        await self.influx.write(encode_lines(lines + notes if notes else lines))
+        now = time.time_ns()
+        if now - started >= self.late.youngest:
+            more = self.late.notes(lines, now, noted_at=started)
+            if more:
+                await self.influx.write(encode_lines(more))
 
     async def _dead_letter_refused(self, refused: list[str]) -> None:
         """Spooled reading lines InfluxDB refused become dead letters; refused dead-letter

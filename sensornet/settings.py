@@ -349,9 +349,10 @@ class Settings(BaseSettings):
     northbound_settle_s: float = Field(
         30.0,
         ge=0,
-        description="Readings are pushed once their timestamp is this old, so readings "
-        "stored up to this late (device clocks behind, short spool replays) are still "
-        "pushed; later ones are not (docs/northbound.md). Status and alarms: 1 s",
+        description="Readings are pushed once their timestamp is this old; the ingester "
+        "notes readings stored over half of it late, which the pusher delivers from the "
+        "notes (docs/northbound.md, 'Late points'): give the ingester and the pusher the "
+        "same value. Status and alarms: 1 s",
     )
     northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
     northbound_backoff_max_s: float = Field(

@@ -104,6 +104,7 @@ class PusherProcess:
             "SENSORNET_INFLUX_URL": s.influx_url,
             "SENSORNET_INFLUX_DB": s.influx_db,
             "SENSORNET_REGISTRY_URL": s.registry_database_url,
+            "SENSORNET_INFLUX_TIMEOUT_S": str(s.influx_timeout_s),
         }
         for name in (
             "settle_s", "poll_s", "timeout_s", "backoff_max_s", "batch_size", "pause_after_s",

@@ -219,6 +219,79 @@ async def test_refusals_are_problems_with_reasons_and_dead_letters(
     assert [row[2] for row in await stored(influx, "AQ-H1")] == [2]
 
 
+async def test_credentials_work_the_moment_they_are_issued(
+    http_settings: Settings, passwords: dict[str, str], influx: InfluxClient
+) -> None:
+    """A device registered and given credentials while the ingester runs pushes at once
+    (the input's credential cache, refreshed every 2 s, does not know it yet: the registry
+    is asked before answering 401); a rotated password works at once and the old one is
+    refused; a storm of wrong passwords asks the registry once per device, not per request."""
+    http_settings = http_settings.model_copy(update={"ingest_metrics_port": free_port()})
+    base = f"http://127.0.0.1:{http_settings.ingest_http_port}"
+    metrics_url = f"http://127.0.0.1:{http_settings.ingest_metrics_port}/metrics"
+
+    async def lookups(client: httpx.AsyncClient) -> float:
+        text = (await client.get(metrics_url)).text
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith("sensornet_ingest_http_registry_lookups_total")
+        )
+        return float(line.split()[-1])
+
+    async with (
+        running(run_ingester, http_settings),
+        httpx.AsyncClient(base_url=base) as client,
+        open_registry(http_settings.registry_database_url) as registry,
+    ):
+        now = int(time.time())
+        for k in range(3):  # three times, so no lucky refresh in between can pass it
+            device = f"AQ-NEW{k}"
+            await upsert_devices(registry, [DeviceInfo(device, "air_quality", "jingansi",
+                                                       31.22, 121.45, "active")])  # fmt: skip
+            password = (await issue_credentials(registry, [device], "test"))[device]
+            r = await client.post(f"/v1/devices/{device}/readings", auth=auth(device, password),
+                                  json={"ts": now, "seq": 1, "pm25": 3.0})  # fmt: skip
+            assert r.status_code == 200, r.text
+            assert [row[2] for row in await stored(influx, device)] == [1]
+
+        # several requests of a device at once, its very first ones: each waits for the
+        # one registry read instead of being refused while it runs
+        await upsert_devices(
+            registry, [DeviceInfo("AQ-BURST", "air_quality", "jingansi", 31.22, 121.45, "active")]
+        )
+        password = (await issue_credentials(registry, ["AQ-BURST"], "test"))["AQ-BURST"]
+        burst = [
+            client.post(
+                "/v1/devices/AQ-BURST/readings",
+                auth=auth("AQ-BURST", password),
+                json={"ts": now, "seq": seq, "pm25": 2.0},
+            )
+            for seq in range(6)
+        ]
+        assert [r.status_code for r in await asyncio.gather(*burst)] == [200] * 6
+
+        rotated = (await issue_credentials(registry, ["AQ-H1"], "test"))["AQ-H1"]
+        r = await client.post("/v1/devices/AQ-H1/readings", auth=auth("AQ-H1", rotated),
+                              json={"ts": now, "seq": 7, "pm25": 4.0})  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = await client.post("/v1/devices/AQ-H1/readings", auth=auth("AQ-H1", passwords["AQ-H1"]),
+                              json={"ts": now + 1, "seq": 8, "pm25": 4.0})  # fmt: skip
+        assert r.status_code == 401 and r.json()["reason"] == "bad_credentials", r.text
+
+        before = await lookups(client)
+        storm = [
+            client.post(
+                "/v1/devices/AQ-H2/readings", auth=auth("AQ-H2", f"guess-{i}"), json={"pm25": 1.0}
+            )
+            for i in range(40)
+        ]
+        answers = await asyncio.gather(*storm)
+        assert {a.status_code for a in answers} == {401}
+        assert await lookups(client) - before <= 1  # once for AQ-H2 in 5 s, whatever came
+    assert [row[2] for row in await stored(influx, "AQ-H1")] == [7]
+
+
 async def test_retries_are_idempotent(
     http: httpx.AsyncClient, passwords: dict[str, str], influx: InfluxClient
 ) -> None:

@@ -138,7 +138,7 @@ async def test_the_firmware_push_to_its_own_api(
 
 
 async def test_each_node_pushes_with_its_own_credentials(
-    http: tuple[httpx.AsyncClient, dict[str, str]], influx: InfluxClient
+    http: tuple[httpx.AsyncClient, dict[str, str]], influx: InfluxClient, settings: Settings
 ) -> None:
     """The firmware's "own API" user and password set per node: the node's registry id
     (or its ``esp8266-<chip id>``) and its own password, on the same path as the shared
@@ -174,7 +174,22 @@ async def test_each_node_pushes_with_its_own_credentials(
     r = await client.post("/v1/integrations/community/chirpstack", content=b"{}", auth=own)
     assert r.status_code == 401, r.text
 
+    # a node registered and given its password while the ingester runs pushes at once,
+    # logging in by its chip id as the firmware names it
+    async with open_registry(settings.registry_database_url) as registry:
+        node = DeviceInfo("SC-H3", "community_air", "jingansi", 31.22, 121.45, "active",
+                          sc_chip="3333333")  # fmt: skip
+        await upsert_devices(registry, [node])
+        fresh = (await issue_credentials(registry, ["SC-H3"], "test"))["SC-H3"]
+    third = {**PUSH, "esp8266id": "3333333"}
+    r = await client.post(route, content=orjson.dumps(third),
+                          headers={"x-sensor": "esp8266-3333333"},
+                          auth=httpx.BasicAuth("esp8266-3333333", fresh))  # fmt: skip
+    assert r.status_code == 200, r.text
+
     stored = rows(await influx.query('SELECT * FROM "community_air" ORDER BY time'))
-    assert [(s["sensor_id"], s["pm10"]) for s in stored] == [("SC-H1", 23.17), ("SC-H1", 7.5)]
+    assert [(s["sensor_id"], s["pm10"]) for s in stored] == [
+        ("SC-H1", 23.17), ("SC-H1", 7.5), ("SC-H3", 23.17)
+    ]  # fmt: skip
     letters = rows(await influx.query('SELECT * FROM "dead_letter"'))
     assert [x["reason"] for x in letters] == ["foreign_sensor"]

@@ -17,6 +17,7 @@ from alarms.northbound.retry import backoff_s
 from sensornet.catalogue import load_catalogue
 from sensornet.district import load_district
 from sensornet.errors import ConfigError
+from sensornet.northbound.encode import batch
 from sensornet.northbound.envelope import CONTENT_TYPE, batch_body, batch_id
 from sensornet.northbound.events import Event, rfc3339_ns
 from sensornet.northbound.secretbox import SecretBox, SecretUnreadable, secret_box
@@ -28,6 +29,7 @@ from sensornet.northbound.signing import (
     sign_headers,
     verify,
 )
+from sensornet.northbound.sources import _reading_items, quantity_kinds, to_event
 from sensornet.northbound.spec import InvalidSubscription, check_spec
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -140,6 +142,45 @@ def test_envelope_is_a_cloudevents_batch() -> None:
     assert CONTENT_TYPE == "application/cloudevents-batch+json"
     assert batch_id("nb_1", [e]) == batch_id("nb_1", [e]) != batch_id("nb_2", [e])
     assert rfc3339_ns(1_765_000_000 * 10**9) == "2025-12-06T05:46:40.000000000Z"
+
+
+@pytest.mark.parametrize(
+    ("measurement", "columns", "rows"),
+    [
+        (  # numbers, a value missing, no seq, floats Python and orjson write alike
+            "air_quality",
+            ["time", "pm10", "pm25", "seq", "subdistrict"],
+            [[1_765_000_000_123_456_789, 20, 12.5, 7, "beizhan"],
+             [1_765_000_000_999_999_999, None, 1e-05, None, "beizhan"],
+             [1_765_000_001_000_000_000, 1e16, -0.0, 2**40, None],
+             [1_765_000_002_000_000_000, None, None, 3, "jingansi"]],
+        ),
+        (  # booleans and strings: not the numbers' template
+            "street_light",
+            ["time", "mode", "on", "power", "subdistrict"],
+            [[1_765_000_000_000_000_001, 'auto "dusk"\\', True, 40.5, "beizhan"],
+             [1_765_000_000_000_000_002, None, False, None, "beizhan"]],
+        ),
+        ("air_quality", ["time", "seq"], [[1_765_000_000_000_000_001, 1]]),  # no values
+    ],
+)  # fmt: skip
+def test_readings_encoded_from_rows_as_from_events(
+    measurement: str, columns: list[str], rows: list[list[object]]
+) -> None:
+    """The hot path's JSON (straight from InfluxDB's rows) is the events' JSON."""
+    catalogue = load_catalogue()
+    sensor_id = 'AQ-"1"\\é'
+    series = [{"name": measurement, "tags": {"sensor_id": sensor_id}, "columns": columns,
+               "values": rows}]  # fmt: skip
+    items = _reading_items(series, quantity_kinds(catalogue), "/city")
+    kinds = quantity_kinds(catalogue)
+    events = [
+        to_event("readings", measurement, {**dict(zip(columns, r, strict=True)),
+                 "sensor_id": sensor_id}, {}, kinds)[1]
+        for r in rows
+    ]  # fmt: skip
+    assert orjson.loads(batch(items)) == orjson.loads(batch_body(events, "/city"))  # type: ignore[arg-type]
+    assert [(t, k) for t, k, _ in items] == [(int(r[0]), sensor_id) for r in rows]  # type: ignore[call-overload]
 
 
 def test_backoff_grows_to_its_cap_with_jitter() -> None:

@@ -171,7 +171,10 @@ async def test_simulate_command_reports_injected_faults(
     if http_share:
         assert "pushing over HTTP got their own credentials" in err.decode()
         assert 0 < totals["sent_over_http"] < summary["sent"]
-        assert totals["stored_over_http"] > 0 and totals["lost_on_devices_over_http"] == 0
+        assert totals["stored_over_http"] > 0 and totals["lost_on_devices_over_http"] == 0, (
+            summary["http_answers"],
+            err.decode()[-3000:],
+        )
         assert set(summary["http_answers"]) <= {"0", "200", "422", "429"}, summary["http_answers"]
     else:
         assert "sent_over_http" not in totals

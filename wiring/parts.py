@@ -62,10 +62,10 @@ async def run_ingester(
                 except OSError as exc:
                     if not broker_unreachable(exc) or stop.is_set():
                         raise
+                    # the error names the broker (an input's own: LoRaWAN, AMQP, MQTT)
                     log.error(
-                        "broker %s:%d unreachable (%s); retrying in %.0f s",
-                        settings.mqtt_host, settings.mqtt_port, exc, delay,
-                    )  # fmt: skip
+                        "broker unreachable (%s); retrying in %.0f s", str(exc) or repr(exc), delay
+                    )
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
@@ -91,6 +91,13 @@ def tune_gc_for_throughput() -> None:
     """
     import ingest.service  # noqa: F401 - the imports are what there is to freeze
 
+    quiet_gc()
+
+
+def quiet_gc() -> None:
+    """Freeze what the process made so far out of the cycle collector's sight and collect
+    the youngest generation less often (``tune_gc_for_throughput``; the northbound pusher,
+    whose rows and bodies die by reference counting too)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)

@@ -20,6 +20,7 @@ from alarms.northbound.worker import PushConfig, Worker
 from sensornet.catalogue import Catalogue, load_catalogue
 from sensornet.influx import InfluxClient, influx_client
 from sensornet.northbound import store
+from sensornet.northbound.late import NOTE_MARGIN_S
 from sensornet.northbound.secretbox import SecretBox, box_from_settings
 from sensornet.northbound.signing import secret_key
 from sensornet.registry.store import DeviceInfo, load_devices, open_registry
@@ -112,6 +113,7 @@ def push_config(settings: Settings) -> PushConfig:
         settings.northbound_backoff_max_s,
         settings.northbound_pause_after_s,
         settings.northbound_source,
+        settings.influx_timeout_s + NOTE_MARGIN_S,
     )
 
 

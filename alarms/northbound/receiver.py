@@ -36,6 +36,7 @@ class Received:
     requests: int = 0
     refused: int = 0
     bad_signatures: int = 0
+    last_new_at: float = 0.0  # wall clock (time.time) of the last request with a new id
 
     @property
     def unique(self) -> list[dict[str, Any]]:
@@ -126,7 +127,7 @@ class Receiver:
         if headers[":path"] == "/stats":  # for a receiver run as its own process
             self._stats = orjson.dumps(
                 {"ids": len(self.got.ids), "events": len(self.got.events),
-                 "bad_signatures": self.got.bad_signatures}
+                 "bad_signatures": self.got.bad_signatures, "last_new_at": self.got.last_new_at}
             )  # fmt: skip
             return 200
         self.got.requests += 1
@@ -140,11 +141,14 @@ class Receiver:
                 self.got.bad_signatures += 1
                 return 401
         now = time.monotonic()
+        fresh = len(self.got.ids)
         for e in orjson.loads(body):
             self.got.events.append(e)
             if e["id"] not in self.got.ids:
                 self.got.ids.add(e["id"])
                 self.got.arrival[e["id"]] = now
+        if len(self.got.ids) > fresh:
+            self.got.last_new_at = time.time()
         async with self._arrived:
             self._arrived.notify_all()
         if self.faults.delay_s:

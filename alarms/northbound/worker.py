@@ -10,8 +10,11 @@ and the loop ends: no retry for ever, nothing skipped either (the cursor stays).
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +27,14 @@ from alarms.northbound.retry import backoff_s
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient
 from sensornet.northbound import store
-from sensornet.northbound.envelope import CONTENT_TYPE, batch_body, batch_id
-from sensornet.northbound.events import Cursor, Event
+from sensornet.northbound.encode import Item, batch
+from sensornet.northbound.envelope import CONTENT_TYPE, run_id
+from sensornet.northbound.events import Cursor, event_id
+from sensornet.northbound.late_reads import END as LATE_END
+from sensornet.northbound.late_reads import LATE_STREAM, read_late
 from sensornet.northbound.signing import sign_headers
 from sensornet.northbound.sources import (
+    NOTED,
     WRITE_STAMPED,
     Page,
     next_window,
@@ -47,10 +54,17 @@ PAGES_PER_TURN = 20
 PAGE_BATCHES = 10
 #: Time span of a stream's first read; then sized to bring about one page (``next_window``).
 FIRST_WINDOW_NS = 60_000_000_000
-#: How long a request is given to leave before the next body is made (on the same loop).
-ON_THE_WIRE_S = 0.002
-#: Acknowledged batches that may wait for their record while one is being written.
-MAX_UNRECORDED = 10
+#: Pages read ahead of the one being sent (their rows are on the way to bodies meanwhile).
+READ_AHEAD = 2
+#: Requests in flight per subscription, each for its own share of the sensors (a sensor's
+#: events always go the same way, one request after the other: their order is kept).
+LANES = 2
+#: Acknowledged pages that may wait for their record while one is being written.
+MAX_UNRECORDED = 2
+
+
+#: A page cut into lanes of requests (events, body), and the page.
+_Page = tuple[list[list[tuple[list[Item], bytes]]], Page]
 
 
 class Paused(Exception):
@@ -65,14 +79,23 @@ class PushConfig:
     backoff_max_s: float
     pause_after_s: float
     source: str
+    note_settle_s: float = 15.0  # late notes are read this long after they were written
 
 
-def per_minute(events: list[Event]) -> dict[int, int]:
+def per_minute(items: list[Item]) -> dict[int, int]:
+    """Events per minute of their time (items are in time order: one bisection a minute)."""
     out: dict[int, int] = {}
-    for e in events:
-        minute = e.time_ns // 60_000_000_000
-        out[minute] = out.get(minute, 0) + 1
+    i, n = 0, len(items)
+    while i < n:
+        minute = items[i][0] // 60_000_000_000
+        j = bisect.bisect_left(items, (minute + 1) * 60_000_000_000, i, n, key=_time)
+        out[minute] = j - i
+        i = j
     return out
+
+
+def _time(it: Item) -> int:
+    return it[0]
 
 
 class Worker:
@@ -93,6 +116,7 @@ class Worker:
         self.config, self.metrics = config, metrics
         self.cursors: dict[str, Cursor] = {}
         self.windows: dict[str, int] = {}  # time span of the next read, per kind
+        self._lane_of: dict[str, int] = {}  # a key's lane
 
     async def run(self) -> None:
         """Deliver until cancelled or paused; a failure to read InfluxDB or the registry
@@ -106,6 +130,8 @@ class Worker:
                 moved = False
                 for kind in self.sub.spec.kinds:
                     moved |= await self._turn(kind)
+                if NOTED.intersection(self.sub.spec.kinds):
+                    moved |= await self._late_turn()
                 attempt = 0
                 if not moved:
                     self.metrics.lag.labels(self.sub.id).set(0)
@@ -125,14 +151,14 @@ class Worker:
         if kind == "aggregates":
             return await read_aggregates(
                 self.influx, self.sub.spec, self.catalogue, after, now, settle,
-                self.config.batch_size * PAGE_BATCHES,
+                self.config.batch_size * PAGE_BATCHES, self.config.source,
             )  # fmt: skip
         horizon = now - (WRITE_STAMPED_SETTLE_NS if kind in WRITE_STAMPED else settle)
         target = self.config.batch_size * PAGE_BATCHES
         window = self.windows.get(kind, FIRST_WINDOW_NS)
         page = await read_page(
             self.influx, kind, self.sub.spec, self.catalogue, self.devices(), after, horizon,
-            target, window,
+            target, window, self.config.source, leave_noted=True,
         )  # fmt: skip
         self.windows[kind] = next_window(window, page.rows, target)
         return page
@@ -140,69 +166,128 @@ class Worker:
     async def _turn(self, kind: Kind) -> bool:
         """Up to ``PAGES_PER_TURN`` pages of one stream; True if its cursor moved.
 
-        A page holds up to ``PAGE_BATCHES`` batches (one InfluxDB read for several
-        requests); the next page is read while this one is sent, and each batch's record
-        (cursor and counts) is written while the next batch is on the wire. Records are
-        written in order, and only after their batch's 2xx."""
-        page = await self.read(kind, self.cursors[kind])
-        moved = False
+        A reader task reads pages ahead (one InfluxDB read for ``PAGE_BATCHES`` requests,
+        up to ``READ_AHEAD`` pages waiting, their bodies made), while this task sends them.
+        A page's events are split by sensor into ``LANES`` lanes, each sending its batches
+        one at a time on a connection of its own, so a sensor's events stay in order; once
+        every lane has its 2xx the page is recorded (cursor and counts), while the next
+        page is on the wire. Records are written in order, only after their 2xx."""
+        pages: asyncio.Queue[_Page | Exception | None] = asyncio.Queue(READ_AHEAD)
+        reader = asyncio.create_task(self._read_ahead(kind, pages))
         recorder = _Recorder(self, kind)
+        moved = False
         try:
-            for _ in range(PAGES_PER_TURN):
-                if page.upto is None:
-                    break
-                going_on = bool(page.events) or page.more
-                following = asyncio.create_task(self.read(kind, page.upto)) if going_on else None
-                try:
-                    batches = self._batches(page)
-                    body = self._body(batches[0][0])
-                    for i, (events, upto) in enumerate(batches):
-                        if events:
-                            self.metrics.lag.labels(self.sub.id).set(
-                                max(0.0, time.time() - events[0].time_ns / 1e9)
-                            )
-                            sending = asyncio.create_task(self.deliver(events, body))
-                            # the next body is made while this one is on the wire
-                            await asyncio.wait([sending], timeout=ON_THE_WIRE_S)
-                            body = self._body(batches[i + 1][0]) if i + 1 < len(batches) else b""
-                            await sending
-                        if events or page.rows:  # an empty stretch of time is not recorded
-                            await recorder.add(upto, events)
-                except BaseException:
-                    if following is not None:
-                        following.cancel()
-                    raise
+            while (got := await pages.get()) is not None:
+                if isinstance(got, Exception):
+                    raise got
+                lanes, page = got
+                if page.items:
+                    self.metrics.lag.labels(self.sub.id).set(
+                        max(0.0, time.time() - page.items[0][0] / 1e9)
+                    )
+                    await self._send_lanes(kind, lanes)
+                assert page.upto is not None
+                if page.items or page.rows:  # an empty stretch of time is not recorded
+                    await recorder.add(page.upto, page.items)
                 self.cursors[kind] = page.upto
-                moved |= going_on
-                if following is None:
-                    break
-                page = await following
+                moved |= bool(page.items) or page.more
         finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
             await recorder.flush()  # a 2xx already came: its record must not be lost
         return moved
 
-    def _batches(self, page: Page) -> list[tuple[list[Event], Cursor]]:
-        """The page cut into requests; the last one carries the page's own cursor (which
-        may be past its last event, over rows a filter left out)."""
-        assert page.upto is not None
+    async def _send_lanes(self, kind: Kind, lanes: list[list[tuple[list[Item], bytes]]]) -> None:
+        async def lane(batches: list[tuple[list[Item], bytes]]) -> None:
+            for items, body in batches:
+                await self.deliver(kind, items, body)
+
+        tasks = [asyncio.create_task(lane(b)) for b in lanes if b]
+        try:
+            await asyncio.gather(*tasks)
+        finally:  # one lane failed for good (paused) or this task was cancelled
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read_ahead(self, kind: Kind, pages: asyncio.Queue[_Page | Exception | None]) -> None:
+        """Pages after the stream's cursor, each cut into lanes of batches with their
+        bodies; None after the last, or the exception that stopped the reading."""
+        after = self.cursors[kind]
+        try:
+            for _ in range(PAGES_PER_TURN):
+                page = await self.read(kind, after)
+                if page.upto is None:
+                    break
+                await pages.put((self._lanes(page), page))
+                if not (page.items or page.more):
+                    break
+                after = page.upto
+        except Exception as exc:  # the sender raises it, after what was read before
+            await pages.put(exc)
+            return
+        await pages.put(None)
+
+    def _lanes(self, page: Page) -> list[list[tuple[list[Item], bytes]]]:
+        """The page's events split by sensor (key) into ``LANES``, each cut into requests."""
+        split: list[list[Item]] = [[] for _ in range(LANES)]
+        lane_of = self._lane_of
+        for it in page.items:
+            n = lane_of.get(it[1])
+            if n is None:
+                n = lane_of[it[1]] = zlib.crc32(it[1].encode()) % LANES
+            split[n].append(it)
         size = self.config.batch_size
-        out = []
-        for i in range(0, len(page.events), size):
-            chunk = page.events[i : i + size]
-            out.append((chunk, chunk[-1].cursor))
-        if not out:
-            return [([], page.upto)]
-        out[-1] = (out[-1][0], page.upto)
-        return out
+        return [
+            [(part[i : i + size], batch(part[i : i + size])) for i in range(0, len(part), size)]
+            for part in split
+        ]
 
-    def _body(self, events: list[Event]) -> bytes:
-        return batch_body(events, self.config.source) if events else b""
+    async def _late_turn(self) -> bool:
+        """Points stored late (``sensornet.northbound.late``): read from the notes after
+        this stream's cursor, sent in batches of one kind, then recorded at once (cursor
+        and counts, each under its own kind). True if there is more to read at once."""
+        after = self.cursors.get(LATE_STREAM) or Cursor(self.sub.start_ns, "")
+        page = await read_late(
+            self.influx, self.sub.spec, self.sub.start_ns, self.catalogue, self.devices(),
+            after, time.time_ns() - int(self.config.note_settle_s * 1e9), self.cursors,
+            self.config.batch_size * PAGE_BATCHES, self.config.source,
+        )  # fmt: skip
+        if page.upto is None:
+            return False
+        counts: dict[str, dict[int, int]] = {}
+        size = self.config.batch_size
+        i = 0
+        while i < len(page.points):
+            kind = page.points[i][0]
+            items: list[Item] = []
+            while i < len(page.points) and page.points[i][0] == kind and len(items) < size:
+                items.append(page.points[i][1])
+                i += 1
+            await self.deliver(kind, items, batch(items))
+            per = counts.setdefault(kind, {})
+            for t, _, _ in items:
+                per[t // 60_000_000_000] = per.get(t // 60_000_000_000, 0) + 1
+        if page.points or page.upto.key != LATE_END:
+            await store.record_delivery(
+                self.engine, self.sub.id, LATE_STREAM, page.upto, {}, counted_as=counts
+            )
+        self.cursors[LATE_STREAM] = page.upto
+        return bool(page.points) or page.full
 
-    async def deliver(self, events: list[Event], body: bytes | None = None) -> None:
+    def _msg_id(self, kind: Kind, items: list[Item]) -> str:
+        res = self.sub.spec.resolution
+        first, last = items[0], items[-1]
+        return run_id(
+            self.sub.id, event_id(kind, first[1], first[0], res),
+            event_id(kind, last[1], last[0], res), len(items),
+        )  # fmt: skip
+
+    async def deliver(self, kind: Kind, items: list[Item], body: bytes) -> None:
         """Send until the receiver answers 2xx; raises ``Paused`` once it has failed for
         ``pause_after_s``."""
-        body = body or batch_body(events, self.config.source)
-        msg_id = batch_id(self.sub.id, events)
+        msg_id = self._msg_id(kind, items)
         attempt = 0
         while True:
             headers = sign_headers(self.key, msg_id, int(time.time()), body)
@@ -210,7 +295,7 @@ class Worker:
             try:
                 answer = await self.http.post(self.sub.spec.url, content=body, headers=headers)
                 if 200 <= answer.status_code < 300:
-                    self.metrics.delivered.labels(self.sub.id).inc(len(events))
+                    self.metrics.delivered.labels(self.sub.id).inc(len(items))
                     return
                 error = f"HTTP {answer.status_code}: {answer.text[:200]}"
             except httpx.HTTPError as exc:
@@ -237,18 +322,18 @@ class Worker:
 
 
 class _Recorder:
-    """Group commit of delivered batches: while one record is being written, the batches
+    """Group commit of delivered pages: while one record is being written, the pages
     acknowledged meanwhile wait and go in the next transaction together (their cursor is
     the last one's, their counts summed). At most ``MAX_UNRECORDED`` wait; a crash resends
     them (same ids) and counts nothing twice, since counts move with the cursor."""
 
     def __init__(self, worker: Worker, kind: Kind) -> None:
         self.worker, self.kind = worker, kind
-        self.waiting: list[tuple[Cursor, list[Event]]] = []
+        self.waiting: list[tuple[Cursor, list[Item]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def add(self, upto: Cursor, events: list[Event]) -> None:
-        self.waiting.append((upto, events))
+    async def add(self, upto: Cursor, items: list[Item]) -> None:
+        self.waiting.append((upto, items))
         if self.task is not None and not self.task.done() and len(self.waiting) < MAX_UNRECORDED:
             return
         if self.task is not None:
@@ -264,8 +349,8 @@ class _Recorder:
 
     def _take(self) -> tuple[Cursor, dict[int, int]]:
         counts: dict[int, int] = {}
-        for _, events in self.waiting:
-            for minute, n in per_minute(events).items():
+        for _, items in self.waiting:
+            for minute, n in per_minute(items).items():
                 counts[minute] = counts.get(minute, 0) + n
         upto = self.waiting[-1][0]
         self.waiting = []

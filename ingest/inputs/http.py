@@ -59,6 +59,15 @@ log = logging.getLogger("sensornet.ingest.http")
 
 CREDENTIALS_CHECK_S = 2.0  # how often the registry is asked whether credentials changed
 CREDENTIALS_RELOAD_S = 60.0  # read again regardless (a write that bypassed updated_at)
+# A device whose credentials the input does not know, or that fail, makes the input read
+# the registry's credentials again before it answers 401, so credentials issued a moment
+# ago work at once: one read at a time, shared by every request waiting for it, at most
+# one per SYNC_GAP_S (a fingerprint query; the hashes are read only when it changed), and
+# per device at most once per RECHECK_DEVICE_S, so a storm of wrong passwords (or of
+# made-up users) costs the registry a few cheap queries a second, not one per request.
+RECHECK_DEVICE_S = 5.0
+RECHECKS_REMEMBERED = 10_000
+SYNC_GAP_S = 0.1
 REPLAYS_KEPT = 100_000  # idempotency keys remembered (least recently used dropped first)
 REPLAY_TTL_S = 24 * 3600.0
 MAX_REFUSALS_LISTED = 100
@@ -106,6 +115,10 @@ class HttpInput:
             for name, secret in s.ingest_http_integrations.items()
         }
         self._hashes: dict[str, str] = {}
+        self._rechecked: OrderedDict[str, float] = OrderedDict()  # device -> when
+        self._sync_task: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[None]] = {}  # device -> its recheck
+        self._sync_started = float("-inf")
         self._fingerprint: tuple[object, ...] | None = None
         self._loaded_at = float("-inf")
         self._replays: OrderedDict[tuple[str, str], _Replay] = OrderedDict()
@@ -129,10 +142,11 @@ class HttpInput:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in (self._refresher, self._sync_task, *self._pending.values()):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._server.__aexit__(*exc)
 
     async def ready(self) -> None:
@@ -169,7 +183,79 @@ class HttpInput:
             except Exception as exc:
                 log.debug("HTTP input: credentials not refreshed: %r", exc)
 
-    def _authenticate(self, route: Route, headers: dict[str, str]) -> str | Response:
+    def _may_recheck(self, key: str) -> bool:
+        """Whether the registry may be asked again about ``key`` (a device) now; a yes is
+        booked at once, so concurrent requests of one device ask once."""
+        now = time.monotonic()
+        last = self._rechecked.get(key)
+        if last is not None and now - last < RECHECK_DEVICE_S:
+            return False
+        self._rechecked[key] = now
+        self._rechecked.move_to_end(key)
+        while len(self._rechecked) > RECHECKS_REMEMBERED:
+            self._rechecked.popitem(last=False)
+        return True
+
+    async def _sync(self) -> None:
+        """The registry's credentials and sensors read again if they changed, by a read
+        that began after this call: one read at a time, shared by all who wait for it."""
+        arrived = time.monotonic()
+        while True:
+            task = self._sync_task
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+                if self._sync_started >= arrived:
+                    return
+                continue
+            wait = self._sync_started + SYNC_GAP_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            self._sync_started = time.monotonic()
+            self._sync_task = asyncio.create_task(self._sync_once(), name="http-credentials-now")
+            self._sync_task.add_done_callback(self._synced)
+
+    def _synced(self, task: asyncio.Task[None]) -> None:
+        self._sync_task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("HTTP input: registry not read at login: %r", task.exception())
+
+    async def _sync_once(self) -> None:
+        self._stats.http_registry_lookups += 1
+        await self._load_credentials()
+        await self._devices.refresh(check_now=True)
+
+    async def _sync_for(self, key: str) -> None:
+        """A registry read on behalf of ``key`` (a device) within its rate limit; while
+        one is pending, the key's other requests wait for it rather than go without."""
+        pending = self._pending.get(key)
+        if pending is None and self._may_recheck(key):
+            pending = self._pending[key] = asyncio.ensure_future(self._sync())
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
+
+    async def _recheck(self, device_id: str, secret: str) -> bool:
+        """Whether ``secret`` is the device's password by the registry read now
+        (credentials issued or rotated since the last read), when the limits allow. The
+        device's other requests meanwhile wait for the same read (a device that just got
+        its password may send several at once; each would be a 401 otherwise)."""
+        await self._sync_for(device_id)
+        encoded = self._hashes.get(device_id)
+        return encoded is not None and verify(secret, encoded)
+
+    async def _known(self, device_id: str) -> None:
+        """A device that logged in but that the registry cache does not know yet (it was
+        registered a moment ago) is read now, so its readings are not refused as
+        ``unknown_sensor``."""
+        devices = self._devices
+        if devices.get(device_id) is not None or devices.is_gateway(device_id):
+            return
+        await self._sync_for(f"cache:{device_id}")
+
+    async def _authenticate(self, route: Route, headers: dict[str, str]) -> str | Response:
         """The principal (``device:<id>`` or ``integration:<name>``), or the refusal."""
         given = credentials(headers)
         challenge = {"www-authenticate": 'Basic realm="sensornet", charset="UTF-8"'}
@@ -191,16 +277,24 @@ class HttpInput:
         if not per_device or user is None:
             return self._refuse(401, "Bad credentials", "unknown integration or wrong token",
                                 "bad_credentials", **challenge)  # fmt: skip
+        login = user
         if route.auth == "integration":
-            user = self._node_login(user)
+            user = self._node_login(login)
         encoded = self._hashes.get(user)
-        if encoded is None or not verify(secret, encoded):
+        known = encoded is not None and verify(secret, encoded)
+        known = known or await self._recheck(user, secret)
+        if not known and route.auth == "integration" and self._node_login(login) != user:
+            user = self._node_login(login)  # a node registered a moment ago, by its chip id
+            encoded = self._hashes.get(user)
+            known = encoded is not None and verify(secret, encoded)
+        if not known:
             return self._refuse(401, "Bad credentials", "unknown device or wrong password",
                                 "bad_credentials", **challenge)  # fmt: skip
         if route.auth == "device" and user != route.name:
             return self._refuse(403, "Not this device's route",
                                 f"credentials of {user!r} cannot push for {route.name!r}",
                                 "forbidden")  # fmt: skip
+        await self._known(user)
         return f"device:{user}"
 
     def _node_login(self, user: str) -> str:
@@ -248,7 +342,7 @@ class HttpInput:
                                 "no_route")  # fmt: skip
         if request.method != "POST":
             return self._refuse(405, "Method not allowed", "use POST", "method", allow="POST")
-        principal = self._authenticate(route, request.headers)
+        principal = await self._authenticate(route, request.headers)
         if isinstance(principal, Response):
             return principal
         fmt = self._format(route, request.headers)

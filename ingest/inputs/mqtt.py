@@ -13,6 +13,7 @@ list; the private gmqtt parts this needs are all in ``sensornet.mqtt_wire``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -73,9 +74,15 @@ class MqttSource:
         self._client.on_connect = self._on_connect
         self._subacks = 0
         self._subscribed = asyncio.Event()
+        self._refused: tuple[int, ...] = ()
+        self._reads = 0  # socket reads that brought messages: the broker is delivering
         self._hooks = GmqttHooks(self._client)
-        self._frames = FrameReader(on_messages, lambda cmd, body: None)
+        self._frames = FrameReader(self._delivered, lambda cmd, body: None)
         self._hooks.on_publish_packet(self._on_publish)
+
+    def _delivered(self, messages: list[InboundMessage], size: int) -> None:
+        self._reads += 1
+        self._deliver(messages, size)
 
     def _on_publish(self, cmd: int, raw: bytes, connection: object) -> None:
         """A PUBLISH that came through gmqtt's own loop (before ours was installed)."""
@@ -94,6 +101,7 @@ class MqttSource:
     def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
         if any(code >= 0x80 for code in qos):
             log.error("subscription refused by the broker (codes %s): check the ACL", qos)
+            self._refused = tuple(qos)
             return
         self._subacks += 1
         if self._subacks >= len(self._filters):
@@ -104,6 +112,7 @@ class MqttSource:
         # Subscribe on every (re)connect, not only the first: Mosquitto 2.0 does not
         # restore shared subscriptions from its persistence file after a restart.
         self._subacks = 0
+        self._refused = ()
         for topic_filter in self._filters:
             self._client.subscribe(gmqtt.Subscription(topic_filter, qos=1))
 
@@ -128,9 +137,30 @@ class MqttSource:
         await self.subscribed()
 
     async def subscribed(self, timeout_s: float = 10.0) -> None:
-        """Until the broker confirms every subscription (``TimeoutError`` if it does not)."""
-        async with asyncio.timeout(timeout_s):
-            await self._subscribed.wait()
+        """Until the broker confirms every subscription.
+
+        The SUBACK comes after the backlog the broker had queued for the session (up to
+        receive-maximum messages in flight), and reading that backlog may take long: the
+        socket pauses for backpressure while batches are written. So the wait goes on as
+        long as the broker delivers, or the socket is paused; ``TimeoutError`` once it has
+        confirmed nothing and delivered nothing for ``timeout_s``, or refused a filter. (A
+        fixed deadline made a slow drain of large messages, LoRaWAN envelopes, give up the
+        connection, and the broker sent every unacknowledged message again on the next.)"""
+        while not self._subscribed.is_set():
+            reads = self._reads
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._subscribed.wait()
+            if self._refused:
+                raise TimeoutError(
+                    f"broker {self._host}:{self._port} refused a subscription of "
+                    f"{self._filters} (codes {list(self._refused)}): check the ACL"
+                )
+            if not self._subscribed.is_set() and self._reads == reads and not self.paused:
+                raise TimeoutError(
+                    f"broker {self._host}:{self._port} confirmed no subscription of "
+                    f"{self._filters} and delivered nothing in {timeout_s:.0f} s"
+                )
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()

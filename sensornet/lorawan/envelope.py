@@ -141,7 +141,7 @@ def _uint(doc: dict[str, Any], key: str, where: str, top: int) -> int | None:
     return value
 
 
-def _bytes(doc: dict[str, Any], key: str, where: str, max_bytes: int) -> bytes:
+def frm_bytes(doc: dict[str, Any], key: str, where: str, max_bytes: int) -> bytes:
     value = doc.get(key)
     if value is None:
         return b""
@@ -161,12 +161,28 @@ def _whole_seconds_ns(text: str) -> int:
     return rfc3339_to_ns(text)
 
 
-def _time(doc: dict[str, Any], key: str, where: str) -> int | None:
+# "YYYY-MM-DDTHH:MM:SS" of UTC times already parsed (by _RFC3339) -> ns: the common case
+# (both servers write UTC, "Z") is then a slice, a lookup and the fraction's digits
+_UTC_SECONDS: dict[str, int] = {}
+_FRACTION_NS: list[int] = [0, *(10 ** (9 - digits) for digits in range(1, 10))]
+
+
+def receipt_time(doc: dict[str, Any], key: str, where: str) -> int | None:
     """Both servers write RFC 3339 with up to 9 fraction digits and ``Z`` or an offset;
     uplinks of one second share its (cached) conversion, the fraction is added."""
     value = doc.get(key)
     if value is None:
         return None
+    if type(value) is str and value[-1:] == "Z":
+        text: str = value
+        whole = _UTC_SECONDS.get(text[:19])
+        if whole is not None:
+            if len(text) == 20:
+                return whole
+            fraction = text[20:-1]
+            if text[19] == "." and 0 < len(fraction) <= 9 and fraction.isascii() \
+                    and fraction.isdigit():  # fmt: skip
+                return whole + int(fraction) * _FRACTION_NS[len(fraction)]
     if not isinstance(value, str):
         raise PayloadError("bad_timestamp", f"{where}{key} must be RFC 3339, got {value!r:.40}")
     match = _RFC3339.match(value)
@@ -174,6 +190,10 @@ def _time(doc: dict[str, Any], key: str, where: str) -> int | None:
         return rfc3339_to_ns(value)  # its error says what is wrong
     main, fraction, offset = match.groups()
     whole = _whole_seconds_ns(main + offset)
+    if offset == "Z":
+        if len(_UTC_SECONDS) >= 4096:
+            _UTC_SECONDS.clear()
+        _UTC_SECONDS[main] = whole
     return whole + int(fraction.ljust(9, "0")) if fraction else whole
 
 
@@ -196,7 +216,7 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _radio(rx: Any, where: str) -> tuple[int, float | None, float | None]:
+def radio_summary(rx: Any, where: str) -> tuple[int, float | None, float | None]:
     """Gateway count and the best RSSI and SNR among them (the ones that decide whether
     the device is heard at all). Malformed entries are skipped: radio metadata is health,
     never a reason to refuse the reading."""
@@ -210,7 +230,10 @@ def _radio(rx: Any, where: str) -> tuple[int, float | None, float | None]:
         if not isinstance(entry, dict):
             continue
         count += 1
-        r, s = _number(entry.get("rssi")), _number(entry.get("snr"))
+        r, s = entry.get("rssi"), entry.get("snr")
+        # a float that is finite as it is (x - x is NaN for an infinity), else _number
+        r = r if type(r) is float and r - r == 0 else _number(r)
+        s = s if type(s) is float and s - s == 0 else _number(s)
         if r is not None and (rssi is None or r > rssi):
             rssi = r
         if s is not None and (snr is None or s > snr):
@@ -218,7 +241,7 @@ def _radio(rx: Any, where: str) -> tuple[int, float | None, float | None]:
     return count, rssi, snr
 
 
-def _dev_eui(value: Any, where: str) -> str:
+def body_dev_eui(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise _bad(f"{where} is missing: the device cannot be named")
     upper = value.upper()
@@ -236,8 +259,8 @@ def parse_chirpstack(doc: Any, max_bytes: int, event: str = "up") -> Uplink:
     if not isinstance(doc, dict):
         raise _bad(f"event must be a JSON object, got {type(doc).__name__}")
     info = _object(doc, "deviceInfo", "")
-    dev_eui = _dev_eui(info.get("devEui"), "deviceInfo.devEui")
-    received = _time(doc, "time", "")
+    dev_eui = body_dev_eui(info.get("devEui"), "deviceInfo.devEui")
+    received = receipt_time(doc, "time", "")
     if received is None:
         raise PayloadError("bad_timestamp", "time (the network server's receipt) is missing")
     application = _text(info, "applicationId", "deviceInfo.", required=False)
@@ -257,7 +280,7 @@ def parse_chirpstack(doc: Any, max_bytes: int, event: str = "up") -> Uplink:
                       uplink_id=uplink_id, device_name=name, extra=extra)  # fmt: skip
     f_cnt = _uint(doc, "fCnt", "", F_CNT_MAX) or 0  # omitted at 0 (proto3 JSON)
     f_port = _uint(doc, "fPort", "", 255)
-    gateways, rssi, snr = _radio(doc.get("rxInfo"), "rxInfo")
+    gateways, rssi, snr = radio_summary(doc.get("rxInfo"), "rxInfo")
     return Uplink(
         "chirpstack",
         dev_eui,
@@ -265,7 +288,7 @@ def parse_chirpstack(doc: Any, max_bytes: int, event: str = "up") -> Uplink:
         received,
         f_cnt,
         f_port,
-        _bytes(doc, "data", "", max_bytes),
+        frm_bytes(doc, "data", "", max_bytes),
         _decoded(doc.get("object"), "object"),
         gateways,
         rssi,
@@ -284,14 +307,14 @@ def parse_tts(doc: Any, max_bytes: int) -> Uplink:
         kinds = [k for k in doc if k not in ("end_device_ids", "correlation_ids", "received_at")]
         raise PayloadError("not_an_uplink", f"no uplink_message (has {', '.join(kinds[:4])})")
     up = _object(doc, "uplink_message", "")
-    dev_eui = _dev_eui(ids.get("dev_eui"), "end_device_ids.dev_eui")
+    dev_eui = body_dev_eui(ids.get("dev_eui"), "end_device_ids.dev_eui")
     app_ids = ids.get("application_ids")
     application = ""
     if isinstance(app_ids, dict):
         application = _text(app_ids, "application_id", "end_device_ids.application_ids.")
-    received = _time(up, "received_at", "uplink_message.")
+    received = receipt_time(up, "received_at", "uplink_message.")
     if received is None:
-        received = _time(doc, "received_at", "")
+        received = receipt_time(doc, "received_at", "")
     if received is None:
         raise PayloadError("bad_timestamp", "received_at is missing")
     correlation = doc.get("correlation_ids")
@@ -300,7 +323,7 @@ def parse_tts(doc: Any, max_bytes: int) -> Uplink:
         uplink_id = next(
             (c for c in correlation if isinstance(c, str) and c.startswith("as:up:")), ""
         )
-    gateways, rssi, snr = _radio(up.get("rx_metadata"), "uplink_message.rx_metadata")
+    gateways, rssi, snr = radio_summary(up.get("rx_metadata"), "uplink_message.rx_metadata")
     simulated = doc.get("simulated", False)
     if not isinstance(simulated, bool):
         raise _bad(f"simulated must be true or false, got {simulated!r:.20}")
@@ -311,7 +334,7 @@ def parse_tts(doc: Any, max_bytes: int) -> Uplink:
         received,
         _uint(up, "f_cnt", "uplink_message.", F_CNT_MAX) or 0,  # omitted at 0
         _uint(up, "f_port", "uplink_message.", 255),
-        _bytes(up, "frm_payload", "uplink_message.", max_bytes),
+        frm_bytes(up, "frm_payload", "uplink_message.", max_bytes),
         _decoded(up.get("decoded_payload"), "uplink_message.decoded_payload"),
         gateways,
         rssi,

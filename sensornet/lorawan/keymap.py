@@ -12,13 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sensornet.catalogue import Catalogue, Entry, load_catalogue, read_yaml
 from sensornet.errors import CatalogueError
 
 HEALTH_FIELDS = frozenset({"battery_v", "battery_pct", "margin"})
 MAX_FLATTEN_DEPTH = 3
+Route = Literal["reading", "health", "drop"]
+READING: Route = "reading"
+HEALTH: Route = "health"
+DROP: Route = "drop"
 
 
 @dataclass(frozen=True)
@@ -32,24 +36,29 @@ class KeyMap:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(readings, health)``: each key named as the catalogue or ``device_health``
         knows it. A key mapped to ``None`` is dropped (on purpose, in the file)."""
-        app = self.applications.get(application, {})
-        by_type = self.types.get(sensor_type, {})
         readings: dict[str, Any] = {}
         health: dict[str, Any] = {}
         for key, value in flatten(values).items():
-            if key in app or key in by_type:
-                target = app[key] if key in app else by_type[key]
-                if target is None:
-                    continue
-                if target in HEALTH_FIELDS:
-                    health[target] = value
-                else:
-                    readings[target] = value
-            elif key in self.health:
-                health[self.health[key]] = value
-            else:
-                readings[key] = value
+            where, target = self.route(key, sensor_type, application)
+            if where == READING:
+                readings[target] = value
+            elif where == HEALTH:
+                health[target] = value
         return readings, health
+
+    def route(self, key: str, sensor_type: str, application: str) -> tuple[Route, str]:
+        """Where one (flat) key goes: ``(READING, quantity)``, ``(HEALTH, health field)``
+        or ``(DROP, key)``. The one rule, for ``split`` and the envelope fast lane."""
+        app = self.applications.get(application, {})
+        by_type = self.types.get(sensor_type, {})
+        if key in app or key in by_type:
+            target = app[key] if key in app else by_type[key]
+            if target is None:
+                return DROP, key
+            return (HEALTH if target in HEALTH_FIELDS else READING), target
+        if key in self.health:
+            return HEALTH, self.health[key]
+        return READING, key
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:

@@ -13,7 +13,7 @@ with the old one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sensornet.errors import PayloadError
 
@@ -28,15 +28,17 @@ class LayoutField:
     little_endian: bool = False
     scale: float = 1.0
     as_bool: bool = False
+    # a scale of 1/N as N (0 when it is not one): dividing rounds as decimals read;
+    # worked out once, not per uplink
+    divisor: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def divisor(self) -> int:
-        """A scale of 1/N as N (0 when it is not one): dividing rounds as decimals read."""
+    def __post_init__(self) -> None:
+        divisor = 0
         if 0 < self.scale < 1:
             inverse = 1 / self.scale
             if abs(inverse - round(inverse)) < 1e-9:
-                return round(inverse)
-        return 0
+                divisor = round(inverse)
+        object.__setattr__(self, "divisor", divisor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +55,14 @@ class Layout:
             raise PayloadError("codec_error", detail)
         out: dict[str, float | int | bool] = {}
         at = 0
+        from_bytes = int.from_bytes
         for f in self.fields:
-            chunk = data[at : at + f.width]
-            at += f.width
+            end = at + f.width
             if f.key is None:
+                at = end
                 continue
-            raw = int.from_bytes(chunk, "little" if f.little_endian else "big", signed=f.signed)
+            raw = from_bytes(data[at:end], "little" if f.little_endian else "big", signed=f.signed)
+            at = end
             if f.as_bool:
                 out[f.key] = raw != 0
             elif f.scale == 1.0:

@@ -54,5 +54,10 @@ def batch_id(subscription_id: str, events: Sequence[Event]) -> str:
     run of one stream in order, so its first and last ids and its length name it."""
     if not events:
         return "msg_empty"
-    text = f"{subscription_id}\x00{events[0].id}\x00{events[-1].id}\x00{len(events)}"
+    return run_id(subscription_id, events[0].id, events[-1].id, len(events))
+
+
+def run_id(subscription_id: str, first_id: str, last_id: str, n: int) -> str:
+    """``batch_id`` from the first and last event ids of a run of ``n``."""
+    text = f"{subscription_id}\x00{first_id}\x00{last_id}\x00{n}"
     return "msg_" + hashlib.sha256(text.encode()).hexdigest()[:32]

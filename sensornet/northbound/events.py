@@ -46,19 +46,26 @@ class Event:
 
     @property
     def id(self) -> str:
-        if self.kind == "aggregates":  # one bucket start, several resolutions
-            return f"aggregates:{self.data['resolution']}:{self.key}:{self.time_ns}"
-        return f"{self.kind}:{self.key}:{self.time_ns}"
+        resolution = self.data["resolution"] if self.kind == "aggregates" else None
+        return event_id(self.kind, self.key, self.time_ns, resolution)
+
+
+def event_id(kind: Kind, key: str, time_ns: int, resolution: str | None = None) -> str:
+    """An event's id: the same whenever it is read (aggregates: one bucket start has one
+    event per resolution)."""
+    if kind == "aggregates":
+        return f"aggregates:{resolution}:{key}:{time_ns}"
+    return f"{kind}:{key}:{time_ns}"
 
 
 def rfc3339_ns(ns: int) -> str:
     """Always nine fraction digits: equal width, so text order is time order."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    return f"{_second(seconds)}.{frac:09d}Z"
+    return f"{second_text(seconds)}.{frac:09d}Z"
 
 
 @functools.lru_cache(maxsize=4096)
-def _second(seconds: int) -> str:
+def second_text(seconds: int) -> str:
     """Events come in time order, many within one second: format each second once."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 

@@ -18,6 +18,8 @@ from sensornet.registry.store import DeviceInfo
 PAGE = 10_000
 #: Past this many pending events a status answer says "at least" (``capped``).
 PENDING_CAP = 100_000
+#: The ``source`` of events made only to be counted (never sent).
+COUNTING = "/counting"
 #: Accounting windows end on whole minutes (acknowledgements are counted per minute).
 MINUTE_NS = 60_000_000_000
 
@@ -47,22 +49,23 @@ async def count_events(
     while n < cap:
         if kind == "aggregates":
             page = await read_aggregates(
-                influx, spec, catalogue, after, time.time_ns(), settle_ns, PAGE
+                influx, spec, catalogue, after, time.time_ns(), settle_ns, PAGE, COUNTING
             )
         else:
             page = await read_page(
-                influx, kind, spec, catalogue, devices, after, end_ns - 1, PAGE, window
-            )
+                influx, kind, spec, catalogue, devices, after, end_ns - 1, PAGE, window,
+                COUNTING,
+            )  # fmt: skip
             window = next_window(window, page.rows, PAGE)
         if page.upto is None:
             break
-        inside = [e for e in page.events if e.time_ns < end_ns]
+        inside = [t for t, _, _ in page.items if t < end_ns]
         if inside and first is None:
-            first = inside[0].time_ns
+            first = inside[0]
         n += len(inside)
         if page.upto.time_ns >= end_ns - 1 and not page.more:
             break
-        if len(inside) < len(page.events):
+        if len(inside) < len(page.items):
             break
         after = page.upto
     return Count(min(n, cap), first, n >= cap)

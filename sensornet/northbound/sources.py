@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +21,12 @@ import orjson
 from sensornet.catalogue import Catalogue
 from sensornet.errors import InfluxError
 from sensornet.influx import InfluxClient, ParamValue, check_identifier
+from sensornet.northbound.encode import Item, SeriesEncoder, item
 from sensornet.northbound.events import ALARM_EVENT_MEASUREMENT, Cursor, Event, rfc3339_ns
+from sensornet.northbound.late import STATUS_MEASUREMENT, noted, notes_params, notes_query
 from sensornet.northbound.spec import Filter, Kind, Spec
 from sensornet.registry.store import DeviceInfo
 
-STATUS_MEASUREMENT = "device_status"
 #: Kinds whose points are stamped when written (arrival, decision): a short settle does.
 WRITE_STAMPED: frozenset[Kind] = frozenset({"status", "alarms"})
 _NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
@@ -34,18 +35,21 @@ _NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
 #: Series turned into events between two yields to the event loop: a page of thousands of
 #: rows is tens of milliseconds of Python, during which a request's answer would wait.
 SERIES_PER_SLICE = 20
+#: Kinds whose late points the ingester notes (``late``).
+NOTED: frozenset[Kind] = frozenset({"readings", "status"})
+_NOTHING: Mapping[tuple[str, str], set[int]] = {}
 #: A cursor key above every sensor id: ``(t, END)`` means "everything up to t is read".
 END = "\U0010ffff"
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """What one read found: the matching events, and how far it read (``upto`` may be past
-    the last event: rows a filter left out, an empty stretch of time). ``rows``: rows
-    InfluxDB returned (to size the next window); ``more``: the read stopped short of the
-    horizon, so reading on at once finds more."""
+    """What one read found: the matching events as ``(time, key, JSON)`` items, and how
+    far it read (``upto`` may be past the last event: rows a filter left out, an empty
+    stretch of time). ``rows``: rows InfluxDB returned (to size the next window);
+    ``more``: the read stopped short of the horizon, so reading on at once finds more."""
 
-    events: list[Event]
+    items: list[Item]
     upto: Cursor | None
     rows: int = 0
     more: bool = False
@@ -92,8 +96,9 @@ def measurements(kind: Kind, flt: Filter, catalogue: Catalogue) -> list[str]:
 def page_queries(
     kind: Kind, flt: Filter, catalogue: Catalogue, after: Cursor, until_ns: int, limit: int
 ) -> tuple[str, dict[str, ParamValue]]:
-    """Two statements: the rest of the cursor's own instant (rows sharing its time), then
-    the rows after it up to ``until_ns``, at most ``limit`` per series. Grouped by sensor,
+    """Two statements: the rest of the cursor's own instant (rows sharing its time; left
+    out when the cursor says that instant was read whole), then the rows after it up to
+    ``until_ns``, at most ``limit`` per series. Grouped by sensor,
     InfluxDB hands each series over as it is stored instead of merging them all by time
     (several times faster with hundreds of sensors); we sort."""
     params: dict[str, ParamValue] = {
@@ -107,6 +112,8 @@ def page_queries(
         f"SELECT * FROM {source} WHERE time > $t0 AND time <= $h{extra} "  # noqa: S608
         f'GROUP BY "sensor_id" LIMIT {int(limit)}'
     )
+    if after.key == END:  # the cursor's instant was read whole: only the rest
+        return rest, params
     return f"{same}; {rest}", params
 
 
@@ -136,31 +143,28 @@ def _statement_rows(body: bytes) -> list[list[tuple[str, dict[str, Any]]]]:
     return out
 
 
-Keyed = tuple[int, str, Event | None]
 _time_key = operator.itemgetter(0, 1)
 
 
-def _reading_events(
-    series: list[dict[str, Any]], quantities: Mapping[str, Sequence[str]]
-) -> list[Keyed]:
-    """Readings without a dict per row: column positions once per series (the hot path)."""
-    out: list[Keyed] = []
+def _reading_items(
+    series: list[dict[str, Any]],
+    kinds: Mapping[str, Mapping[str, str]],
+    source: str,
+    skip: Mapping[tuple[str, str], set[int]] = _NOTHING,
+) -> list[Item]:
+    """Readings straight to their CloudEvents JSON (``encode``): the hot path. Rows whose
+    time is in ``skip`` of their (measurement, sensor) are read but not delivered."""
+    out: list[Item] = []
+    seconds: dict[int, bytes] = {}
+    areas: dict[Any, bytes] = {}
     for s in series:
-        measurement, columns = s["name"], s["columns"]
-        wanted = set(quantities.get(measurement, ()))
-        at = [(c, i) for i, c in enumerate(columns) if c in wanted]
-        ti = columns.index("time")
+        measurement = s["name"]
         sensor_id = (s.get("tags") or {}).get("sensor_id") or ""
-        di = columns.index("subdistrict") if "subdistrict" in columns else None
-        qi = columns.index("seq") if "seq" in columns else None
-        for v in s.get("values", []):
-            data: dict[str, Any] = {"values": {c: v[i] for c, i in at if v[i] is not None}}
-            if qi is not None and v[qi] is not None:
-                data["seq"] = v[qi]
-            area = (v[di] or "") if di is not None else ""
-            t = v[ti]
-            ev = Event(t, sensor_id, "readings", sensor_id, measurement, area, data)
-            out.append((t, sensor_id, ev))
+        encoder = SeriesEncoder(
+            source, measurement, sensor_id, s["columns"], kinds.get(measurement, {}),
+            seconds, areas,
+        )  # fmt: skip
+        out += encoder.rows(s.get("values", []), skip.get((measurement, sensor_id)))
     return out
 
 
@@ -168,18 +172,25 @@ def _keyed(
     kind: Kind,
     series: list[dict[str, Any]],
     devices: Mapping[str, DeviceInfo],
-    quantities: Mapping[str, Sequence[str]],
-) -> list[Keyed]:
-    if kind == "readings":
-        return _reading_events(series, quantities)
-    out: list[Keyed] = []
+    kinds: Mapping[str, Mapping[str, str]],
+    flt: Filter,
+    source: str,
+    skip: Mapping[tuple[str, str], set[int]] = _NOTHING,
+) -> list[Item]:
+    if kind == "readings":  # the query filtered them (types, subdistricts, sensors)
+        return _reading_items(series, kinds, source, skip)
+    out: list[Item] = []
     for s in series:
         columns, tags = s["columns"], s.get("tags") or {}
         for values in s.get("values", []):
             row = dict(zip(columns, values, strict=True))
             row.update(tags)
-            key, ev = to_event(kind, s["name"], row, devices, quantities)
-            out.append((int(row["time"]), key, ev))
+            key, ev = to_event(kind, s["name"], row, devices, kinds)
+            t = int(row["time"])
+            keep = ev is not None and flt.matches(ev.sensor_id, ev.type, ev.subdistrict)
+            if keep and ev and t in skip.get((s["name"], ev.sensor_id), ()):
+                keep = False
+            out.append((t, key, item(ev, source)[2] if keep and ev else None))
     return out
 
 
@@ -188,7 +199,7 @@ def to_event(
     measurement: str,
     row: dict[str, Any],
     devices: Mapping[str, DeviceInfo],
-    quantities: Mapping[str, Sequence[str]],
+    quantities: Mapping[str, Iterable[str]],
 ) -> tuple[str, Event | None]:
     """The row's key, and its event (None: the row is not one we can deliver, e.g. the
     status of a gateway or of a sensor no longer registered)."""
@@ -200,7 +211,7 @@ def to_event(
         }
         if row.get("seq") is not None:
             data["seq"] = row["seq"]
-        area = str(row.get("subdistrict", ""))
+        area = str(row.get("subdistrict") or "")
         return sensor_id, Event(t, sensor_id, kind, sensor_id, measurement, area, data)
     if kind == "status":
         device = devices.get(sensor_id)
@@ -236,40 +247,55 @@ async def read_page(
     horizon_ns: int,
     limit: int,
     window_ns: int,
+    source: str,
+    leave_noted: bool = False,
 ) -> Page:
     """The events of ``kind`` after ``after`` and within ``window_ns`` of it (not past the
-    horizon), in (time, key) order; a series with ``limit`` rows cuts the page short."""
+    horizon), in (time, key) order, as CloudEvents JSON with ``source``; a series with
+    ``limit`` rows cuts the page short. ``leave_noted``: points with a late note are read
+    but not delivered (the pusher delivers them from the notes: ``late``)."""
     if horizon_ns <= after.time_ns and after.key == END:
         return Page([], None)
     until = max(min(after.time_ns + window_ns, horizon_ns), after.time_ns)
     q, params = page_queries(kind, spec.filter, catalogue, after, until, limit)
+    noting = leave_noted and kind in NOTED
+    if noting:
+        q += "; " + notes_query(measurements(kind, spec.filter, catalogue))
+        params |= notes_params(after.time_ns, until)
     body = await influx.query_body(q, params, method="POST")
-    same, rest = [*_statement_series(body), [], []][:2]
-    quantities = _quantities(catalogue)
+    statements = _statement_series(body)
+    if after.key == END:
+        statements.insert(0, [])  # no statement for the cursor's instant
+    same, rest, notes = [*statements, [], [], []][:3]
+    skip = noted(notes) if noting else _NOTHING
+    kinds = quantity_kinds(catalogue)
+    flt = spec.filter
     keyed = []
     if after.key != END:
-        keyed = [k for k in _keyed(kind, same, devices, quantities) if k[1] > after.key]
+        keyed = [
+            k for k in _keyed(kind, same, devices, kinds, flt, source, skip) if k[1] > after.key
+        ]
     for i in range(0, len(rest), SERIES_PER_SLICE):
-        keyed += _keyed(kind, rest[i : i + SERIES_PER_SLICE], devices, quantities)
+        keyed += _keyed(kind, rest[i : i + SERIES_PER_SLICE], devices, kinds, flt, source, skip)
         await asyncio.sleep(0)  # let the request on the wire be answered meanwhile
     keyed.sort(key=_time_key)
     kept, upto, cut = _complete_prefix(keyed, rest, limit, Cursor(until, END))
-    flt = spec.filter
-    found = [e for _, _, e in kept if e is not None]
-    if flt.types or flt.subdistricts or flt.sensors:
-        found = [e for e in found if flt.matches(e.sensor_id, e.type, e.subdistrict)]
     if upto is not None and upto <= after:
         upto = None
-    return Page(found, upto, len(keyed), cut or until < horizon_ns)
+    return Page([k for k in kept if k[2] is not None], upto, len(keyed), cut or until < horizon_ns)
 
 
-def _quantities(catalogue: Catalogue) -> dict[str, tuple[str, ...]]:
-    return {t.measurement: tuple(t.quantities) for t in catalogue.types.values()}
+def quantity_kinds(catalogue: Catalogue) -> dict[str, dict[str, str]]:
+    """Per measurement, its quantities and their kinds (``float``, ``int``, ...)."""
+    return {
+        t.measurement: {q.id: q.kind for q in t.quantities.values()}
+        for t in catalogue.types.values()
+    }
 
 
 def _complete_prefix(
-    keyed: list[Keyed], rest: list[dict[str, Any]], limit: int, whole: Cursor
-) -> tuple[list[Keyed], Cursor | None, bool]:
+    keyed: list[Item], rest: list[dict[str, Any]], limit: int, whole: Cursor
+) -> tuple[list[Item], Cursor | None, bool]:
     """What is known complete, the cursor after it, and whether a series was cut.
 
     A series that returned ``limit`` rows may have more from the time of its last row on
@@ -327,6 +353,7 @@ async def read_aggregates(
     now_ns: int,
     settle_ns: int,
     limit: int,
+    source: str,
 ) -> Page:
     """Complete buckets (ended ``settle`` ago) after the cursor: one event per sensor and
     bucket, keyed by sensor id, timed at the bucket's start."""
@@ -363,6 +390,6 @@ async def read_aggregates(
     keyed.sort(key=lambda k: (k[0], k[1]))
     if len(keyed) > limit:
         keyed = keyed[:limit]
-        return Page([e for _, _, e in keyed], Cursor(keyed[-1][0], keyed[-1][1]))
+        return Page([item(e, source) for _, _, e in keyed], Cursor(keyed[-1][0], keyed[-1][1]))
     # the whole range read: next time start at the first bucket not read
-    return Page([e for _, _, e in keyed], Cursor(end, ""))
+    return Page([item(e, source) for _, _, e in keyed], Cursor(end, ""))

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensornet.northbound.events import Cursor, rfc3339_ns
-from sensornet.northbound.spec import Filter, Kind, Spec
+from sensornet.northbound.spec import Filter, Spec
 from sensornet.registry.models import Base, UTCDateTime, utcnow
 from sensornet.registry.service import audit
 
@@ -253,27 +253,38 @@ async def cursors(engine: AsyncEngine, subscription_id: str) -> dict[str, Cursor
 async def record_delivery(
     engine: AsyncEngine,
     subscription_id: str,
-    stream: Kind,
+    stream: str,
     cursor: Cursor,
     per_minute: Mapping[int, int],
+    counted_as: Mapping[str, Mapping[int, int]] | None = None,
 ) -> None:
     """The cursor moves and the acknowledged events are counted, in one transaction
     (``per_minute`` empty: only the cursor moves, past rows no filter kept). Three Core
     statements on one connection (the ORM session's reads and flush cost the pusher more
-    than its requests)."""
-    delivered = sum(per_minute.values())
+    than its requests). ``counted_as``: counts per stream other than the cursor's (the
+    late notes' stream counts the readings and status events it delivers as such)."""
+    counts = dict(counted_as) if counted_as is not None else {stream: per_minute}
+    delivered = sum(sum(c.values()) for c in counts.values())
     async with engine.begin() as conn:
-        await conn.execute(
+        moved = await conn.execute(
             update(CursorRow)
             .where(CursorRow.subscription_id == subscription_id, CursorRow.stream == stream)
             .values(time_ns=cursor.time_ns, key=cursor.key)
         )
+        if not moved.rowcount:  # a stream added after the subscription (the late notes)
+            await conn.execute(
+                _upsert_insert(engine)(CursorRow).values(
+                    subscription_id=subscription_id, stream=stream,
+                    time_ns=cursor.time_ns, key=cursor.key,
+                )
+            )  # fmt: skip
         if not delivered:
             return
         insert = _upsert_insert(engine)
         rows = [
-            {"subscription_id": subscription_id, "stream": stream, "minute": m, "count": n}
-            for m, n in per_minute.items()
+            {"subscription_id": subscription_id, "stream": s, "minute": m, "count": n}
+            for s, per in counts.items()
+            for m, n in per.items()
         ]
         statement = insert(AckRow)
         await conn.execute(

@@ -66,6 +66,10 @@ class DeviceInfo:
         return frozenset((self.id, self.gateway_id))
 
 
+#: How long a connection to a SQLite registry waits for another process's write lock.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     """A SQLite registry file in write-ahead-log mode, every commit still fsync'd.
 
@@ -96,7 +100,10 @@ async def open_registry(url: str) -> AsyncIterator[AsyncEngine]:
     )
     if sqlite_file:
         Path(str(database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+    # a SQLite writer waits for another's commit up to SQLITE_BUSY_TIMEOUT_S (the sqlite3
+    # module's default, 5 s, was shorter than a commit held up by a busy event loop)
+    args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite_file else {}
+    engine = create_async_engine(url, connect_args=args)
     if sqlite_file:
         event.listen(engine.sync_engine, "connect", _sqlite_wal)
     try:
@@ -292,12 +299,16 @@ class DeviceCache:
         self._lock = asyncio.Lock()
         self.version = 0  # changes exactly when the devices do: readers may cache by it
 
-    async def refresh(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._checked_at < self._ttl_s:
+    async def refresh(self, force: bool = False, *, check_now: bool = False) -> None:
+        """Read the sensors again when due and changed; ``check_now``: ask whether they
+        changed even within the TTL (a device just logged in that the cache lacks);
+        ``force``: read them whatever the answer."""
+        due = force or check_now
+        if not due and time.monotonic() - self._checked_at < self._ttl_s:
             return
         async with self._lock:  # one reload for all the requests that found it due
             now = time.monotonic()
-            if not force and now - self._checked_at < self._ttl_s:
+            if not due and now - self._checked_at < self._ttl_s:
                 return
             fingerprint = await devices_fingerprint(self._engine)
             if (

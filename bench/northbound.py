@@ -4,9 +4,10 @@ end-to-end latency of an alarm from its reading's arrival to the receiver.
 
 1. A private InfluxDB holds N readings (an hour's backlog of a few hundred sensors). The
    ceiling: a bare httpx client that holds the same events as CloudEvents in memory posts
-   them in batches of the same size, one after another on one connection, encoding and
-   signing each body as it goes, to the receiver (its own process: it verifies every
-   signature and keeps every event id).
+   them in batches of the same size, encoding and signing each body as it goes, to the
+   receiver (its own process: it verifies every signature and keeps every event id), with
+   the pusher's concurrency: the sensors split into ``LANES`` lanes, each posting one
+   batch after the other on a connection of its own.
 2. The pusher (in this process, as the bare client) delivers the N events to a fresh
    receiver: from InfluxDB, signing, recording each batch in the registry.
    ``lost``: events of the N the receiver never got.
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import orjson
 
 from alarms.northbound.pusher import pusher_from
 from alarms.northbound.receiver import Receiver
+from alarms.northbound.worker import LANES
 from alarms.runner import run_alarms
 from bench.private import bench_settings, private_influxd
 from sensornet.bulk_publisher import BulkPublisher
@@ -183,18 +186,30 @@ async def _throughput(
     key = secret_key(secret)
     # 1. the ceiling: a bare client holding the same events as CloudEvents in memory,
     #    posting them in batches of the same size, each encoded and signed as it goes
+    #    with the pusher's concurrency: its sensors split into the same number of lanes,
+    #    each posting one batch after the other on a connection of its own
+    lanes: list[list[Event]] = [[] for _ in range(LANES)]
+    for e in events:
+        lanes[zlib.crc32(e.key.encode()) % LANES].append(e)
     chunks = [
-        [cloud_event(e, settings.northbound_source) for e in events[i : i + batch]]
-        for i in range(0, n, batch)
+        [
+            [cloud_event(e, settings.northbound_source) for e in lane[i : i + batch]]
+            for i in range(0, len(lane), batch)
+        ]
+        for lane in lanes
     ]
-    async with _receiver_process(secret) as url, httpx.AsyncClient(timeout=30) as client:
-        t = time.perf_counter()
-        for k, chunk in enumerate(chunks):
+
+    async def post_lane(client: httpx.AsyncClient, url: str, lane: int) -> None:
+        for k, chunk in enumerate(chunks[lane]):
             body = orjson.dumps(chunk)
-            headers = sign_headers(key, f"msg_bare_{k}", int(time.time()), body)
+            headers = sign_headers(key, f"msg_bare_{lane}_{k}", int(time.time()), body)
             headers["content-type"] = CONTENT_TYPE
             answer = await client.post(url, content=body, headers=headers)
             answer.raise_for_status()
+
+    async with _receiver_process(secret) as url, httpx.AsyncClient(timeout=30) as client:
+        t = time.perf_counter()
+        await asyncio.gather(*(post_lane(client, url, i) for i in range(LANES)))
         bare_s = time.perf_counter() - t
         got = await _stats(client, url)
         assert got["ids"] == n and got["bad_signatures"] == 0, got

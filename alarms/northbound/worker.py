@@ -14,6 +14,7 @@ import bisect
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,17 +56,15 @@ PAGE_BATCHES = 10
 FIRST_WINDOW_NS = 60_000_000_000
 #: Pages read ahead of the one being sent (their rows are on the way to bodies meanwhile).
 READ_AHEAD = 2
-#: Acknowledged batches recorded together (and at the end of each turn): a record is a
-#: registry transaction, whose cost on this process is the same for one batch or five.
-RECORD_EVERY = 5
-#: Acknowledged batches that may wait for their record while one is being written.
-MAX_UNRECORDED = 10
+#: Requests in flight per subscription, each for its own share of the sensors (a sensor's
+#: events always go the same way, one request after the other: their order is kept).
+LANES = 2
+#: Acknowledged pages that may wait for their record while one is being written.
+MAX_UNRECORDED = 2
 
 
-#: A request: its events, the cursor once it is acknowledged, its body, rows read for it.
-_Batch = tuple[list[Item], Cursor, bytes, int]
-#: A page's batches, and whether reading on at once finds more (its cursor moved over events).
-_Page = tuple[list[_Batch], bool]
+#: A page cut into lanes of requests (events, body), and the page.
+_Page = tuple[list[list[tuple[list[Item], bytes]]], Page]
 
 
 class Paused(Exception):
@@ -117,6 +116,7 @@ class Worker:
         self.config, self.metrics = config, metrics
         self.cursors: dict[str, Cursor] = {}
         self.windows: dict[str, int] = {}  # time span of the next read, per kind
+        self._lane_of: dict[str, int] = {}  # a key's lane
 
     async def run(self) -> None:
         """Deliver until cancelled or paused; a failure to read InfluxDB or the registry
@@ -167,9 +167,11 @@ class Worker:
         """Up to ``PAGES_PER_TURN`` pages of one stream; True if its cursor moved.
 
         A reader task reads pages ahead (one InfluxDB read for ``PAGE_BATCHES`` requests,
-        up to ``READ_AHEAD`` pages waiting, their bodies made), while this task sends the
-        batches one at a time; each batch's record (cursor and counts) is written while the
-        next batch is on the wire. Records are written in order, only after their 2xx."""
+        up to ``READ_AHEAD`` pages waiting, their bodies made), while this task sends them.
+        A page's events are split by sensor into ``LANES`` lanes, each sending its batches
+        one at a time on a connection of its own, so a sensor's events stay in order; once
+        every lane has its 2xx the page is recorded (cursor and counts), while the next
+        page is on the wire. Records are written in order, only after their 2xx."""
         pages: asyncio.Queue[_Page | Exception | None] = asyncio.Queue(READ_AHEAD)
         reader = asyncio.create_task(self._read_ahead(kind, pages))
         recorder = _Recorder(self, kind)
@@ -178,17 +180,17 @@ class Worker:
             while (got := await pages.get()) is not None:
                 if isinstance(got, Exception):
                     raise got
-                batches, going_on = got
-                for items, upto, body, rows in batches:
-                    if items:
-                        self.metrics.lag.labels(self.sub.id).set(
-                            max(0.0, time.time() - items[0][0] / 1e9)
-                        )
-                        await self.deliver(kind, items, body)
-                    if items or rows:  # an empty stretch of time is not recorded
-                        await recorder.add(upto, items)
-                    self.cursors[kind] = upto
-                moved |= going_on
+                lanes, page = got
+                if page.items:
+                    self.metrics.lag.labels(self.sub.id).set(
+                        max(0.0, time.time() - page.items[0][0] / 1e9)
+                    )
+                    await self._send_lanes(kind, lanes)
+                assert page.upto is not None
+                if page.items or page.rows:  # an empty stretch of time is not recorded
+                    await recorder.add(page.upto, page.items)
+                self.cursors[kind] = page.upto
+                moved |= bool(page.items) or page.more
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -196,18 +198,30 @@ class Worker:
             await recorder.flush()  # a 2xx already came: its record must not be lost
         return moved
 
+    async def _send_lanes(self, kind: Kind, lanes: list[list[tuple[list[Item], bytes]]]) -> None:
+        async def lane(batches: list[tuple[list[Item], bytes]]) -> None:
+            for items, body in batches:
+                await self.deliver(kind, items, body)
+
+        tasks = [asyncio.create_task(lane(b)) for b in lanes if b]
+        try:
+            await asyncio.gather(*tasks)
+        finally:  # one lane failed for good (paused) or this task was cancelled
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _read_ahead(self, kind: Kind, pages: asyncio.Queue[_Page | Exception | None]) -> None:
-        """Pages after the stream's cursor, each cut into batches with their bodies; None
-        after the last, or the exception that stopped the reading."""
+        """Pages after the stream's cursor, each cut into lanes of batches with their
+        bodies; None after the last, or the exception that stopped the reading."""
         after = self.cursors[kind]
         try:
             for _ in range(PAGES_PER_TURN):
                 page = await self.read(kind, after)
                 if page.upto is None:
                     break
-                going_on = bool(page.items) or page.more
-                await pages.put((self._batches(page), going_on))
-                if not going_on:
+                await pages.put((self._lanes(page), page))
+                if not (page.items or page.more):
                     break
                 after = page.upto
         except Exception as exc:  # the sender raises it, after what was read before
@@ -215,19 +229,20 @@ class Worker:
             return
         await pages.put(None)
 
-    def _batches(self, page: Page) -> list[_Batch]:
-        """The page cut into requests; the last one carries the page's own cursor (which
-        may be past its last event, over rows a filter left out) and its row count."""
-        assert page.upto is not None
+    def _lanes(self, page: Page) -> list[list[tuple[list[Item], bytes]]]:
+        """The page's events split by sensor (key) into ``LANES``, each cut into requests."""
+        split: list[list[Item]] = [[] for _ in range(LANES)]
+        lane_of = self._lane_of
+        for it in page.items:
+            n = lane_of.get(it[1])
+            if n is None:
+                n = lane_of[it[1]] = zlib.crc32(it[1].encode()) % LANES
+            split[n].append(it)
         size = self.config.batch_size
-        out: list[_Batch] = []
-        for i in range(0, len(page.items), size):
-            chunk = page.items[i : i + size]
-            out.append((chunk, Cursor(chunk[-1][0], chunk[-1][1]), batch(chunk), 0))
-        if not out:
-            return [([], page.upto, b"", page.rows)]
-        out[-1] = (out[-1][0], page.upto, out[-1][2], page.rows)
-        return out
+        return [
+            [(part[i : i + size], batch(part[i : i + size])) for i in range(0, len(part), size)]
+            for part in split
+        ]
 
     async def _late_turn(self) -> bool:
         """Points stored late (``sensornet.northbound.late``): read from the notes after
@@ -307,11 +322,10 @@ class Worker:
 
 
 class _Recorder:
-    """Group commit of delivered batches: ``RECORD_EVERY`` at a time, and while one record
-    is being written, the batches acknowledged meanwhile wait and go in the next together
-    (their cursor is the last one's, their counts summed). At most ``MAX_UNRECORDED``
-    wait; a crash resends them (same ids) and counts nothing twice, since counts move with
-    the cursor."""
+    """Group commit of delivered pages: while one record is being written, the pages
+    acknowledged meanwhile wait and go in the next transaction together (their cursor is
+    the last one's, their counts summed). At most ``MAX_UNRECORDED`` wait; a crash resends
+    them (same ids) and counts nothing twice, since counts move with the cursor."""
 
     def __init__(self, worker: Worker, kind: Kind) -> None:
         self.worker, self.kind = worker, kind
@@ -320,8 +334,6 @@ class _Recorder:
 
     async def add(self, upto: Cursor, items: list[Item]) -> None:
         self.waiting.append((upto, items))
-        if len(self.waiting) < RECORD_EVERY:
-            return
         if self.task is not None and not self.task.done() and len(self.waiting) < MAX_UNRECORDED:
             return
         if self.task is not None:

@@ -54,6 +54,7 @@ from sensornet.rules import MAX_FUTURE_NS, MAX_PAST_NS, READING_KEYS
 
 FORMATS = frozenset({"chirpstack", "tts"})  # the formats of sensornet.lorawan.formats
 MAX_TOPICS = 200_000  # plans kept per topic before starting over (a topic per device)
+MAX_VALUE_SHAPE_SETS = 10_000  # (sensor type, application) pairs with value shapes
 _NOT_A_NAME = READING_KEYS | RESERVED_FIELD_IDS  # a payload key so named is the general path's
 
 
@@ -109,7 +110,7 @@ class EnvelopeLane:
         self._health_due = health_due
         self._rules = {t.id: field_rules(t) for t in catalogue.types.values()}
         self._known = {t.id: frozenset(t.quantities) for t in catalogue.types.values()}
-        self._topics: dict[str, _Topic | None] = {}
+        self._topics: dict[str, _Topic] = {}
         self._shapes: dict[tuple[str, str], ValueShapes] = {}
         self._registry_version: object = None
 
@@ -118,6 +119,8 @@ class EnvelopeLane:
         if version != self._registry_version or len(self._topics) > MAX_TOPICS:
             self._topics.clear()
             self._registry_version = version
+        if len(self._shapes) > MAX_VALUE_SHAPE_SETS:
+            self._shapes.clear()  # applications named by topics: bounded, as topics are
 
     def take(self, fmt: str, topic: str, payload: bytes, now_ns: int, out: EnvelopeOut) -> bool:
         """One network-server MQTT message into ``out``; ``False`` (and nothing added)
@@ -166,13 +169,16 @@ class EnvelopeLane:
                       info.device, shapes)  # fmt: skip
 
     def _topic(self, fmt: str, topic: str, dev_eui: Any) -> _Topic | None:
-        try:
-            plan = self._topics[topic]
-        except KeyError:
-            plan = self._topics[topic] = self._plan(fmt, topic, dev_eui)
-        if plan is None or dev_eui != plan.dev_eui:
-            return None
-        return plan
+        """The topic's plan. Only plans are kept, never a refusal to make one: that may be
+        the message's fault (a body naming another DevEUI, an unregistered one), and a
+        topic must not stay off the lane for one odd message."""
+        plan = self._topics.get(topic)
+        if plan is None:
+            plan = self._plan(fmt, topic, dev_eui)
+            if plan is None:
+                return None
+            self._topics[topic] = plan
+        return plan if dev_eui == plan.dev_eui else None
 
     def _chirpstack(self, doc: dict[str, Any], topic: str, now_ns: int, out: EnvelopeOut) -> bool:
         """ChirpStack v4 ``up`` (``parse_chirpstack``): the fields it checks, checked alike."""

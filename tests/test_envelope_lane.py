@@ -349,3 +349,17 @@ def test_unusual_envelopes_step_aside(edit: str) -> None:
     assert not out.lines and not out.stored and not out.health
     edited = InboundMessage(m.topic, payload, 1, None, NOW_NS, "tts")
     assert outcome(fast.process([edited], NOW_NS)) == outcome(general.process([edited], NOW_NS))
+
+
+def test_one_odd_message_does_not_keep_its_topic_off_the_lane() -> None:
+    fast, _ = pipelines()
+    lane = fast._envelopes
+    # a DevEUI written otherwise than in the topic; a DevEUI nobody registered
+    edits: dict[str, Edit] = {"chirpstack": EDITS["eui_upper"],
+                              "tts": _set_id("devEui", "dev_eui", UNREGISTERED)}  # fmt: skip
+    for network, edit in edits.items():
+        m = next(w for w in well_formed() if w.fmt == network)
+        doc = orjson.loads(m.payload)
+        edit(doc, network)
+        assert not lane.take(network, m.topic, orjson.dumps(doc), NOW_NS, BatchResult())
+        assert lane.take(network, m.topic, m.payload, NOW_NS, BatchResult())

@@ -111,6 +111,8 @@ class Holders:
     def connected(self) -> dict[str, Any]:
         """Wait until every process holds its devices: how many, refusals, wall time."""
         lines = [self._line(p) for p in self.procs]
+        if not lines:
+            return {"connected": 0, "refused_then_retried": 0, "elapsed_s": 0.0}
         return {
             "connected": sum(x["connected"] for x in lines),
             "refused_then_retried": sum(x["refused_then_retried"] for x in lines),

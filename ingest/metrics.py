@@ -76,6 +76,9 @@ class IngestStats:
     pending_bytes_peak: int = 0
     redelivered: int = 0  # AMQP input: deliveries the broker had given out before
     reconnects: int = 0  # AMQP input: connections re-established (each returns its window)
+    # AMQP input: deliveries not yet acknowledged when a connection was lost (what the
+    # queue gives out again because of it; acks the dying node had not yet applied add to it)
+    released: int = 0
 
     # histograms (Prometheus): batch receive-to-ack and arrival-to-durable, per batch
     batch_latency_hist: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -250,6 +253,7 @@ def platform_lines(stats: IngestStats, ingester: str, now_ns: int | None = None)
                 "pending_bytes": stats.pending_bytes,
                 "redelivered": stats.redelivered,
                 "reconnects": stats.reconnects,
+                "released": stats.released,
                 "unknown_keys": sum(stats.unknown_keys.values()),
             },
             ts,

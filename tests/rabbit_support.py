@@ -32,6 +32,18 @@ async def queue_empty(cluster: RabbitCluster) -> bool:
     return q.get("messages", 1) == 0
 
 
+async def consumer_nodes(cluster: RabbitCluster, count: int) -> dict[str, str] | None:
+    """``{consumer tag: node name}`` of the readings queue's consumers, once there are
+    ``count`` (the broker's view; its figures lag by the stats interval: callers poll)."""
+    q = await asyncio.to_thread(cluster.queue)
+    found = {
+        c["consumer_tag"]: c["channel_details"]["node"]
+        for c in q.get("consumer_details", [])
+        if c.get("channel_details")  # [] until the channel's figures are in
+    }
+    return found if len(found) == count else None
+
+
 class RawPublisher:
     """One device's MQTT 3.1.1 connection (RabbitMQ 3.10 speaks no MQTT 5): publishes
     QoS 1 and records which packet ids the broker acknowledged."""
@@ -107,11 +119,13 @@ async def publish_all(
     items: Sequence[tuple[str, bytes]],
     window: int = 20,
     deadline_s: float = 120.0,
+    pace_s: float = 0.0,
 ) -> set[int]:
     """Publish ``items`` QoS 1 as one device, at most ``window`` unacknowledged, starting
-    on node ``start``; when the node goes away, reconnect to the next one and send again
-    what was not acknowledged (at least once, as a device does). Returns the indices the
-    broker acknowledged: the publishes the platform owes."""
+    on node ``start``, ``pace_s`` apart (a device's cadence; 0: as fast as acks allow);
+    when the node goes away, reconnect to the next one and send again what was not
+    acknowledged (at least once, as a device does). Returns the indices the broker
+    acknowledged: the publishes the platform owes."""
     assert len(items) < 65_535
     acked: set[int] = set()
     node = start
@@ -137,6 +151,8 @@ async def publish_all(
                 topic, payload = items[i]
                 await pub.publish(topic, payload, i + 1)
                 in_flight.add(i)
+                if pace_s:
+                    await asyncio.sleep(pace_s)
             while in_flight:
                 mid = await pub.puback()
                 if mid is None:

@@ -19,3 +19,13 @@ def test_bench_broker_auth_prints_one_json_line() -> None:
         assert figures[phase]["registered"] == 5, phase
         assert figures[phase]["still_connected"] == 20, phase
     assert figures["passwd_101_iterations_one_by_one"]["registered"] == 2
+
+
+def test_bench_broker_reload_prints_one_json_line() -> None:
+    argv = ["bench", "broker-reload", "--scale", "0.002", "--reloads", "2", "--json"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert all(p["still_connected"] == p["connected"] for p in figures["points"])
+    assert set(figures["fit"]) == {"fixed_ms", "per_1000_registered_ms", "per_1000_connected_ms"}
+    assert figures["model_50000"]["connected"] == 50_000

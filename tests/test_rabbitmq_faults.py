@@ -1,19 +1,26 @@
 """The scaled shape's fault test (issue 21), on real processes: 3 RabbitMQ nodes (the
-session's cluster), 3 ingesters as their own processes, devices publishing readings with
-``seq`` over MQTT spread over the nodes. Mid-stream one ingester and the node leading the
-readings queue are killed with SIGKILL. Every publish a device had acknowledged is stored
-exactly once, the queue ends empty, and the messages delivered again are at most the
-killed ingester's prefetch."""
+session's cluster), 3 ingesters as their own processes (one configuration listing every
+node, one on each node), devices publishing readings with ``seq`` over MQTT spread over
+the nodes. Mid-stream one ingester and then the node leading the readings queue are
+killed with SIGKILL. Every publish a device had acknowledged is stored exactly once, the
+queue ends empty, and the messages delivered again are counted per cause: those the
+killed ingester held are at most its prefetch; the node's death gives back only what the
+consumer whose connection lived on it held (at most its prefetch: its unacknowledged
+deliveries, and acks the node had not yet applied), nothing of a consumer elsewhere. So
+the bound is the prefetch per consumer lost: the killed ingester, and a survivor only if
+its own connection was on the killed node (the first case; in the second, the ingester
+on the leader's node is the one killed, and the node's death gives back nothing)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import time
+from typing import Any
 
 import pytest
 from ingester_process import IngesterProcess
-from rabbit_support import publish_all, queue_empty, rabbit_settings
+from rabbit_support import consumer_nodes, publish_all, queue_empty, rabbit_settings
 from support import running, wait_until
 
 from gateway_sim.synthetic import make_readings, messages
@@ -30,11 +37,41 @@ from wiring.rabbitmq import RabbitCluster
 pytestmark = pytest.mark.timeout(300)
 
 DEVICES = 30
-PER_DEVICE = 200  # K = 6,000 readings
+PER_DEVICE = 500  # K = 15,000 readings
+PACE_S = 0.01  # offered faster than 3 ingesters drain here: their windows fill
 
 
+FIELDS = ("received_messages", "redelivered", "reconnects", "released")
+
+
+async def reports(
+    influx: InfluxClient, ingesters: list[IngesterProcess], since_ns: int, each: bool = False
+) -> Any:
+    """The ingesters' figures (platform_ingest) from their newest report, once every one
+    has reported after ``since_ns``: summed, or by ingester with ``each``."""
+    columns = ", ".join(f'last("{f}") AS "{f}"' for f in FIELDS)
+    series = await influx.query(
+        f'SELECT {columns} FROM "platform_ingest" WHERE time > $t GROUP BY "ingester"',
+        {"t": since_ns},
+    )
+    got = {
+        x["tags"]["ingester"]: dict(
+            zip(FIELDS, (int(v or 0) for v in x["values"][0][1:]), strict=True)
+        )
+        for x in series
+    }
+    if not all(i.client_id in got for i in ingesters):
+        return None
+    if each:
+        return {i.client_id: got[i.client_id] for i in ingesters}
+    return {f: sum(got[i.client_id][f] for i in ingesters) for f in FIELDS}
+
+
+@pytest.mark.parametrize(
+    "survivor_on_node", [True, False], ids=["a-survivor-on-the-node", "none-on-the-node"]
+)
 async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
-    settings: Settings, influx: InfluxClient, rabbit_cluster: RabbitCluster
+    settings: Settings, influx: InfluxClient, rabbit_cluster: RabbitCluster, survivor_on_node: bool
 ) -> None:
     s = rabbit_settings(
         settings,
@@ -56,13 +93,13 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
     ):
         per_device[reading.device.id].append((topic.decode(), payload))
 
-    leader = rabbit_cluster.leader()
-    survivors = [n for n in rabbit_cluster.nodes if n is not leader]
-    # the ingesters share one configuration (the surviving nodes: consumers on the node
-    # that dies would give back their own unacknowledged messages too) and differ by name
+    # one configuration for all three, every node listed (nobody knows which node will
+    # die), differing only by name; the names start them on three different nodes
     env = {
         "SENSORNET_INGEST_INPUTS": "amqp",
-        "SENSORNET_AMQP_URLS": ",".join(f"amqp://127.0.0.1:{n.ports.amqp}/" for n in survivors),
+        "SENSORNET_AMQP_URLS": ",".join(
+            f"amqp://127.0.0.1:{n.ports.amqp}/" for n in rabbit_cluster.nodes
+        ),
         "SENSORNET_INGEST_REPORT_INTERVAL_S": "0.5",
         "SENSORNET_INGEST_BATCH_INTERVAL_S": "0.05",
     }
@@ -70,14 +107,25 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
         IngesterProcess(s, client_id=f"ingester-{i}-{s.ingest_client_id}", extra_env=env)
         for i in range(3)
     ]
+    window = prefetch(s.ingest_batch_size, s.ingest_receive_maximum, s.ingest_writes_in_flight)
     endpoints = rabbit_cluster.mqtt_endpoints()
+    leader = rabbit_cluster.leader()
     try:
         async with running(run_broker_auth, s):
             for ingester in ingesters:
                 ingester.start()
+            nodes = await wait_until(lambda: consumer_nodes(rabbit_cluster, 3), timeout_s=60)
+            on_leader = [i for i in ingesters if nodes[i.client_id] == leader.node_name]
+            assert len(on_leader) == 1, nodes
+            # first case: the ingester killed is not the one on the leader's node, so the
+            # node's death closes a survivor's connection too
+            killed = next(i for i in ingesters if (i in on_leader) != survivor_on_node)
+            survivors = [i for i in ingesters if i is not killed]
             tasks = [
                 asyncio.create_task(
-                    publish_all(endpoints, i, d.id, creds[d.id], per_device[d.id], window=10)
+                    publish_all(
+                        endpoints, i, d.id, creds[d.id], per_device[d.id], window=10, pace_s=PACE_S
+                    )
                 )
                 for i, d in enumerate(fleet)
             ]
@@ -86,7 +134,21 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
                 return await count_stored(influx, {d.type for d in fleet}) >= k // 4
 
             await wait_until(some_stored, timeout_s=120, interval_s=0.2)
-            ingesters[0].kill()
+            killed_ns = time.time_ns()
+            killed.kill()
+            # cause 1, the killed ingester: its unacknowledged messages return to the head
+            # of the queue, so once the survivors have taken two windows more, all of them
+            # have been given out again
+            base = await wait_until(lambda: reports(influx, survivors, killed_ns + 300_000_000))
+            more = base["received_messages"] + 2 * window
+
+            async def taken() -> dict[str, int] | None:
+                now = await reports(influx, survivors, killed_ns)
+                return now if now and now["received_messages"] >= more else None
+
+            after_ingester = await wait_until(taken, timeout_s=60, interval_s=0.2)
+            assert not all(t.done() for t in tasks), "the stream ended before the node died"
+            # cause 2, the node (in the first case a survivor consumes on it)
             await asyncio.to_thread(leader.kill)
             acked = await asyncio.gather(*tasks)
             assert sum(len(a) for a in acked) == k  # every publish acknowledged in the end
@@ -111,32 +173,19 @@ async def test_kill_an_ingester_and_the_queue_leader_mid_stream(
                 assert account.stored == account.seqs.distinct == PER_DEVICE, account
             await wait_until(lambda: queue_empty(rabbit_cluster), timeout_s=60, interval_s=0.5)
             emptied_ns = time.time_ns()
-
-            async def reports() -> dict[str, dict[str, int]] | None:
-                """Each survivor's figures, once it reported after the queue emptied."""
-                series = await influx.query(
-                    'SELECT last("redelivered") AS "redelivered", last("reconnects") AS '
-                    '"reconnects" FROM "platform_ingest" WHERE time > $t GROUP BY "ingester"',
-                    {"t": emptied_ns},
-                )
-                got = {
-                    x["tags"]["ingester"]: {
-                        "redelivered": int(x["values"][0][1] or 0),
-                        "reconnects": int(x["values"][0][2] or 0),
-                    }
-                    for x in series
-                }
-                return got if all(i.client_id in got for i in ingesters[1:]) else None
-
-            figures = await wait_until(reports, timeout_s=20)
-            again = sum(f["redelivered"] for f in figures.values())
-            window = prefetch(
-                s.ingest_batch_size, s.ingest_receive_maximum, s.ingest_writes_in_flight
-            )
-            # the killed ingester's window, and the window of any survivor whose own
-            # connection the failover closed (it reconnects; none did in the runs measured)
-            bound = window * (1 + sum(f["reconnects"] for f in figures.values()))
-            assert again <= bound, f"{again} delivered again, prefetch {window}: {figures}"
+            each = await wait_until(lambda: reports(influx, survivors, emptied_ns, each=True))
+            # per cause, at most the prefetch of each consumer lost: the killed ingester's...
+            by_ingester = after_ingester["redelivered"]
+            assert by_ingester <= window, (by_ingester, window)
+            # ...and the node's: what the consumer whose connection lived on it held, at
+            # least what it had not acknowledged (``released``), at most its prefetch;
+            # a consumer whose connection lived elsewhere lost nothing
+            by_node = sum(f["redelivered"] for f in each.values()) - by_ingester
+            lost = [i for i in survivors if each[i.client_id]["reconnects"] > 0]
+            released = sum(each[i.client_id]["released"] for i in lost)
+            figures = f"prefetch {window}, by ingester {by_ingester}, by node {by_node}: {each}"
+            assert lost == (on_leader if survivor_on_node else []), figures
+            assert released <= by_node <= window * len(lost), figures
     finally:
         for ingester in ingesters:
             if ingester.proc is not None and ingester.proc.poll() is None:

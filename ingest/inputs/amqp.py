@@ -74,12 +74,18 @@ class AmqpSource:
         self.paused = False
         self._stats = stats
         self.redelivered = 0  # deliveries the broker marked as redelivered
+        # the current channel's newest delivery tag and newest tag acknowledged (tags count
+        # up from 1 per channel, acks are cumulative): their difference is what a lost
+        # connection gives back to the queue
+        self._delivered_tag = self._acked_tag = 0
         self.node_url = ""  # the node this input is connected to (for health)
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         delivery = message.delivery
         if not isinstance(delivery, Basic.Deliver):
             return  # a consumer gets only Deliver frames
+        if message.channel is self._channel and delivery.delivery_tag is not None:
+            self._delivered_tag = max(self._delivered_tag, delivery.delivery_tag)
         if delivery.redelivered:
             self.redelivered += 1
             if self._stats is not None:
@@ -112,6 +118,7 @@ class AmqpSource:
                 last = exc
                 continue
             self._connection, self._channel = connection, channel
+            self._delivered_tag = self._acked_tag = 0
             self.node_url = url.rsplit("@", 1)[-1]
             self._urls = self._urls[self._urls.index(url) :] + self._urls[: self._urls.index(url)]
             self.connected_once = True
@@ -130,7 +137,16 @@ class AmqpSource:
                     await connection.closing
             if self._closing:
                 return
-            log.warning("ingester %s lost its AMQP connection; reconnecting", self._name)
+            released = self._delivered_tag - self._acked_tag
+            if self._stats is not None:
+                self._stats.released += released
+            log.warning(
+                "ingester %s lost its AMQP connection with %d deliveries unacknowledged (the "
+                "queue gives them out again, at most the prefetch of %d); reconnecting",
+                self._name,
+                released,
+                self._prefetch,
+            )
             self._channel = None
             self._urls = self._urls[1:] + self._urls[:1]
             try:
@@ -207,12 +223,14 @@ class AmqpSource:
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
 
-    @staticmethod
-    async def _ack(channel: aiormq.abc.AbstractChannel, tag: int) -> None:
+    async def _ack(self, channel: aiormq.abc.AbstractChannel, tag: int) -> None:
         try:
             await channel.basic_ack(tag, multiple=True)
         except Exception as exc:  # the channel died: the broker redelivers, idempotent
             log.warning("ack of deliveries up to %d lost with the channel: %r", tag, exc)
+            return
+        if channel is self._channel:  # written; the queue may still lose it with its node
+            self._acked_tag = max(self._acked_tag, tag)
 
 
 def prefetch(batch_size: int, receive_maximum: int, writes_in_flight: int) -> int:

@@ -355,11 +355,12 @@ class Settings(BaseSettings):
         "same value. Status and alarms: 1 s",
     )
     northbound_lanes: int = Field(
-        2,
+        1,
         ge=1,
         le=8,
         description="Requests in flight per subscription, each for its own share of the "
-        "sensors (a sensor's events stay in order); 1: one request at a time",
+        "sensors (a sensor's events stay in order); more than 1 for a receiver far away "
+        "(throughput is a batch per round trip per lane) that takes concurrent requests",
     )
     northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
     northbound_backoff_max_s: float = Field(

@@ -84,7 +84,7 @@ class PushConfig:
     note_settle_s: float = 15.0  # late notes are read this long after they were written
     #: requests in flight, each for its own share of the sensors (a sensor's events always
     #: go the same way, one request after the other: their order is kept)
-    lanes: int = 2
+    lanes: int = 1
 
 
 def per_minute(items: list[Item]) -> dict[int, int]:

@@ -6,7 +6,8 @@ end-to-end latency of an alarm from its reading's arrival to the receiver.
    ceiling: a bare httpx client that holds the same events as CloudEvents in memory posts
    them in batches of the same size, encoding and signing each body as it goes, to the
    receiver (its own process: it verifies every signature and keeps every event id), with
-   the pusher's concurrency: the sensors split into ``LANES`` lanes, each posting one
+   the pusher's concurrency: the sensors split into ``SENSORNET_NORTHBOUND_LANES`` lanes
+   (as the pusher splits them), each posting one
    batch after the other on a connection of its own.
 2. The pusher (in this process, as the bare client) delivers the N events to a fresh
    receiver: from InfluxDB, signing, recording each batch in the registry.
@@ -25,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ import orjson
 
 from alarms.northbound.pusher import pusher_from
 from alarms.northbound.receiver import Receiver
-from alarms.northbound.worker import LANES
+from alarms.northbound.worker import lane
 from alarms.runner import run_alarms
 from bench.private import bench_settings, private_influxd
 from sensornet.bulk_publisher import BulkPublisher
@@ -188,9 +188,10 @@ async def _throughput(
     #    posting them in batches of the same size, each encoded and signed as it goes
     #    with the pusher's concurrency: its sensors split into the same number of lanes,
     #    each posting one batch after the other on a connection of its own
-    lanes: list[list[Event]] = [[] for _ in range(LANES)]
+    n_lanes = settings.northbound_lanes
+    lanes: list[list[Event]] = [[] for _ in range(n_lanes)]
     for e in events:
-        lanes[zlib.crc32(e.key.encode()) % LANES].append(e)
+        lanes[lane(e.key, n_lanes)].append(e)
     chunks = [
         [
             [cloud_event(e, settings.northbound_source) for e in lane[i : i + batch]]
@@ -199,17 +200,17 @@ async def _throughput(
         for lane in lanes
     ]
 
-    async def post_lane(client: httpx.AsyncClient, url: str, lane: int) -> None:
-        for k, chunk in enumerate(chunks[lane]):
+    async def post_lane(client: httpx.AsyncClient, url: str, i: int) -> None:
+        for k, chunk in enumerate(chunks[i]):
             body = orjson.dumps(chunk)
-            headers = sign_headers(key, f"msg_bare_{lane}_{k}", int(time.time()), body)
+            headers = sign_headers(key, f"msg_bare_{i}_{k}", int(time.time()), body)
             headers["content-type"] = CONTENT_TYPE
             answer = await client.post(url, content=body, headers=headers)
             answer.raise_for_status()
 
     async with _receiver_process(secret) as url, httpx.AsyncClient(timeout=30) as client:
         t = time.perf_counter()
-        await asyncio.gather(*(post_lane(client, url, i) for i in range(LANES)))
+        await asyncio.gather(*(post_lane(client, url, i) for i in range(n_lanes)))
         bare_s = time.perf_counter() - t
         got = await _stats(client, url)
         assert got["ids"] == n and got["bad_signatures"] == 0, got
@@ -247,6 +248,7 @@ async def _throughput(
         "events": n,
         "sensors": sensors,
         "batch": batch,
+        "lanes": settings.northbound_lanes,
         "bare_events_per_s": round(bare_rate),
         "push_events_per_s": round(push_rate),
         "ratio": round(push_rate / bare_rate, 3),

@@ -12,11 +12,13 @@ order. So the lane keeps, per topic, what the registry says of its device (serie
 type rules, the application and device names the body must repeat), and per sensor type,
 application and key order ("value shape") the key map's routing of each key and the line
 writer that ``ingest.fastlane.compile_shape`` compiles from the catalogue's rules. A
-message then costs one orjson parse, a few type checks and two f-strings.
+message then costs one orjson parse, a few type checks and two f-strings. The network
+servers' HTTP integrations (ChirpStack's, ``?event=up``; a The Things Stack webhook) post
+the same bodies on one route for every device: there the plan is kept per DevEUI.
 
 Anything unusual steps aside to the general path, which decides and explains it: another
-event than ``up``, an HTTP integration route, a status or simulated uplink, a body that
-disagrees with its topic, a missing or malformed field, a value the compiled rules do not
+event than ``up`` (or more in an HTTP route's query), a status or simulated uplink, a body
+that disagrees with its topic, a missing or malformed field, a value the compiled rules do not
 take, nesting, raw bytes the type has no codec for or that do not fit it, a shape past the
 cap. The field checks are the envelope parser's own (``sensornet.lorawan.envelope``) where
 they decide anything, the key routing is ``KeyMap.route``, the value checks the native
@@ -48,6 +50,7 @@ from sensornet.lorawan.envelope import (
     radio_summary,
     receipt_time,
 )
+from sensornet.lorawan.formats import HTTP_PREFIX
 from sensornet.lorawan.keymap import DROP, HEALTH, KeyMap
 from sensornet.registry.store import DeviceInfo
 from sensornet.rules import MAX_FUTURE_NS, MAX_PAST_NS, READING_KEYS
@@ -111,22 +114,27 @@ class EnvelopeLane:
         self._rules = {t.id: field_rules(t) for t in catalogue.types.values()}
         self._known = {t.id: frozenset(t.quantities) for t in catalogue.types.values()}
         self._topics: dict[str, _Topic] = {}
+        self._bodies: dict[tuple[str, str], _Topic] = {}  # (format, DevEUI): HTTP routes
         self._shapes: dict[tuple[str, str], ValueShapes] = {}
         self._registry_version: object = None
 
     def registry_seen(self, version: object) -> None:
         """Topic plans hold registry facts (status, type, tags): start over when it changed."""
-        if version != self._registry_version or len(self._topics) > MAX_TOPICS:
+        if version != self._registry_version or len(self._topics) + len(self._bodies) > MAX_TOPICS:
             self._topics.clear()
+            self._bodies.clear()
             self._registry_version = version
         if len(self._shapes) > MAX_VALUE_SHAPE_SETS:
             self._shapes.clear()  # applications named by topics: bounded, as topics are
 
     def take(self, fmt: str, topic: str, payload: bytes, now_ns: int, out: EnvelopeOut) -> bool:
-        """One network-server MQTT message into ``out``; ``False`` (and nothing added)
-        if it steps aside."""
+        """One network-server message (its MQTT topic, or the HTTP input's route) into
+        ``out``; ``False`` (and nothing added) if it steps aside."""
         if len(payload) > self._max_bytes:
             return False
+        http = topic.startswith(HTTP_PREFIX)
+        if http and topic.partition("?")[2] not in ("", "event=up"):
+            return False  # another event, or more in the query: the general path reads it
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -135,8 +143,8 @@ class EnvelopeLane:
             return False
         try:
             if fmt == "chirpstack":
-                return self._chirpstack(doc, topic, now_ns, out)
-            return self._tts(doc, topic, now_ns, out)
+                return self._chirpstack(doc, topic, http, now_ns, out)
+            return self._tts(doc, topic, http, now_ns, out)
         except PayloadError:  # a field the general path will refuse, with its reason
             return False
 
@@ -148,6 +156,9 @@ class EnvelopeLane:
             return None  # the general path compares them canonically, and explains
         if fmt == "tts" and not info.application:
             return None  # the body must name one (``parse_tts``)
+        return self._device_plan(dev_eui, info.application, info.device)
+
+    def _device_plan(self, dev_eui: str, application: str, device_name: str) -> _Topic | None:
         try:
             canonical = body_dev_eui(dev_eui, "")
         except PayloadError:
@@ -164,9 +175,9 @@ class EnvelopeLane:
             health_head = series_head(HEALTH_MEASUREMENT, tags)
         except LineProtocolError:
             return None
-        shapes = self._shapes.setdefault((device.type, info.application), {})
-        return _Topic(device, sensor_type, head, health_head, dev_eui, info.application,
-                      info.device, shapes)  # fmt: skip
+        shapes = self._shapes.setdefault((device.type, application), {})
+        return _Topic(device, sensor_type, head, health_head, dev_eui, application,
+                      device_name, shapes)  # fmt: skip
 
     def _topic(self, fmt: str, topic: str, dev_eui: Any) -> _Topic | None:
         """The topic's plan. Only plans are kept, never a refusal to make one: that may be
@@ -180,16 +191,43 @@ class EnvelopeLane:
             self._topics[topic] = plan
         return plan if dev_eui == plan.dev_eui else None
 
-    def _chirpstack(self, doc: dict[str, Any], topic: str, now_ns: int, out: EnvelopeOut) -> bool:
-        """ChirpStack v4 ``up`` (``parse_chirpstack``): the fields it checks, checked alike."""
+    def _by_body(self, fmt: str, dev_eui: Any) -> _Topic | None:
+        """An HTTP integration's device (ChirpStack's HTTP integration, a The Things Stack
+        webhook): one route for every device, so the body alone names it, by DevEUI."""
+        if type(dev_eui) is not str:
+            return None
+        plan = self._bodies.get((fmt, dev_eui))
+        if plan is None:
+            plan = self._device_plan(dev_eui, "", "")
+            if plan is None:
+                return None
+            self._bodies[(fmt, dev_eui)] = plan
+        return plan
+
+    def _shapes_of(self, plan: _Topic, application: str) -> ValueShapes:
+        if application == plan.application:
+            return plan.shapes
+        return self._shapes.setdefault((plan.device.type, application), {})
+
+    def _chirpstack(
+        self, doc: dict[str, Any], topic: str, http: bool, now_ns: int, out: EnvelopeOut
+    ) -> bool:
+        """ChirpStack v4 ``up`` (``parse_chirpstack``): the fields it checks, checked alike;
+        on MQTT the body must repeat its topic's DevEUI and application (``_check_topic``)."""
         info = doc.get("deviceInfo")
         if type(info) is not dict:
             return False
-        plan = self._topic("chirpstack", topic, info.get("devEui"))
+        application = info.get("applicationId", "")
+        if http:
+            plan = self._by_body("chirpstack", info.get("devEui"))
+            if plan is None or type(application) is not str:
+                return False
+        else:
+            plan = self._topic("chirpstack", topic, info.get("devEui"))
+            if plan is None or application != plan.application:
+                return False
         if (
-            plan is None
-            or info.get("applicationId") != plan.application
-            or type(info.get("deviceName", "")) is not str
+            type(info.get("deviceName", "")) is not str
             or type(doc.get("deduplicationId", "")) is not str
         ):
             return False
@@ -198,22 +236,38 @@ class EnvelopeLane:
         f_port = doc.get("fPort")
         radio = radio_summary(doc.get("rxInfo"), "rxInfo")
         values = self._values(plan, doc.get("object"), doc, "data")
-        return self._store(plan, received, f_cnt, f_port, radio, values, now_ns, out)
+        return self._store(plan, application, received, f_cnt, f_port, radio, values,
+                           now_ns, out)  # fmt: skip
 
-    def _tts(self, doc: dict[str, Any], topic: str, now_ns: int, out: EnvelopeOut) -> bool:
-        """The Things Stack v3 ``ApplicationUp`` (``parse_tts``), checked alike."""
+    def _tts(
+        self, doc: dict[str, Any], topic: str, http: bool, now_ns: int, out: EnvelopeOut
+    ) -> bool:
+        """The Things Stack v3 ``ApplicationUp`` (``parse_tts``), checked alike; on MQTT
+        the body must repeat its topic's device id and application (``_check_topic``)."""
         ids = doc.get("end_device_ids")
         up = doc.get("uplink_message")
         if type(ids) is not dict or type(up) is not dict:
             return False
         if doc.get("simulated", False) is not False:
             return False  # refused as simulated (or not a boolean) by the general path
-        plan = self._topic("tts", topic, ids.get("dev_eui"))
-        if plan is None or ids.get("device_id") != plan.device_name:
-            return False
         app_ids = ids.get("application_ids")
-        if type(app_ids) is not dict or app_ids.get("application_id") != plan.application:
-            return False
+        if http:
+            plan = self._by_body("tts", ids.get("dev_eui"))
+            if plan is None or type(ids.get("device_id", "")) is not str:
+                return False
+            application = ""
+            if type(app_ids) is dict:
+                named = app_ids.get("application_id")
+                if type(named) is not str or not named:
+                    return False
+                application = named
+        else:
+            plan = self._topic("tts", topic, ids.get("dev_eui"))
+            if plan is None or ids.get("device_id") != plan.device_name:
+                return False
+            application = plan.application
+            if type(app_ids) is not dict or app_ids.get("application_id") != application:
+                return False
         received = receipt_time(up, "received_at", "")
         if received is None:
             received = receipt_time(doc, "received_at", "")
@@ -221,7 +275,8 @@ class EnvelopeLane:
         f_port = up.get("f_port")
         radio = radio_summary(up.get("rx_metadata"), "rx_metadata")
         values = self._values(plan, up.get("decoded_payload"), up, "frm_payload")
-        return self._store(plan, received, f_cnt, f_port, radio, values, now_ns, out)
+        return self._store(plan, application, received, f_cnt, f_port, radio, values,
+                           now_ns, out)  # fmt: skip
 
     def _values(
         self, plan: _Topic, decoded: Any, holder: dict[str, Any], data_key: str
@@ -242,6 +297,7 @@ class EnvelopeLane:
     def _store(
         self,
         plan: _Topic,
+        application: str,
         received: int | None,
         f_cnt: Any,
         f_port: Any,
@@ -261,12 +317,13 @@ class EnvelopeLane:
         if f_port is not None and (type(f_port) is not int or not 0 <= f_port <= 255):
             return False
         keys = tuple(values)
+        shapes = self._shapes_of(plan, application)
         try:
-            shape = plan.shapes[keys]
+            shape = shapes[keys]
         except KeyError:
-            if len(plan.shapes) >= SHAPES_PER_TYPE:
+            if len(shapes) >= SHAPES_PER_TYPE:
                 return False
-            shape = plan.shapes[keys] = self._compile(keys, plan)
+            shape = shapes[keys] = self._compile(keys, plan.device.type, application)
         if shape is None:
             return False
         for key in shape.loose:
@@ -292,19 +349,18 @@ class EnvelopeLane:
                 counts[(device_id, label(device_id, key))] += 1
         return True
 
-    def _compile(self, keys: tuple[str, ...], plan: _Topic) -> _ValueShape | None:
+    def _compile(self, keys: tuple[str, ...], type_id: str, application: str) -> _ValueShape | None:
         """The value shape of ``keys``, or ``None`` when it is not the lane's: a key the key
         map routes onto another's quantity or health field, a name reserved for the
         reading's own keys, no quantity the rules take (``compile_shape``)."""
         if not keys or len(keys) > MAX_DECODED_KEYS:
             return None
-        type_id = plan.device.type
         rules, known = self._rules[type_id], self._known[type_id]
         moves: list[tuple[str, str]] = []
         health: list[tuple[str, str]] = []
         loose: list[str] = []
         for key in keys:
-            where, target = self._keymap.route(key, type_id, plan.application)
+            where, target = self._keymap.route(key, type_id, application)
             if where == DROP:
                 loose.append(key)
             elif where == HEALTH:

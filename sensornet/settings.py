@@ -354,6 +354,13 @@ class Settings(BaseSettings):
         "notes (docs/northbound.md, 'Late points'): give the ingester and the pusher the "
         "same value. Status and alarms: 1 s",
     )
+    northbound_lanes: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Requests in flight per subscription, each for its own share of the "
+        "sensors (a sensor's events stay in order); 1: one request at a time",
+    )
     northbound_timeout_s: float = Field(10.0, gt=0, description="Per request to a receiver")
     northbound_backoff_max_s: float = Field(
         60.0, gt=0, description="Longest wait between retries of a failing receiver"

@@ -218,6 +218,8 @@ EDITS: dict[str, Edit] = {
     "outer_time": lambda d, n: _at(d, n).pop("received_at", None) if n == "tts" else None,
 }  # fmt: skip
 TOPIC_EDITS = ["status", "join", "other_device", "other_app", "tenantless", "http", "bom"]
+HTTP_QUERIES = ["", "?event=up", "?event=up", "?event=join", "?event=status", "?event=log",
+                "?event=up&event=join", "?x=1"]  # fmt: skip
 
 
 def topic_edit(topic: str, payload: bytes, edit: str, network: str) -> tuple[str, bytes]:
@@ -277,6 +279,8 @@ def message(draw: st.DrawFn) -> InboundMessage:
         body = json.dumps(doc).encode()  # big integers too, unlike orjson
         if draw(st.integers(0, 5)) == 0:
             topic, body = topic_edit(topic, body, draw(st.sampled_from(TOPIC_EDITS)), network)
+    if draw(st.integers(0, 3)) == 0:  # an HTTP integration's route: the body names the device
+        topic = f"http/ns-1/{network}" + draw(st.sampled_from(HTTP_QUERIES))
     return InboundMessage(topic, body, 1, None, NOW_NS - 1000, network)
 
 
@@ -311,11 +315,20 @@ def well_formed() -> list[InboundMessage]:
             for network, (topic, body) in sent]  # fmt: skip
 
 
+def over_http(m: InboundMessage) -> InboundMessage:
+    """The same uplink from the network server's HTTP integration (ChirpStack: ``?event=up``;
+    a The Things Stack webhook: its own path), as the HTTP input hands it over."""
+    query = "?event=up" if m.fmt == "chirpstack" else ""
+    return InboundMessage(f"http/ns-1/{m.fmt}{query}", m.payload, None, None, NOW_NS, m.fmt)
+
+
 def test_well_formed_envelopes_take_the_lane() -> None:
     """Fails if the lane silently steps aside for what network servers really send."""
     fast, general = pipelines()
-    for m in well_formed():
+    for m in [*well_formed(), *map(over_http, well_formed())]:
         assert fast._envelopes.take(m.fmt, m.topic, m.payload, NOW_NS, BatchResult()), m.topic
+    webhooks = [over_http(m) for m in well_formed()]
+    assert outcome(fast.process(webhooks, NOW_NS)) == outcome(general.process(webhooks, NOW_NS))
     result = fast.process(well_formed(), NOW_NS)
     assert outcome(result) == outcome(general.process(well_formed(), NOW_NS))
     assert len(result.lines) == 6 and len(result.health) == 6 and not result.rejects

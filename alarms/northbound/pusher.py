@@ -114,6 +114,7 @@ def push_config(settings: Settings) -> PushConfig:
         settings.northbound_pause_after_s,
         settings.northbound_source,
         settings.influx_timeout_s + NOTE_MARGIN_S,
+        settings.northbound_lanes,
     )
 
 

@@ -56,15 +56,17 @@ PAGE_BATCHES = 10
 FIRST_WINDOW_NS = 60_000_000_000
 #: Pages read ahead of the one being sent (their rows are on the way to bodies meanwhile).
 READ_AHEAD = 2
-#: Requests in flight per subscription, each for its own share of the sensors (a sensor's
-#: events always go the same way, one request after the other: their order is kept).
-LANES = 2
 #: Acknowledged pages that may wait for their record while one is being written.
 MAX_UNRECORDED = 2
 
 
 #: A page cut into lanes of requests (events, body), and the page.
 _Page = tuple[list[list[tuple[list[Item], bytes]]], Page]
+
+
+def lane(key: str, lanes: int) -> int:
+    """The lane a sensor's (a key's) events always take."""
+    return zlib.crc32(key.encode()) % lanes
 
 
 class Paused(Exception):
@@ -80,6 +82,9 @@ class PushConfig:
     pause_after_s: float
     source: str
     note_settle_s: float = 15.0  # late notes are read this long after they were written
+    #: requests in flight, each for its own share of the sensors (a sensor's events always
+    #: go the same way, one request after the other: their order is kept)
+    lanes: int = 2
 
 
 def per_minute(items: list[Item]) -> dict[int, int]:
@@ -168,7 +173,7 @@ class Worker:
 
         A reader task reads pages ahead (one InfluxDB read for ``PAGE_BATCHES`` requests,
         up to ``READ_AHEAD`` pages waiting, their bodies made), while this task sends them.
-        A page's events are split by sensor into ``LANES`` lanes, each sending its batches
+        A page's events are split by sensor into ``lanes`` lanes, each sending its batches
         one at a time on a connection of its own, so a sensor's events stay in order; once
         every lane has its 2xx the page is recorded (cursor and counts), while the next
         page is on the wire. Records are written in order, only after their 2xx."""
@@ -230,13 +235,14 @@ class Worker:
         await pages.put(None)
 
     def _lanes(self, page: Page) -> list[list[tuple[list[Item], bytes]]]:
-        """The page's events split by sensor (key) into ``LANES``, each cut into requests."""
-        split: list[list[Item]] = [[] for _ in range(LANES)]
+        """The page's events split by sensor (key) into lanes, each cut into requests."""
+        lanes = self.config.lanes
+        split: list[list[Item]] = [[] for _ in range(lanes)]
         lane_of = self._lane_of
         for it in page.items:
             n = lane_of.get(it[1])
             if n is None:
-                n = lane_of[it[1]] = zlib.crc32(it[1].encode()) % LANES
+                n = lane_of[it[1]] = lane(it[1], lanes)
             split[n].append(it)
         size = self.config.batch_size
         return [

@@ -1,13 +1,16 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what is missing.
-.PHONY: demo test lint bootstrap bench clean
+.PHONY: demo test lint bootstrap bootstrap-test bench clean
 
 bootstrap:
 	@scripts/bootstrap.sh
 
+bootstrap-test:
+	@scripts/bootstrap.sh --test
+
 demo: bootstrap
 	.venv/bin/sensornet demo
 
-test: bootstrap lint
+test: bootstrap-test lint
 	.venv/bin/python -m pytest
 
 lint: bootstrap

@@ -22,6 +22,13 @@ command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
 # the scaled shape's broker (wiring/rabbitmq.py: a local 3-node cluster in tests and
 # `sensornet services up --cluster 3`); the package's own service is not used
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
+# `make test` (bootstrap.sh --test) also needs what only tests use: PostgreSQL for the
+# registry's second backend (tests/pg_server.py) and Chromium to render the API docs offline
+# (tests/test_docs_offline.py), so neither is skipped for want of a package.
+if [ "${1:-}" = "--test" ]; then
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_pkgs+=(postgresql)
+  command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
   echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"

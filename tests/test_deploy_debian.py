@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import asyncpg
-import pytest
+from pg_server import need_postgres
 from support import mqtt_client
 
 from sensornet import broker_files
@@ -125,9 +125,7 @@ def guide_sql(marker: str) -> list[str]:
 
 
 async def test_the_registry_database_the_guide_creates(postgres: str | None) -> None:
-    if postgres is None:
-        pytest.skip("PostgreSQL binaries not available (apt-get install postgresql)")
-    host, port = postgres.split(":")
+    host, port = need_postgres(postgres).split(":")
     statements = guide_sql("registry-database")
     role = re.search(r"CREATE ROLE (\w+)", statements[0])
     assert role is not None

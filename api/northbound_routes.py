@@ -119,8 +119,9 @@ async def listing(request: Request, who: Engineer) -> dict[str, Any]:
 
 @router.get("/subscriptions/{subscription_id}", summary="One subscription: delivered, pending")
 async def one(request: Request, who: Engineer, subscription_id: str) -> dict[str, Any]:
-    """``pending``: events not yet acknowledged, up to now (``pending_capped``: at least
-    that many); ``lag_s``: age of the oldest of them (0 when none)."""
+    """``pending``: events not yet acknowledged, up to now, points stored late and waiting
+    in their notes included (``pending_capped``: at least that many); ``lag_s``: age of the
+    oldest of those the regular read owes (0 when none)."""
     sub = await _found(request, subscription_id)
     engine = _engine(request)
     cursors = await store.cursors(engine, sub.id)
@@ -136,9 +137,16 @@ async def one(request: Request, who: Engineer, subscription_id: str) -> dict[str
                 devices, cursors[kind], now + 1, int(_settings(request).northbound_settle_s * 1e9),
                 PENDING_CAP,
             )  # fmt: skip
+            late = 0
+            if kind in NOTED:  # stored late, waiting in the notes (docs/northbound.md)
+                late = await pending_late(
+                    request.app.state.influx, sub.spec, sub.start_ns, kind,
+                    cursors.get(LATE_STREAM, Cursor(sub.start_ns)), cursors[kind],
+                    (sub.start_ns, now + 1),
+                )  # fmt: skip
         except SensornetError as exc:
             raise Problem(503, "InfluxDB unavailable", "pending events cannot be counted") from exc
-        pending[kind] = c.events
+        pending[kind] = c.events + late
         capped |= c.capped
         if c.first_ns is not None:
             oldest = c.first_ns if oldest is None else min(oldest, c.first_ns)

@@ -138,7 +138,8 @@ async def test_spool_replayed_after_an_influxdb_outage_is_pushed(
 
 
 async def _accounting(settings: Settings, key: str, sub_id: str, start_ns: int) -> Any:
-    """The API's account of the subscription from its start to the next whole minute."""
+    """The API's account of the subscription from its start to the next whole minute
+    (and its status says nothing is pending)."""
     minute = 60 * 10**9
     window = {
         "start": datetime.fromtimestamp(start_ns // minute * 60, UTC).isoformat(),
@@ -153,7 +154,9 @@ async def _accounting(settings: Settings, key: str, sub_id: str, start_ns: int) 
         ) as api,
     ):
         answer = await api.get(f"/northbound/subscriptions/{sub_id}/accounting", params=window)
+        status = await api.get(f"/northbound/subscriptions/{sub_id}")
     assert answer.status_code == 200, answer.text
+    assert status.status_code == 200 and status.json()["pending"] == 0, status.text
     return answer.json()
 
 

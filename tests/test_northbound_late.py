@@ -109,7 +109,9 @@ async def test_spool_replayed_after_an_influxdb_outage_is_pushed(
     await register_fleet(settings, [SENSOR])
     start_ns = time.time_ns() - 60 * 10**9
     async with Receiver(None) as receiver, FaultProxy(settings.influx_url).serving() as proxy:
-        sub_id, receiver.secret = await subscribe(settings, receiver.url, start_ns)
+        sub_id, receiver.secret = await subscribe(
+            settings, receiver.url, start_ns, kinds=("readings", "status")
+        )
         ingesting = settings.model_copy(
             update={"influx_url": f"http://127.0.0.1:{proxy.port}"}
         )  # the ingester writes through the proxy; the pusher reads InfluxDB itself
@@ -124,17 +126,22 @@ async def test_spool_replayed_after_an_influxdb_outage_is_pushed(
                 for _ in range(4):
                     during += await _publish(settings, [time.time_ns() // MS])
                     await asyncio.sleep(1.0)
+                await _publish_status(settings, "offline")  # stamped now, stored later
                 spool = ingesting.state_dir / "spool" / ingesting.ingest_client_id
                 await wait_until(lambda: _any_file(spool), 20)
                 await asyncio.sleep(settings.northbound_settle_s + 1)  # the cursor moves on
                 proxy.set_mode("ok")  # the replay stores them, all late by now
                 await wait_until(lambda: _has(receiver, first + during), 40)
                 await wait_until(lambda: _count(settings, sub_id, 1 + len(during)), 20)
+                await wait_until(lambda: _statuses(receiver), 20)
             finally:
                 assert pusher.stop() == 0, pusher.log.read_text()[-2000:]
-    assert receiver.got.ids == set(first + during)
+    readings = [e for e in receiver.got.events if e["type"] == "city.sensornet.reading.v1"]
+    assert {e["id"] for e in readings} == set(first + during)
     assert _once(receiver, first + during)
     assert await _acked(settings, sub_id) == 1 + len(during)
+    (status,) = await _statuses(receiver)  # once
+    assert status["data"] == {"state": "offline"} and status["subject"] == SENSOR.id
 
 
 async def _accounting(settings: Settings, key: str, sub_id: str, start_ns: int) -> Any:
@@ -158,6 +165,19 @@ async def _accounting(settings: Settings, key: str, sub_id: str, start_ns: int) 
     assert answer.status_code == 200, answer.text
     assert status.status_code == 200 and status.json()["pending"] == 0, status.text
     return answer.json()
+
+
+async def _publish_status(settings: Settings, state: str) -> None:
+    publisher = BulkPublisher(
+        settings.mqtt_host, settings.mqtt_port, "late-device-status", settings.mqtt_fleet_user,
+        settings.fleet_password(),
+    )  # fmt: skip
+    topic = device_topic(settings.topic_prefix, SENSOR.id, "status").encode()
+    await publisher.publish_all([(topic, state.encode())])
+
+
+async def _statuses(receiver: Receiver) -> list[dict[str, Any]]:
+    return [e for e in receiver.got.events if e["type"] == "city.sensornet.status.v1"]
 
 
 async def _has(receiver: Receiver, ids: list[str]) -> bool:

@@ -231,13 +231,16 @@ def bench_northbound(
     sensors: Annotated[int, typer.Option(help="Sensors they come from")] = 200,
     batch: Annotated[int, typer.Option(help="Events per request (both sides)")] = 1000,
     samples: Annotated[int, typer.Option(help="Alarm latency samples")] = 20,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Rounds of bare then push; ratio = their median")
+    ] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="Only the JSON line")] = False,
 ) -> None:
     """Northbound push vs a bare HTTP client to the same receiver; alarm latency."""
     from bench.northbound import run_bench
 
     say = None if json_out else (lambda text: console.print(f"[dim]{text}[/dim]"))
-    typer.echo(json.dumps(asyncio.run(run_bench(events, sensors, batch, samples, say))))
+    typer.echo(json.dumps(asyncio.run(run_bench(events, sensors, batch, samples, say, rounds))))
 
 
 @bench_app.command("alarms")

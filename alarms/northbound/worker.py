@@ -130,8 +130,8 @@ class Worker:
     async def _creation_hold(self) -> None:
         """Wait until the ingesters' unnoted late points this subscription could be owed
         are all stored (``creation_hold_s``); a subscription older than that: no wait."""
-        if not self.config.hold_new:
-            return
+        if not self.config.hold_new or not {"readings", "status"} & set(self.sub.spec.kinds):
+            return  # alarm changes and aggregates: the ingester notes none of them
         created_ns = int(self.sub.created_at.timestamp() * 1e9)
         hold_s = creation_hold_s(
             self.sub.start_ns, created_ns, self.config.settle_s, self.config.note_settle_s

@@ -26,6 +26,7 @@ from sensornet.catalogue import load_catalogue
 from sensornet.errors import InfluxError
 from sensornet.influx import InfluxClient, rows
 from sensornet.lineprotocol import FieldValue, encode_lines, encode_point
+from sensornet.northbound import store
 from sensornet.registry.store import DeviceInfo, open_registry
 from sensornet.settings import Settings
 from sensornet.storage_layout import apply_storage_layout
@@ -125,6 +126,8 @@ async def test_alarm_decided_as_influxdb_dies_is_stored_and_pushed_once(
             assert cleared.level is None
             await wait_until(lambda: _got(receiver, 2), 30)
             await asyncio.sleep(settings.influx_timeout_s + 5.0 + 2.0)  # any second copy
+            acked = await store.acked(engine, sub_id, 0, 2**40)
+            assert acked.get("alarms") == 2  # the accounting counts each once
         finally:
             assert pusher.stop() == 0, pusher.log.read_text()[-2000:]
     events = _alarm_events(receiver)

@@ -23,6 +23,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarms.alertmanager import alertmanager_client
@@ -196,7 +197,8 @@ class AlarmRunner:
             try:
                 await self.check_dependencies(broker)
                 await self.tick()
-            except InfluxError as exc:  # InfluxDB down: keep state, try again next round
+            except (InfluxError, SQLAlchemyError) as exc:  # InfluxDB or the registry down:
+                # keep state and the outbox, try again next round
                 self.health.rounds_failed += 1
                 self.health.outbox = len(self.outbox)
                 log.warning(

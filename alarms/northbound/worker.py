@@ -32,7 +32,7 @@ from sensornet.northbound.envelope import CONTENT_TYPE, run_id
 from sensornet.northbound.events import Cursor, event_id
 from sensornet.northbound.late import creation_hold_s
 from sensornet.northbound.late_reads import END as LATE_END
-from sensornet.northbound.late_reads import LATE_STREAM, read_late
+from sensornet.northbound.late_reads import LATE_STREAM, first_late_alarm, read_late
 from sensornet.northbound.signing import sign_headers
 from sensornet.northbound.sources import (
     NOTED,
@@ -178,6 +178,11 @@ class Worker:
                 self.config.batch_size * PAGE_BATCHES, self.config.source,
             )  # fmt: skip
         horizon = now - (WRITE_STAMPED_SETTLE_NS if kind in WRITE_STAMPED else settle)
+        if kind == "alarms":  # an alarm change stored late: nothing after it goes first
+            late = self.cursors.get(LATE_STREAM) or Cursor(self.sub.start_ns, "")
+            first = await first_late_alarm(self.influx, self.sub.spec, self.sub.start_ns, late)
+            if first is not None:
+                horizon = min(horizon, first)
         target = self.config.batch_size * PAGE_BATCHES
         window = self.windows.get(kind, FIRST_WINDOW_NS)
         page = await read_page(

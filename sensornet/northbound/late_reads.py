@@ -122,6 +122,24 @@ async def read_late(
     return LatePage(points, upto, full and not stopped)
 
 
+async def first_late_alarm(
+    influx: InfluxClient, spec: Spec, start_ns: int, after: Cursor
+) -> int | None:
+    """The time of the earliest alarm change waiting in a note after ``after`` (the notes'
+    cursor) for this subscription: the regular read of alarm changes stops there until
+    the notes' stream has delivered it, so each alarm's changes (and all the
+    subscription's alarm changes) still arrive in the order the runner decided them."""
+    q = (
+        'SELECT "point_time", "measurement", "sensor_id", "ingester" '  # noqa: S608
+        f'FROM "{LATE_MEASUREMENT}" WHERE time >= $t0 AND "measurement" = $m'
+    )
+    params: dict[str, ParamValue] = {
+        "t0": rfc3339_ns(after.time_ns), "m": ALARM_EVENT_MEASUREMENT,
+    }  # fmt: skip
+    notes, _ = parse_notes(await influx.query_body(q, params, method="POST"), after, 2**62)
+    return min((n.point_time for n in notes if wanted(n, spec, start_ns)), default=None)
+
+
 async def _points(
     influx: InfluxClient,
     notes: Sequence[Note],

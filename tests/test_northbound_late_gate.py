@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 import time
 
+from faultproxy import FaultProxy
 from northbound_support import PusherProcess, subscribe
 from support import running, wait_until
 from test_northbound_late import MS, SENSOR, _acked, _late_settings, _once, _publish
@@ -90,6 +91,40 @@ async def test_unreadable_subscriptions_mean_every_late_point_is_noted(
         await _publish(settings, [now_ms - 3_500_000 + i for i in range(3)])
         await wait_until(lambda: _stored(influx, 4), 20)
         assert await _notes(influx) == 3
+
+
+async def test_a_write_unnoted_before_the_ingester_knew_is_delivered(
+    settings: Settings, influx: InfluxClient
+) -> None:
+    """The creation hold: late readings whose write began before the ingester learned of
+    a backdated subscription carry no note and land seconds later; the pusher's first read
+    waits until they are stored, so its regular read delivers them."""
+    settings = _late_settings(settings).model_copy(update={"influx_timeout_s": 6.0})
+    await register_fleet(settings, [SENSOR])
+    async with Receiver(None) as receiver, FaultProxy(settings.influx_url).serving() as proxy:
+        ingesting = settings.model_copy(update={"influx_url": f"http://127.0.0.1:{proxy.port}"})
+        async with running(run_ingester, ingesting):
+            proxy.delay_s = 4.0  # within the write timeout (6 s): the write succeeds, late
+            proxy.set_mode("slow")
+            now_ms = time.time_ns() // MS
+            slow = await _publish(settings, [now_ms - 30_000 + i for i in range(3)])
+            await asyncio.sleep(0.5)  # the ingester's write has begun, without notes
+            sub_id, receiver.secret = await subscribe(
+                settings, receiver.url, (now_ms - 60_000) * MS
+            )
+            pusher = PusherProcess(settings)  # reads InfluxDB itself, not through the proxy
+            pusher.start()
+            try:
+                await wait_until(lambda: _stored(influx, 3), 20)
+                proxy.set_mode("ok")
+                assert await _notes(influx) == 0
+                await wait_until(lambda: _has(receiver, slow), 60)
+                await asyncio.sleep(settings.northbound_settle_s + 8)  # nothing else comes
+            finally:
+                assert pusher.stop() == 0, pusher.log.read_text()[-2000:]
+    assert receiver.got.ids == set(slow)
+    assert _once(receiver, slow)
+    assert await _acked(settings, sub_id) == len(slow)
 
 
 async def _has(receiver: Receiver, ids: list[str]) -> bool:

@@ -34,6 +34,8 @@ class RunnerHealth:
     notify: NotifyStats | None = None
     maintenance_active: int = 0
     rounds_failed: int = 0
+    #: alarm changes decided but not yet stored (InfluxDB, then SQL): ``alarms.outbox``
+    outbox: int = 0
 
 
 class RunnerCollector(Collector):
@@ -47,6 +49,11 @@ class RunnerCollector(Collector):
             active.add_metric([severity], h.severities.get(severity, 0))
         yield active
         yield CounterMetricFamily(_P + "rounds_failed", "Rounds skipped", value=h.rounds_failed)
+        yield GaugeMetricFamily(
+            _P + "changes_unstored",
+            "Alarm changes decided but not yet stored (retried every round)",
+            value=h.outbox,
+        )
         yield GaugeMetricFamily(
             _P + "maintenance_windows_active",
             "Maintenance windows running now",

@@ -5,8 +5,12 @@ and tells Alertmanager (``notify``: alerts as they fire and resolve, silences fo
 acknowledged alarms and maintenance windows). Its ``/metrics`` (``metrics``) carry the
 liveness Prometheus alerts on, and whether the broker and InfluxDB answer.
 
-It keeps the evaluator states in memory and rebuilds them from the active alarms on start,
-so a restart neither re-raises nor forgets an alarm."""
+It keeps the evaluator states in memory and rebuilds them from the active alarms (SQL) on
+start, so a restart neither re-raises nor forgets an alarm. A change is stored in InfluxDB
+(its ``alarm_event`` point) and then in SQL, and waits in the ``outbox`` until both took
+it: an InfluxDB outage delays a change, never loses it. Across a restart, a change still
+in the outbox was in neither store, so the rebuilt state does not have it either and the
+next reading decides it again (docs/alerting.md, "Alarm changes are never lost")."""
 
 from __future__ import annotations
 
@@ -16,16 +20,17 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alarms.alertmanager import alertmanager_client
 from alarms.metrics import RunnerCollector, RunnerHealth, round_histogram, serve_metrics
 from alarms.notify import Notifier
 from alarms.operations_view import liveness_states, operations_view_lines
+from alarms.outbox import AlarmOutbox
 from alarms.relay import run_relay
 from alarms.routing import RELAYED, load_routing
 from sensornet.alarms.evaluate import AlarmState, evaluate
@@ -34,7 +39,6 @@ from sensornet.alarms.store import (
     AlarmRecord,
     Change,
     active_alarms,
-    apply_changes,
     create_alarm_tables,
 )
 from sensornet.catalogue import Catalogue, load_catalogue
@@ -65,6 +69,7 @@ class AlarmRunner:
         self.map_crs = map_crs  # the basemap's coordinate system (sensornet/mapcrs.py)
         self.notifier = notifier
         self.states: dict[tuple[str, str], AlarmState] = {}
+        self.outbox = AlarmOutbox()  # changes decided, not yet stored (alarms/outbox)
         self.health = RunnerHealth(notify=notifier.stats if notifier else None)
 
     async def start(self) -> None:
@@ -74,13 +79,12 @@ class AlarmRunner:
             self.states[(a.sensor_id, a.rule_id)] = AlarmState(a.level, since, None)
 
     async def tick(self) -> list[Change]:
-        """One pass over every reporting sensor; returns (and stores) the alarm changes."""
+        """One pass over every reporting sensor; returns the alarm changes stored in this
+        round (those decided now, and any an earlier round could not store)."""
         devices = [d for d in (await load_devices(self.engine)).values() if d.reporting]
         latest = await latest_of_types(
             self.influx, self.catalogue, sorted({d.type for d in devices})
         )
-        changes: list[Change] = []
-        pushed: list[Callable[[int], str]] = []  # northbound alarm events, stamped when written
         for d in devices:
             reading = latest.get(d.id)
             if reading is None:
@@ -101,29 +105,27 @@ class AlarmRunner:
                     value,
                     reading.time_ns,
                 )
-                self.states[key] = state
+                self.states[key] = state  # the change, if any, waits in the outbox
                 if event is None:
                     continue
                 level = levels[event.level] if event.level is not None else None
-                changes.append(
-                    Change(
-                        d.id, rule.id, d.type, d.subdistrict, rule.quantity, event.level,
-                        level.name if level else "", level.severity if level else "",
-                        level.threshold if level else None, float(value),
-                        datetime.fromtimestamp(event.at_ns / 1e9, UTC),
-                    )
+                c = Change(
+                    d.id, rule.id, d.type, d.subdistrict, rule.quantity, event.level,
+                    level.name if level else "", level.severity if level else "",
+                    level.threshold if level else None, float(value),
+                    datetime.fromtimestamp(event.at_ns / 1e9, UTC),
                 )  # fmt: skip
-                c = changes[-1]
-                pushed.append(
+                self.outbox.add(
+                    c,
                     functools.partial(
                         alarm_event_line, d.id, rule.id, d.type, d.subdistrict, c.severity,
                         event.kind, event.level, c.level_name, c.value, c.threshold, event.at_ns,
-                    )
+                    ),
                 )  # fmt: skip
-        if pushed:  # before the SQL record: what northbound pushes is never behind it
-            now_ns = time.time_ns()
-            await self.influx.write(encode_lines([line(now_ns) for line in pushed]))
-        await apply_changes(self.engine, changes)
+        # InfluxDB first, then SQL: what northbound pushes is never behind the record,
+        # and a change neither took stays in the outbox for the next round
+        changes = await self.outbox.flush(self.influx, self.engine)
+        self.health.outbox = len(self.outbox)
         active = await active_alarms(self.engine)
         windows = await current_windows(self.engine)
         await self._write_operations_view(devices, latest, active, windows)
@@ -160,6 +162,19 @@ class AlarmRunner:
         self.health.severities = Counter(a.severity for a in active)
         self.health.maintenance_active = len(running)
 
+    async def _keep_alertmanager_told(self) -> None:
+        """A round without InfluxDB still re-sends the active alarms (from SQL): an alert
+        not re-sent within 4 resends is resolved by Alertmanager itself, so an outage of
+        InfluxDB would otherwise end every alarm there and raise it again afterwards."""
+        if self.notifier is None:
+            return
+        try:
+            await self.notifier.sync(
+                await active_alarms(self.engine), await current_windows(self.engine)
+            )
+        except Exception as exc:  # the registry away too: the next round tries again
+            log.warning("alarm notifications skipped: %s", exc)
+
     async def check_dependencies(self, broker: tuple[str, int] | None) -> None:
         """Whether InfluxDB and the broker answer: exported for the platform-health alerts."""
         deps = {"influxdb": (str(self.influx._http.base_url), await self.influx.ping())}
@@ -182,9 +197,15 @@ class AlarmRunner:
             try:
                 await self.check_dependencies(broker)
                 await self.tick()
-            except InfluxError as exc:  # InfluxDB down: keep state, try again next round
+            except (InfluxError, SQLAlchemyError) as exc:  # InfluxDB or the registry down:
+                # keep state and the outbox, try again next round
                 self.health.rounds_failed += 1
-                log.warning("alarm evaluation skipped: %s", exc)
+                self.health.outbox = len(self.outbox)
+                log.warning(
+                    "alarm evaluation skipped (%d changes wait to be stored): %s",
+                    len(self.outbox), exc,
+                )  # fmt: skip
+                await self._keep_alertmanager_told()
             if rounds is not None:
                 rounds.observe(time.perf_counter() - started)
             with contextlib.suppress(TimeoutError):

@@ -10,6 +10,7 @@ from itertools import islice
 
 from ingest.deadletter import count_dropped, dead_letter_lines, log_rejects, status_line
 from ingest.inputs import BatchOutcome, Input, InputContext, build_inputs
+from ingest.late_gate import keep_owed_fresh, read_owed
 from ingest.metrics import IngestStats, platform_lines
 from ingest.pipeline import BatchResult, Pipeline, Reject
 from ingest.spool import Spool
@@ -142,12 +143,18 @@ class Ingester:
             self.settings.northbound_settle_s,
             self.settings.ingest_client_id,
         )
+        gated = self.settings.northbound_late_notes == "owed"  # else: every late point noted
+        if gated:
+            await read_owed(late, self.devices.engine)  # before the first batch
         writer = DurableWriter(self.influx, self.spool, self.stats, stop, late=late)
         side_tasks = [
             asyncio.create_task(writer.replay_forever(), name="spool-replay"),
             asyncio.create_task(self._report_forever(stop), name="platform-stats"),
             asyncio.create_task(self._refresh_registry_forever(stop), name="registry"),
         ]
+        if gated:
+            owed = keep_owed_fresh(late, self.devices.engine, stop)
+            side_tasks.append(asyncio.create_task(owed, name="northbound-owed"))
         try:
             # A queued backlog flows in before the SUBACK does: the pause must already work
             # for it, and batches be written and acked meanwhile.

@@ -354,6 +354,14 @@ class Settings(BaseSettings):
         "notes (docs/northbound.md, 'Late points'): give the ingester and the pusher the "
         "same value. Status and alarms: 1 s",
     )
+    northbound_late_notes: Literal["owed", "always"] = Field(
+        "owed",
+        description="'owed': the ingester notes late points only while a subscription could "
+        "be owed them (a new subscription with a start in the past then waits about "
+        "INFLUX_TIMEOUT_S + 7 s before its first read); 'always': every late point noted, "
+        "no wait (docs/northbound.md, 'Late points'). Give the ingester and the pusher the "
+        "same value",
+    )
     northbound_lanes: int = Field(
         1,
         ge=1,

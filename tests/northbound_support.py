@@ -33,6 +33,9 @@ def fast(settings: Settings, **over: Any) -> Settings:
         "northbound_backoff_max_s": 0.5,
         "northbound_batch_size": 50,
         "northbound_metrics_port": 0,  # on by default (9466): not in tests run side by side
+        # every late point noted, so no new subscription is held back ~17 s (the late notes'
+        # tests set "owed", the default, and show what it saves)
+        "northbound_late_notes": "always",
     }
     values.update(over)
     return settings.model_copy(update=values)
@@ -108,7 +111,7 @@ class PusherProcess:
         }
         for name in (
             "settle_s", "poll_s", "timeout_s", "backoff_max_s", "batch_size", "pause_after_s",
-            "metrics_port",
+            "metrics_port", "late_notes",
         ):  # fmt: skip
             env[f"SENSORNET_NORTHBOUND_{name.upper()}"] = str(getattr(s, f"northbound_{name}"))
         with self.log.open("ab") as log:

@@ -33,7 +33,10 @@ MS = 1_000_000
 
 def _late_settings(settings: Settings) -> Settings:
     # settle 2 s: a point over 1 s old when written is noted; notes read 2 + 5 s after
-    return fast(settings, northbound_settle_s=2.0, influx_timeout_s=2.0)
+    # "owed" (the default): notes only while a subscription could be owed the point
+    return fast(
+        settings, northbound_settle_s=2.0, influx_timeout_s=2.0, northbound_late_notes="owed"
+    )
 
 
 async def _publish(settings: Settings, times_ms: list[int]) -> list[str]:

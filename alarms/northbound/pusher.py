@@ -115,6 +115,7 @@ def push_config(settings: Settings) -> PushConfig:
         settings.northbound_source,
         settings.influx_timeout_s + NOTE_MARGIN_S,
         settings.northbound_lanes,
+        settings.northbound_late_notes == "owed",
     )
 
 

@@ -30,8 +30,9 @@ from sensornet.northbound import store
 from sensornet.northbound.encode import Item, batch
 from sensornet.northbound.envelope import CONTENT_TYPE, run_id
 from sensornet.northbound.events import Cursor, event_id
+from sensornet.northbound.late import creation_hold_s
 from sensornet.northbound.late_reads import END as LATE_END
-from sensornet.northbound.late_reads import LATE_STREAM, read_late
+from sensornet.northbound.late_reads import LATE_STREAM, first_late_alarm, read_late
 from sensornet.northbound.signing import sign_headers
 from sensornet.northbound.sources import (
     NOTED,
@@ -85,6 +86,9 @@ class PushConfig:
     #: requests in flight, each for its own share of the sensors (a sensor's events always
     #: go the same way, one request after the other: their order is kept)
     lanes: int = 1
+    #: the ingesters note late points only while someone could be owed them: a new
+    #: subscription's first read may have to wait (sensornet.northbound.late)
+    hold_new: bool = True
 
 
 def per_minute(items: list[Item]) -> dict[int, int]:
@@ -123,10 +127,25 @@ class Worker:
         self.windows: dict[str, int] = {}  # time span of the next read, per kind
         self._lane_of: dict[str, int] = {}  # a key's lane
 
+    async def _creation_hold(self) -> None:
+        """Wait until the ingesters' unnoted late points this subscription could be owed
+        are all stored (``creation_hold_s``); a subscription older than that: no wait."""
+        if not self.config.hold_new or not {"readings", "status"} & set(self.sub.spec.kinds):
+            return  # alarm changes and aggregates: the ingester notes none of them
+        created_ns = int(self.sub.created_at.timestamp() * 1e9)
+        hold_s = creation_hold_s(
+            self.sub.start_ns, created_ns, self.config.settle_s, self.config.note_settle_s
+        )
+        wait_s = created_ns / 1e9 + hold_s - time.time()
+        if wait_s > 0:
+            log.info("northbound %s: first read in %.1f s (late notes)", self.sub.id, wait_s)
+            await asyncio.sleep(wait_s)
+
     async def run(self) -> None:
         """Deliver until cancelled or paused; a failure to read InfluxDB or the registry
         is logged and tried again (nothing moves meanwhile)."""
         self.metrics.paused.labels(self.sub.id).set(0)
+        await self._creation_hold()
         attempt = 0
         while True:
             try:
@@ -159,6 +178,11 @@ class Worker:
                 self.config.batch_size * PAGE_BATCHES, self.config.source,
             )  # fmt: skip
         horizon = now - (WRITE_STAMPED_SETTLE_NS if kind in WRITE_STAMPED else settle)
+        if kind == "alarms":  # an alarm change stored late: nothing after it goes first
+            late = self.cursors.get(LATE_STREAM) or Cursor(self.sub.start_ns, "")
+            first = await first_late_alarm(self.influx, self.sub.spec, self.sub.start_ns, late)
+            if first is not None:
+                horizon = min(horizon, first)
         target = self.config.batch_size * PAGE_BATCHES
         window = self.windows.get(kind, FIRST_WINDOW_NS)
         page = await read_page(

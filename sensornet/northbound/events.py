@@ -17,7 +17,9 @@ from sensornet.lineprotocol import encode_point
 from sensornet.northbound.spec import Kind
 
 #: The measurement the alarm runner writes one point to per alarm change, stamped when
-#: the runner decided it (so a cursor over write time sees it at once).
+#: the runner decided it (so a cursor over write time sees it at once); a change written
+#: later (retried after an InfluxDB failure, a slow write) keeps its stamp and gets a late
+#: note (``alarms.outbox``).
 ALARM_EVENT_MEASUREMENT = "alarm_event"
 
 

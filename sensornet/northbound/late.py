@@ -15,11 +15,22 @@ A point is noted when its time is older than half the settle time when its write
 (readings: ``SENSORNET_NORTHBOUND_SETTLE_S`` / 2, status: 0.5 s): the cursor cannot have
 passed a point younger than that before the write ends, unless the write takes longer
 than the other half; the note's stamp is then still at least half the settle time after
-the point, which is what lets the regular read find notes cheaply (``notes_query``)."""
+the point, which is what lets the regular read find notes cheaply (``notes_query``).
+
+Notes are written only for points some subscription could be owed (``owed``): a point
+whose kind no subscription takes, or older than the start of every subscription that takes
+it, is owed to none, so a backlog ingested while nobody subscribes costs InfluxDB no second
+point per reading. The ingester reads the subscriptions every ``OWED_CHECK_S``; a view
+older than ``OWED_MAX_AGE_S`` (the registry unreadable, or not read yet) notes every late
+point, as before. A subscription created meanwhile is covered by the pusher: it waits
+``OWED_MAX_AGE_S`` plus the notes' delay before its first read when its start is early
+enough to be owed a point an ingester left unnoted (``creation_hold_s``; docs/northbound.md,
+"Late points", "Only while someone subscribes")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +49,11 @@ STATUS_SETTLE_NS = 1_000_000_000
 #: up) plus this long after their stamp, so the writes that carry them have ended.
 NOTE_MARGIN_S = 5.0
 _DIGITS = 19  # nanosecond timestamps from 2001 to 2286
+#: How often the ingester reads which subscriptions exist, and how old that view may be
+#: before it notes every late point again (the registry unreadable: fail safe).
+OWED_CHECK_S = 0.5
+OWED_MAX_AGE_S = 2.0
+_NEVER = 2**63  # a point time no point reaches: nothing owed
 
 
 class LateNotes:
@@ -50,6 +66,20 @@ class LateNotes:
         self.youngest = min(self.age_ns.values())
         self.tag = escape_name("tag value", ingester)
         self.last_stamp = 0
+        self._readings = [m for m in self.age_ns if m != STATUS_MEASUREMENT]
+        #: the earliest point time owed per measurement (``_NEVER``: none), and until when
+        #: (monotonic) that view holds; before the first view, and after it expires, every
+        #: late point is noted
+        self._since: dict[str, int] = dict.fromkeys(self.age_ns, _NEVER)
+        self._fresh_until = float("-inf")
+
+    def owed(self, starts: Mapping[str, int], read_at: float) -> None:
+        """The registry's subscriptions as read at ``read_at`` (``time.monotonic()`` when
+        the read began): the earliest ``start`` per kind (``readings``, ``status``) among
+        the subscriptions, paused ones included, that take that kind."""
+        self._since = dict.fromkeys(self._readings, starts.get("readings", _NEVER))
+        self._since[STATUS_MEASUREMENT] = starts.get("status", _NEVER)
+        self._fresh_until = read_at + OWED_MAX_AGE_S
 
     def notes(self, lines: Sequence[str], now_ns: int, noted_at: int | None = None) -> list[str]:
         """The notes for the late ones among ``lines`` (line protocol with timestamps),
@@ -59,6 +89,12 @@ class LateNotes:
         cut = str(now_ns - self.youngest)
         if len(cut) != _DIGITS:
             return []
+        if time.monotonic() > self._fresh_until:
+            since: Mapping[str, int] = {}  # no fresh view of the subscriptions: all owed
+        elif all(t == _NEVER for t in self._since.values()):
+            return []  # nobody subscribes to readings or status
+        else:
+            since = self._since
         found: list[tuple[str, str, int]] = []
         for line in lines:
             if line[-_DIGITS:] > cut and line[-_DIGITS - 1] == " ":
@@ -70,6 +106,8 @@ class LateNotes:
             t = int(line[line.rindex(" ") + 1 :])
             if t > now_ns - age or (noted_at is not None and t <= noted_at - age):
                 continue
+            if t < since.get(head, 0):
+                continue  # older than every start of a subscription taking it: owed to none
             sensor = _tag(rest, "sensor_id")
             if sensor is not None:
                 found.append((head, sensor, t))
@@ -98,6 +136,23 @@ def _tag(tags_and_rest: str, name: str) -> str | None:
         if i >= len(tags_and_rest) or tags_and_rest[i] == " ":
             return None
         i += 1
+
+
+def creation_hold_s(start_ns: int, created_ns: int, settle_s: float, note_settle_s: float) -> float:
+    """How long after its creation a subscription's first read waits (0: not at all).
+
+    An ingester learns of a new subscription within ``OWED_MAX_AGE_S``; until then it may
+    write late points unnoted, all of them older than ``created + OWED_MAX_AGE_S -
+    settle/2`` (a point is late when over half the settle time old as its write starts or
+    ends). A subscription starting later than that is owed none of them. One starting
+    earlier (a stated ``start`` in the past, or a settle time shorter than twice the lag)
+    could be: its reads wait until every write begun before the ingesters knew has ended
+    (``note_settle_s``: the ingester's write timeout plus ``NOTE_MARGIN_S``), so each such
+    point is stored before any cursor can pass it."""
+    lag_ns = int(OWED_MAX_AGE_S * 1e9)
+    if start_ns >= created_ns + lag_ns - int(settle_s * 1e9) // 2:
+        return 0.0
+    return OWED_MAX_AGE_S + note_settle_s
 
 
 @dataclass(frozen=True, slots=True)

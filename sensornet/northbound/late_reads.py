@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sensornet.catalogue import Catalogue
 from sensornet.influx import InfluxClient, ParamValue, check_identifier
 from sensornet.northbound.encode import Item
-from sensornet.northbound.events import Cursor, rfc3339_ns
+from sensornet.northbound.events import ALARM_EVENT_MEASUREMENT, Cursor, rfc3339_ns
 from sensornet.northbound.late import (
     LATE_MEASUREMENT,
     STATUS_MEASUREMENT,
@@ -50,16 +50,25 @@ class LatePage:
 
 
 def kind_of(note: Note) -> Kind:
-    return "status" if note.measurement == STATUS_MEASUREMENT else "readings"
+    return _kind_of_measurement(note.measurement)
+
+
+def _kind_of_measurement(measurement: str) -> Kind:
+    if measurement == STATUS_MEASUREMENT:
+        return "status"
+    if measurement == ALARM_EVENT_MEASUREMENT:  # noted by the alarm runner (alarms/outbox)
+        return "alarms"
+    return "readings"
 
 
 def wanted(note: Note, spec: Spec, start_ns: int) -> bool:
-    """The subscription takes this point (status filtered by type and area when read)."""
+    """The subscription takes this point (status and alarm changes filtered by type and
+    area when read: their type is not in the note)."""
     kind, flt = kind_of(note), spec.filter
     return (
         kind in spec.kinds
         and note.point_time >= start_ns
-        and (kind == "status" or not flt.types or note.measurement in flt.types)
+        and (kind != "readings" or not flt.types or note.measurement in flt.types)
         and (not flt.sensors or note.sensor_id in flt.sensors)
     )
 
@@ -113,6 +122,24 @@ async def read_late(
     return LatePage(points, upto, full and not stopped)
 
 
+async def first_late_alarm(
+    influx: InfluxClient, spec: Spec, start_ns: int, after: Cursor
+) -> int | None:
+    """The time of the earliest alarm change waiting in a note after ``after`` (the notes'
+    cursor) for this subscription: the regular read of alarm changes stops there until
+    the notes' stream has delivered it, so each alarm's changes (and all the
+    subscription's alarm changes) still arrive in the order the runner decided them."""
+    q = (
+        'SELECT "point_time", "measurement", "sensor_id", "ingester" '  # noqa: S608
+        f'FROM "{LATE_MEASUREMENT}" WHERE time >= $t0 AND "measurement" = $m'
+    )
+    params: dict[str, ParamValue] = {
+        "t0": rfc3339_ns(after.time_ns), "m": ALARM_EVENT_MEASUREMENT,
+    }  # fmt: skip
+    notes, _ = parse_notes(await influx.query_body(q, params, method="POST"), after, 2**62)
+    return min((n.point_time for n in notes if wanted(n, spec, start_ns)), default=None)
+
+
 async def _points(
     influx: InfluxClient,
     notes: Sequence[Note],
@@ -134,10 +161,10 @@ async def _points(
         params: dict[str, ParamValue] = {}
         statements = []
         for j, ((measurement, sensor_id), times) in enumerate(chunk):
-            kind: Kind = "status" if measurement == STATUS_MEASUREMENT else "readings"
+            kind = _kind_of_measurement(measurement)
             params |= {f"s{j}": sensor_id, f"a{j}": rfc3339_ns(min(times)),
                        f"b{j}": rfc3339_ns(max(times))}  # fmt: skip
-            area = Filter((), flt.subdistricts, ())
+            area = Filter(flt.types if kind == "alarms" else (), flt.subdistricts, ())
             extra = "".join(f" AND {w}" for w in _where(area, kind, params))
             statements.append(
                 f'SELECT * FROM "{check_identifier(measurement)}" WHERE "sensor_id" = $s{j} '  # noqa: S608
@@ -147,7 +174,7 @@ async def _points(
         for ((measurement, sensor_id), times), series in zip(
             chunk, _statement_series(body), strict=False
         ):
-            kind = "status" if measurement == STATUS_MEASUREMENT else "readings"
+            kind = _kind_of_measurement(measurement)
             for s in series:
                 ti = s["columns"].index("time")
                 s["values"] = [v for v in s.get("values", []) if v[ti] in times]

@@ -35,8 +35,9 @@ _NOT_VALUES = frozenset({"time", "sensor_id", "subdistrict", "seq"})
 #: Series turned into events between two yields to the event loop: a page of thousands of
 #: rows is tens of milliseconds of Python, during which a request's answer would wait.
 SERIES_PER_SLICE = 20
-#: Kinds whose late points the ingester notes (``late``).
-NOTED: frozenset[Kind] = frozenset({"readings", "status"})
+#: Kinds whose late points are noted (``late``): by the ingester (readings, status) and
+#: by the alarm runner (alarm changes written after their stamp: ``alarms.outbox``).
+NOTED: frozenset[Kind] = frozenset({"readings", "status", "alarms"})
 _NOTHING: Mapping[tuple[str, str], set[int]] = {}
 #: A cursor key above every sensor id: ``(t, END)`` means "everything up to t is read".
 END = "\U0010ffff"

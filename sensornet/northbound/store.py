@@ -169,6 +169,19 @@ async def list_subscriptions(engine: AsyncEngine) -> list[Subscription]:
         return [_record(r) for r in (await session.scalars(q)).all()]
 
 
+async def earliest_starts(engine: AsyncEngine) -> dict[str, int]:
+    """Per kind, the earliest ``start`` among the subscriptions that take it, paused ones
+    included (they resume where they stopped): what the ingester's late notes must cover
+    (sensornet.northbound.late). Kinds nobody takes are absent."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(SubscriptionRow.kinds, SubscriptionRow.start_ns))
+        out: dict[str, int] = {}
+        for kinds, start_ns in rows:
+            for kind in kinds:
+                out[kind] = min(out.get(kind, start_ns), start_ns)
+        return out
+
+
 async def get_subscription(engine: AsyncEngine, subscription_id: str) -> Subscription | None:
     async with _sessions(engine)() as session:
         row = await session.get(SubscriptionRow, subscription_id)

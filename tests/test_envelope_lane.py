@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,11 +17,12 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from value_strategies import good_value, mostly
 
 from gateway_sim.lorawan import SIM_APPLICATION, encode_values, rfc3339, uplink
 from ingest import pipeline as pipeline_module
 from ingest.pipeline import BatchResult, Pipeline
-from sensornet.catalogue import Quantity, load_catalogue
+from sensornet.catalogue import load_catalogue
 from sensornet.lorawan import formats as lorawan_formats
 from sensornet.lorawan.keymap import KeyMap, load_keymap
 from sensornet.mqtt_wire import InboundMessage
@@ -95,26 +95,6 @@ hostile_values = st.one_of(
     st.just({"a": {"b": {"c": {"d": {"e": 1}}}}}),
     st.just([1.0]),
 )
-
-
-def good_value(quantity: Quantity) -> st.SearchStrategy[Any]:
-    if quantity.kind == "bool":
-        return st.booleans()
-    if quantity.kind == "string":
-        return st.sampled_from(quantity.allowed or ("free text",))
-    low, high = quantity.min or 0, quantity.max or 0
-    if quantity.kind == "int":
-        return st.integers(int(low), int(high))
-    return st.one_of(st.floats(low, high), st.integers(math.ceil(low), math.floor(high)))
-
-
-def mostly(
-    good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any], clean: bool
-) -> st.SearchStrategy[Any]:
-    """One draw in eight from the hostile set, none in a clean message."""
-    if clean:
-        return good
-    return st.integers(0, 7).flatmap(lambda n: bad if n == 0 else good)
 
 
 def aliases(type_id: str) -> list[str]:

@@ -5,7 +5,6 @@ well formed, many of them subtly not."""
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -13,9 +12,10 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from value_strategies import good_value, mostly
 
 from ingest.pipeline import BatchResult, Pipeline
-from sensornet.catalogue import Quantity, load_catalogue
+from sensornet.catalogue import load_catalogue
 from sensornet.mqtt_wire import InboundMessage
 from sensornet.registry.store import DeviceInfo
 
@@ -59,27 +59,6 @@ hostile_values = st.one_of(
     st.just({"nested": 1.0}),
     st.just([1.0]),
 )
-
-
-def good_value(quantity: Quantity) -> st.SearchStrategy[Any]:
-    if quantity.kind == "bool":
-        return st.booleans()
-    if quantity.kind == "string":
-        return st.sampled_from(quantity.allowed or ("free text",))
-    low, high = quantity.min or 0, quantity.max or 0
-    if quantity.kind == "int":
-        return st.integers(int(low), int(high))
-    return st.one_of(st.floats(low, high), st.integers(math.ceil(low), math.floor(high)))
-
-
-def mostly(
-    good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any], clean: bool = False
-) -> st.SearchStrategy[Any]:
-    """Mostly well formed, as real traffic is, so the lane is exercised and not only
-    bypassed: one draw in eight from the hostile set, none in a clean message."""
-    if clean:
-        return good
-    return st.integers(0, 7).flatmap(lambda n: bad if n == 0 else good)
 
 
 good_timestamps = st.one_of(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -80,9 +81,25 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     registration with its credentials 3.5 -> 2.1 ms, docs/benchmarks.md). ``synchronous``
     stays FULL: a registration that showed a password once, or an audit row, survives a
     power cut; NORMAL measured no faster here. The mode is kept in the file, so a copy of
-    it must include ``registry.db-wal`` (or use ``sqlite3 .backup``)."""
+    it must include ``registry.db-wal`` (or use ``sqlite3 .backup``).
+
+    Only the file's first connection switches it, and SQLite answers that switch "database
+    is locked" at once, without waiting, when another connection holds a lock (processes
+    opening a new file together): so the mode is read first, and a refused switch is tried
+    again until another has made it or the busy timeout has passed."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            break
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # a new file's first moments only: another switches it
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 

@@ -53,6 +53,15 @@ from sensornet.settings import Settings
 from sensornet.topics import device_topic
 
 
+def native_payload(device: DeviceInfo, item: Item, speaks: str | None) -> bytes:
+    """A clean reading as its device sends it: SenML (JSON or CBOR) under its registered
+    name, else the flat object (what ``content_type`` names for anything but SenML)."""
+    if speaks in ("senml", "senml_cbor"):
+        name = device.senml_name or device.id
+        return senml_device_pack(item, name, cbor=speaks == "senml_cbor")
+    return flat(item)
+
+
 @dataclass(frozen=True, slots=True)
 class SentReading:
     sensor_id: str
@@ -340,11 +349,7 @@ class LivePublisher:
         kind = self._faults.pick(device.id, seq, in_pack=in_pack)
         if kind is None:
             self.truth.clean(device.id)
-            if speaks in ("senml", "senml_cbor"):
-                name = device.senml_name or device.id
-                payload = senml_device_pack(item, name, cbor=speaks == "senml_cbor")
-            else:
-                payload = flat(item)
+            payload = native_payload(device, item, speaks)
             self._emit(device, item, payload, device.id, copies=1)
             return
         injected = inject(
@@ -395,11 +400,7 @@ class LivePublisher:
         kind = self._faults.pick(device.id, item.seq, in_pack=True)
         if kind is None:
             self.truth.clean(device.id)
-            if speaks in ("senml", "senml_cbor"):
-                name = device.senml_name or device.id
-                payload = senml_device_pack(item, name, cbor=speaks == "senml_cbor")
-            else:
-                payload, speaks = flat(item), "flat"
+            payload = native_payload(device, item, speaks)
             copies = 1
         else:
             injected = inject(kind, item, catalogue=self._catalogue, type_id=device.type,

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiosmtpd.controller import Controller
 
 from wiring.services import free_port
@@ -128,3 +130,17 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield SmtpServer(port, mailbox)
     finally:
         controller.stop()
+
+
+def hook_routing(folder: Path, hook_url: str, **timing: str) -> Path:
+    """A routing file (docs/alerting.md) that sends every alarm, one group per alarm, to
+    the webhook at ``hook_url``/hook; ``timing`` overrides Alertmanager's waits."""
+    doc = {
+        "version": 1, "group_by": ["alarm_id"], "group_wait": "200ms",
+        "group_interval": "1s", "repeat_interval": "2s", **timing,
+        "receivers": {"hook": {"webhook": {"url": f"{hook_url}/hook"}}},
+        "default": ["hook"],
+    }  # fmt: skip
+    path = folder / "routing.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path

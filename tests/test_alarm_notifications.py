@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import yaml
-from alert_receivers import http_receiver
+from alert_receivers import hook_routing, http_receiver
 from support import running, wait_until
 from typer.testing import CliRunner
 
@@ -47,13 +47,7 @@ async def test_reading_to_receiver_acknowledge_and_maintenance(
     await apply_storage_layout(influx, settings, load_catalogue())
     await register_fleet(settings, [WL, WL2])
     with http_receiver() as hook:
-        routing = tmp_path / "routing.yaml"
-        routing.write_text(yaml.safe_dump({
-            "version": 1, "group_by": ["alarm_id"], "group_wait": "200ms",
-            "group_interval": "1s", "repeat_interval": "2s",
-            "receivers": {"hook": {"webhook": {"url": f"{hook.url}/hook"}}},
-            "default": ["hook"],
-        }))  # fmt: skip
+        routing = hook_routing(tmp_path, hook.url)
         metrics_port = free_port()
         s = settings.model_copy(
             update={

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from alert_receivers import http_receiver
+from alert_receivers import hook_routing, http_receiver
 from faultproxy import FaultProxy
 from northbound_support import PusherProcess, fast, subscribe
 from support import running, wait_until
@@ -206,13 +205,7 @@ async def test_alertmanager_down_then_back_and_influxdb_outage(
     again). Then InfluxDB down for longer than four resends: the runner keeps re-sending
     the active alarm from SQL, so Alertmanager does not resolve it meanwhile."""
     with http_receiver() as hook:
-        routing = tmp_path / "routing.yaml"
-        routing.write_text(yaml.safe_dump({
-            "version": 1, "group_by": ["alarm_id"], "group_wait": "200ms",
-            "group_interval": "1s", "repeat_interval": "2s",
-            "receivers": {"hook": {"webhook": {"url": f"{hook.url}/hook"}}},
-            "default": ["hook"],
-        }))  # fmt: skip
+        routing = hook_routing(tmp_path, hook.url)
         s = settings.model_copy(
             update={
                 "influx_url": f"http://127.0.0.1:{own_influx.port}",
